@@ -1,0 +1,312 @@
+//! HTTP transaction records: what the HTTP parser produces and the encoder serialises.
+//!
+//! A message head is kept as one owned byte buffer plus spans into it, so a transaction
+//! costs two allocations however many headers it has.
+
+use crate::time::{PacketRef, SortKey};
+
+/// A byte range inside a [`Head`] buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    /// Start offset.
+    pub start: u32,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+impl Span {
+    /// Span of `len` bytes at `start`.
+    pub fn new(start: usize, len: usize) -> Span {
+        Span {
+            start: u32::try_from(start).unwrap_or(u32::MAX),
+            len: u32::try_from(len).unwrap_or(0),
+        }
+    }
+}
+
+/// The bytes of one message head (start line and header fields) and spans into them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Head {
+    /// Owned copy of the head bytes (or just the parts the spans point into).
+    pub buf: Vec<u8>,
+    /// (name, value) spans, in wire order. Names keep their original case.
+    pub headers: Vec<(Span, Span)>,
+}
+
+impl Head {
+    /// The bytes of `span`; empty if it lies outside the buffer.
+    pub fn get(&self, span: Span) -> &[u8] {
+        let start = span.start as usize;
+        let end = start.saturating_add(span.len as usize);
+        self.buf.get(start..end).unwrap_or(&[])
+    }
+
+    /// Iterates (name, value) pairs in wire order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.headers.iter().map(|&(n, v)| (self.get(n), self.get(v)))
+    }
+
+    /// First value of header `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+}
+
+/// HTTP protocol version from the start line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// HTTP/1.0
+    Http10,
+    /// HTTP/1.1
+    #[default]
+    Http11,
+}
+
+impl HttpVersion {
+    /// `"1.0"` or `"1.1"`, as ECS `http.version` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpVersion::Http10 => "1.0",
+            HttpVersion::Http11 => "1.1",
+        }
+    }
+}
+
+/// A parsed request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// Head bytes and header spans.
+    pub head: Head,
+    /// Method span in `head`.
+    pub method: Span,
+    /// Request-target span in `head`, as sent.
+    pub target: Span,
+    /// Version from the request line.
+    pub version: HttpVersion,
+    /// Body length without chunk framing, before content decoding.
+    pub body_bytes: u64,
+    /// Packet that delivered the first byte of the request.
+    pub start: PacketRef,
+    /// Packet that delivered the last byte of the request.
+    pub end: PacketRef,
+}
+
+impl HttpRequest {
+    /// The method bytes.
+    pub fn method(&self) -> &[u8] {
+        self.head.get(self.method)
+    }
+    /// The request-target bytes as sent.
+    pub fn target(&self) -> &[u8] {
+        self.head.get(self.target)
+    }
+}
+
+/// A parsed response.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// Head bytes and header spans.
+    pub head: Head,
+    /// Status code (100..=999).
+    pub status: u16,
+    /// Reason phrase span in `head`.
+    pub reason: Span,
+    /// Version from the status line.
+    pub version: HttpVersion,
+    /// Body length without chunk framing, before content decoding.
+    pub body_bytes: u64,
+    /// Number of interim (1xx) responses seen before this final one.
+    pub interim_count: u16,
+    /// Packet that delivered the first byte of the response (of the first interim one, if any).
+    pub start: PacketRef,
+    /// Packet that delivered the last byte of the response.
+    pub end: PacketRef,
+}
+
+impl HttpResponse {
+    /// The reason phrase bytes.
+    pub fn reason(&self) -> &[u8] {
+        self.head.get(self.reason)
+    }
+}
+
+macro_rules! anomalies {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, )*) => {
+        /// Protocol anomalies flagged on a transaction. Parsing continues after each.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum Anomaly {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Anomaly {
+            /// Every anomaly, in declaration order.
+            pub const ALL: &'static [Anomaly] = &[$(Anomaly::$variant,)*];
+
+            /// Stable snake_case name used in events and counters.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( Anomaly::$variant => $name, )*
+                }
+            }
+        }
+    };
+}
+
+anomalies! {
+    /// A TCP gap (missing bytes) fell inside this transaction.
+    Gap = "gap",
+    /// Content-Length together with Transfer-Encoding (request smuggling indicator).
+    ContentLengthWithTransferEncoding = "content_length_with_transfer_encoding",
+    /// More than one Content-Length header, or one that does not parse.
+    InvalidContentLength = "invalid_content_length",
+    /// Transfer-Encoding that is not a plain final `chunked`.
+    InvalidTransferEncoding = "invalid_transfer_encoding",
+    /// Chunk size line that does not parse or overflows.
+    InvalidChunkSize = "invalid_chunk_size",
+    /// Head larger than the configured limit; the message was skipped.
+    HeadTooLarge = "head_too_large",
+    /// More header fields than the configured limit.
+    TooManyHeaders = "too_many_headers",
+    /// Bytes that are not a valid request or status line where one was expected.
+    InvalidStartLine = "invalid_start_line",
+    /// A header line that does not parse.
+    InvalidHeader = "invalid_header",
+    /// Line ends with a bare LF.
+    BareLf = "bare_lf",
+    /// The message body was cut short (connection end or gap).
+    BodyTruncated = "body_truncated",
+    /// Non-HTTP bytes were skipped to find the next message start.
+    SkippedBytes = "skipped_bytes",
+    /// Response data with no request outstanding.
+    UnsolicitedResponse = "unsolicited_response",
+    /// Trailer section after the last chunk.
+    Trailers = "trailers",
+}
+
+/// A set of [`Anomaly`] values (bitset).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Anomalies(pub u32);
+
+impl Anomalies {
+    /// Adds `a`.
+    pub fn insert(&mut self, a: Anomaly) {
+        self.0 |= 1 << (a as u8);
+    }
+    /// Whether `a` is present.
+    pub fn contains(self, a: Anomaly) -> bool {
+        self.0 & (1 << (a as u8)) != 0
+    }
+    /// Union of both sets.
+    pub fn union(self, other: Anomalies) -> Anomalies {
+        Anomalies(self.0 | other.0)
+    }
+    /// True when no anomaly is present.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// Present anomalies in declaration order.
+    pub fn iter(self) -> impl Iterator<Item = Anomaly> {
+        Anomaly::ALL.iter().copied().filter(move |a| self.contains(*a))
+    }
+}
+
+/// Why a transaction is missing its request or response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IncompleteReason {
+    /// No response began within the transaction timeout (packet time).
+    ResponseTimeout,
+    /// The connection closed (FIN/RST) or idled out before a response.
+    ConnectionClosed,
+    /// The capture ended before a response.
+    EndOfCapture,
+    /// A response with no request: the request was lost (gap, capture start, one-sided capture).
+    RequestNotSeen,
+    /// The response started but did not finish (gap, close or end of capture mid-body).
+    ResponseIncomplete,
+    /// The request started but did not finish.
+    RequestIncomplete,
+}
+
+impl IncompleteReason {
+    /// Every reason, in declaration order.
+    pub const ALL: &'static [IncompleteReason] = &[
+        IncompleteReason::ResponseTimeout,
+        IncompleteReason::ConnectionClosed,
+        IncompleteReason::EndOfCapture,
+        IncompleteReason::RequestNotSeen,
+        IncompleteReason::ResponseIncomplete,
+        IncompleteReason::RequestIncomplete,
+    ];
+
+    /// Stable snake_case name used in events and counters.
+    pub fn name(self) -> &'static str {
+        match self {
+            IncompleteReason::ResponseTimeout => "response_timeout",
+            IncompleteReason::ConnectionClosed => "connection_closed",
+            IncompleteReason::EndOfCapture => "end_of_capture",
+            IncompleteReason::RequestNotSeen => "request_not_seen",
+            IncompleteReason::ResponseIncomplete => "response_incomplete",
+            IncompleteReason::RequestIncomplete => "request_incomplete",
+        }
+    }
+}
+
+/// One HTTP exchange: a request and its response, or a lone half with a reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpTransaction {
+    /// Output order key (request start, or response start for a lone response).
+    pub key: SortKey,
+    /// The request, if seen.
+    pub request: Option<HttpRequest>,
+    /// The final response, if seen.
+    pub response: Option<HttpResponse>,
+    /// Anomalies seen on either message.
+    pub anomalies: Anomalies,
+    /// Set when the transaction is not a complete request/response pair.
+    pub incomplete: Option<IncompleteReason>,
+}
+
+impl HttpTransaction {
+    /// Both halves present and finished.
+    pub fn is_complete(&self) -> bool {
+        self.incomplete.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anomaly_set_roundtrip() {
+        let mut s = Anomalies::default();
+        assert!(s.is_empty());
+        s.insert(Anomaly::BareLf);
+        s.insert(Anomaly::Gap);
+        assert!(s.contains(Anomaly::Gap));
+        assert!(!s.contains(Anomaly::Trailers));
+        let names: Vec<_> = s.iter().map(Anomaly::name).collect();
+        assert_eq!(names, ["gap", "bare_lf"]);
+        assert!(Anomaly::ALL.len() <= 32);
+    }
+
+    #[test]
+    fn head_lookup_is_case_insensitive_and_bounds_checked() {
+        let buf = b"Host: a\r\nX-Y: b".to_vec();
+        let head = Head {
+            buf,
+            headers: vec![
+                (Span::new(0, 4), Span::new(6, 1)),
+                (Span::new(9, 3), Span::new(14, 1)),
+                (Span::new(100, 3), Span::new(200, 1)),
+            ],
+        };
+        assert_eq!(head.header("host"), Some(&b"a"[..]));
+        assert_eq!(head.header("x-y"), Some(&b"b"[..]));
+        assert_eq!(head.iter().count(), 3);
+        assert_eq!(head.get(Span::new(100, 3)), b"");
+    }
+}

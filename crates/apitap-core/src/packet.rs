@@ -1,0 +1,100 @@
+//! The decoded packet record ("decode once"): what the capture/decode stage hands to flow
+//! workers. Later stages never re-parse link, IP or TCP headers.
+
+use crate::flow::{FlowKey, Side};
+use crate::time::PacketRef;
+
+/// TCP flag bits as on the wire (low byte of the flags field).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    /// FIN bit.
+    pub const FIN: u8 = 0x01;
+    /// SYN bit.
+    pub const SYN: u8 = 0x02;
+    /// RST bit.
+    pub const RST: u8 = 0x04;
+    /// PSH bit.
+    pub const PSH: u8 = 0x08;
+    /// ACK bit.
+    pub const ACK: u8 = 0x10;
+
+    /// FIN set.
+    pub fn fin(self) -> bool {
+        self.0 & Self::FIN != 0
+    }
+    /// SYN set.
+    pub fn syn(self) -> bool {
+        self.0 & Self::SYN != 0
+    }
+    /// RST set.
+    pub fn rst(self) -> bool {
+        self.0 & Self::RST != 0
+    }
+    /// ACK set.
+    pub fn ack(self) -> bool {
+        self.0 & Self::ACK != 0
+    }
+}
+
+/// One decoded TCP segment. Its payload lives in the owning [`PacketBatch`]'s arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketMeta {
+    /// Global index and capture time.
+    pub at: PacketRef,
+    /// Canonical flow key (inner 5-tuple).
+    pub key: FlowKey,
+    /// Which endpoint of `key` sent this segment.
+    pub from: Side,
+    /// TCP sequence number.
+    pub seq: u32,
+    /// TCP acknowledgement number (meaningful when the ACK flag is set).
+    pub ack: u32,
+    /// TCP flags.
+    pub flags: TcpFlags,
+    /// Advertised window (unscaled).
+    pub window: u16,
+    /// Offset of the TCP payload in the batch arena.
+    pub payload_offset: u32,
+    /// TCP payload length as captured (may be less than on the wire if snaplen cut it).
+    pub payload_len: u32,
+    /// TCP payload length the IP header claims; larger than `payload_len` when truncated.
+    pub payload_wire_len: u32,
+}
+
+/// A batch of packets for one worker: records plus one shared payload arena, reused
+/// between batches so the hot path does not allocate per packet.
+#[derive(Debug, Default)]
+pub struct PacketBatch {
+    /// Packet records in read order.
+    pub packets: Vec<PacketMeta>,
+    /// Payload bytes of all packets, back to back.
+    pub arena: Vec<u8>,
+    /// Newest packet time seen by the reader when the batch was sent; drives timeouts on
+    /// workers that see no packets of their own.
+    pub clock: PacketRef,
+}
+
+impl PacketBatch {
+    /// Empties the batch, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.packets.clear();
+        self.arena.clear();
+    }
+
+    /// Appends a packet whose payload is `payload`; sets the record's offset and length.
+    pub fn push(&mut self, mut meta: PacketMeta, payload: &[u8]) {
+        meta.payload_offset = u32::try_from(self.arena.len()).unwrap_or(u32::MAX);
+        meta.payload_len = u32::try_from(payload.len()).unwrap_or(0);
+        self.arena.extend_from_slice(payload);
+        self.packets.push(meta);
+    }
+
+    /// The payload of `meta` (empty if the record does not belong to this batch).
+    pub fn payload(&self, meta: &PacketMeta) -> &[u8] {
+        let start = meta.payload_offset as usize;
+        let end = start.saturating_add(meta.payload_len as usize);
+        self.arena.get(start..end).unwrap_or(&[])
+    }
+}

@@ -1,0 +1,1 @@
+//! apitap-sink
