@@ -228,6 +228,8 @@ pub enum IncompleteReason {
     ResponseIncomplete,
     /// The request started but did not finish.
     RequestIncomplete,
+    /// Too many requests were waiting for responses on one connection; the oldest was given up.
+    PipelineOverflow,
 }
 
 impl IncompleteReason {
@@ -239,6 +241,7 @@ impl IncompleteReason {
         IncompleteReason::RequestNotSeen,
         IncompleteReason::ResponseIncomplete,
         IncompleteReason::RequestIncomplete,
+        IncompleteReason::PipelineOverflow,
     ];
 
     /// Stable snake_case name used in events and counters.
@@ -250,6 +253,7 @@ impl IncompleteReason {
             IncompleteReason::RequestNotSeen => "request_not_seen",
             IncompleteReason::ResponseIncomplete => "response_incomplete",
             IncompleteReason::RequestIncomplete => "request_incomplete",
+            IncompleteReason::PipelineOverflow => "pipeline_overflow",
         }
     }
 }
