@@ -1,1 +1,16 @@
-//! apitap-sink
+//! Event encoding and output for apitap.
+//!
+//! - [`event`] turns an [`apitap_core::HttpTransaction`] into one ECS-named JSON object
+//!   (serde derive over borrowed views: no intermediate `Value` tree).
+//! - [`reorder`] restores the deterministic output order from several workers.
+//! - [`lines`] writes JSON lines to stdout or a file.
+
+pub mod community_id;
+pub mod event;
+pub mod lines;
+pub mod reorder;
+
+pub use community_id::community_id_v1;
+pub use event::{EncodedEvent, Encoder, EncoderConfig, FlowContext, Redactor};
+pub use lines::LineSink;
+pub use reorder::{Reorder, ReorderStats};

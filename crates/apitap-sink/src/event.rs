@@ -1,0 +1,812 @@
+//! ECS JSON encoding of HTTP transactions.
+//!
+//! Field names follow the Elastic Common Schema so a SIEM ingests events without mapping;
+//! apitap's own fields live under `apitap.*`. The encoder writes straight into a byte buffer
+//! through serde derive on borrowed views, never through a `serde_json::Value` tree.
+
+use apitap_core::{Endpoint, Head, HttpRequest, HttpResponse, HttpTransaction, SortKey};
+use hmac::{Hmac, KeyInit, Mac};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use sha2::Sha256;
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+use std::net::IpAddr;
+
+/// Version of the event layout, carried in `apitap.schema_version`.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// Header names redacted by default (lower case).
+pub const DEFAULT_REDACT_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+    "apikey",
+    "x-auth-token",
+    "x-access-token",
+    "x-amz-security-token",
+];
+
+/// One encoded output event and its place in the total output order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedEvent {
+    /// Output order key.
+    pub key: SortKey,
+    /// One JSON object, no trailing newline.
+    pub json: Vec<u8>,
+}
+
+/// Per-flow facts every event of that flow repeats; computed once per flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowContext {
+    /// The client (sender of requests).
+    pub client: Endpoint,
+    /// The server.
+    pub server: Endpoint,
+    /// Stable flow id (same for every worker count and every run).
+    pub flow_id: String,
+    /// Community ID v1 of the flow.
+    pub community_id: String,
+}
+
+impl FlowContext {
+    /// Builds the context; `first_packet` is the global index of the flow's first packet,
+    /// which keeps `flow_id` unique when a 5-tuple is reused.
+    pub fn new(client: Endpoint, server: Endpoint, first_packet: u64) -> FlowContext {
+        let community_id = crate::community_id_v1(client, server, 6);
+        let (key, _) = apitap_core::FlowKey::from_packet(client, server, 6);
+        let mut h = key.shard_hash() ^ first_packet.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= h >> 29;
+        h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^= h >> 32;
+        FlowContext {
+            client,
+            server,
+            flow_id: format!("F{h:016x}"),
+            community_id,
+        }
+    }
+}
+
+/// How sensitive header values are replaced.
+#[derive(Clone, Debug)]
+pub struct Redactor {
+    names: Vec<String>,
+    key: Option<Vec<u8>>,
+}
+
+impl Redactor {
+    /// `names`: header names to redact (any case). `hmac_key`: when set, a redacted value
+    /// becomes `hmac:<16 hex>` (HMAC-SHA256, truncated) so equal secrets correlate without
+    /// being exposed; when not set, it becomes `[REDACTED]`.
+    pub fn new(names: &[String], hmac_key: Option<Vec<u8>>) -> Redactor {
+        Redactor {
+            names: names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            key: hmac_key.filter(|k| !k.is_empty()),
+        }
+    }
+
+    fn is_sensitive(&self, name: &[u8]) -> bool {
+        self.names
+            .iter()
+            .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    fn redacted(&self, value: &[u8]) -> Cow<'static, str> {
+        match &self.key {
+            None => Cow::Borrowed("[REDACTED]"),
+            Some(key) => {
+                let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+                    return Cow::Borrowed("[REDACTED]");
+                };
+                mac.update(value);
+                let tag = mac.finalize().into_bytes();
+                let mut s = String::with_capacity(21);
+                s.push_str("hmac:");
+                for b in tag.iter().take(8) {
+                    let _ = write!(s, "{b:02x}");
+                }
+                Cow::Owned(s)
+            }
+        }
+    }
+}
+
+impl Default for Redactor {
+    fn default() -> Self {
+        let names: Vec<String> = DEFAULT_REDACT_HEADERS.iter().map(|s| s.to_string()).collect();
+        Redactor::new(&names, None)
+    }
+}
+
+/// Encoder settings.
+#[derive(Clone, Debug, Default)]
+pub struct EncoderConfig {
+    /// Value of `observer.name` / `apitap.sensor`; omitted when empty.
+    pub sensor: String,
+    /// Header redaction.
+    pub redactor: Redactor,
+}
+
+/// Turns transactions into ECS JSON lines.
+#[derive(Clone, Debug, Default)]
+pub struct Encoder {
+    cfg: EncoderConfig,
+}
+
+impl Encoder {
+    /// A new encoder.
+    pub fn new(cfg: EncoderConfig) -> Encoder {
+        Encoder { cfg }
+    }
+
+    /// Encodes `tx` of the flow `flow` as one JSON object into `out` (appended, no newline).
+    pub fn encode(&self, flow: &FlowContext, tx: &HttpTransaction, out: &mut Vec<u8>) {
+        let view = EventView::new(&self.cfg, flow, tx);
+        // Serialising borrowed data into a Vec cannot fail: every field is a plain string,
+        // number or sequence and the writer is infallible.
+        if serde_json::to_writer(&mut *out, &view).is_err() {
+            out.clear();
+            out.extend_from_slice(b"{}");
+        }
+    }
+
+    /// Encodes into a new [`EncodedEvent`].
+    pub fn encode_event(&self, flow: &FlowContext, tx: &HttpTransaction) -> EncodedEvent {
+        let mut json = Vec::with_capacity(1024);
+        self.encode(flow, tx, &mut json);
+        EncodedEvent { key: tx.key, json }
+    }
+}
+
+// ---- borrowed views, serialised by serde derive ----
+
+#[derive(Serialize)]
+struct EventView<'a> {
+    #[serde(rename = "@timestamp")]
+    timestamp: Rfc3339,
+    event: EventMeta,
+    source: EndpointView,
+    destination: EndpointView,
+    network: NetworkView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observer: Option<ObserverView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<UrlView<'a>>,
+    http: HttpView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent: Option<UserAgentView<'a>>,
+    apitap: ApitapView<'a>,
+}
+
+struct Rfc3339(apitap_core::Timestamp);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = String::with_capacity(28);
+        self.0.write_rfc3339_micros(&mut buf);
+        s.serialize_str(&buf)
+    }
+}
+
+#[derive(Serialize)]
+struct EventMeta {
+    kind: &'static str,
+    category: [&'static str; 2],
+    #[serde(rename = "type")]
+    kind_type: [&'static str; 2],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration: Option<u64>,
+    id: String,
+}
+
+#[derive(Serialize)]
+struct EndpointView {
+    ip: IpAddr,
+    port: u16,
+}
+
+impl From<Endpoint> for EndpointView {
+    fn from(e: Endpoint) -> Self {
+        EndpointView {
+            ip: e.ip,
+            port: e.port,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct NetworkView<'a> {
+    transport: &'static str,
+    protocol: &'static str,
+    #[serde(rename = "type")]
+    ip_type: &'static str,
+    community_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct ObserverView<'a> {
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct UrlView<'a> {
+    original: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+struct HttpView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<RequestView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<ResponseView<'a>>,
+}
+
+#[derive(Serialize)]
+struct BodyView {
+    bytes: u64,
+}
+
+#[derive(Serialize)]
+struct RequestView<'a> {
+    method: Cow<'a, str>,
+    headers: HeadersView<'a>,
+    body: BodyView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mime_type: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+struct ResponseView<'a> {
+    status_code: u16,
+    headers: HeadersView<'a>,
+    body: BodyView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mime_type: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+struct UserAgentView<'a> {
+    original: Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+struct ApitapView<'a> {
+    flow_id: &'a str,
+    transaction: u32,
+    complete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incomplete_reason: Option<&'static str>,
+    anomalies: AnomalyList,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sensor: Option<&'a str>,
+    schema_version: &'static str,
+}
+
+struct AnomalyList(apitap_core::Anomalies);
+
+impl Serialize for AnomalyList {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        for a in self.0.iter() {
+            seq.serialize_element(a.name())?;
+        }
+        seq.end()
+    }
+}
+
+/// Header map: lower-case names in first-seen order; repeated names are joined with ", "
+/// (RFC 9110 field combination); sensitive values redacted.
+struct HeadersView<'a> {
+    head: &'a Head,
+    redactor: &'a Redactor,
+}
+
+impl Serialize for HeadersView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        let headers = &self.head.headers;
+        for (i, &(name_span, _)) in headers.iter().enumerate() {
+            let name = self.head.get(name_span);
+            let seen_before = headers
+                .iter()
+                .take(i)
+                .any(|&(n, _)| self.head.get(n).eq_ignore_ascii_case(name));
+            if seen_before {
+                continue;
+            }
+            let values = JoinedValues {
+                head: self.head,
+                name,
+                from: i,
+            };
+            if self.redactor.is_sensitive(name) {
+                let joined = values.to_string();
+                map.serialize_entry(&LowerName(name), &self.redactor.redacted(joined.as_bytes()))?;
+            } else {
+                map.serialize_entry(&LowerName(name), &values)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// A header name written in lower case without allocating.
+struct LowerName<'a>(&'a [u8]);
+
+impl fmt::Display for LowerName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                f.write_char(c.to_ascii_lowercase())?;
+            }
+            if !chunk.invalid().is_empty() {
+                f.write_char(char::REPLACEMENT_CHARACTER)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for LowerName<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// All values of one header name, from index `from` on, joined with ", ".
+struct JoinedValues<'a> {
+    head: &'a Head,
+    name: &'a [u8],
+    from: usize,
+}
+
+impl fmt::Display for JoinedValues<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for &(n, v) in self.head.headers.iter().skip(self.from) {
+            if !self.head.get(n).eq_ignore_ascii_case(self.name) {
+                continue;
+            }
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            for chunk in self.head.get(v).utf8_chunks() {
+                f.write_str(chunk.valid())?;
+                if !chunk.invalid().is_empty() {
+                    f.write_char(char::REPLACEMENT_CHARACTER)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for JoinedValues<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+/// Media type of a Content-Type value: the part before `;`, trimmed, lower case.
+fn mime_type(head: &Head) -> Option<Cow<'_, str>> {
+    let value = head.header("content-type")?;
+    let media = value.split(|&b| b == b';').next().unwrap_or(value).trim_ascii();
+    if media.is_empty() {
+        return None;
+    }
+    Some(match text(media) {
+        Cow::Borrowed(s) if !s.bytes().any(|b| b.is_ascii_uppercase()) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_ascii_lowercase()),
+    })
+}
+
+/// Host without port: `example.com:8080` -> `example.com`, `[::1]:80` -> `::1`.
+fn host_without_port(host: &[u8]) -> &[u8] {
+    let host = host.trim_ascii();
+    if let Some(rest) = host.strip_prefix(b"[") {
+        return match rest.iter().position(|&b| b == b']') {
+            Some(end) => rest.get(..end).unwrap_or(rest),
+            None => rest,
+        };
+    }
+    match host.iter().rposition(|&b| b == b':') {
+        Some(colon) if host.iter().filter(|&&b| b == b':').count() == 1 => {
+            host.get(..colon).unwrap_or(host)
+        }
+        _ => host,
+    }
+}
+
+/// Splits a request-target into (path, query, authority from absolute/authority form).
+#[allow(clippy::type_complexity)]
+fn split_target<'a>(
+    target: &'a [u8],
+    method: &[u8],
+) -> (Option<&'a [u8]>, Option<&'a [u8]>, Option<&'a [u8]>) {
+    if method.eq_ignore_ascii_case(b"CONNECT") {
+        return (None, None, Some(target));
+    }
+    if target == b"*" {
+        return (Some(target), None, None);
+    }
+    let mut authority = None;
+    let mut rest = target;
+    if let Some(pos) = find(target, b"://") {
+        let after = target.get(pos + 3..).unwrap_or(&[]);
+        let end = after
+            .iter()
+            .position(|&b| b == b'/' || b == b'?' || b == b'#')
+            .unwrap_or(after.len());
+        let auth = after.get(..end).unwrap_or(after);
+        // Strip userinfo.
+        let auth = match auth.iter().rposition(|&b| b == b'@') {
+            Some(at) => auth.get(at + 1..).unwrap_or(auth),
+            None => auth,
+        };
+        authority = Some(auth);
+        rest = after.get(end..).unwrap_or(&[]);
+    }
+    let rest = match rest.iter().position(|&b| b == b'#') {
+        Some(hash) => rest.get(..hash).unwrap_or(rest),
+        None => rest,
+    };
+    let (path, query) = match rest.iter().position(|&b| b == b'?') {
+        Some(q) => (rest.get(..q).unwrap_or(rest), rest.get(q + 1..)),
+        None => (rest, None),
+    };
+    let path: &[u8] = if path.is_empty() && authority.is_some() {
+        b"/"
+    } else {
+        path
+    };
+    (Some(path), query, authority)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+impl<'a> EventView<'a> {
+    fn new(cfg: &'a EncoderConfig, flow: &'a FlowContext, tx: &'a HttpTransaction) -> Self {
+        let req: Option<&HttpRequest> = tx.request.as_ref();
+        let resp: Option<&HttpResponse> = tx.response.as_ref();
+        let start = req
+            .map(|r| r.start.ts)
+            .or(resp.map(|r| r.start.ts))
+            .unwrap_or_default();
+        let duration = match (req, resp) {
+            (Some(q), Some(r)) => Some(r.end.ts.nanos_since(q.start.ts)),
+            _ => None,
+        };
+        let outcome = resp.map(|r| if r.status < 400 { "success" } else { "failure" });
+        let version = req.map(|r| r.version).or(resp.map(|r| r.version));
+
+        let url = req.map(|r| {
+            let target = r.target();
+            let (path, query, authority) = split_target(target, r.method());
+            let domain = r
+                .head
+                .header("host")
+                .or(authority)
+                .map(host_without_port)
+                .filter(|h| !h.is_empty())
+                .map(text);
+            UrlView {
+                original: text(target),
+                path: path.map(text),
+                query: query.map(text),
+                domain,
+            }
+        });
+        let user_agent = req
+            .and_then(|r| r.head.header("user-agent"))
+            .map(|ua| UserAgentView { original: text(ua) });
+        let sensor = (!cfg.sensor.is_empty()).then_some(cfg.sensor.as_str());
+
+        EventView {
+            timestamp: Rfc3339(start),
+            event: EventMeta {
+                kind: "event",
+                category: ["network", "web"],
+                kind_type: ["access", "protocol"],
+                outcome,
+                duration,
+                id: format!("{}-{}", flow.flow_id, tx.key.ordinal),
+            },
+            source: flow.client.into(),
+            destination: flow.server.into(),
+            network: NetworkView {
+                transport: "tcp",
+                protocol: "http",
+                ip_type: if flow.client.ip.is_ipv4() { "ipv4" } else { "ipv6" },
+                community_id: &flow.community_id,
+            },
+            observer: sensor.map(|name| ObserverView { name }),
+            url,
+            http: HttpView {
+                version: version.map(|v| v.as_str()),
+                request: req.map(|r| RequestView {
+                    method: text(r.method()),
+                    headers: HeadersView {
+                        head: &r.head,
+                        redactor: &cfg.redactor,
+                    },
+                    body: BodyView {
+                        bytes: r.body_bytes,
+                    },
+                    mime_type: mime_type(&r.head),
+                }),
+                response: resp.map(|r| ResponseView {
+                    status_code: r.status,
+                    headers: HeadersView {
+                        head: &r.head,
+                        redactor: &cfg.redactor,
+                    },
+                    body: BodyView {
+                        bytes: r.body_bytes,
+                    },
+                    mime_type: mime_type(&r.head),
+                }),
+            },
+            user_agent,
+            apitap: ApitapView {
+                flow_id: &flow.flow_id,
+                transaction: tx.key.ordinal,
+                complete: tx.is_complete(),
+                incomplete_reason: tx.incomplete.map(|r| r.name()),
+                anomalies: AnomalyList(tx.anomalies),
+                sensor,
+                schema_version: SCHEMA_VERSION,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apitap_core::{
+        Anomaly, HttpVersion, IncompleteReason, PacketRef, Span, Timestamp,
+    };
+
+    fn head(lines: &[(&str, &str)], start_line: &str) -> (Head, Vec<Span>) {
+        let mut buf = start_line.as_bytes().to_vec();
+        buf.extend_from_slice(b"\r\n");
+        let mut headers = Vec::new();
+        for (n, v) in lines {
+            let ns = buf.len();
+            buf.extend_from_slice(n.as_bytes());
+            buf.extend_from_slice(b": ");
+            let vs = buf.len();
+            buf.extend_from_slice(v.as_bytes());
+            buf.extend_from_slice(b"\r\n");
+            headers.push((Span::new(ns, n.len()), Span::new(vs, v.len())));
+        }
+        let words: Vec<Span> = {
+            let mut spans = Vec::new();
+            let mut pos = 0;
+            for w in start_line.splitn(3, ' ') {
+                spans.push(Span::new(pos, w.len()));
+                pos += w.len() + 1;
+            }
+            spans
+        };
+        (Head { buf, headers }, words)
+    }
+
+    fn flow() -> FlowContext {
+        FlowContext::new(
+            Endpoint {
+                ip: "10.0.0.2".parse().unwrap(),
+                port: 40000,
+            },
+            Endpoint {
+                ip: "10.0.0.1".parse().unwrap(),
+                port: 80,
+            },
+            7,
+        )
+    }
+
+    fn sample_tx() -> HttpTransaction {
+        let (qh, qw) = head(
+            &[
+                ("Host", "api.example.com:8080"),
+                ("User-Agent", "curl/8.0"),
+                ("Authorization", "Bearer secret-token"),
+                ("Accept", "a/b"),
+                ("accept", "c/d"),
+                ("Content-Type", "Application/JSON; charset=utf-8"),
+            ],
+            "POST /v1/users/42?x=1&y=%20#frag HTTP/1.1",
+        );
+        let (rh, rw) = head(&[("Content-Length", "2"), ("Set-Cookie", "a=b")], "HTTP/1.1 201 Created");
+        HttpTransaction {
+            key: SortKey {
+                packet: 4,
+                ordinal: 0,
+            },
+            request: Some(HttpRequest {
+                head: qh,
+                method: qw[0],
+                target: qw[1],
+                version: HttpVersion::Http11,
+                body_bytes: 13,
+                start: PacketRef {
+                    index: 4,
+                    ts: Timestamp::from_parts(1_714_564_800, 1_000),
+                },
+                end: PacketRef {
+                    index: 4,
+                    ts: Timestamp::from_parts(1_714_564_800, 1_000),
+                },
+            }),
+            response: Some(HttpResponse {
+                head: rh,
+                status: 201,
+                reason: rw[2],
+                version: HttpVersion::Http11,
+                body_bytes: 2,
+                interim_count: 0,
+                start: PacketRef {
+                    index: 6,
+                    ts: Timestamp::from_parts(1_714_564_800, 5_001_000),
+                },
+                end: PacketRef {
+                    index: 6,
+                    ts: Timestamp::from_parts(1_714_564_800, 5_001_000),
+                },
+            }),
+            anomalies: Default::default(),
+            incomplete: None,
+        }
+    }
+
+    fn encode(tx: &HttpTransaction, enc: &Encoder) -> serde_json::Value {
+        let mut out = Vec::new();
+        enc.encode(&flow(), tx, &mut out);
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn complete_transaction_fields() {
+        let v = encode(&sample_tx(), &Encoder::default());
+        assert_eq!(v["@timestamp"], "2024-05-01T12:00:00.000001Z");
+        assert_eq!(v["event"]["kind"], "event");
+        assert_eq!(v["event"]["duration"], 5_000_000);
+        assert_eq!(v["event"]["outcome"], "success");
+        assert_eq!(v["source"]["ip"], "10.0.0.2");
+        assert_eq!(v["source"]["port"], 40000);
+        assert_eq!(v["destination"]["ip"], "10.0.0.1");
+        assert_eq!(v["destination"]["port"], 80);
+        assert_eq!(v["network"]["transport"], "tcp");
+        assert!(v["network"]["community_id"].as_str().unwrap().starts_with("1:"));
+        assert_eq!(v["url"]["original"], "/v1/users/42?x=1&y=%20#frag");
+        assert_eq!(v["url"]["path"], "/v1/users/42");
+        assert_eq!(v["url"]["query"], "x=1&y=%20");
+        assert_eq!(v["url"]["domain"], "api.example.com");
+        assert_eq!(v["http"]["version"], "1.1");
+        assert_eq!(v["http"]["request"]["method"], "POST");
+        assert_eq!(v["http"]["request"]["body"]["bytes"], 13);
+        assert_eq!(v["http"]["request"]["mime_type"], "application/json");
+        assert_eq!(v["http"]["request"]["headers"]["accept"], "a/b, c/d");
+        assert_eq!(v["http"]["request"]["headers"]["authorization"], "[REDACTED]");
+        assert_eq!(v["http"]["response"]["headers"]["set-cookie"], "[REDACTED]");
+        assert_eq!(v["http"]["response"]["status_code"], 201);
+        assert_eq!(v["http"]["response"]["body"]["bytes"], 2);
+        assert_eq!(v["user_agent"]["original"], "curl/8.0");
+        assert_eq!(v["apitap"]["complete"], true);
+        assert_eq!(v["apitap"]["anomalies"], serde_json::json!([]));
+        assert!(v["apitap"].get("incomplete_reason").is_none());
+        assert_eq!(v["apitap"]["flow_id"], flow().flow_id);
+        assert_eq!(v["event"]["id"], format!("{}-0", flow().flow_id));
+    }
+
+    #[test]
+    fn hmac_redaction_is_keyed_and_stable() {
+        let names: Vec<String> = vec!["authorization".into()];
+        let enc = |key: &[u8]| {
+            Encoder::new(EncoderConfig {
+                sensor: "s1".into(),
+                redactor: Redactor::new(&names, Some(key.to_vec())),
+            })
+        };
+        let a = encode(&sample_tx(), &enc(b"k1"));
+        let b = encode(&sample_tx(), &enc(b"k1"));
+        let c = encode(&sample_tx(), &enc(b"k2"));
+        let va = a["http"]["request"]["headers"]["authorization"].as_str().unwrap();
+        assert!(va.starts_with("hmac:") && va.len() == 21, "{va}");
+        assert_eq!(va, b["http"]["request"]["headers"]["authorization"]);
+        assert_ne!(va, c["http"]["request"]["headers"]["authorization"]);
+        assert!(!a.to_string().contains("secret-token"));
+        // Not in the list -> kept.
+        assert_eq!(a["http"]["response"]["headers"]["set-cookie"], "a=b");
+        assert_eq!(a["observer"]["name"], "s1");
+    }
+
+    #[test]
+    fn lone_request_has_reason_and_no_duration() {
+        let mut tx = sample_tx();
+        tx.response = None;
+        tx.incomplete = Some(IncompleteReason::EndOfCapture);
+        tx.anomalies.insert(Anomaly::Gap);
+        let v = encode(&tx, &Encoder::default());
+        assert_eq!(v["apitap"]["complete"], false);
+        assert_eq!(v["apitap"]["incomplete_reason"], "end_of_capture");
+        assert_eq!(v["apitap"]["anomalies"], serde_json::json!(["gap"]));
+        assert!(v["event"].get("duration").is_none());
+        assert!(v["http"].get("response").is_none());
+    }
+
+    #[test]
+    fn lone_response_uses_response_time() {
+        let mut tx = sample_tx();
+        tx.request = None;
+        tx.incomplete = Some(IncompleteReason::RequestNotSeen);
+        let v = encode(&tx, &Encoder::default());
+        assert_eq!(v["@timestamp"], "2024-05-01T12:00:00.005001Z");
+        assert!(v.get("url").is_none());
+        assert_eq!(v["http"]["response"]["status_code"], 201);
+    }
+
+    #[test]
+    fn non_utf8_and_control_bytes_stay_valid_json() {
+        let mut tx = sample_tx();
+        if let Some(req) = tx.request.as_mut() {
+            req.head.buf[6] = 0xff; // inside the target
+            req.head.buf.push(b'"');
+        }
+        let mut out = Vec::new();
+        Encoder::default().encode(&flow(), &tx, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(v["url"]["original"].as_str().unwrap().contains('\u{fffd}'));
+    }
+
+    #[test]
+    fn target_forms() {
+        assert_eq!(
+            split_target(b"http://u:p@h.example:81/a?b#c", b"GET"),
+            (Some(&b"/a"[..]), Some(&b"b"[..]), Some(&b"h.example:81"[..]))
+        );
+        assert_eq!(split_target(b"http://h", b"GET"), (Some(&b"/"[..]), None, Some(&b"h"[..])));
+        assert_eq!(split_target(b"*", b"OPTIONS"), (Some(&b"*"[..]), None, None));
+        assert_eq!(split_target(b"h:443", b"CONNECT"), (None, None, Some(&b"h:443"[..])));
+        assert_eq!(split_target(b"/p?", b"GET"), (Some(&b"/p"[..]), Some(&b""[..]), None));
+    }
+
+    #[test]
+    fn host_port_stripping() {
+        assert_eq!(host_without_port(b"a.b:80"), b"a.b");
+        assert_eq!(host_without_port(b"[::1]:80"), b"::1");
+        assert_eq!(host_without_port(b"::1"), b"::1");
+        assert_eq!(host_without_port(b" a "), b"a");
+        assert_eq!(host_without_port(b"[bad"), b"bad");
+    }
+
+    #[test]
+    fn flow_id_depends_on_first_packet() {
+        let a = flow();
+        let b = FlowContext::new(a.client, a.server, 8);
+        assert_ne!(a.flow_id, b.flow_id);
+        assert_eq!(a, FlowContext::new(a.client, a.server, 7));
+    }
+}

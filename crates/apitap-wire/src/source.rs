@@ -1,0 +1,232 @@
+//! Capture file sources: pcap and pcapng through libpcap, several files merged by time.
+
+use crate::decode::LinkType;
+use apitap_core::Timestamp;
+use pcap::{Capture, Offline, Precision};
+use std::path::{Path, PathBuf};
+
+/// One captured frame from any source.
+#[derive(Clone, Copy, Debug)]
+pub struct RawPacket<'a> {
+    /// Capture time.
+    pub ts: Timestamp,
+    /// Captured bytes (may be shorter than the frame on the wire).
+    pub data: &'a [u8],
+    /// Frame length on the wire.
+    pub wire_len: u32,
+    /// Link type of `data`.
+    pub link: LinkType,
+}
+
+/// Errors reading capture files. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The file cannot be opened.
+    #[error("{path}: cannot open: {msg}")]
+    Open {
+        /// File path.
+        path: String,
+        /// Reason.
+        msg: String,
+    },
+    /// The file is empty, not a pcap/pcapng file, or its header is cut short.
+    #[error("{path}: not a readable pcap/pcapng capture: {msg}")]
+    NotACapture {
+        /// File path.
+        path: String,
+        /// libpcap's reason.
+        msg: String,
+    },
+    /// The capture's link type is not one apitap decodes.
+    #[error("{path}: unsupported link type {code} ({name}); supported: Ethernet, Linux cooked v1/v2, raw IPv4/IPv6, BSD null/loop")]
+    UnsupportedLinkType {
+        /// File path.
+        path: String,
+        /// pcap link-type code.
+        code: i32,
+        /// libpcap's name for it.
+        name: String,
+    },
+    /// A record in the middle of the file is corrupt; packets before it were delivered.
+    #[error("{path}: corrupt capture after packet {packet}: {msg}")]
+    Corrupt {
+        /// File path.
+        path: String,
+        /// Number of packets read from this file before the error.
+        packet: u64,
+        /// libpcap's reason.
+        msg: String,
+    },
+}
+
+struct OpenFile {
+    path: String,
+    cap: Capture<Offline>,
+    link: LinkType,
+    /// Lookahead frame (merging several files): timestamp, wire length, bytes.
+    next: Option<(Timestamp, u32)>,
+    buf: Vec<u8>,
+    read: u64,
+    done: bool,
+}
+
+/// Reads one or more capture files and yields frames merged in timestamp order (ties go
+/// to the file named first; within a file, file order is kept even if time goes backwards).
+pub struct FileSource {
+    files: Vec<OpenFile>,
+    warnings: Vec<String>,
+    total_bytes: u64,
+    current: Option<usize>,
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+impl FileSource {
+    /// Opens every file and checks its link type before anything is read.
+    pub fn open(paths: &[PathBuf]) -> Result<FileSource, WireError> {
+        let mut files = Vec::with_capacity(paths.len());
+        let mut total_bytes = 0;
+        for path in paths {
+            let name = display(path);
+            let meta = std::fs::metadata(path).map_err(|e| WireError::Open {
+                path: name.clone(),
+                msg: e.to_string(),
+            })?;
+            if meta.is_dir() {
+                return Err(WireError::Open {
+                    path: name,
+                    msg: "is a directory".into(),
+                });
+            }
+            if meta.len() == 0 {
+                return Err(WireError::NotACapture {
+                    path: name,
+                    msg: "file is empty".into(),
+                });
+            }
+            total_bytes += meta.len();
+            let cap = Capture::from_file_with_precision(path, Precision::Nano).map_err(|e| {
+                WireError::NotACapture {
+                    path: name.clone(),
+                    msg: pcap_msg(&e),
+                }
+            })?;
+            let dlt = cap.get_datalink();
+            let Some(link) = LinkType::from_linktype(dlt.0) else {
+                return Err(WireError::UnsupportedLinkType {
+                    path: name,
+                    code: dlt.0,
+                    name: dlt.get_name().unwrap_or_else(|_| "unknown".into()),
+                });
+            };
+            files.push(OpenFile {
+                path: name,
+                cap,
+                link,
+                next: None,
+                buf: Vec::new(),
+                read: 0,
+                done: false,
+            });
+        }
+        Ok(FileSource {
+            files,
+            warnings: Vec::new(),
+            total_bytes,
+            current: None,
+        })
+    }
+
+    /// Next frame in time order, or `Ok(None)` at the end of all files.
+    ///
+    /// A file ending in a truncated record (a capture cut off while being written) ends
+    /// there with a warning; any other read error is [`WireError::Corrupt`].
+    pub fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, WireError> {
+        // Fill each file's lookahead.
+        for i in 0..self.files.len() {
+            if let Some(f) = self.files.get_mut(i) {
+                if f.next.is_none() && !f.done {
+                    fill(f, &mut self.warnings)?;
+                }
+            }
+        }
+        let mut best: Option<(usize, Timestamp)> = None;
+        for (i, f) in self.files.iter().enumerate() {
+            if let Some((ts, _)) = f.next {
+                if best.is_none_or(|(_, b)| ts < b) {
+                    best = Some((i, ts));
+                }
+            }
+        }
+        let Some((i, _)) = best else {
+            return Ok(None);
+        };
+        self.current = Some(i);
+        let Some(f) = self.files.get_mut(i) else {
+            return Ok(None);
+        };
+        let Some((ts, wire_len)) = f.next.take() else {
+            return Ok(None);
+        };
+        Ok(Some(RawPacket {
+            ts,
+            data: &f.buf,
+            wire_len,
+            link: f.link,
+        }))
+    }
+
+    /// Non-fatal problems met so far (e.g. a truncated last packet).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Sum of the input file sizes (for progress display).
+    pub fn total_file_bytes(&self) -> u64 {
+        self.total_bytes
+    }
+}
+
+fn pcap_msg(e: &pcap::Error) -> String {
+    match e {
+        pcap::Error::PcapError(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Reads the next record of `f` into its lookahead buffer.
+fn fill(f: &mut OpenFile, warnings: &mut Vec<String>) -> Result<(), WireError> {
+    match f.cap.next_packet() {
+        Ok(p) => {
+            let ts = Timestamp::from_parts(i64::from(p.header.ts.tv_sec), i64::from(p.header.ts.tv_usec));
+            f.buf.clear();
+            f.buf.extend_from_slice(p.data);
+            f.next = Some((ts, p.header.len));
+            f.read += 1;
+            Ok(())
+        }
+        Err(pcap::Error::NoMorePackets) => {
+            f.done = true;
+            Ok(())
+        }
+        Err(e) => {
+            f.done = true;
+            let msg = pcap_msg(&e);
+            if msg.contains("truncated") {
+                warnings.push(format!(
+                    "{}: truncated last packet after {} packets ({msg}); the rest of the file is ignored",
+                    f.path, f.read
+                ));
+                Ok(())
+            } else {
+                Err(WireError::Corrupt {
+                    path: f.path.clone(),
+                    packet: f.read,
+                    msg,
+                })
+            }
+        }
+    }
+}
