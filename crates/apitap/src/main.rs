@@ -1,1 +1,102 @@
-fn main() {}
+//! The `apitap` command line.
+
+use anyhow::{Context, Result};
+use apitap::{replay, Config, Output};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Passive API-security sensor: rebuilds TCP streams, parses HTTP/1.x API calls and writes
+/// one JSON event per transaction.
+#[derive(Parser, Debug)]
+#[command(name = "apitap", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replay pcap/pcapng files offline; events go to stdout (JSON lines) unless -o is given.
+    Replay {
+        /// Capture files, merged in timestamp order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write events to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Configuration file (see sensor.toml).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Flow worker threads (default: pipeline.workers, 0 = one per core).
+        #[arg(short, long)]
+        workers: Option<usize>,
+        /// Also write the run summary as JSON to this file.
+        #[arg(long)]
+        stats_json: Option<PathBuf>,
+        /// Do not print the summary to stderr.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+}
+
+/// Exit codes: 0 all input processed; 1 input or output failed part-way (events before the
+/// failure were written); 2 nothing could be processed (usage, config, unreadable input).
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("apitap: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Replay {
+            files,
+            output,
+            config,
+            workers,
+            stats_json,
+            quiet,
+        } => {
+            let mut cfg = match &config {
+                Some(path) => Config::load(path)?,
+                None => Config::default(),
+            };
+            if let Some(w) = workers {
+                cfg.pipeline.workers = w.max(1);
+                cfg.validate()?;
+            }
+            let out = match output {
+                Some(path) => Output::File(path),
+                None => Output::Stdout,
+            };
+            let summary = replay(&files, out, &cfg)?;
+            if !quiet {
+                eprint!("{}", summary.to_text());
+            }
+            if let Some(path) = stats_json {
+                let text = serde_json::to_string_pretty(&summary.to_json())?;
+                std::fs::write(&path, text + "\n")
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            for w in &summary.warnings {
+                eprintln!("apitap: warning: {w}");
+            }
+            let mut code = ExitCode::SUCCESS;
+            if let Some(e) = &summary.input_error {
+                eprintln!("apitap: error: input stopped early: {e}");
+                code = ExitCode::from(1);
+            }
+            if let Some(e) = &summary.output_error {
+                eprintln!("apitap: error: {e}");
+                code = ExitCode::from(1);
+            }
+            Ok(code)
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! Message heads: finding where a head ends, and parsing it with httparse into the owned
+//! [`Head`] form plus the anomalies it shows.
+
+use apitap_core::{Anomalies, Anomaly, Head, HttpVersion, Span};
+
+/// Most header fields httparse is given room for.
+pub(crate) const MAX_HEADERS: usize = 256;
+
+/// Offset just past the blank line that ends a head (`\r\n\r\n`, `\n\n` or `\n\r\n`),
+/// searching from `from`.
+pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut pos = from.min(buf.len());
+    while let Some(i) = memchr::memchr(b'\n', buf.get(pos..)?) {
+        let nl = pos + i;
+        match (buf.get(nl + 1), buf.get(nl + 2)) {
+            (Some(b'\n'), _) => return Some(nl + 2),
+            (Some(b'\r'), Some(b'\n')) => return Some(nl + 3),
+            _ => {}
+        }
+        pos = nl + 1;
+    }
+    None
+}
+
+/// Where the search for a head end may resume after `len` bytes were searched.
+pub(crate) fn resume_from(len: usize) -> usize {
+    len.saturating_sub(3)
+}
+
+/// A parsed request head.
+pub(crate) struct RequestHead {
+    pub head: Head,
+    pub method: Span,
+    pub target: Span,
+    pub version: HttpVersion,
+    pub anomalies: Anomalies,
+}
+
+/// A parsed response head.
+pub(crate) struct ResponseHead {
+    pub head: Head,
+    pub status: u16,
+    pub reason: Span,
+    pub version: HttpVersion,
+    pub anomalies: Anomalies,
+}
+
+/// Why a head could not be parsed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum HeadError {
+    /// Not a valid start line / head.
+    Invalid,
+    /// More than [`MAX_HEADERS`] fields.
+    TooManyHeaders,
+}
+
+fn offset(base: &[u8], part: &[u8]) -> usize {
+    (part.as_ptr() as usize).saturating_sub(base.as_ptr() as usize)
+}
+
+fn span_of(base: &[u8], part: &[u8]) -> Span {
+    Span::new(offset(base, part), part.len())
+}
+
+/// Anomalies visible in the raw head bytes: bare LF line ends, and header lines that
+/// httparse had to skip (`lines` counted vs `parsed` fields).
+fn raw_anomalies(raw: &[u8], parsed_fields: usize, anomalies: &mut Anomalies) {
+    let mut lines = 0usize;
+    let mut prev = 0u8;
+    let mut line_start = 0usize;
+    let mut folded = 0usize;
+    for (i, &b) in raw.iter().enumerate() {
+        if b == b'\n' {
+            if prev != b'\r' {
+                anomalies.insert(Anomaly::BareLf);
+            }
+            lines += 1;
+            line_start = i + 1;
+        } else if i == line_start && (b == b' ' || b == b'\t') && lines > 0 {
+            folded += 1;
+        }
+        prev = b;
+    }
+    // Lines: start line + fields + blank line. Folded continuation lines are not fields.
+    let field_lines = lines.saturating_sub(2).saturating_sub(folded);
+    if field_lines != parsed_fields {
+        anomalies.insert(Anomaly::InvalidHeader);
+    }
+}
+
+fn version(v: Option<u8>) -> HttpVersion {
+    match v {
+        Some(0) => HttpVersion::Http10,
+        _ => HttpVersion::Http11,
+    }
+}
+
+fn collect_headers(raw: &[u8], headers: &[httparse::Header<'_>], max: usize, anomalies: &mut Anomalies) -> Vec<(Span, Span)> {
+    let fields: Vec<(Span, Span)> = headers
+        .iter()
+        .filter(|h| !h.name.is_empty())
+        .map(|h| (span_of(raw, h.name.as_bytes()), span_of(raw, h.value)))
+        .collect();
+    if fields.len() > max {
+        anomalies.insert(Anomaly::TooManyHeaders);
+        fields.into_iter().take(max).collect()
+    } else {
+        fields
+    }
+}
+
+/// Parses a complete request head (`raw` ends with the blank line).
+pub(crate) fn parse_request(raw: &[u8], max_headers: usize) -> Result<RequestHead, HeadError> {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut storage);
+    let mut cfg = httparse::ParserConfig::default();
+    cfg.ignore_invalid_headers_in_requests(true);
+    cfg.allow_multiple_spaces_in_request_line_delimiters(true);
+    match cfg.parse_request(&mut req, raw) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(HeadError::Invalid),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(_) => return Err(HeadError::Invalid),
+    }
+    let (Some(method), Some(path)) = (req.method, req.path) else {
+        return Err(HeadError::Invalid);
+    };
+    let mut anomalies = Anomalies::default();
+    let headers = collect_headers(raw, req.headers, max_headers, &mut anomalies);
+    raw_anomalies(raw, req.headers.len(), &mut anomalies);
+    Ok(RequestHead {
+        method: span_of(raw, method.as_bytes()),
+        target: span_of(raw, path.as_bytes()),
+        version: version(req.version),
+        head: Head {
+            buf: raw.to_vec(),
+            headers,
+        },
+        anomalies,
+    })
+}
+
+/// Parses a complete response head (`raw` ends with the blank line).
+pub(crate) fn parse_response(raw: &[u8], max_headers: usize) -> Result<ResponseHead, HeadError> {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut storage);
+    let mut cfg = httparse::ParserConfig::default();
+    cfg.ignore_invalid_headers_in_responses(true);
+    cfg.allow_obsolete_multiline_headers_in_responses(true);
+    cfg.allow_spaces_after_header_name_in_responses(true);
+    cfg.allow_multiple_spaces_in_response_status_delimiters(true);
+    match cfg.parse_response(&mut resp, raw) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(HeadError::Invalid),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(_) => return Err(HeadError::Invalid),
+    }
+    let Some(status) = resp.code else {
+        return Err(HeadError::Invalid);
+    };
+    let mut anomalies = Anomalies::default();
+    let headers = collect_headers(raw, resp.headers, max_headers, &mut anomalies);
+    raw_anomalies(raw, resp.headers.len(), &mut anomalies);
+    let reason = resp.reason.map(|r| span_of(raw, r.as_bytes())).unwrap_or_default();
+    Ok(ResponseHead {
+        status,
+        reason,
+        version: version(resp.version),
+        head: Head {
+            buf: raw.to_vec(),
+            headers,
+        },
+        anomalies,
+    })
+}
+
+/// How a message body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body.
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Until the sender closes the connection (responses only).
+    UntilClose,
+}
+
+/// Body framing from Transfer-Encoding / Content-Length (RFC 9112 section 6.3), with the
+/// smuggling-relevant anomalies.
+pub(crate) fn body_framing(head: &Head, is_request: bool, anomalies: &mut Anomalies) -> Framing {
+    let mut te_seen = false;
+    let mut te_last_chunked = false;
+    let mut lengths: Vec<Option<u64>> = Vec::new();
+    for (name, value) in head.iter() {
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            te_seen = true;
+            // The last coding listed (across all TE fields) decides.
+            for coding in value.split(|&b| b == b',') {
+                let c = coding.trim_ascii();
+                if !c.is_empty() {
+                    te_last_chunked = c.eq_ignore_ascii_case(b"chunked");
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            for part in value.split(|&b| b == b',') {
+                let p = part.trim_ascii();
+                let parsed = if !p.is_empty() && p.len() <= 19 && p.iter().all(u8::is_ascii_digit) {
+                    std::str::from_utf8(p).ok().and_then(|s| s.parse::<u64>().ok())
+                } else {
+                    None
+                };
+                lengths.push(parsed);
+            }
+        }
+    }
+    if te_seen {
+        if !lengths.is_empty() {
+            anomalies.insert(Anomaly::ContentLengthWithTransferEncoding);
+        }
+        if te_last_chunked {
+            return Framing::Chunked;
+        }
+        anomalies.insert(Anomaly::InvalidTransferEncoding);
+        return if is_request {
+            Framing::None
+        } else {
+            Framing::UntilClose
+        };
+    }
+    if lengths.is_empty() {
+        return if is_request {
+            Framing::None
+        } else {
+            Framing::UntilClose
+        };
+    }
+    let first = lengths.first().copied().flatten();
+    let consistent = first.is_some() && lengths.iter().all(|l| *l == first);
+    if lengths.len() > 1 || !consistent {
+        anomalies.insert(Anomaly::InvalidContentLength);
+    }
+    match (consistent, first) {
+        (true, Some(n)) => Framing::Length(n),
+        _ if is_request => Framing::None,
+        _ => Framing::UntilClose,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_end_variants() {
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nbody", 0), Some(18));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\n\nbody", 0), Some(16));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\nA: b\n\r\n", 0), Some(22));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0), None);
+        assert_eq!(find_head_end(b"", 0), None);
+        assert_eq!(find_head_end(b"ab", 10), None);
+    }
+
+    #[test]
+    fn request_spans_and_version() {
+        let r = parse_request(b"POST /a?b HTTP/1.0\r\nHost: x\r\nContent-Length: 3\r\n\r\n", 128).unwrap();
+        assert_eq!(r.head.get(r.method), b"POST");
+        assert_eq!(r.head.get(r.target), b"/a?b");
+        assert_eq!(r.version, HttpVersion::Http10);
+        assert_eq!(r.head.header("host"), Some(&b"x"[..]));
+        assert!(r.anomalies.is_empty());
+    }
+
+    #[test]
+    fn bare_lf_and_invalid_header_are_flagged() {
+        let r = parse_request(b"GET / HTTP/1.1\nHost: x\n\n", 128).unwrap();
+        assert!(r.anomalies.contains(Anomaly::BareLf));
+        let r = parse_request(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 128).unwrap();
+        assert!(r.anomalies.contains(Anomaly::InvalidHeader), "{:?}", r.anomalies);
+        assert_eq!(r.head.headers.len(), 1);
+    }
+
+    #[test]
+    fn header_limit_keeps_first_fields() {
+        let mut raw = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..10 {
+            raw.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        let r = parse_request(&raw, 4).unwrap();
+        assert_eq!(r.head.headers.len(), 4);
+        assert!(r.anomalies.contains(Anomaly::TooManyHeaders));
+        let mut huge = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..300 {
+            huge.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        huge.extend_from_slice(b"\r\n");
+        assert_eq!(parse_request(&huge, 128).err(), Some(HeadError::TooManyHeaders));
+    }
+
+    #[test]
+    fn invalid_start_lines() {
+        assert!(parse_request(b"GET /\r\n\r\n", 128).is_err());
+        assert!(parse_request(b"\x16\x03\x01\x00\r\n\r\n", 128).is_err());
+        assert!(parse_response(b"HTTP/1.1 abc OK\r\n\r\n", 128).is_err());
+    }
+
+    fn framing(raw: &[u8], req: bool) -> (Framing, Anomalies) {
+        let head = if req {
+            parse_request(raw, 128).unwrap().head
+        } else {
+            parse_response(raw, 128).unwrap().head
+        };
+        let mut a = Anomalies::default();
+        (body_framing(&head, req, &mut a), a)
+    }
+
+    #[test]
+    fn framing_rules() {
+        assert_eq!(framing(b"GET / HTTP/1.1\r\n\r\n", true).0, Framing::None);
+        assert_eq!(framing(b"HTTP/1.1 200 OK\r\n\r\n", false).0, Framing::UntilClose);
+        assert_eq!(framing(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", true).0, Framing::Length(5));
+        let (f, a) = framing(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", true);
+        assert_eq!(f, Framing::Chunked);
+        assert!(a.contains(Anomaly::ContentLengthWithTransferEncoding));
+        let (f, a) = framing(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", true);
+        assert_eq!(f, Framing::None);
+        assert!(a.contains(Anomaly::InvalidContentLength));
+        let (f, a) = framing(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", true);
+        assert_eq!(f, Framing::Length(5));
+        assert!(a.contains(Anomaly::InvalidContentLength));
+        let (f, a) = framing(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n", false);
+        assert_eq!(f, Framing::UntilClose);
+        assert!(a.contains(Anomaly::InvalidContentLength));
+        let (f, a) = framing(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", true);
+        assert_eq!(f, Framing::None);
+        assert!(a.contains(Anomaly::InvalidTransferEncoding));
+        let (f, _) = framing(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", false);
+        assert_eq!(f, Framing::Chunked);
+    }
+}

@@ -1,0 +1,92 @@
+//! Cheap checks on the first bytes of a message: does this look like a request line or a
+//! status line?
+
+use apitap_core::Direction;
+
+/// Answer of a prefix check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Looks {
+    /// It is a plausible start line.
+    Yes,
+    /// It cannot be one.
+    No,
+    /// Too few bytes to tell.
+    NeedMore,
+}
+
+const MAX_METHOD: usize = 20;
+
+/// Does `data` start like a request line: a method token (A-Z, '-', '_') then a space and a
+/// request-target character?
+pub(crate) fn looks_like_request(data: &[u8]) -> Looks {
+    for (i, &b) in data.iter().enumerate() {
+        if b == b' ' {
+            if i == 0 {
+                return Looks::No;
+            }
+            return match data.get(i + 1) {
+                None => Looks::NeedMore,
+                Some(&c) if c.is_ascii_graphic() => Looks::Yes,
+                Some(_) => Looks::No,
+            };
+        }
+        if i >= MAX_METHOD || !(b.is_ascii_uppercase() || b == b'-' || b == b'_') {
+            return Looks::No;
+        }
+    }
+    Looks::NeedMore
+}
+
+/// Does `data` start like a status line (`HTTP/1.`)?
+pub(crate) fn looks_like_response(data: &[u8]) -> Looks {
+    const PREFIX: &[u8] = b"HTTP/1.";
+    let n = data.len().min(PREFIX.len());
+    if data.get(..n) != PREFIX.get(..n) {
+        Looks::No
+    } else if n < PREFIX.len() {
+        Looks::NeedMore
+    } else {
+        Looks::Yes
+    }
+}
+
+/// Which way the first payload of a connection whose handshake was not seen goes:
+/// `Some(ToServer)` for a request line, `Some(ToClient)` for a status line, `None` when
+/// unsure.
+pub fn sniff_direction(data: &[u8]) -> Option<Direction> {
+    if looks_like_response(data) == Looks::Yes {
+        Some(Direction::ToClient)
+    } else if looks_like_request(data) == Looks::Yes {
+        Some(Direction::ToServer)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines() {
+        assert_eq!(looks_like_request(b"GET / HTTP/1.1"), Looks::Yes);
+        assert_eq!(looks_like_request(b"M-SEARCH * HTTP/1.1"), Looks::Yes);
+        assert_eq!(looks_like_request(b"GE"), Looks::NeedMore);
+        assert_eq!(looks_like_request(b"GET "), Looks::NeedMore);
+        assert_eq!(looks_like_request(b"get / HTTP/1.1"), Looks::No);
+        assert_eq!(looks_like_request(b" GET"), Looks::No);
+        assert_eq!(looks_like_request(b"\x16\x03\x01"), Looks::No);
+        assert_eq!(looks_like_request(b"AAAAAAAAAAAAAAAAAAAAAAAAAAAA /"), Looks::No);
+    }
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(looks_like_response(b"HTTP/1.1 200 OK"), Looks::Yes);
+        assert_eq!(looks_like_response(b"HTT"), Looks::NeedMore);
+        assert_eq!(looks_like_response(b"HTTP/2 200"), Looks::No);
+        assert_eq!(sniff_direction(b"HTTP/1.0 404"), Some(Direction::ToClient));
+        assert_eq!(sniff_direction(b"POST /x HTTP/1.1"), Some(Direction::ToServer));
+        assert_eq!(sniff_direction(b"GE"), None);
+        assert_eq!(sniff_direction(b"\x00\x01"), None);
+    }
+}

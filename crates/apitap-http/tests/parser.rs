@@ -1,0 +1,471 @@
+//! HTTP parser behaviour per message shape, anomaly and failure mode, plus "split
+//! anywhere" properties.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use apitap_core::{Anomaly, Direction, HttpTransaction, IncompleteReason, PacketRef, Timestamp};
+use apitap_http::{FinishCause, HttpConfig, HttpConn, HttpStats};
+use proptest::prelude::*;
+use Direction::{ToClient as S2C, ToServer as C2S};
+
+struct H {
+    conn: HttpConn,
+    cfg: HttpConfig,
+    stats: HttpStats,
+    out: Vec<HttpTransaction>,
+    at: PacketRef,
+}
+
+impl H {
+    fn new() -> Self {
+        Self::with(HttpConfig::default())
+    }
+    fn with(cfg: HttpConfig) -> Self {
+        H {
+            conn: HttpConn::new(),
+            cfg,
+            stats: HttpStats::default(),
+            out: Vec::new(),
+            at: PacketRef {
+                index: 1,
+                ts: Timestamp::from_millis(1_000),
+            },
+        }
+    }
+    fn tick(&mut self, ms: i64) {
+        self.at.index += 1;
+        self.at.ts = Timestamp(self.at.ts.0 + ms * 1_000_000);
+    }
+    fn send(&mut self, dir: Direction, data: &[u8]) {
+        self.tick(1);
+        self.conn
+            .on_data(dir, data, self.at, &self.cfg, &mut self.stats, &mut self.out);
+    }
+    fn gap(&mut self, dir: Direction, len: u64) {
+        self.tick(1);
+        self.conn
+            .on_gap(dir, len, self.at, &self.cfg, &mut self.stats, &mut self.out);
+    }
+    fn fin(&mut self, dir: Direction) {
+        self.tick(1);
+        self.conn
+            .on_fin(dir, self.at, &self.cfg, &mut self.stats, &mut self.out);
+    }
+    fn finish(&mut self, cause: FinishCause) {
+        self.tick(1);
+        self.conn
+            .finish(cause, self.at, &self.cfg, &mut self.stats, &mut self.out);
+    }
+    /// (method, target, status, req body, resp body, incomplete) per transaction, by key.
+    fn summary(&self) -> Vec<(String, String, u16, u64, u64, Option<IncompleteReason>)> {
+        let mut txs = self.out.clone();
+        txs.sort_by_key(|t| t.key);
+        txs.iter()
+            .map(|t| {
+                let (m, u, qb) = t
+                    .request
+                    .as_ref()
+                    .map(|r| {
+                        (
+                            String::from_utf8_lossy(r.method()).to_string(),
+                            String::from_utf8_lossy(r.target()).to_string(),
+                            r.body_bytes,
+                        )
+                    })
+                    .unwrap_or_default();
+                let (s, rb) = t
+                    .response
+                    .as_ref()
+                    .map(|r| (r.status, r.body_bytes))
+                    .unwrap_or((0, 0));
+                (m, u, s, qb, rb, t.incomplete)
+            })
+            .collect()
+    }
+    fn anomalies(&self, i: usize) -> Vec<Anomaly> {
+        let mut txs = self.out.clone();
+        txs.sort_by_key(|t| t.key);
+        txs[i].anomalies.iter().collect()
+    }
+}
+
+fn row(m: &str, u: &str, s: u16, qb: u64, rb: u64) -> (String, String, u16, u64, u64, Option<IncompleteReason>) {
+    (m.into(), u.into(), s, qb, rb, None)
+}
+
+#[test]
+fn simple_get() {
+    let mut h = H::new();
+    h.send(C2S, b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(h.out.is_empty());
+    assert!(h.conn.oldest_open().is_some());
+    h.send(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(h.summary(), vec![row("GET", "/a?b=1", 200, 0, 5)]);
+    assert!(h.conn.oldest_open().is_none());
+    let tx = &h.out[0];
+    assert_eq!(tx.request.as_ref().unwrap().head.header("host"), Some(&b"x"[..]));
+    assert_eq!(tx.response.as_ref().unwrap().reason(), b"OK");
+    assert!(tx.anomalies.is_empty());
+}
+
+#[test]
+fn keep_alive_and_pipelining_pair_fifo() {
+    let mut h = H::new();
+    h.send(C2S, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nPOST /3 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
+    h.send(
+        S2C,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 404 NF\r\nContent-Length: 2\r\n\r\nbbHTTP/1.1 201 C\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(
+        h.summary(),
+        vec![row("GET", "/1", 200, 0, 1), row("GET", "/2", 404, 0, 2), row("POST", "/3", 201, 3, 0)]
+    );
+    let ords: Vec<u32> = h.out.iter().map(|t| t.key.ordinal).collect();
+    assert_eq!(ords, [0, 1, 2]);
+}
+
+#[test]
+fn chunked_with_extensions_and_trailers() {
+    let mut h = H::new();
+    h.send(C2S, b"GET / HTTP/1.1\r\n\r\n");
+    h.send(
+        S2C,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+    );
+    assert_eq!(h.summary(), vec![row("GET", "/", 200, 0, 11)]);
+    assert_eq!(h.anomalies(0), vec![Anomaly::Trailers]);
+}
+
+#[test]
+fn chunked_request_body() {
+    let mut h = H::new();
+    h.send(C2S, b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    h.send(S2C, b"HTTP/1.1 204 No Content\r\n\r\n");
+    assert_eq!(h.summary(), vec![row("POST", "/u", 204, 3, 0)]);
+}
+
+#[test]
+fn close_delimited_response_ends_at_fin() {
+    let mut h = H::new();
+    h.send(C2S, b"GET / HTTP/1.0\r\n\r\n");
+    h.send(S2C, b"HTTP/1.0 200 OK\r\n\r\nsome ");
+    h.send(S2C, b"bytes");
+    assert!(h.out.is_empty());
+    h.fin(S2C);
+    assert_eq!(h.summary(), vec![row("GET", "/", 200, 0, 10)]);
+}
+
+#[test]
+fn no_body_for_head_204_304() {
+    let mut h = H::new();
+    h.send(C2S, b"HEAD / HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+    h.send(
+        S2C,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nHTTP/1.1 204 NC\r\n\r\nHTTP/1.1 304 NM\r\nContent-Length: 50\r\n\r\n",
+    );
+    assert_eq!(
+        h.summary(),
+        vec![row("HEAD", "/", 200, 0, 0), row("GET", "/a", 204, 0, 0), row("GET", "/b", 304, 0, 0)]
+    );
+}
+
+#[test]
+fn expect_100_continue_is_one_transaction() {
+    let mut h = H::new();
+    h.send(C2S, b"POST /up HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+    h.send(S2C, b"HTTP/1.1 100 Continue\r\n\r\n");
+    h.send(C2S, b"data");
+    h.send(S2C, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    assert_eq!(h.summary(), vec![row("POST", "/up", 200, 4, 2)]);
+    assert_eq!(h.out[0].response.as_ref().unwrap().interim_count, 2);
+    assert_eq!(h.stats.interim_responses, 2);
+}
+
+#[test]
+fn upgrade_101_stops_parsing() {
+    let mut h = H::new();
+    h.send(C2S, b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    h.send(S2C, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello");
+    h.send(C2S, b"\x81\x85garbage");
+    assert_eq!(h.summary(), vec![row("GET", "/ws", 101, 0, 0)]);
+    assert!(h.conn.is_passthrough());
+    assert_eq!(h.stats.upgrades, 1);
+    assert!(h.stats.passthrough_bytes > 0);
+}
+
+#[test]
+fn connect_200_makes_a_tunnel() {
+    let mut h = H::new();
+    h.send(C2S, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    h.send(S2C, b"HTTP/1.1 200 Connection established\r\n\r\n");
+    h.send(C2S, b"\x16\x03\x01\x02\x00");
+    assert_eq!(h.summary(), vec![row("CONNECT", "example.com:443", 200, 0, 0)]);
+    assert!(h.conn.is_passthrough());
+}
+
+#[test]
+fn lone_response_is_request_not_seen() {
+    let mut h = H::new();
+    h.send(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi");
+    let s = h.summary();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].2, 200);
+    assert_eq!(s[0].5, Some(IncompleteReason::RequestNotSeen));
+    assert!(h.anomalies(0).contains(&Anomaly::UnsolicitedResponse));
+}
+
+#[test]
+fn timeout_by_expire_and_lazily() {
+    let mut h = H::with(HttpConfig {
+        transaction_timeout_ms: 1_000,
+        ..HttpConfig::default()
+    });
+    h.send(C2S, b"GET /slow HTTP/1.1\r\n\r\n");
+    h.tick(500);
+    h.conn.expire(h.at, &h.cfg, &mut h.stats, &mut h.out);
+    assert!(h.out.is_empty());
+    h.tick(600);
+    // No sweep: the late response itself triggers the check first.
+    h.send(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let s = h.summary();
+    assert_eq!(s[0].5, Some(IncompleteReason::ResponseTimeout));
+    assert_eq!(s[0].0, "GET");
+    assert_eq!(s[1].5, Some(IncompleteReason::RequestNotSeen));
+}
+
+#[test]
+fn finish_causes() {
+    for (cause, reason) in [
+        (FinishCause::ConnectionClosed, IncompleteReason::ConnectionClosed),
+        (FinishCause::IdleTimeout, IncompleteReason::ConnectionClosed),
+        (FinishCause::EndOfCapture, IncompleteReason::EndOfCapture),
+    ] {
+        let mut h = H::new();
+        h.send(C2S, b"GET / HTTP/1.1\r\n\r\n");
+        h.finish(cause);
+        assert_eq!(h.summary()[0].5, Some(reason));
+    }
+}
+
+#[test]
+fn finish_mid_body_is_truncated() {
+    let mut h = H::new();
+    h.send(C2S, b"GET / HTTP/1.1\r\n\r\n");
+    h.send(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+    h.finish(FinishCause::ConnectionClosed);
+    assert_eq!(h.summary()[0].5, Some(IncompleteReason::ResponseIncomplete));
+    assert_eq!(h.summary()[0].4, 3);
+    assert!(h.anomalies(0).contains(&Anomaly::BodyTruncated));
+}
+
+#[test]
+fn gap_inside_body_is_absorbed() {
+    let mut h = H::new();
+    h.send(C2S, b"GET / HTTP/1.1\r\n\r\n");
+    h.send(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+    h.gap(S2C, 4);
+    h.send(S2C, b"xyz");
+    assert_eq!(h.summary(), vec![row("GET", "/", 200, 0, 10)]);
+    assert_eq!(h.anomalies(0), vec![Anomaly::Gap]);
+}
+
+#[test]
+fn gap_in_head_resyncs_at_next_request() {
+    let mut h = H::new();
+    h.send(C2S, b"GET /lost HTTP/1.1\r\nHos");
+    h.gap(C2S, 100);
+    h.send(C2S, b"t: x\r\n\r\nGET /next HTTP/1.1\r\n\r\n");
+    h.send(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let s = h.summary();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].1, "/next");
+    assert!(h.anomalies(0).contains(&Anomaly::Gap));
+    assert!(h.anomalies(0).contains(&Anomaly::SkippedBytes));
+    assert!(h.stats.bytes_skipped > 0);
+}
+
+#[test]
+fn smuggling_indicators() {
+    let mut h = H::new();
+    h.send(C2S, b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    h.send(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert!(h.anomalies(0).contains(&Anomaly::ContentLengthWithTransferEncoding));
+    assert_eq!(h.summary()[0].3, 0, "TE wins over CL");
+
+    let mut h = H::new();
+    h.send(C2S, b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+    h.send(S2C, b"HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n");
+    assert!(h.anomalies(0).contains(&Anomaly::InvalidContentLength));
+
+    let mut h = H::new();
+    h.send(C2S, b"GET / HTTP/1.1\r\n\r\n");
+    h.send(S2C, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+    assert!(h.anomalies(0).contains(&Anomaly::InvalidChunkSize));
+    assert!(h.anomalies(0).contains(&Anomaly::BodyTruncated));
+
+    let mut h = H::new();
+    h.send(C2S, b"GET / HTTP/1.1\nHost: a\n\n");
+    h.send(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert!(h.anomalies(0).contains(&Anomaly::BareLf));
+}
+
+#[test]
+fn chunk_size_overflow_does_not_panic() {
+    let mut h = H::new();
+    h.send(C2S, b"GET / HTTP/1.1\r\n\r\n");
+    h.send(S2C, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n");
+    assert!(h.anomalies(0).contains(&Anomaly::InvalidChunkSize));
+}
+
+#[test]
+fn garbage_never_becomes_a_transaction() {
+    let mut h = H::new();
+    h.send(C2S, &[0x16, 0x03, 0x01, 0x00, 0xff, b'\n', 0x00]);
+    h.send(C2S, b"hello world\r\n\r\n");
+    h.send(S2C, &[0u8; 500]);
+    h.finish(FinishCause::EndOfCapture);
+    assert!(h.out.is_empty());
+    assert!(h.stats.bytes_skipped > 0);
+    assert!(h.stats.invalid_start_lines >= 2);
+}
+
+#[test]
+fn head_too_large_is_skipped_and_counted() {
+    let mut h = H::with(HttpConfig {
+        max_head_bytes: 100,
+        ..HttpConfig::default()
+    });
+    let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 300));
+    h.send(C2S, &big);
+    h.send(C2S, b"\r\n\r\nGET /ok HTTP/1.1\r\n\r\n");
+    h.send(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(h.stats.heads_too_large, 1);
+    let s = h.summary();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].1, "/ok");
+    assert!(h.anomalies(0).contains(&Anomaly::HeadTooLarge));
+}
+
+#[test]
+fn pending_overflow_gives_up_oldest() {
+    let mut h = H::with(HttpConfig {
+        max_pending_requests: 2,
+        ..HttpConfig::default()
+    });
+    h.send(C2S, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n");
+    assert_eq!(h.stats.pipeline_overflows, 1);
+    assert_eq!(h.summary()[0].5, Some(IncompleteReason::PipelineOverflow));
+    assert_eq!(h.summary()[0].1, "/1");
+}
+
+/// Conversations covering every framing; each is (requests, responses).
+fn conversations() -> Vec<(Vec<u8>, Vec<u8>)> {
+    vec![
+        (
+            b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloHEAD /c HTTP/1.1\r\n\r\n".to_vec(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nwxyz\r\n0\r\nT: 1\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n".to_vec(),
+        ),
+        (
+            b"POST /up HTTP/1.1\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_vec(),
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+        ),
+        (
+            b"GET / HTTP/1.0\r\nUser-Agent: x\r\n\r\n".to_vec(),
+            b"HTTP/1.0 200 OK\r\nServer: y\r\n\r\nclose-delimited body".to_vec(),
+        ),
+    ]
+}
+
+/// Delivers each direction as given by the split points (requests first, then responses),
+/// then ends the connection.
+fn run(req: &[u8], resp: &[u8], req_cuts: &[usize], resp_cuts: &[usize]) -> Vec<HttpTransaction> {
+    let cfg = HttpConfig::default();
+    let mut stats = HttpStats::default();
+    let mut out = Vec::new();
+    let mut conn = HttpConn::new();
+    let at = PacketRef {
+        index: 1,
+        ts: Timestamp(0),
+    };
+    for (dir, data, cuts) in [(C2S, req, req_cuts), (S2C, resp, resp_cuts)] {
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
+        points.push(0);
+        points.push(data.len());
+        points.sort_unstable();
+        points.dedup();
+        for w in points.windows(2) {
+            conn.on_data(dir, &data[w[0]..w[1]], at, &cfg, &mut stats, &mut out);
+        }
+    }
+    conn.on_fin(S2C, at, &cfg, &mut stats, &mut out);
+    conn.finish(FinishCause::ConnectionClosed, at, &cfg, &mut stats, &mut out);
+    out.sort_by_key(|t| t.key);
+    out
+}
+
+#[test]
+fn split_at_every_byte_gives_the_same_transactions() {
+    for (req, resp) in conversations() {
+        let whole = run(&req, &resp, &[], &[]);
+        assert!(!whole.is_empty());
+        assert!(whole.iter().all(|t| t.is_complete()), "{whole:?}");
+        for i in 0..=req.len() {
+            assert_eq!(run(&req, &resp, &[i], &[]), whole, "request split at {i}");
+        }
+        for i in 0..=resp.len() {
+            assert_eq!(run(&req, &resp, &[], &[i]), whole, "response split at {i}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_splits_give_the_same_transactions(
+        which in 0usize..3,
+        req_cuts in proptest::collection::vec(any::<usize>(), 0..30),
+        resp_cuts in proptest::collection::vec(any::<usize>(), 0..30),
+    ) {
+        let (req, resp) = &conversations()[which];
+        prop_assert_eq!(run(req, resp, &req_cuts, &resp_cuts), run(req, resp, &[], &[]));
+    }
+
+    #[test]
+    fn arbitrary_bytes_and_gaps_never_panic(
+        chunks in proptest::collection::vec(
+            (any::<bool>(), proptest::collection::vec(any::<u8>(), 0..300), 0u64..50),
+            0..40),
+        seed in proptest::collection::vec(prop_oneof![
+            Just(b"GET / HTTP/1.1\r\n".to_vec()),
+            Just(b"HTTP/1.1 200 OK\r\n".to_vec()),
+            Just(b"Content-Length: 5\r\n".to_vec()),
+            Just(b"Transfer-Encoding: chunked\r\n".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"ffffffffffffffffff\r\n".to_vec()),
+        ], 0..20),
+    ) {
+        let cfg = HttpConfig { max_head_bytes: 256, ..HttpConfig::default() };
+        let mut stats = HttpStats::default();
+        let mut out = Vec::new();
+        let mut conn = HttpConn::new();
+        let mut at = PacketRef { index: 1, ts: Timestamp(0) };
+        for (i, s) in seed.iter().enumerate() {
+            let dir = if i % 2 == 0 { C2S } else { S2C };
+            conn.on_data(dir, s, at, &cfg, &mut stats, &mut out);
+        }
+        for (to_server, bytes, gap) in &chunks {
+            at.index += 1;
+            let dir = if *to_server { C2S } else { S2C };
+            conn.on_data(dir, bytes, at, &cfg, &mut stats, &mut out);
+            if *gap > 40 {
+                conn.on_gap(dir, *gap, at, &cfg, &mut stats, &mut out);
+            }
+        }
+        conn.finish(FinishCause::EndOfCapture, at, &cfg, &mut stats, &mut out);
+        prop_assert!(conn.oldest_open().is_none());
+        for t in &out {
+            prop_assert!(t.request.is_some() || t.response.is_some());
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! `sensor.toml`: every bound and timeout of the sensor, with defaults.
+//!
+//! Unknown keys are errors (typos must not silently fall back to defaults). Units are in the
+//! names (`_ms`, `_bytes`).
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Threads and queues.
+    pub pipeline: PipelineConfig,
+    /// Flow table.
+    pub flow: FlowConfig,
+    /// TCP reassembly.
+    pub reassembly: ReassemblyConfig,
+    /// HTTP parsing.
+    pub http: HttpConfig,
+    /// Event content.
+    pub output: OutputConfig,
+}
+
+/// Threads and queues.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Flow worker threads; 0 means one per available core.
+    pub workers: usize,
+    /// Packets per batch sent from the reader to a worker.
+    pub batch_packets: usize,
+    /// Batches queued per worker before the reader waits (replay) or drops (live).
+    pub worker_queue_batches: usize,
+    /// Events held by the reorder stage before it releases them out of order (counted).
+    pub reorder_max_events: usize,
+    /// Packets between clock ticks broadcast to all workers (drives timeouts and output).
+    pub tick_packets: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            workers: 0,
+            batch_packets: 256,
+            worker_queue_batches: 64,
+            reorder_max_events: 100_000,
+            tick_packets: 8192,
+        }
+    }
+}
+
+/// Flow table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowConfig {
+    /// Tracked TCP connections, all workers together; the least recently active is evicted
+    /// (counted) when full.
+    pub max_flows: usize,
+    /// A connection with no packet for this long (packet time) is closed.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            max_flows: 262_144,
+            idle_timeout_ms: 120_000,
+        }
+    }
+}
+
+/// TCP reassembly bounds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReassemblyConfig {
+    /// Out-of-order bytes buffered per direction; past it the hole becomes a gap (counted).
+    pub max_ooo_bytes_per_direction: usize,
+    /// Out-of-order segments buffered per direction.
+    pub max_ooo_segments_per_direction: usize,
+}
+
+impl Default for ReassemblyConfig {
+    fn default() -> Self {
+        ReassemblyConfig {
+            max_ooo_bytes_per_direction: 262_144,
+            max_ooo_segments_per_direction: 512,
+        }
+    }
+}
+
+/// HTTP parsing bounds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest message head (start line + headers) parsed; larger ones are skipped (counted).
+    pub max_head_bytes: usize,
+    /// Header fields kept per message (at most 256).
+    pub max_headers: usize,
+    /// Requests waiting for a response per connection before the oldest is given up.
+    pub max_pending_requests: usize,
+    /// A request whose response has not started after this long (packet time) is emitted alone.
+    pub transaction_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_head_bytes: 65_536,
+            max_headers: 128,
+            max_pending_requests: 64,
+            transaction_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// Event content.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Sensor name written to `observer.name` and `apitap.sensor`; empty leaves them out.
+    pub sensor_name: String,
+    /// Header names whose values are redacted (case-insensitive).
+    pub redact_headers: Vec<String>,
+    /// File holding the HMAC key for redacted values. Without a key, values become
+    /// `[REDACTED]`; with one, `hmac:<16 hex>` so equal secrets can be correlated.
+    pub redact_hmac_key_file: Option<PathBuf>,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            sensor_name: String::new(),
+            redact_headers: apitap_sink::event::DEFAULT_REDACT_HEADERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            redact_hmac_key_file: None,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks ranges that serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        let p = &self.pipeline;
+        if p.workers > 256 {
+            bail!("pipeline.workers = {} is more than 256", p.workers);
+        }
+        if p.batch_packets == 0 || p.batch_packets > 65_536 {
+            bail!("pipeline.batch_packets must be 1..=65536");
+        }
+        if p.worker_queue_batches == 0 {
+            bail!("pipeline.worker_queue_batches must be at least 1");
+        }
+        if p.reorder_max_events == 0 {
+            bail!("pipeline.reorder_max_events must be at least 1");
+        }
+        if p.tick_packets == 0 {
+            bail!("pipeline.tick_packets must be at least 1");
+        }
+        if self.flow.max_flows == 0 {
+            bail!("flow.max_flows must be at least 1");
+        }
+        if self.flow.idle_timeout_ms == 0 {
+            bail!("flow.idle_timeout_ms must be at least 1");
+        }
+        let h = &self.http;
+        if h.max_head_bytes < 64 {
+            bail!("http.max_head_bytes must be at least 64");
+        }
+        if h.max_headers == 0 || h.max_headers > 256 {
+            bail!("http.max_headers must be 1..=256");
+        }
+        if h.max_pending_requests == 0 {
+            bail!("http.max_pending_requests must be at least 1");
+        }
+        if h.transaction_timeout_ms == 0 {
+            bail!("http.transaction_timeout_ms must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Worker count after resolving 0 to the number of cores.
+    pub fn worker_count(&self) -> usize {
+        match self.pipeline.workers {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            n => n,
+        }
+    }
+
+    /// The HMAC key for redaction, read from `output.redact_hmac_key_file`.
+    pub fn redact_key(&self) -> Result<Option<Vec<u8>>> {
+        match &self.output.redact_hmac_key_file {
+            None => Ok(None),
+            Some(path) => {
+                let key = std::fs::read(path).with_context(|| {
+                    format!("cannot read output.redact_hmac_key_file {}", path.display())
+                })?;
+                let key = key.trim_ascii().to_vec();
+                if key.len() < 16 {
+                    bail!(
+                        "output.redact_hmac_key_file {} holds {} bytes; use at least 16",
+                        path.display(),
+                        key.len()
+                    );
+                }
+                Ok(Some(key))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.flow.max_flows, 262_144);
+        assert_eq!(c.http.max_headers, 128);
+        assert!(c.output.redact_headers.iter().any(|h| h == "authorization"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Config::parse("[flow]\nmax_flow = 3\n").unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+        assert!(Config::parse("[nope]\n").is_err());
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected() {
+        for bad in [
+            "[flow]\nmax_flows = 0",
+            "[http]\nmax_headers = 1000",
+            "[pipeline]\nbatch_packets = 0",
+            "[http]\nmax_head_bytes = 10",
+            "[flow]\nidle_timeout_ms = -5",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn example_sensor_toml_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sensor.toml");
+        let c = Config::load(&path).unwrap();
+        assert!(c.validate().is_ok());
+    }
+}

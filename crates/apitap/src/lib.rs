@@ -1,0 +1,12 @@
+//! apitap: passive API-security sensor. This library holds the pipeline behind the
+//! `apitap` binary so tests and benches can drive it in-process.
+
+pub mod config;
+pub mod counters;
+pub mod pipeline;
+pub mod stats;
+pub mod worker;
+
+pub use config::Config;
+pub use pipeline::{replay, Output};
+pub use stats::RunSummary;

@@ -1,0 +1,213 @@
+//! The replay pipeline: a reader/decoder (the calling thread), N flow workers fed by a
+//! symmetric flow hash over bounded channels, and a sink thread that restores one
+//! deterministic order.
+//!
+//! ```text
+//! reader+decode --batches--> worker 0..N --events+watermark--> reorder+sink
+//!        ^------- recycled batches ------'
+//! ```
+//! Shutdown is by disconnection: the reader drops its senders at end of input, workers
+//! close their flows and send a final watermark, the sink drains and flushes.
+
+use crate::config::Config;
+use crate::stats::RunSummary;
+use crate::worker::{Worker, WorkerOutput};
+use anyhow::{anyhow, Context, Result};
+use apitap_core::{PacketBatch, PacketRef};
+use apitap_sink::{Encoder, EncoderConfig, LineSink, Redactor, Reorder, ReorderStats};
+use apitap_wire::{decode, DecodeStats, FileSource};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::path::PathBuf;
+use std::thread;
+
+/// Where events go.
+pub enum Output {
+    /// JSON lines to standard output.
+    Stdout,
+    /// JSON lines to a file (created or truncated).
+    File(PathBuf),
+}
+
+/// Builds the event encoder from the config.
+pub fn encoder(cfg: &Config) -> Result<Encoder> {
+    Ok(Encoder::new(EncoderConfig {
+        sensor: cfg.output.sensor_name.clone(),
+        redactor: Redactor::new(&cfg.output.redact_headers, cfg.redact_key()?),
+    }))
+}
+
+/// Replays capture files through the whole pipeline. Returns the run summary; input and
+/// output errors that happen after start-up are recorded in it (events before them are
+/// still written). Errors before any packet is read (bad file, bad config) are returned.
+pub fn replay(inputs: &[PathBuf], output: Output, cfg: &Config) -> Result<RunSummary> {
+    let mut source = FileSource::open(inputs)?;
+    let encoder = encoder(cfg)?;
+    let sink = match &output {
+        Output::Stdout => LineSink::stdout(),
+        Output::File(path) => LineSink::create(path)
+            .with_context(|| format!("cannot create output file {}", path.display()))?,
+    };
+
+    let workers = cfg.worker_count();
+    let max_flows_per_worker = cfg.flow.max_flows.div_ceil(workers).max(1);
+    let (out_tx, out_rx) = bounded::<WorkerOutput>(workers * 4);
+    let (recycle_tx, recycle_rx) =
+        bounded::<PacketBatch>(workers * (cfg.pipeline.worker_queue_batches + 2));
+
+    let sink_handle = thread::Builder::new()
+        .name("apitap-sink".into())
+        .spawn({
+            let reorder_max = cfg.pipeline.reorder_max_events;
+            move || run_sink(out_rx, sink, workers, reorder_max)
+        })
+        .context("cannot start sink thread")?;
+
+    let mut senders = Vec::with_capacity(workers);
+    let mut handles = Vec::with_capacity(workers);
+    for id in 0..workers {
+        let (tx, rx) = bounded::<PacketBatch>(cfg.pipeline.worker_queue_batches);
+        let worker = Worker::new(id, cfg, encoder.clone(), max_flows_per_worker);
+        let out = out_tx.clone();
+        let recycle = recycle_tx.clone();
+        let handle = thread::Builder::new()
+            .name(format!("apitap-worker-{id}"))
+            .spawn(move || worker.run(rx, recycle, out))
+            .context("cannot start worker thread")?;
+        senders.push(tx);
+        handles.push(handle);
+    }
+    drop(out_tx);
+    drop(recycle_tx);
+
+    let mut summary = RunSummary {
+        files: inputs.len(),
+        ..RunSummary::default()
+    };
+    let read = read_loop(&mut source, &senders, &recycle_rx, cfg, &mut summary.decode);
+    summary.warnings.extend(source.warnings().iter().cloned());
+    if let Err(e) = read {
+        summary.input_error = Some(format!("{e:#}"));
+    }
+    drop(senders);
+
+    for handle in handles {
+        let stats = handle
+            .join()
+            .map_err(|_| anyhow!("a flow worker panicked"))?;
+        summary.workers.add(&stats);
+    }
+    let sink_result = sink_handle
+        .join()
+        .map_err(|_| anyhow!("the sink thread panicked"))?;
+    summary.reorder = sink_result.reorder;
+    summary.events_written = sink_result.written;
+    summary.bytes_written = sink_result.bytes;
+    summary.output_error = sink_result.error;
+    Ok(summary)
+}
+
+/// Reads, decodes and shards every packet. Blocks when a worker queue is full: a replay
+/// must not lose packets.
+fn read_loop(
+    source: &mut FileSource,
+    senders: &[Sender<PacketBatch>],
+    recycle: &Receiver<PacketBatch>,
+    cfg: &Config,
+    stats: &mut DecodeStats,
+) -> Result<()> {
+    let n = senders.len() as u64;
+    let batch_packets = cfg.pipeline.batch_packets;
+    let tick = cfg.pipeline.tick_packets;
+    let mut batches: Vec<PacketBatch> = (0..senders.len()).map(|_| PacketBatch::default()).collect();
+    let mut clock = PacketRef::default();
+    let mut index: u64 = 0;
+
+    let result = loop {
+        let raw = match source.next_packet() {
+            Ok(Some(raw)) => raw,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(anyhow::Error::new(e)),
+        };
+        index += 1;
+        let at = PacketRef { index, ts: raw.ts };
+        clock = PacketRef {
+            index,
+            ts: clock.ts.max(raw.ts),
+        };
+        if let Some(meta) = decode(raw.link, raw.data, at, stats) {
+            let shard = (meta.key.shard_hash() % n) as usize;
+            let start = meta.payload_offset as usize;
+            let payload = raw
+                .data
+                .get(start..start.saturating_add(meta.payload_len as usize))
+                .unwrap_or(&[]);
+            if let (Some(batch), Some(tx)) = (batches.get_mut(shard), senders.get(shard)) {
+                batch.push(meta, payload);
+                if batch.packets.len() >= batch_packets {
+                    send(batch, tx, recycle, clock)?;
+                }
+            }
+        }
+        if index % tick == 0 {
+            for (batch, tx) in batches.iter_mut().zip(senders) {
+                send(batch, tx, recycle, clock)?;
+            }
+        }
+    };
+    // Deliver what is buffered even after an input error: everything before it counts.
+    for (batch, tx) in batches.iter_mut().zip(senders) {
+        send(batch, tx, recycle, clock)?;
+    }
+    result
+}
+
+fn send(
+    batch: &mut PacketBatch,
+    tx: &Sender<PacketBatch>,
+    recycle: &Receiver<PacketBatch>,
+    clock: PacketRef,
+) -> Result<()> {
+    let fresh = recycle.try_recv().unwrap_or_default();
+    let mut full = std::mem::replace(batch, fresh);
+    full.clock = clock;
+    tx.send(full).map_err(|_| anyhow!("a flow worker stopped early"))
+}
+
+struct SinkResult {
+    reorder: ReorderStats,
+    written: u64,
+    bytes: u64,
+    error: Option<String>,
+}
+
+fn run_sink(
+    rx: Receiver<WorkerOutput>,
+    mut sink: LineSink,
+    workers: usize,
+    reorder_max: usize,
+) -> SinkResult {
+    let mut reorder = Reorder::new(workers, reorder_max);
+    let mut error: Option<String> = None;
+    let mut write = |ev: apitap_sink::EncodedEvent| {
+        if error.is_none() {
+            if let Err(e) = sink.write(&ev) {
+                error = Some(format!("cannot write events: {e}"));
+            }
+        }
+    };
+    for msg in rx.iter() {
+        reorder.push(msg.worker, msg.events, msg.watermark, &mut write);
+    }
+    reorder.finish(&mut write);
+    if error.is_none() {
+        if let Err(e) = sink.flush() {
+            error = Some(format!("cannot write events: {e}"));
+        }
+    }
+    SinkResult {
+        reorder: reorder.stats().clone(),
+        written: sink.written(),
+        bytes: sink.bytes(),
+        error,
+    }
+}

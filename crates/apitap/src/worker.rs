@@ -1,0 +1,480 @@
+//! A flow worker: owns one shard of the flow table, reassembles TCP, parses HTTP, encodes
+//! events, and tells the reorder stage how far its output has progressed.
+
+use crate::config::Config;
+use crate::stats::WorkerStats;
+use apitap_core::{
+    Direction, FlowKey, HttpTransaction, PacketBatch, PacketMeta, PacketRef, Side, SortKey,
+    Timestamp,
+};
+use apitap_flow::{FlowTable, ReassemblyConfig, ReassemblyStats, Segment, StreamEvent, TcpConn};
+use apitap_http::{sniff_direction, FinishCause, HttpConfig, HttpConn, HttpStats};
+use apitap_sink::{EncodedEvent, Encoder, FlowContext};
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::BTreeMap;
+
+/// What a worker sends to the reorder stage after each batch.
+pub struct WorkerOutput {
+    /// Worker number.
+    pub worker: usize,
+    /// Events finished in this batch, any order.
+    pub events: Vec<EncodedEvent>,
+    /// No later message from this worker carries a key below this.
+    pub watermark: SortKey,
+}
+
+/// Per-connection state.
+struct Flow {
+    tcp: TcpConn,
+    http: HttpConn,
+    client: Option<Side>,
+    ctx: Option<FlowContext>,
+    first_packet: u64,
+    /// Key under which this flow sits in the open-transaction index.
+    open: Option<SortKey>,
+}
+
+/// Everything a worker needs besides the flow table (split so a flow can be borrowed from
+/// the table while the rest is borrowed mutably).
+struct Env {
+    reassembly: ReassemblyConfig,
+    http: HttpConfig,
+    encoder: Encoder,
+    idle_ns: u64,
+    tx_timeout_ns: u64,
+    stats: WorkerStats,
+    reassembly_stats: ReassemblyStats,
+    http_stats: HttpStats,
+    txs: Vec<HttpTransaction>,
+    events: Vec<EncodedEvent>,
+    /// Oldest open transaction of every flow that has one: drives the watermark and
+    /// transaction timeouts.
+    open: BTreeMap<SortKey, (Timestamp, FlowKey)>,
+}
+
+/// One flow worker.
+pub struct Worker {
+    id: usize,
+    table: FlowTable<Flow>,
+    env: Env,
+}
+
+impl Worker {
+    /// A worker holding at most `max_flows` connections.
+    pub fn new(id: usize, cfg: &Config, encoder: Encoder, max_flows: usize) -> Worker {
+        Worker {
+            id,
+            table: FlowTable::new(max_flows.max(1)),
+            env: Env {
+                reassembly: ReassemblyConfig {
+                    max_ooo_bytes_per_direction: cfg.reassembly.max_ooo_bytes_per_direction,
+                    max_ooo_segments_per_direction: cfg.reassembly.max_ooo_segments_per_direction,
+                },
+                http: HttpConfig {
+                    max_head_bytes: cfg.http.max_head_bytes,
+                    max_headers: cfg.http.max_headers,
+                    max_pending_requests: cfg.http.max_pending_requests,
+                    transaction_timeout_ms: cfg.http.transaction_timeout_ms,
+                },
+                encoder,
+                idle_ns: cfg.flow.idle_timeout_ms.saturating_mul(1_000_000),
+                tx_timeout_ns: cfg.http.transaction_timeout_ms.saturating_mul(1_000_000),
+                stats: WorkerStats::default(),
+                reassembly_stats: ReassemblyStats::default(),
+                http_stats: HttpStats::default(),
+                txs: Vec::new(),
+                events: Vec::new(),
+                open: BTreeMap::new(),
+            },
+        }
+    }
+
+    /// Runs until the reader disconnects, then closes every flow and returns the counters.
+    pub fn run(
+        mut self,
+        batches: Receiver<PacketBatch>,
+        recycle: Sender<PacketBatch>,
+        out: Sender<WorkerOutput>,
+    ) -> WorkerStats {
+        let mut clock = PacketRef::default();
+        for mut batch in batches.iter() {
+            self.process_batch(&batch);
+            clock = clock.max(batch.clock);
+            self.tick(clock);
+            let watermark = self.watermark(clock);
+            self.send(&out, watermark);
+            batch.clear();
+            // The pool may be full or gone at shutdown; dropping the batch is fine then.
+            let _ = recycle.try_send(batch);
+        }
+        self.finish(clock);
+        self.send(&out, SortKey::MAX);
+        let mut stats = self.env.stats;
+        stats.reassembly = self.env.reassembly_stats;
+        stats.http = self.env.http_stats;
+        stats
+    }
+
+    /// Processes every packet of a batch.
+    pub fn process_batch(&mut self, batch: &PacketBatch) {
+        for meta in &batch.packets {
+            self.on_packet(meta, batch.payload(meta));
+        }
+    }
+
+    fn send(&mut self, out: &Sender<WorkerOutput>, watermark: SortKey) {
+        let events = std::mem::take(&mut self.env.events);
+        // The sink only goes away after all workers are done; an error means it failed,
+        // and its own error is what gets reported.
+        let _ = out.send(WorkerOutput {
+            worker: self.id,
+            events,
+            watermark,
+        });
+    }
+
+    /// Lowest key this worker may still emit.
+    fn watermark(&self, clock: PacketRef) -> SortKey {
+        let next = SortKey {
+            packet: clock.index.saturating_add(1),
+            ordinal: 0,
+        };
+        match self.env.open.keys().next() {
+            Some(&k) if k < next => k,
+            _ => next,
+        }
+    }
+
+    fn on_packet(&mut self, meta: &PacketMeta, payload: &[u8]) {
+        let env = &mut self.env;
+        env.stats.packets += 1;
+        env.stats.payload_bytes += payload.len() as u64;
+        let now = meta.at;
+        let key = meta.key;
+
+        // Lazy idle expiry: decided by this packet's time alone, so the result does not
+        // depend on how often the periodic sweep runs.
+        if let Some(last) = self.table.last_seen(&key) {
+            if now.ts.nanos_since(last) > env.idle_ns {
+                if let Some(flow) = self.table.remove(&key) {
+                    env.stats.flows_idle_expired += 1;
+                    env.close(key, flow, FinishCause::IdleTimeout, now);
+                }
+            }
+        }
+
+        if self.table.get_mut(&key, now.ts).is_none() {
+            if !meta.flags.syn() && meta.payload_wire_len == 0 {
+                // Pure ACK/FIN/RST of a connection we do not track: nothing to reassemble.
+                env.stats.packets_without_flow += 1;
+                return;
+            }
+            let flow = Flow {
+                tcp: TcpConn::new(),
+                http: HttpConn::new(),
+                client: None,
+                ctx: None,
+                first_packet: now.index,
+                open: None,
+            };
+            env.stats.flows_created += 1;
+            if let Some((old_key, old)) = self.table.insert(key, now.ts, flow) {
+                env.stats.flows_evicted += 1;
+                env.close(old_key, old, FinishCause::ConnectionClosed, now);
+            }
+        }
+        let Some(flow) = self.table.get_mut(&key, now.ts) else {
+            return;
+        };
+        if flow.client.is_none() && meta.flags.syn() {
+            flow.client = Some(if meta.flags.ack() {
+                meta.from.other()
+            } else {
+                meta.from
+            });
+            env.stats.role_from_handshake += 1;
+        }
+        env.segment(key, flow, meta, payload);
+        if flow.tcp.is_finished() {
+            if let Some(flow) = self.table.remove(&key) {
+                env.stats.flows_closed += 1;
+                env.close(key, flow, FinishCause::ConnectionClosed, now);
+            }
+        } else {
+            env.sync_open(key, flow);
+            env.encode(key, flow);
+        }
+    }
+
+    /// Periodic work at packet time `now`: idle flows and timed-out transactions.
+    fn tick(&mut self, now: PacketRef) {
+        let env = &mut self.env;
+        while let Some((key, flow)) = self.table.pop_idle(now.ts, env.idle_ns) {
+            env.stats.flows_idle_expired += 1;
+            env.close(key, flow, FinishCause::IdleTimeout, now);
+        }
+        // Transactions waiting longer than the timeout: the index is ordered by start packet,
+        // which follows packet time, so only its head needs looking at.
+        let mut due: Vec<FlowKey> = Vec::new();
+        for (_, &(ts, fk)) in env.open.iter().take(4096) {
+            if now.ts.nanos_since(ts) > env.tx_timeout_ns && !due.contains(&fk) {
+                due.push(fk);
+                if due.len() >= 256 {
+                    break;
+                }
+            }
+        }
+        for fk in due {
+            if let Some(flow) = self.table.peek_mut(&fk) {
+                flow.http
+                    .expire(now, &env.http, &mut env.http_stats, &mut env.txs);
+                env.sync_open(fk, flow);
+                env.encode(fk, flow);
+            }
+        }
+    }
+
+    /// End of input: every flow is closed as end of capture.
+    fn finish(&mut self, now: PacketRef) {
+        for (key, flow) in self.table.drain() {
+            self.env.stats.flows_open_at_end += 1;
+            self.env.close(key, flow, FinishCause::EndOfCapture, now);
+        }
+    }
+}
+
+impl Env {
+    /// Feeds one segment through reassembly into the HTTP parser.
+    fn segment(&mut self, key: FlowKey, flow: &mut Flow, meta: &PacketMeta, payload: &[u8]) {
+        let seg = Segment {
+            from: meta.from,
+            seq: meta.seq,
+            ack: meta.ack,
+            flags: meta.flags,
+            wire_len: meta.payload_wire_len,
+        };
+        let Flow {
+            tcp,
+            http,
+            client,
+            ctx,
+            first_packet,
+            ..
+        } = flow;
+        let mut d = Dispatch {
+            key,
+            at: meta.at,
+            first_packet: *first_packet,
+            client,
+            ctx,
+            http,
+            cfg: &self.http,
+            http_stats: &mut self.http_stats,
+            stats: &mut self.stats,
+            txs: &mut self.txs,
+        };
+        tcp.on_segment(
+            &seg,
+            payload,
+            &self.reassembly,
+            &mut self.reassembly_stats,
+            &mut |ev| d.event(ev),
+        );
+    }
+
+    /// Ends a flow: remaining holes become gaps, buffered bytes are delivered, pending
+    /// transactions are emitted.
+    fn close(&mut self, key: FlowKey, mut flow: Flow, cause: FinishCause, now: PacketRef) {
+        {
+            let Flow {
+                tcp,
+                http,
+                client,
+                ctx,
+                first_packet,
+                ..
+            } = &mut flow;
+            let mut d = Dispatch {
+                key,
+                at: now,
+                first_packet: *first_packet,
+                client,
+                ctx,
+                http,
+                cfg: &self.http,
+                http_stats: &mut self.http_stats,
+                stats: &mut self.stats,
+                txs: &mut self.txs,
+            };
+            tcp.flush(&self.reassembly, &mut self.reassembly_stats, &mut |ev| {
+                d.event(ev)
+            });
+        }
+        flow.http
+            .finish(cause, now, &self.http, &mut self.http_stats, &mut self.txs);
+        if let Some(k) = flow.open.take() {
+            self.open.remove(&k);
+        }
+        self.encode(key, &mut flow);
+    }
+
+    /// Keeps the open-transaction index in step with the flow's oldest open transaction.
+    fn sync_open(&mut self, key: FlowKey, flow: &mut Flow) {
+        let current = flow.http.oldest_open();
+        if current.map(|(k, _)| k) == flow.open {
+            return;
+        }
+        if let Some(k) = flow.open.take() {
+            self.open.remove(&k);
+        }
+        if let Some((k, ts)) = current {
+            self.open.insert(k, (ts, key));
+            flow.open = Some(k);
+        }
+    }
+
+    /// Encodes the transactions the last call produced.
+    fn encode(&mut self, key: FlowKey, flow: &mut Flow) {
+        if self.txs.is_empty() {
+            return;
+        }
+        let ctx = flow.ctx.get_or_insert_with(|| {
+            // Transactions without any data seen cannot happen; fall back to port order.
+            let client = guess_client_by_port(&key);
+            FlowContext::new(key.endpoint(client), key.endpoint(client.other()), flow.first_packet)
+        });
+        for tx in self.txs.drain(..) {
+            self.stats.count_transaction(&tx);
+            self.events.push(self.encoder.encode_event(ctx, &tx));
+        }
+    }
+}
+
+/// Routes reassembled stream events of one flow to its HTTP parser.
+struct Dispatch<'a> {
+    key: FlowKey,
+    at: PacketRef,
+    first_packet: u64,
+    client: &'a mut Option<Side>,
+    ctx: &'a mut Option<FlowContext>,
+    http: &'a mut HttpConn,
+    cfg: &'a HttpConfig,
+    http_stats: &'a mut HttpStats,
+    stats: &'a mut WorkerStats,
+    txs: &'a mut Vec<HttpTransaction>,
+}
+
+impl Dispatch<'_> {
+    fn event(&mut self, ev: StreamEvent<'_>) {
+        match ev {
+            StreamEvent::Data { side, bytes } => {
+                let client = self.client_for(side, bytes);
+                let dir = direction(side, client);
+                self.http
+                    .on_data(dir, bytes, self.at, self.cfg, self.http_stats, self.txs);
+            }
+            StreamEvent::Gap { side, len } => match *self.client {
+                Some(client) => self.http.on_gap(
+                    direction(side, client),
+                    len,
+                    self.at,
+                    self.cfg,
+                    self.http_stats,
+                    self.txs,
+                ),
+                None => self.stats.gap_bytes_before_role += len,
+            },
+            StreamEvent::Fin { side } => {
+                if let Some(client) = *self.client {
+                    self.http.on_fin(
+                        direction(side, client),
+                        self.at,
+                        self.cfg,
+                        self.http_stats,
+                        self.txs,
+                    );
+                }
+            }
+            StreamEvent::Reset { .. } => {}
+        }
+    }
+
+    /// The client side, deciding it from the first payload when the handshake was not seen:
+    /// whoever sends a request line is the client, whoever sends a status line the server,
+    /// else the well-known/lower port is the server.
+    fn client_for(&mut self, side: Side, first_bytes: &[u8]) -> Side {
+        let client = match *self.client {
+            Some(c) => c,
+            None => {
+                let c = match sniff_direction(first_bytes) {
+                    Some(Direction::ToServer) => {
+                        self.stats.role_from_payload += 1;
+                        side
+                    }
+                    Some(Direction::ToClient) => {
+                        self.stats.role_from_payload += 1;
+                        side.other()
+                    }
+                    None => {
+                        self.stats.role_from_port += 1;
+                        guess_client_by_port(&self.key)
+                    }
+                };
+                *self.client = Some(c);
+                c
+            }
+        };
+        if self.ctx.is_none() {
+            *self.ctx = Some(FlowContext::new(
+                self.key.endpoint(client),
+                self.key.endpoint(client.other()),
+                self.first_packet,
+            ));
+        }
+        client
+    }
+}
+
+fn direction(side: Side, client: Side) -> Direction {
+    if side == client {
+        Direction::ToServer
+    } else {
+        Direction::ToClient
+    }
+}
+
+/// Ports that are usually HTTP servers.
+const SERVER_PORTS: &[u16] = &[80, 8080, 8000, 8008, 8081, 8443, 8888, 3000, 5000, 9000, 443];
+
+/// The client side by port: a well-known HTTP port is the server; else the lower port is.
+fn guess_client_by_port(key: &FlowKey) -> Side {
+    let lo_server = SERVER_PORTS.contains(&key.lo.port);
+    let hi_server = SERVER_PORTS.contains(&key.hi.port);
+    match (lo_server, hi_server) {
+        (true, false) => Side::Hi,
+        (false, true) => Side::Lo,
+        _ if key.lo.port <= key.hi.port => Side::Hi,
+        _ => Side::Lo,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apitap_core::Endpoint;
+
+    fn key(a: u16, b: u16) -> FlowKey {
+        let ip = "10.0.0.1".parse().unwrap();
+        FlowKey::from_packet(Endpoint { ip, port: a }, Endpoint { ip, port: b }, 6).0
+    }
+
+    #[test]
+    fn port_guess_prefers_known_http_ports_then_lower_port() {
+        let k = key(8080, 1000);
+        assert_eq!(k.endpoint(guess_client_by_port(&k)).port, 1000);
+        let k = key(40000, 5555);
+        assert_eq!(k.endpoint(guess_client_by_port(&k)).port, 40000);
+        let k = key(80, 8080);
+        assert_eq!(k.endpoint(guess_client_by_port(&k)).port, 8080);
+    }
+}

@@ -1,0 +1,119 @@
+//! Helpers shared by the end-to-end tests: find fixtures, run replays, compare events.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use apitap::{replay, Config, Output, RunSummary};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// A fresh scratch directory under the target dir.
+pub fn scratch(name: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "apitap-test-{}-{}-{}",
+        std::process::id(),
+        name,
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Every capture under fixtures/ (except fixtures/bad), sorted.
+pub fn fixture_captures() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    walk(&root().join("fixtures"), &mut out);
+    out.retain(|p| {
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+        (ext == "pcap" || ext == "pcapng") && !p.components().any(|c| c.as_os_str() == "bad")
+    });
+    out.sort();
+    out
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// Golden events file of a capture: `NAME.events.jsonl` beside it.
+pub fn golden_path(capture: &Path) -> PathBuf {
+    let stem = capture.file_stem().unwrap().to_string_lossy().to_string();
+    capture.with_file_name(format!("{stem}.events.jsonl"))
+}
+
+/// Replays `inputs` with `workers` workers in-process; returns the output bytes and summary.
+pub fn run_replay(inputs: &[PathBuf], workers: usize) -> (Vec<u8>, RunSummary) {
+    let mut cfg = Config::default();
+    cfg.pipeline.workers = workers;
+    run_replay_with(inputs, &cfg)
+}
+
+/// Replays with an explicit config.
+pub fn run_replay_with(inputs: &[PathBuf], cfg: &Config) -> (Vec<u8>, RunSummary) {
+    let dir = scratch("replay");
+    let out = dir.join("events.jsonl");
+    let summary = replay(inputs, Output::File(out.clone()), cfg).unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (bytes, summary)
+}
+
+/// Parses JSON lines.
+pub fn parse_lines(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8(bytes.to_vec())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
+        .collect()
+}
+
+/// Field-by-field differences between two JSON values, as pointer paths.
+pub fn diff(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, va) in x {
+                match y.get(k) {
+                    Some(vb) => diff(va, vb, &format!("{path}/{k}"), out),
+                    None => out.push(format!("{path}/{k}: only in actual ({va})")),
+                }
+            }
+            for (k, vb) in y {
+                if !x.contains_key(k) {
+                    out.push(format!("{path}/{k}: only in expected ({vb})"));
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                diff(va, vb, &format!("{path}/{i}"), out);
+            }
+        }
+        _ if a != b => out.push(format!("{path}: actual {a} != expected {b}")),
+        _ => {}
+    }
+}
+
+/// Field of an event by dotted path (`http.request.method`).
+pub fn field<'a>(ev: &'a Value, dotted: &str) -> &'a Value {
+    let mut v = ev;
+    for part in dotted.split('.') {
+        v = v.get(part).unwrap_or(&Value::Null);
+    }
+    v
+}
