@@ -21,8 +21,12 @@ fn every_fixture_matches_its_golden_events() {
             std::fs::write(&golden, &actual).unwrap();
             continue;
         }
-        let expected = std::fs::read(&golden)
-            .unwrap_or_else(|_| panic!("no golden file {}; run with UPDATE_GOLDEN=1", golden.display()));
+        let expected = std::fs::read(&golden).unwrap_or_else(|_| {
+            panic!(
+                "no golden file {}; run with UPDATE_GOLDEN=1",
+                golden.display()
+            )
+        });
         let a = parse_lines(&actual);
         let e = parse_lines(&expected);
         let name = capture.strip_prefix(root()).unwrap().display().to_string();
@@ -39,7 +43,11 @@ fn every_fixture_matches_its_golden_events() {
             }
         }
     }
-    assert!(failures.is_empty(), "golden mismatches:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "golden mismatches:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -49,7 +57,11 @@ fn output_is_identical_for_any_worker_count_and_run() {
         let (three, _) = run_replay(std::slice::from_ref(&capture), 3);
         let (three_again, _) = run_replay(std::slice::from_ref(&capture), 3);
         assert!(one == three, "{}: 1 vs 3 workers differ", capture.display());
-        assert!(three == three_again, "{}: two runs differ", capture.display());
+        assert!(
+            three == three_again,
+            "{}: two runs differ",
+            capture.display()
+        );
     }
 }
 

@@ -92,9 +92,23 @@ impl FlowKey {
     /// Canonical key of a packet from `src` to `dst`, and the side `src` is on.
     pub fn from_packet(src: Endpoint, dst: Endpoint, proto: u8) -> (FlowKey, Side) {
         if src <= dst {
-            (FlowKey { lo: src, hi: dst, proto }, Side::Lo)
+            (
+                FlowKey {
+                    lo: src,
+                    hi: dst,
+                    proto,
+                },
+                Side::Lo,
+            )
         } else {
-            (FlowKey { lo: dst, hi: src, proto }, Side::Hi)
+            (
+                FlowKey {
+                    lo: dst,
+                    hi: src,
+                    proto,
+                },
+                Side::Hi,
+            )
         }
     }
 

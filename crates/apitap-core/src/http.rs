@@ -43,7 +43,9 @@ impl Head {
 
     /// Iterates (name, value) pairs in wire order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.headers.iter().map(|&(n, v)| (self.get(n), self.get(v)))
+        self.headers
+            .iter()
+            .map(|&(n, v)| (self.get(n), self.get(v)))
     }
 
     /// First value of header `name` (ASCII case-insensitive).
@@ -87,6 +89,8 @@ pub struct HttpRequest {
     pub version: HttpVersion,
     /// Body length without chunk framing, before content decoding.
     pub body_bytes: u64,
+    /// Bytes of the whole message on the wire: head, body and chunk framing.
+    pub wire_bytes: u64,
     /// Packet that delivered the first byte of the request.
     pub start: PacketRef,
     /// Packet that delivered the last byte of the request.
@@ -117,6 +121,9 @@ pub struct HttpResponse {
     pub version: HttpVersion,
     /// Body length without chunk framing, before content decoding.
     pub body_bytes: u64,
+    /// Bytes on the wire from the first interim response (if any) to the end of this one:
+    /// heads, body and chunk framing.
+    pub wire_bytes: u64,
     /// Number of interim (1xx) responses seen before this final one.
     pub interim_count: u16,
     /// Packet that delivered the first byte of the response (of the first interim one, if any).
@@ -209,7 +216,10 @@ impl Anomalies {
     }
     /// Present anomalies in declaration order.
     pub fn iter(self) -> impl Iterator<Item = Anomaly> {
-        Anomaly::ALL.iter().copied().filter(move |a| self.contains(*a))
+        Anomaly::ALL
+            .iter()
+            .copied()
+            .filter(move |a| self.contains(*a))
     }
 }
 

@@ -131,9 +131,18 @@ mod tests {
 
     #[test]
     fn sort_key_orders_by_packet_then_ordinal() {
-        let a = SortKey { packet: 1, ordinal: 9 };
-        let b = SortKey { packet: 2, ordinal: 0 };
-        let c = SortKey { packet: 2, ordinal: 1 };
+        let a = SortKey {
+            packet: 1,
+            ordinal: 9,
+        };
+        let b = SortKey {
+            packet: 2,
+            ordinal: 0,
+        };
+        let c = SortKey {
+            packet: 2,
+            ordinal: 1,
+        };
         assert!(a < b && b < c && c < SortKey::MAX);
     }
 }

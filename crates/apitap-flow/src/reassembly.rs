@@ -229,9 +229,9 @@ impl TcpConn {
             }
             let st = &mut self.streams[side.index()];
             if st.next.is_none() {
-                st.next = Some(Seq(seg.seq).add(1));
+                st.next = Some(Seq(seg.seq).plus(1));
             }
-            data_seq = Seq(seg.seq).add(1);
+            data_seq = Seq(seg.seq).plus(1);
         }
 
         // The peer's acknowledgement can prove that a hole in its stream was lost.
@@ -262,7 +262,7 @@ impl TcpConn {
             Self::add_data(st, side, data_seq, payload, wire_len, cfg, &mut out);
         }
         if seg.flags.fin() && st.fin.is_none() {
-            st.fin = Some(data_seq.add(wire_len));
+            st.fin = Some(data_seq.plus(wire_len));
         }
         Self::check_fin(st, side, &mut out);
     }
@@ -365,9 +365,11 @@ impl TcpConn {
                 if first_pass {
                     out.stats.partial_overlaps += 1;
                 }
-                let cut = usize::try_from(skip).unwrap_or(usize::MAX).min(payload.len());
+                let cut = usize::try_from(skip)
+                    .unwrap_or(usize::MAX)
+                    .min(payload.len());
                 payload = payload.get(cut..).unwrap_or(&[]);
-                seq = seq.add(len32(cut));
+                seq = seq.plus(len32(cut));
                 if payload.is_empty() {
                     // Only the snap-length-truncated tail is left.
                     Self::deliver_missing_tail(st, side, seq, missing_tail, out);
@@ -394,16 +396,16 @@ impl TcpConn {
                     out.stats.in_order_segments += 1;
                 }
                 out.data(side, now);
-                st.next = Some(next.add(len32(take)));
+                st.next = Some(next.plus(len32(take)));
                 if rest.is_empty() {
-                    Self::deliver_missing_tail(st, side, next.add(len32(take)), missing_tail, out);
+                    Self::deliver_missing_tail(st, side, next.plus(len32(take)), missing_tail, out);
                     Self::drain(st, side, out);
                     return;
                 }
-                Self::count_conflicts(st, next.add(len32(take)), rest, out);
+                Self::count_conflicts(st, next.plus(len32(take)), rest, out);
                 Self::drain(st, side, out);
                 payload = rest;
-                seq = next.add(len32(take));
+                seq = next.plus(len32(take));
                 first_pass = false;
                 continue;
             }
@@ -412,7 +414,8 @@ impl TcpConn {
                 // Nothing captured of it; the hole it leaves is reported later.
                 return;
             }
-            let fits = st.ooo_bytes.saturating_add(payload.len()) <= cfg.max_ooo_bytes_per_direction
+            let fits = st.ooo_bytes.saturating_add(payload.len())
+                <= cfg.max_ooo_bytes_per_direction
                 && st.ooo.len() < cfg.max_ooo_segments_per_direction;
             if fits {
                 if first_pass {
@@ -446,7 +449,7 @@ impl TcpConn {
             return;
         }
         out.gap(side, u64::from(missing));
-        st.next = Some(at.add(missing));
+        st.next = Some(at.plus(missing));
         // Buffered data the gap covers is superseded by it; drain trims it.
     }
 
@@ -464,7 +467,7 @@ impl TcpConn {
             let skip = usize::try_from(next.diff(seq)).unwrap_or(usize::MAX);
             if let Some(rest) = bytes.get(skip..) {
                 out.data(side, rest);
-                st.next = Some(next.add(len32(rest.len())));
+                st.next = Some(next.plus(len32(rest.len())));
             }
         }
     }
@@ -476,9 +479,9 @@ impl TcpConn {
         data: &[u8],
         out: &mut Out<'_, F>,
     ) {
-        let end = seq.add(len32(data.len()));
+        let end = seq.plus(len32(data.len()));
         for (bseq, bytes) in &st.ooo {
-            let bend = bseq.add(len32(bytes.len()));
+            let bend = bseq.plus(len32(bytes.len()));
             if !bseq.before(end) {
                 break;
             }
@@ -505,10 +508,11 @@ impl TcpConn {
         data: &[u8],
         out: &mut Out<'_, F>,
     ) {
-        let end = seq.add(len32(data.len()));
-        let overlaps = st.ooo.iter().any(|(b, bytes)| {
-            b.before(end) && b.add(len32(bytes.len())).after(seq)
-        });
+        let end = seq.plus(len32(data.len()));
+        let overlaps = st
+            .ooo
+            .iter()
+            .any(|(b, bytes)| b.before(end) && b.plus(len32(bytes.len())).after(seq));
         if overlaps {
             out.stats.partial_overlaps += 1;
             Self::count_conflicts(st, seq, data, out);
@@ -519,7 +523,7 @@ impl TcpConn {
         while cursor.before(end) {
             let (hole_end, next_i) = match st.ooo.get(i) {
                 Some((b, bytes)) => {
-                    let bend = b.add(len32(bytes.len()));
+                    let bend = b.plus(len32(bytes.len()));
                     if !bend.after(cursor) {
                         i += 1;
                         continue;

@@ -6,7 +6,7 @@ pub struct Seq(pub u32);
 
 impl Seq {
     /// `self + n`, wrapping.
-    pub fn add(self, n: u32) -> Seq {
+    pub fn plus(self, n: u32) -> Seq {
         Seq(self.0.wrapping_add(n))
     }
 
@@ -33,7 +33,7 @@ mod tests {
     #[test]
     fn wraps() {
         let a = Seq(u32::MAX - 1);
-        let b = a.add(4);
+        let b = a.plus(4);
         assert_eq!(b, Seq(2));
         assert_eq!(b.diff(a), 4);
         assert_eq!(a.diff(b), -4);

@@ -50,7 +50,9 @@ impl Harness {
         };
         let events = &mut self.events;
         self.conn
-            .on_segment(&s, payload, &self.cfg, &mut self.stats, &mut |e| events.push(conv(e)));
+            .on_segment(&s, payload, &self.cfg, &mut self.stats, &mut |e| {
+                events.push(conv(e))
+            });
     }
     fn flush(&mut self) {
         let events = &mut self.events;
@@ -100,9 +102,21 @@ fn in_order_is_zero_copy() {
     let cfg = ReassemblyConfig::default();
     let mut stats = ReassemblyStats::default();
     let payload = b"GET / HTTP/1.1\r\n\r\n".to_vec();
-    let syn = Segment { from: C, seq: 99, ack: 0, flags: TcpFlags(SYN), wire_len: 0 };
+    let syn = Segment {
+        from: C,
+        seq: 99,
+        ack: 0,
+        flags: TcpFlags(SYN),
+        wire_len: 0,
+    };
     conn.on_segment(&syn, &[], &cfg, &mut stats, &mut |_| {});
-    let seg = Segment { from: C, seq: 100, ack: 0, flags: TcpFlags(ACK), wire_len: payload.len() as u32 };
+    let seg = Segment {
+        from: C,
+        seq: 100,
+        ack: 0,
+        flags: TcpFlags(ACK),
+        wire_len: payload.len() as u32,
+    };
     let mut ptr = None;
     conn.on_segment(&seg, &payload, &cfg, &mut stats, &mut |e| {
         if let StreamEvent::Data { bytes, .. } = e {
@@ -184,7 +198,10 @@ fn single_segment_larger_than_buffer_is_not_lost() {
     });
     h.seg(C, 0, 0, SYN, b"");
     h.seg(C, 4, 0, ACK, b"defgh");
-    assert_eq!(h.stream(C), vec![Ev::Gap(C, 3), Ev::Data(C, b"defgh".to_vec())]);
+    assert_eq!(
+        h.stream(C),
+        vec![Ev::Gap(C, 3), Ev::Data(C, b"defgh".to_vec())]
+    );
 }
 
 #[test]
@@ -194,7 +211,7 @@ fn ack_past_hole_declares_gap_before_peer_data() {
     h.seg(S, 500, 1, SYN | ACK, b"");
     h.seg(C, 1, 501, ACK, b"abc");
     h.seg(C, 9, 501, ACK, b"xyz"); // 5 bytes (4..9) lost
-    // Server acknowledges everything and answers.
+                                   // Server acknowledges everything and answers.
     h.seg(S, 501, 12, ACK, b"resp");
     assert_eq!(
         h.events,
@@ -226,7 +243,11 @@ fn snaplen_truncation_becomes_gap() {
     h.seg(C, 11, 0, ACK, b"next");
     assert_eq!(
         h.stream(C),
-        vec![Ev::Data(C, b"abc".to_vec()), Ev::Gap(C, 7), Ev::Data(C, b"next".to_vec())]
+        vec![
+            Ev::Data(C, b"abc".to_vec()),
+            Ev::Gap(C, 7),
+            Ev::Data(C, b"next".to_vec())
+        ]
     );
     assert_eq!(h.stats.truncated_payload_bytes, 7);
 }
@@ -238,7 +259,14 @@ fn fin_fires_after_data_even_out_of_order() {
     h.seg(C, 4, 0, ACK | FIN, b"def");
     assert!(h.events.is_empty());
     h.seg(C, 1, 0, ACK, b"abc");
-    assert_eq!(h.events, vec![Ev::Data(C, b"abc".to_vec()), Ev::Data(C, b"def".to_vec()), Ev::Fin(C)]);
+    assert_eq!(
+        h.events,
+        vec![
+            Ev::Data(C, b"abc".to_vec()),
+            Ev::Data(C, b"def".to_vec()),
+            Ev::Fin(C)
+        ]
+    );
     h.seg(S, 0, 0, SYN | ACK, b"");
     h.seg(S, 1, 0, ACK | FIN, b"");
     assert_eq!(h.events.last(), Some(&Ev::Fin(S)));
@@ -282,7 +310,10 @@ fn midstream_pickup() {
     h.seg(S, 12345, 0, ACK, b"HTTP/1.1 200 OK\r\n");
     h.seg(S, 12345 + 17, 0, ACK, b"\r\n");
     h.seg(S, 12000, 0, ACK, b"old");
-    assert_eq!(h.stream(S), vec![Ev::Data(S, b"HTTP/1.1 200 OK\r\n\r\n".to_vec())]);
+    assert_eq!(
+        h.stream(S),
+        vec![Ev::Data(S, b"HTTP/1.1 200 OK\r\n\r\n".to_vec())]
+    );
     assert_eq!(h.conn.client_side(), None);
 }
 
@@ -308,7 +339,12 @@ fn flush_reports_holes_and_is_idempotent() {
     assert_eq!(h.events.len(), n);
     assert_eq!(
         h.events,
-        vec![Ev::Data(C, b"ab".to_vec()), Ev::Gap(C, 3), Ev::Data(C, b"fg".to_vec()), Ev::Fin(C)]
+        vec![
+            Ev::Data(C, b"ab".to_vec()),
+            Ev::Gap(C, 3),
+            Ev::Data(C, b"fg".to_vec()),
+            Ev::Fin(C)
+        ]
     );
 }
 
@@ -320,7 +356,10 @@ fn flush_reports_acked_but_unseen_tail() {
     // The client acknowledged 10 bytes; 7 were never captured.
     h.seg(C, 50, 11, ACK, b"");
     h.flush();
-    assert_eq!(h.stream(S), vec![Ev::Data(S, b"abc".to_vec()), Ev::Gap(S, 7)]);
+    assert_eq!(
+        h.stream(S),
+        vec![Ev::Data(S, b"abc".to_vec()), Ev::Gap(S, 7)]
+    );
 }
 
 #[test]

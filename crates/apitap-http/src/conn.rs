@@ -138,6 +138,8 @@ struct Dir {
     /// Anomalies of the message in progress (head not parsed yet).
     current: Anomalies,
     body_bytes: u64,
+    /// Wire bytes of the message in progress (for responses, since the first interim).
+    msg_bytes: u64,
 }
 
 impl Default for Dir {
@@ -154,6 +156,7 @@ impl Default for Dir {
             carry: Anomalies::default(),
             current: Anomalies::default(),
             body_bytes: 0,
+            msg_bytes: 0,
         }
     }
 }
@@ -537,7 +540,11 @@ impl HttpConn {
                 None
             }
         };
+        let after_interim = dir == Direction::ToClient && self.interim_start.is_some();
         let d = self.dir_mut(dir);
+        if !after_interim {
+            d.msg_bytes = 0;
+        }
         d.start = at;
         d.key = key;
         d.current = std::mem::take(&mut d.carry);
@@ -554,6 +561,7 @@ impl HttpConn {
             // Fast path: the whole head is in this delivery; parse it in place.
             if let Some(end) = find_head_end(input, 0).filter(|&e| e <= max) {
                 let raw = input.get(..end).unwrap_or(&[]);
+                self.dir_mut(dir).msg_bytes += end as u64;
                 self.parse_head(dir, raw, cx);
                 return end;
             }
@@ -561,7 +569,8 @@ impl HttpConn {
         let d = self.dir_mut(dir);
         let room = (max + 1).saturating_sub(d.head_buf.len());
         let take = input.len().min(room);
-        d.head_buf.extend_from_slice(input.get(..take).unwrap_or(&[]));
+        d.head_buf
+            .extend_from_slice(input.get(..take).unwrap_or(&[]));
         if Self::looks(dir, &d.head_buf) == Looks::No {
             self.invalid_start(dir, cx);
             return take;
@@ -569,6 +578,7 @@ impl HttpConn {
         let d = self.dir_mut(dir);
         if let Some(end) = find_head_end(&d.head_buf, d.scan_from).filter(|&e| e <= max) {
             let extra = d.head_buf.len() - end;
+            d.msg_bytes += (take - extra) as u64;
             let buf = std::mem::take(&mut d.head_buf);
             self.parse_head(dir, buf.get(..end).unwrap_or(&[]), cx);
             let d = self.dir_mut(dir);
@@ -587,6 +597,7 @@ impl HttpConn {
             return take;
         }
         d.scan_from = resume_from(d.head_buf.len());
+        d.msg_bytes += take as u64;
         take
     }
 
@@ -653,6 +664,7 @@ impl HttpConn {
                 target: h.target,
                 version: h.version,
                 body_bytes: 0,
+                wire_bytes: self.req.msg_bytes,
                 start,
                 end: at,
             },
@@ -698,7 +710,9 @@ impl HttpConn {
         let mut anomalies = h.anomalies.union(std::mem::take(&mut self.resp.current));
         let front = self.pending.front();
         let paired = front.is_some();
-        let (is_head, is_connect) = front.map(|p| (p.is_head, p.is_connect)).unwrap_or((false, false));
+        let (is_head, is_connect) = front
+            .map(|p| (p.is_head, p.is_connect))
+            .unwrap_or((false, false));
         let key = if paired {
             self.lone_key = None;
             SortKey::default()
@@ -710,7 +724,8 @@ impl HttpConn {
             }
         };
         let upgrade = h.status == 101 || (is_connect && (200..300).contains(&h.status));
-        let framing = if upgrade || is_head || h.status == 204 || h.status == 304 || h.status < 200 {
+        let framing = if upgrade || is_head || h.status == 204 || h.status == 304 || h.status < 200
+        {
             Framing::None
         } else {
             body_framing(&h.head, false, &mut anomalies)
@@ -724,6 +739,7 @@ impl HttpConn {
                 reason: h.reason,
                 version: h.version,
                 body_bytes: 0,
+                wire_bytes: self.resp.msg_bytes,
                 interim_count,
                 start,
                 end: at,
@@ -747,6 +763,7 @@ impl HttpConn {
 
     /// Counts `n` body bytes (and an anomaly) on the message in progress.
     fn add_body(&mut self, dir: Direction, n: u64, anomaly: Anomaly) {
+        self.add_wire(dir, n);
         match dir {
             Direction::ToServer => {
                 self.req.body_bytes += n;
@@ -786,11 +803,31 @@ impl HttpConn {
         self.pending.iter_mut().rev().find(|p| p.key == key)
     }
 
+    /// Counts `n` wire bytes on the message in progress in `dir`.
+    fn add_wire(&mut self, dir: Direction, n: u64) {
+        let d = self.dir_mut(dir);
+        d.msg_bytes += n;
+        let total = d.msg_bytes;
+        match dir {
+            Direction::ToServer => {
+                if let Some(p) = self.request_in_progress() {
+                    p.req.wire_bytes = total;
+                }
+            }
+            Direction::ToClient => {
+                if let Some(r) = self.in_response.as_mut() {
+                    r.resp.wire_bytes = total;
+                }
+            }
+        }
+    }
+
     fn body(&mut self, dir: Direction, body: Body, input: &[u8], cx: &mut Ctx<'_>) -> usize {
         match body {
             Body::Length(rem) => {
                 let take = (input.len() as u64).min(rem);
                 self.count_body(dir, take);
+                self.add_wire(dir, take);
                 let left = rem - take;
                 self.dir_mut(dir).phase = Phase::Body(Body::Length(left));
                 if left == 0 {
@@ -800,11 +837,13 @@ impl HttpConn {
             }
             Body::UntilClose => {
                 self.count_body(dir, input.len() as u64);
+                self.add_wire(dir, input.len() as u64);
                 input.len()
             }
             Body::ChunkData(rem) => {
                 let take = (input.len() as u64).min(rem);
                 self.count_body(dir, take);
+                self.add_wire(dir, take);
                 let left = rem - take;
                 self.dir_mut(dir).phase = Phase::Body(if left == 0 {
                     Body::ChunkEnd
@@ -814,8 +853,12 @@ impl HttpConn {
                 usize::try_from(take).unwrap_or(input.len())
             }
             Body::ChunkEnd => match input.first() {
-                Some(b'\r') => 1,
+                Some(b'\r') => {
+                    self.add_wire(dir, 1);
+                    1
+                }
                 Some(b'\n') => {
+                    self.add_wire(dir, 1);
                     self.dir_mut(dir).phase = Phase::Body(Body::ChunkSize);
                     1
                 }
@@ -826,11 +869,13 @@ impl HttpConn {
             },
             Body::ChunkSize => {
                 let Some((line, used)) = self.take_line(dir, input) else {
+                    self.add_wire(dir, input.len() as u64);
                     if self.dir(dir).line.len() > MAX_LINE {
                         self.bad_chunk(dir, cx);
                     }
                     return input.len();
                 };
+                self.add_wire(dir, used as u64);
                 match parse_chunk_size(&line) {
                     Some(0) => {
                         self.dir_mut(dir).phase = Phase::Body(Body::Trailer { bytes: 0 });
@@ -847,6 +892,7 @@ impl HttpConn {
             }
             Body::Trailer { bytes } => {
                 let Some((line, used)) = self.take_line(dir, input) else {
+                    self.add_wire(dir, input.len() as u64);
                     if bytes + self.dir(dir).line.len() > cx.cfg.max_head_bytes {
                         self.mark(dir, Anomaly::HeadTooLarge);
                         self.end_message(dir, None, cx);
@@ -854,6 +900,7 @@ impl HttpConn {
                     }
                     return input.len();
                 };
+                self.add_wire(dir, used as u64);
                 if line.iter().all(|&b| b == b'\r' || b == b'\n') {
                     self.end_message(dir, None, cx);
                 } else {
@@ -898,7 +945,12 @@ impl HttpConn {
     }
 
     /// The message in progress in `dir` is over (`incomplete` when cut short).
-    fn end_message(&mut self, dir: Direction, incomplete: Option<IncompleteReason>, cx: &mut Ctx<'_>) {
+    fn end_message(
+        &mut self,
+        dir: Direction,
+        incomplete: Option<IncompleteReason>,
+        cx: &mut Ctx<'_>,
+    ) {
         let at = cx.at;
         match dir {
             Direction::ToServer => {
@@ -976,6 +1028,10 @@ impl HttpConn {
         loop {
             let rest = input.get(pos..).unwrap_or(&[]);
             if rest.is_empty() {
+                if pos > 0 {
+                    self.dir_mut(dir).carry.insert(Anomaly::SkippedBytes);
+                    cx.stats.bytes_skipped += pos as u64;
+                }
                 return input.len();
             }
             if self.dir(dir).at_line_start {

@@ -95,7 +95,12 @@ fn version(v: Option<u8>) -> HttpVersion {
     }
 }
 
-fn collect_headers(raw: &[u8], headers: &[httparse::Header<'_>], max: usize, anomalies: &mut Anomalies) -> Vec<(Span, Span)> {
+fn collect_headers(
+    raw: &[u8],
+    headers: &[httparse::Header<'_>],
+    max: usize,
+    anomalies: &mut Anomalies,
+) -> Vec<(Span, Span)> {
     let fields: Vec<(Span, Span)> = headers
         .iter()
         .filter(|h| !h.name.is_empty())
@@ -161,7 +166,10 @@ pub(crate) fn parse_response(raw: &[u8], max_headers: usize) -> Result<ResponseH
     let mut anomalies = Anomalies::default();
     let headers = collect_headers(raw, resp.headers, max_headers, &mut anomalies);
     raw_anomalies(raw, resp.headers.len(), &mut anomalies);
-    let reason = resp.reason.map(|r| span_of(raw, r.as_bytes())).unwrap_or_default();
+    let reason = resp
+        .reason
+        .map(|r| span_of(raw, r.as_bytes()))
+        .unwrap_or_default();
     Ok(ResponseHead {
         status,
         reason,
@@ -207,7 +215,9 @@ pub(crate) fn body_framing(head: &Head, is_request: bool, anomalies: &mut Anomal
             for part in value.split(|&b| b == b',') {
                 let p = part.trim_ascii();
                 let parsed = if !p.is_empty() && p.len() <= 19 && p.iter().all(u8::is_ascii_digit) {
-                    std::str::from_utf8(p).ok().and_then(|s| s.parse::<u64>().ok())
+                    std::str::from_utf8(p)
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok())
                 } else {
                     None
                 };
@@ -264,7 +274,11 @@ mod tests {
 
     #[test]
     fn request_spans_and_version() {
-        let r = parse_request(b"POST /a?b HTTP/1.0\r\nHost: x\r\nContent-Length: 3\r\n\r\n", 128).unwrap();
+        let r = parse_request(
+            b"POST /a?b HTTP/1.0\r\nHost: x\r\nContent-Length: 3\r\n\r\n",
+            128,
+        )
+        .unwrap();
         assert_eq!(r.head.get(r.method), b"POST");
         assert_eq!(r.head.get(r.target), b"/a?b");
         assert_eq!(r.version, HttpVersion::Http10);
@@ -277,7 +291,11 @@ mod tests {
         let r = parse_request(b"GET / HTTP/1.1\nHost: x\n\n", 128).unwrap();
         assert!(r.anomalies.contains(Anomaly::BareLf));
         let r = parse_request(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 128).unwrap();
-        assert!(r.anomalies.contains(Anomaly::InvalidHeader), "{:?}", r.anomalies);
+        assert!(
+            r.anomalies.contains(Anomaly::InvalidHeader),
+            "{:?}",
+            r.anomalies
+        );
         assert_eq!(r.head.headers.len(), 1);
     }
 
@@ -296,7 +314,10 @@ mod tests {
             huge.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
         }
         huge.extend_from_slice(b"\r\n");
-        assert_eq!(parse_request(&huge, 128).err(), Some(HeadError::TooManyHeaders));
+        assert_eq!(
+            parse_request(&huge, 128).err(),
+            Some(HeadError::TooManyHeaders)
+        );
     }
 
     #[test]
@@ -319,24 +340,48 @@ mod tests {
     #[test]
     fn framing_rules() {
         assert_eq!(framing(b"GET / HTTP/1.1\r\n\r\n", true).0, Framing::None);
-        assert_eq!(framing(b"HTTP/1.1 200 OK\r\n\r\n", false).0, Framing::UntilClose);
-        assert_eq!(framing(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", true).0, Framing::Length(5));
-        let (f, a) = framing(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", true);
+        assert_eq!(
+            framing(b"HTTP/1.1 200 OK\r\n\r\n", false).0,
+            Framing::UntilClose
+        );
+        assert_eq!(
+            framing(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", true).0,
+            Framing::Length(5)
+        );
+        let (f, a) = framing(
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            true,
+        );
         assert_eq!(f, Framing::Chunked);
         assert!(a.contains(Anomaly::ContentLengthWithTransferEncoding));
-        let (f, a) = framing(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", true);
+        let (f, a) = framing(
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            true,
+        );
         assert_eq!(f, Framing::None);
         assert!(a.contains(Anomaly::InvalidContentLength));
-        let (f, a) = framing(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", true);
+        let (f, a) = framing(
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            true,
+        );
         assert_eq!(f, Framing::Length(5));
         assert!(a.contains(Anomaly::InvalidContentLength));
-        let (f, a) = framing(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n", false);
+        let (f, a) = framing(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            false,
+        );
         assert_eq!(f, Framing::UntilClose);
         assert!(a.contains(Anomaly::InvalidContentLength));
-        let (f, a) = framing(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", true);
+        let (f, a) = framing(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            true,
+        );
         assert_eq!(f, Framing::None);
         assert!(a.contains(Anomaly::InvalidTransferEncoding));
-        let (f, _) = framing(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", false);
+        let (f, _) = framing(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            false,
+        );
         assert_eq!(f, Framing::Chunked);
     }
 }

@@ -76,7 +76,10 @@ mod tests {
         assert_eq!(looks_like_request(b"get / HTTP/1.1"), Looks::No);
         assert_eq!(looks_like_request(b" GET"), Looks::No);
         assert_eq!(looks_like_request(b"\x16\x03\x01"), Looks::No);
-        assert_eq!(looks_like_request(b"AAAAAAAAAAAAAAAAAAAAAAAAAAAA /"), Looks::No);
+        assert_eq!(
+            looks_like_request(b"AAAAAAAAAAAAAAAAAAAAAAAAAAAA /"),
+            Looks::No
+        );
     }
 
     #[test]
@@ -85,7 +88,10 @@ mod tests {
         assert_eq!(looks_like_response(b"HTT"), Looks::NeedMore);
         assert_eq!(looks_like_response(b"HTTP/2 200"), Looks::No);
         assert_eq!(sniff_direction(b"HTTP/1.0 404"), Some(Direction::ToClient));
-        assert_eq!(sniff_direction(b"POST /x HTTP/1.1"), Some(Direction::ToServer));
+        assert_eq!(
+            sniff_direction(b"POST /x HTTP/1.1"),
+            Some(Direction::ToServer)
+        );
         assert_eq!(sniff_direction(b"GE"), None);
         assert_eq!(sniff_direction(b"\x00\x01"), None);
     }

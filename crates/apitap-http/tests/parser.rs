@@ -37,8 +37,14 @@ impl H {
     }
     fn send(&mut self, dir: Direction, data: &[u8]) {
         self.tick(1);
-        self.conn
-            .on_data(dir, data, self.at, &self.cfg, &mut self.stats, &mut self.out);
+        self.conn.on_data(
+            dir,
+            data,
+            self.at,
+            &self.cfg,
+            &mut self.stats,
+            &mut self.out,
+        );
     }
     fn gap(&mut self, dir: Direction, len: u64) {
         self.tick(1);
@@ -88,7 +94,13 @@ impl H {
     }
 }
 
-fn row(m: &str, u: &str, s: u16, qb: u64, rb: u64) -> (String, String, u16, u64, u64, Option<IncompleteReason>) {
+fn row(
+    m: &str,
+    u: &str,
+    s: u16,
+    qb: u64,
+    rb: u64,
+) -> (String, String, u16, u64, u64, Option<IncompleteReason>) {
     (m.into(), u.into(), s, qb, rb, None)
 }
 
@@ -102,7 +114,10 @@ fn simple_get() {
     assert_eq!(h.summary(), vec![row("GET", "/a?b=1", 200, 0, 5)]);
     assert!(h.conn.oldest_open().is_none());
     let tx = &h.out[0];
-    assert_eq!(tx.request.as_ref().unwrap().head.header("host"), Some(&b"x"[..]));
+    assert_eq!(
+        tx.request.as_ref().unwrap().head.header("host"),
+        Some(&b"x"[..])
+    );
     assert_eq!(tx.response.as_ref().unwrap().reason(), b"OK");
     assert!(tx.anomalies.is_empty());
 }
@@ -117,7 +132,11 @@ fn keep_alive_and_pipelining_pair_fifo() {
     );
     assert_eq!(
         h.summary(),
-        vec![row("GET", "/1", 200, 0, 1), row("GET", "/2", 404, 0, 2), row("POST", "/3", 201, 3, 0)]
+        vec![
+            row("GET", "/1", 200, 0, 1),
+            row("GET", "/2", 404, 0, 2),
+            row("POST", "/3", 201, 3, 0)
+        ]
     );
     let ords: Vec<u32> = h.out.iter().map(|t| t.key.ordinal).collect();
     assert_eq!(ords, [0, 1, 2]);
@@ -127,18 +146,24 @@ fn keep_alive_and_pipelining_pair_fifo() {
 fn chunked_with_extensions_and_trailers() {
     let mut h = H::new();
     h.send(C2S, b"GET / HTTP/1.1\r\n\r\n");
-    h.send(
-        S2C,
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
-    );
+    let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
+    h.send(S2C, resp);
     assert_eq!(h.summary(), vec![row("GET", "/", 200, 0, 11)]);
+    assert_eq!(
+        h.out[0].response.as_ref().unwrap().wire_bytes,
+        resp.len() as u64
+    );
+    assert_eq!(h.out[0].request.as_ref().unwrap().wire_bytes, 18);
     assert_eq!(h.anomalies(0), vec![Anomaly::Trailers]);
 }
 
 #[test]
 fn chunked_request_body() {
     let mut h = H::new();
-    h.send(C2S, b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    h.send(
+        C2S,
+        b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    );
     h.send(S2C, b"HTTP/1.1 204 No Content\r\n\r\n");
     assert_eq!(h.summary(), vec![row("POST", "/u", 204, 3, 0)]);
 }
@@ -157,34 +182,56 @@ fn close_delimited_response_ends_at_fin() {
 #[test]
 fn no_body_for_head_204_304() {
     let mut h = H::new();
-    h.send(C2S, b"HEAD / HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+    h.send(
+        C2S,
+        b"HEAD / HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+    );
     h.send(
         S2C,
         b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nHTTP/1.1 204 NC\r\n\r\nHTTP/1.1 304 NM\r\nContent-Length: 50\r\n\r\n",
     );
     assert_eq!(
         h.summary(),
-        vec![row("HEAD", "/", 200, 0, 0), row("GET", "/a", 204, 0, 0), row("GET", "/b", 304, 0, 0)]
+        vec![
+            row("HEAD", "/", 200, 0, 0),
+            row("GET", "/a", 204, 0, 0),
+            row("GET", "/b", 304, 0, 0)
+        ]
     );
 }
 
 #[test]
 fn expect_100_continue_is_one_transaction() {
     let mut h = H::new();
-    h.send(C2S, b"POST /up HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+    h.send(
+        C2S,
+        b"POST /up HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+    );
     h.send(S2C, b"HTTP/1.1 100 Continue\r\n\r\n");
     h.send(C2S, b"data");
-    h.send(S2C, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    h.send(
+        S2C,
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    );
     assert_eq!(h.summary(), vec![row("POST", "/up", 200, 4, 2)]);
     assert_eq!(h.out[0].response.as_ref().unwrap().interim_count, 2);
+    // Both interim heads (25 + 25) and the final response (40 + 2) are on the wire.
+    assert_eq!(h.out[0].response.as_ref().unwrap().wire_bytes, 25 + 25 + 40);
+    assert_eq!(h.out[0].request.as_ref().unwrap().wire_bytes, 62 + 4);
     assert_eq!(h.stats.interim_responses, 2);
 }
 
 #[test]
 fn upgrade_101_stops_parsing() {
     let mut h = H::new();
-    h.send(C2S, b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
-    h.send(S2C, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello");
+    h.send(
+        C2S,
+        b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    );
+    h.send(
+        S2C,
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello",
+    );
     h.send(C2S, b"\x81\x85garbage");
     assert_eq!(h.summary(), vec![row("GET", "/ws", 101, 0, 0)]);
     assert!(h.conn.is_passthrough());
@@ -195,10 +242,16 @@ fn upgrade_101_stops_parsing() {
 #[test]
 fn connect_200_makes_a_tunnel() {
     let mut h = H::new();
-    h.send(C2S, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    h.send(
+        C2S,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+    );
     h.send(S2C, b"HTTP/1.1 200 Connection established\r\n\r\n");
     h.send(C2S, b"\x16\x03\x01\x02\x00");
-    assert_eq!(h.summary(), vec![row("CONNECT", "example.com:443", 200, 0, 0)]);
+    assert_eq!(
+        h.summary(),
+        vec![row("CONNECT", "example.com:443", 200, 0, 0)]
+    );
     assert!(h.conn.is_passthrough());
 }
 
@@ -235,7 +288,10 @@ fn timeout_by_expire_and_lazily() {
 #[test]
 fn finish_causes() {
     for (cause, reason) in [
-        (FinishCause::ConnectionClosed, IncompleteReason::ConnectionClosed),
+        (
+            FinishCause::ConnectionClosed,
+            IncompleteReason::ConnectionClosed,
+        ),
         (FinishCause::IdleTimeout, IncompleteReason::ConnectionClosed),
         (FinishCause::EndOfCapture, IncompleteReason::EndOfCapture),
     ] {
@@ -286,19 +342,30 @@ fn gap_in_head_resyncs_at_next_request() {
 #[test]
 fn smuggling_indicators() {
     let mut h = H::new();
-    h.send(C2S, b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    h.send(
+        C2S,
+        b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
     h.send(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-    assert!(h.anomalies(0).contains(&Anomaly::ContentLengthWithTransferEncoding));
+    assert!(h
+        .anomalies(0)
+        .contains(&Anomaly::ContentLengthWithTransferEncoding));
     assert_eq!(h.summary()[0].3, 0, "TE wins over CL");
 
     let mut h = H::new();
-    h.send(C2S, b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+    h.send(
+        C2S,
+        b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    );
     h.send(S2C, b"HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n");
     assert!(h.anomalies(0).contains(&Anomaly::InvalidContentLength));
 
     let mut h = H::new();
     h.send(C2S, b"GET / HTTP/1.1\r\n\r\n");
-    h.send(S2C, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+    h.send(
+        S2C,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    );
     assert!(h.anomalies(0).contains(&Anomaly::InvalidChunkSize));
     assert!(h.anomalies(0).contains(&Anomaly::BodyTruncated));
 
@@ -312,7 +379,10 @@ fn smuggling_indicators() {
 fn chunk_size_overflow_does_not_panic() {
     let mut h = H::new();
     h.send(C2S, b"GET / HTTP/1.1\r\n\r\n");
-    h.send(S2C, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n");
+    h.send(
+        S2C,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n",
+    );
     assert!(h.anomalies(0).contains(&Anomaly::InvalidChunkSize));
 }
 
@@ -352,7 +422,10 @@ fn pending_overflow_gives_up_oldest() {
         max_pending_requests: 2,
         ..HttpConfig::default()
     });
-    h.send(C2S, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n");
+    h.send(
+        C2S,
+        b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n",
+    );
     assert_eq!(h.stats.pipeline_overflows, 1);
     assert_eq!(h.summary()[0].5, Some(IncompleteReason::PipelineOverflow));
     assert_eq!(h.summary()[0].1, "/1");
@@ -398,7 +471,13 @@ fn run(req: &[u8], resp: &[u8], req_cuts: &[usize], resp_cuts: &[usize]) -> Vec<
         }
     }
     conn.on_fin(S2C, at, &cfg, &mut stats, &mut out);
-    conn.finish(FinishCause::ConnectionClosed, at, &cfg, &mut stats, &mut out);
+    conn.finish(
+        FinishCause::ConnectionClosed,
+        at,
+        &cfg,
+        &mut stats,
+        &mut out,
+    );
     out.sort_by_key(|t| t.key);
     out
 }

@@ -9,11 +9,12 @@ use std::net::IpAddr;
 /// Community ID v1 string (`1:<base64 sha1>`) for a TCP/UDP flow, with seed 0.
 pub fn community_id_v1(a: Endpoint, b: Endpoint, proto: u8) -> String {
     // The spec orders the endpoints so the smaller (ip, then port) comes first.
-    let (first, second) = if (ip_bytes(&a.ip).as_ref(), a.port) <= (ip_bytes(&b.ip).as_ref(), b.port) {
-        (a, b)
-    } else {
-        (b, a)
-    };
+    let (first, second) =
+        if (ip_bytes(&a.ip).as_ref(), a.port) <= (ip_bytes(&b.ip).as_ref(), b.port) {
+            (a, b)
+        } else {
+            (b, a)
+        };
     let mut h = Sha1::new();
     h.update(0u16.to_be_bytes());
     h.update(ip_bytes(&first.ip));
@@ -71,8 +72,12 @@ mod tests {
             "1:LQU9qZlK+B5F3KDmev6m5PMibrg="
         );
         assert_eq!(
-            community_id_v1(ep("fe80::200:86ff:fe05:80da", 0), ep("fe80::260:97ff:fe07:69ea", 0), 58)
-                .len(),
+            community_id_v1(
+                ep("fe80::200:86ff:fe05:80da", 0),
+                ep("fe80::260:97ff:fe07:69ea", 0),
+                58
+            )
+            .len(),
             30
         );
     }

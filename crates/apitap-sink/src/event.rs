@@ -117,7 +117,10 @@ impl Redactor {
 
 impl Default for Redactor {
     fn default() -> Self {
-        let names: Vec<String> = DEFAULT_REDACT_HEADERS.iter().map(|s| s.to_string()).collect();
+        let names: Vec<String> = DEFAULT_REDACT_HEADERS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         Redactor::new(&names, None)
     }
 }
@@ -264,6 +267,7 @@ struct BodyView {
 struct RequestView<'a> {
     method: Cow<'a, str>,
     headers: HeadersView<'a>,
+    bytes: u64,
     body: BodyView,
     #[serde(skip_serializing_if = "Option::is_none")]
     mime_type: Option<Cow<'a, str>>,
@@ -273,6 +277,7 @@ struct RequestView<'a> {
 struct ResponseView<'a> {
     status_code: u16,
     headers: HeadersView<'a>,
+    bytes: u64,
     body: BodyView,
     #[serde(skip_serializing_if = "Option::is_none")]
     mime_type: Option<Cow<'a, str>>,
@@ -409,7 +414,11 @@ fn text(bytes: &[u8]) -> Cow<'_, str> {
 /// Media type of a Content-Type value: the part before `;`, trimmed, lower case.
 fn mime_type(head: &Head) -> Option<Cow<'_, str>> {
     let value = head.header("content-type")?;
-    let media = value.split(|&b| b == b';').next().unwrap_or(value).trim_ascii();
+    let media = value
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or(value)
+        .trim_ascii();
     if media.is_empty() {
         return None;
     }
@@ -419,13 +428,14 @@ fn mime_type(head: &Head) -> Option<Cow<'_, str>> {
     })
 }
 
-/// Host without port: `example.com:8080` -> `example.com`, `[::1]:80` -> `::1`.
+/// Host without port: `example.com:8080` -> `example.com`, `[::1]:80` -> `[::1]` (ECS keeps
+/// the brackets of an IPv6 literal in `url.domain`).
 fn host_without_port(host: &[u8]) -> &[u8] {
     let host = host.trim_ascii();
-    if let Some(rest) = host.strip_prefix(b"[") {
-        return match rest.iter().position(|&b| b == b']') {
-            Some(end) => rest.get(..end).unwrap_or(rest),
-            None => rest,
+    if host.starts_with(b"[") {
+        return match host.iter().position(|&b| b == b']') {
+            Some(end) => host.get(..=end).unwrap_or(host),
+            None => host,
         };
     }
     match host.iter().rposition(|&b| b == b':') {
@@ -537,7 +547,11 @@ impl<'a> EventView<'a> {
             network: NetworkView {
                 transport: "tcp",
                 protocol: "http",
-                ip_type: if flow.client.ip.is_ipv4() { "ipv4" } else { "ipv6" },
+                ip_type: if flow.client.ip.is_ipv4() {
+                    "ipv4"
+                } else {
+                    "ipv6"
+                },
                 community_id: &flow.community_id,
             },
             observer: sensor.map(|name| ObserverView { name }),
@@ -550,6 +564,7 @@ impl<'a> EventView<'a> {
                         head: &r.head,
                         redactor: &cfg.redactor,
                     },
+                    bytes: r.wire_bytes,
                     body: BodyView {
                         bytes: r.body_bytes,
                     },
@@ -561,6 +576,7 @@ impl<'a> EventView<'a> {
                         head: &r.head,
                         redactor: &cfg.redactor,
                     },
+                    bytes: r.wire_bytes,
                     body: BodyView {
                         bytes: r.body_bytes,
                     },
@@ -584,9 +600,7 @@ impl<'a> EventView<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apitap_core::{
-        Anomaly, HttpVersion, IncompleteReason, PacketRef, Span, Timestamp,
-    };
+    use apitap_core::{Anomaly, HttpVersion, IncompleteReason, PacketRef, Span, Timestamp};
 
     fn head(lines: &[(&str, &str)], start_line: &str) -> (Head, Vec<Span>) {
         let mut buf = start_line.as_bytes().to_vec();
@@ -639,7 +653,10 @@ mod tests {
             ],
             "POST /v1/users/42?x=1&y=%20#frag HTTP/1.1",
         );
-        let (rh, rw) = head(&[("Content-Length", "2"), ("Set-Cookie", "a=b")], "HTTP/1.1 201 Created");
+        let (rh, rw) = head(
+            &[("Content-Length", "2"), ("Set-Cookie", "a=b")],
+            "HTTP/1.1 201 Created",
+        );
         HttpTransaction {
             key: SortKey {
                 packet: 4,
@@ -651,6 +668,7 @@ mod tests {
                 target: qw[1],
                 version: HttpVersion::Http11,
                 body_bytes: 13,
+                wire_bytes: 200,
                 start: PacketRef {
                     index: 4,
                     ts: Timestamp::from_parts(1_714_564_800, 1_000),
@@ -666,6 +684,7 @@ mod tests {
                 reason: rw[2],
                 version: HttpVersion::Http11,
                 body_bytes: 2,
+                wire_bytes: 60,
                 interim_count: 0,
                 start: PacketRef {
                     index: 6,
@@ -699,7 +718,10 @@ mod tests {
         assert_eq!(v["destination"]["ip"], "10.0.0.1");
         assert_eq!(v["destination"]["port"], 80);
         assert_eq!(v["network"]["transport"], "tcp");
-        assert!(v["network"]["community_id"].as_str().unwrap().starts_with("1:"));
+        assert!(v["network"]["community_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("1:"));
         assert_eq!(v["url"]["original"], "/v1/users/42?x=1&y=%20#frag");
         assert_eq!(v["url"]["path"], "/v1/users/42");
         assert_eq!(v["url"]["query"], "x=1&y=%20");
@@ -709,10 +731,15 @@ mod tests {
         assert_eq!(v["http"]["request"]["body"]["bytes"], 13);
         assert_eq!(v["http"]["request"]["mime_type"], "application/json");
         assert_eq!(v["http"]["request"]["headers"]["accept"], "a/b, c/d");
-        assert_eq!(v["http"]["request"]["headers"]["authorization"], "[REDACTED]");
+        assert_eq!(
+            v["http"]["request"]["headers"]["authorization"],
+            "[REDACTED]"
+        );
         assert_eq!(v["http"]["response"]["headers"]["set-cookie"], "[REDACTED]");
         assert_eq!(v["http"]["response"]["status_code"], 201);
         assert_eq!(v["http"]["response"]["body"]["bytes"], 2);
+        assert_eq!(v["http"]["response"]["bytes"], 60);
+        assert_eq!(v["http"]["request"]["bytes"], 200);
         assert_eq!(v["user_agent"]["original"], "curl/8.0");
         assert_eq!(v["apitap"]["complete"], true);
         assert_eq!(v["apitap"]["anomalies"], serde_json::json!([]));
@@ -733,7 +760,9 @@ mod tests {
         let a = encode(&sample_tx(), &enc(b"k1"));
         let b = encode(&sample_tx(), &enc(b"k1"));
         let c = encode(&sample_tx(), &enc(b"k2"));
-        let va = a["http"]["request"]["headers"]["authorization"].as_str().unwrap();
+        let va = a["http"]["request"]["headers"]["authorization"]
+            .as_str()
+            .unwrap();
         assert!(va.starts_with("hmac:") && va.len() == 21, "{va}");
         assert_eq!(va, b["http"]["request"]["headers"]["authorization"]);
         assert_ne!(va, c["http"]["request"]["headers"]["authorization"]);
@@ -785,21 +814,37 @@ mod tests {
     fn target_forms() {
         assert_eq!(
             split_target(b"http://u:p@h.example:81/a?b#c", b"GET"),
-            (Some(&b"/a"[..]), Some(&b"b"[..]), Some(&b"h.example:81"[..]))
+            (
+                Some(&b"/a"[..]),
+                Some(&b"b"[..]),
+                Some(&b"h.example:81"[..])
+            )
         );
-        assert_eq!(split_target(b"http://h", b"GET"), (Some(&b"/"[..]), None, Some(&b"h"[..])));
-        assert_eq!(split_target(b"*", b"OPTIONS"), (Some(&b"*"[..]), None, None));
-        assert_eq!(split_target(b"h:443", b"CONNECT"), (None, None, Some(&b"h:443"[..])));
-        assert_eq!(split_target(b"/p?", b"GET"), (Some(&b"/p"[..]), Some(&b""[..]), None));
+        assert_eq!(
+            split_target(b"http://h", b"GET"),
+            (Some(&b"/"[..]), None, Some(&b"h"[..]))
+        );
+        assert_eq!(
+            split_target(b"*", b"OPTIONS"),
+            (Some(&b"*"[..]), None, None)
+        );
+        assert_eq!(
+            split_target(b"h:443", b"CONNECT"),
+            (None, None, Some(&b"h:443"[..]))
+        );
+        assert_eq!(
+            split_target(b"/p?", b"GET"),
+            (Some(&b"/p"[..]), Some(&b""[..]), None)
+        );
     }
 
     #[test]
     fn host_port_stripping() {
         assert_eq!(host_without_port(b"a.b:80"), b"a.b");
-        assert_eq!(host_without_port(b"[::1]:80"), b"::1");
+        assert_eq!(host_without_port(b"[::1]:80"), b"[::1]");
         assert_eq!(host_without_port(b"::1"), b"::1");
         assert_eq!(host_without_port(b" a "), b"a");
-        assert_eq!(host_without_port(b"[bad"), b"bad");
+        assert_eq!(host_without_port(b"[bad"), b"[bad");
     }
 
     #[test]

@@ -78,7 +78,12 @@ impl Reorder {
             }
         }
         self.stats.peak_buffered = self.stats.peak_buffered.max(self.heap.len() as u64);
-        let low = self.watermarks.iter().copied().min().unwrap_or(SortKey::MAX);
+        let low = self
+            .watermarks
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(SortKey::MAX);
         while let Some(Reverse(top)) = self.heap.peek() {
             if top.0.key < low {
                 self.pop(release, false);
@@ -162,7 +167,9 @@ mod tests {
     fn bound_forces_out_and_counts() {
         let mut r = Reorder::new(2, 2);
         let mut out = Vec::new();
-        r.push(0, (1..=5).map(|p| ev(p, 0)), key(100), &mut |e| out.push(e.key.packet));
+        r.push(0, (1..=5).map(|p| ev(p, 0)), key(100), &mut |e| {
+            out.push(e.key.packet)
+        });
         assert_eq!(out, [1, 2, 3]);
         assert_eq!(r.buffered(), 2);
         assert_eq!(r.stats().forced_early, 3);

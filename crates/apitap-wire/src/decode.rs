@@ -170,7 +170,12 @@ fn link(link: LinkType, data: &[u8]) -> Network<'_> {
 /// `payload_offset`/`payload_len` of the result locate the captured TCP payload within
 /// `data`; `payload_wire_len` is the length the IP header implies (larger when the snap
 /// length cut the frame).
-pub fn decode(link_type: LinkType, data: &[u8], at: PacketRef, stats: &mut DecodeStats) -> Option<PacketMeta> {
+pub fn decode(
+    link_type: LinkType,
+    data: &[u8],
+    at: PacketRef,
+    stats: &mut DecodeStats,
+) -> Option<PacketMeta> {
     stats.packets += 1;
     stats.bytes += data.len() as u64;
     let sliced = match link(link_type, data) {
@@ -258,7 +263,10 @@ pub fn decode(link_type: LinkType, data: &[u8], at: PacketRef, stats: &mut Decod
     };
     let wire_len = claimed.saturating_sub(header_len).max(tcp_payload.len());
     let offset = (tcp_payload.as_ptr() as usize).saturating_sub(data.as_ptr() as usize);
-    if offset.checked_add(tcp_payload.len()).is_none_or(|end| end > data.len()) {
+    if offset
+        .checked_add(tcp_payload.len())
+        .is_none_or(|end| end > data.len())
+    {
         stats.malformed += 1;
         return None;
     }

@@ -197,10 +197,15 @@ fn pcap_msg(e: &pcap::Error) -> String {
 }
 
 /// Reads the next record of `f` into its lookahead buffer.
+// time_t/suseconds_t are i64 on 64-bit Linux but not everywhere: keep the conversions.
+#[allow(clippy::useless_conversion)]
 fn fill(f: &mut OpenFile, warnings: &mut Vec<String>) -> Result<(), WireError> {
     match f.cap.next_packet() {
         Ok(p) => {
-            let ts = Timestamp::from_parts(i64::from(p.header.ts.tv_sec), i64::from(p.header.ts.tv_usec));
+            let ts = Timestamp::from_parts(
+                i64::from(p.header.ts.tv_sec),
+                i64::from(p.header.ts.tv_usec),
+            );
             f.buf.clear();
             f.buf.extend_from_slice(p.data);
             f.next = Some((ts, p.header.len));

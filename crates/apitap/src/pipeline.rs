@@ -118,7 +118,8 @@ fn read_loop(
     let n = senders.len() as u64;
     let batch_packets = cfg.pipeline.batch_packets;
     let tick = cfg.pipeline.tick_packets;
-    let mut batches: Vec<PacketBatch> = (0..senders.len()).map(|_| PacketBatch::default()).collect();
+    let mut batches: Vec<PacketBatch> =
+        (0..senders.len()).map(|_| PacketBatch::default()).collect();
     let mut clock = PacketRef::default();
     let mut index: u64 = 0;
 
@@ -170,7 +171,8 @@ fn send(
     let fresh = recycle.try_recv().unwrap_or_default();
     let mut full = std::mem::replace(batch, fresh);
     full.clock = clock;
-    tx.send(full).map_err(|_| anyhow!("a flow worker stopped early"))
+    tx.send(full)
+        .map_err(|_| anyhow!("a flow worker stopped early"))
 }
 
 struct SinkResult {

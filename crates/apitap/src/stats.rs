@@ -127,7 +127,10 @@ impl RunSummary {
         let w = &self.workers;
         let mut incomplete = Map::new();
         for (i, r) in IncompleteReason::ALL.iter().enumerate() {
-            incomplete.insert(r.name().into(), json!(w.incomplete.get(i).copied().unwrap_or(0)));
+            incomplete.insert(
+                r.name().into(),
+                json!(w.incomplete.get(i).copied().unwrap_or(0)),
+            );
         }
         let mut anomalies = Map::new();
         for a in Anomaly::ALL {

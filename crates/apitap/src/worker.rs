@@ -341,7 +341,11 @@ impl Env {
         let ctx = flow.ctx.get_or_insert_with(|| {
             // Transactions without any data seen cannot happen; fall back to port order.
             let client = guess_client_by_port(&key);
-            FlowContext::new(key.endpoint(client), key.endpoint(client.other()), flow.first_packet)
+            FlowContext::new(
+                key.endpoint(client),
+                key.endpoint(client.other()),
+                flow.first_packet,
+            )
         });
         for tx in self.txs.drain(..) {
             self.stats.count_transaction(&tx);
@@ -444,7 +448,9 @@ fn direction(side: Side, client: Side) -> Direction {
 }
 
 /// Ports that are usually HTTP servers.
-const SERVER_PORTS: &[u16] = &[80, 8080, 8000, 8008, 8081, 8443, 8888, 3000, 5000, 9000, 443];
+const SERVER_PORTS: &[u16] = &[
+    80, 8080, 8000, 8008, 8081, 8443, 8888, 3000, 5000, 9000, 443,
+];
 
 /// The client side by port: a well-known HTTP port is the server; else the lower port is.
 fn guess_client_by_port(key: &FlowKey) -> Side {
