@@ -5,7 +5,7 @@
 //! the work, which also accepts frames cut short by the snap length.
 
 use apitap_core::{Endpoint, FlowKey, PacketMeta, PacketRef, TcpFlags};
-use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, LenSource, TransportSlice};
+use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use std::net::IpAddr;
 
 /// Link types we decode.
@@ -256,10 +256,10 @@ pub fn decode(
     let header_len = tcp.header_slice().len();
     // The IP payload length the header claims, when it claims one (TSO captures and
     // jumbograms carry 0 and the captured length stands).
-    let claimed = match payload.len_source {
-        LenSource::Slice => payload.payload.len(),
-        _ if payload.incomplete => ip_claimed_payload_len(net).unwrap_or(payload.payload.len()),
-        _ => payload.payload.len(),
+    let claimed = if payload.incomplete {
+        ip_claimed_payload_len(net).unwrap_or(payload.payload.len())
+    } else {
+        payload.payload.len()
     };
     let wire_len = claimed.saturating_sub(header_len).max(tcp_payload.len());
     let offset = (tcp_payload.as_ptr() as usize).saturating_sub(data.as_ptr() as usize);
