@@ -114,3 +114,31 @@ fn events_agree_with_nginx_access_logs() {
         "expected the nginx captures, checked {checked}"
     );
 }
+
+/// python3's http.server (HTTP/1.0, one connection per request): every request curl made
+/// (`pyhttp.requests.txt`: method, path, status curl saw) is one complete event.
+#[test]
+fn events_agree_with_python_http_server_requests() {
+    let dir = root().join("fixtures/pyhttp");
+    let (out, _) = run_replay(&[dir.join("pyhttp.pcap")], 2);
+    let events = parse_lines(&out);
+    let seen: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                field(e, "http.request.method").as_str().unwrap_or("-"),
+                field(e, "url.original").as_str().unwrap_or("-"),
+                field(e, "http.response.status_code")
+            )
+        })
+        .collect();
+    let expected: Vec<String> = std::fs::read_to_string(dir.join("pyhttp.requests.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(seen, expected);
+    assert!(events.iter().all(|e| field(e, "apitap.complete") == true));
+    assert!(events.iter().all(|e| field(e, "http.version") == "1.0"));
+}

@@ -1,0 +1,46 @@
+//! Fuzz target: the HTTP/1.x connection parser fed arbitrary bytes, splits and gaps in
+//! both directions.
+#![no_main]
+
+use apitap_core::{Direction, PacketRef, Timestamp};
+use apitap_http::{FinishCause, HttpConfig, HttpConn, HttpStats};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let cfg = HttpConfig {
+        max_head_bytes: 512,
+        max_headers: 16,
+        max_pending_requests: 8,
+        transaction_timeout_ms: 1000,
+    };
+    let mut stats = HttpStats::default();
+    let mut out = Vec::new();
+    let mut conn = HttpConn::new();
+    let mut at = PacketRef::default();
+    // Records: control byte (direction, gap flag, time step), length byte, bytes.
+    let mut rest = data;
+    while rest.len() >= 2 {
+        let (ctl, len) = (rest[0], usize::from(rest[1]));
+        let body = &rest[2..];
+        let n = len.min(body.len());
+        let dir = if ctl & 1 == 0 { Direction::ToServer } else { Direction::ToClient };
+        at.index += 1;
+        at.ts = Timestamp(at.ts.0 + i64::from(ctl >> 4) * 100_000_000);
+        if ctl & 2 != 0 {
+            conn.on_gap(dir, n as u64 + 1, at, &cfg, &mut stats, &mut out);
+        } else if ctl & 4 != 0 {
+            conn.on_fin(dir, at, &cfg, &mut stats, &mut out);
+        } else {
+            conn.on_data(dir, &body[..n], at, &cfg, &mut stats, &mut out);
+        }
+        rest = &body[n..];
+    }
+    conn.finish(FinishCause::EndOfCapture, at, &cfg, &mut stats, &mut out);
+    assert!(conn.oldest_open().is_none());
+    for tx in &out {
+        assert!(tx.request.is_some() || tx.response.is_some());
+        if let Some(r) = &tx.request {
+            assert!(r.head.buf.len() <= cfg.max_head_bytes);
+        }
+    }
+});
