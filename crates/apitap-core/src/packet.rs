@@ -71,9 +71,12 @@ pub struct PacketBatch {
     pub packets: Vec<PacketMeta>,
     /// Payload bytes of all packets, back to back.
     pub arena: Vec<u8>,
-    /// Newest packet time seen by the reader when the batch was sent; drives timeouts on
-    /// workers that see no packets of their own.
+    /// Newest packet the reader had read when the batch was sent: every packet of this
+    /// worker up to it is in this batch or an earlier one.
     pub clock: PacketRef,
+    /// `clock` is a tick: a point fixed by the global packet count (the same for any worker
+    /// count) where workers run their timeouts.
+    pub tick: bool,
 }
 
 impl PacketBatch {
@@ -81,6 +84,7 @@ impl PacketBatch {
     pub fn clear(&mut self) {
         self.packets.clear();
         self.arena.clear();
+        self.tick = false;
     }
 
     /// Appends a packet whose payload is `payload`; sets the record's offset and length.

@@ -87,13 +87,17 @@ pub struct PacketRef {
     pub ts: Timestamp,
 }
 
-/// Total order of output events: the packet where the transaction started, then its
-/// ordinal within the flow. Independent of worker count and thread timing.
+/// Total order of output events: a packet index (where the transaction started, or where
+/// it completed if that was much later), then the flow, then the transaction's ordinal in
+/// the flow. Independent of worker count and thread timing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SortKey {
     /// Index of the packet that delivered the first byte of the transaction.
     pub packet: u64,
-    /// Transaction number within its flow (0-based), breaking ties inside one packet.
+    /// Index of the first packet of the transaction's flow (unique per flow); 0 until the
+    /// flow stage fills it in.
+    pub flow: u64,
+    /// Transaction number within its flow (0-based).
     pub ordinal: u32,
 }
 
@@ -101,8 +105,18 @@ impl SortKey {
     /// A key above every real key.
     pub const MAX: SortKey = SortKey {
         packet: u64::MAX,
+        flow: u64::MAX,
         ordinal: u32::MAX,
     };
+
+    /// The lowest key at packet index `packet`.
+    pub fn at_packet(packet: u64) -> SortKey {
+        SortKey {
+            packet,
+            flow: 0,
+            ordinal: 0,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -130,19 +144,14 @@ mod tests {
     }
 
     #[test]
-    fn sort_key_orders_by_packet_then_ordinal() {
-        let a = SortKey {
-            packet: 1,
-            ordinal: 9,
+    fn sort_key_orders_by_packet_then_flow_then_ordinal() {
+        let key = |packet, flow, ordinal| SortKey {
+            packet,
+            flow,
+            ordinal,
         };
-        let b = SortKey {
-            packet: 2,
-            ordinal: 0,
-        };
-        let c = SortKey {
-            packet: 2,
-            ordinal: 1,
-        };
-        assert!(a < b && b < c && c < SortKey::MAX);
+        let (a, b, c, d) = (key(1, 9, 9), key(2, 1, 5), key(2, 2, 0), key(2, 2, 1));
+        assert!(a < b && b < c && c < d && d < SortKey::MAX);
+        assert!(SortKey::at_packet(2) < b);
     }
 }

@@ -125,6 +125,8 @@ pub enum StreamEvent<'a> {
 
 #[derive(Debug, Default)]
 struct Stream {
+    /// Initial sequence number from this side's SYN.
+    isn: Option<Seq>,
     /// Next expected sequence number, once known.
     next: Option<Seq>,
     /// Out-of-order segments, sorted, not overlapping each other, all after `next`.
@@ -193,6 +195,20 @@ impl TcpConn {
         self.streams.iter().map(|s| s.ooo_bytes).sum()
     }
 
+    /// Whether a segment opens a new connection on this 5-tuple (port reuse): a SYN
+    /// without ACK from a side that already sent a different SYN, or that already sent data,
+    /// or after the connection closed. A retransmitted SYN is not new.
+    pub fn is_new_connection(&self, seg: &Segment) -> bool {
+        if !seg.flags.syn() || seg.flags.ack() {
+            return false;
+        }
+        let st = &self.streams[seg.from.index()];
+        match st.isn {
+            Some(isn) => isn != Seq(seg.seq) || self.reset || st.fin.is_some(),
+            None => st.next.is_some() || self.reset,
+        }
+    }
+
     /// RST seen, or both sides' FIN delivered.
     pub fn is_finished(&self) -> bool {
         self.reset || self.streams.iter().all(|s| s.fin_done)
@@ -230,6 +246,7 @@ impl TcpConn {
             let st = &mut self.streams[side.index()];
             if st.next.is_none() {
                 st.next = Some(Seq(seg.seq).plus(1));
+                st.isn = Some(Seq(seg.seq));
             }
             data_seq = Seq(seg.seq).plus(1);
         }

@@ -297,6 +297,29 @@ fn syn_with_payload_is_data() {
 }
 
 #[test]
+fn port_reuse_is_a_new_connection_but_a_retransmitted_syn_is_not() {
+    let mut h = Harness::new();
+    let syn = |seq| Segment {
+        from: C,
+        seq,
+        ack: 0,
+        flags: TcpFlags(SYN),
+        wire_len: 0,
+    };
+    assert!(!h.conn.is_new_connection(&syn(100)));
+    h.seg(C, 100, 0, SYN, b"");
+    assert!(!h.conn.is_new_connection(&syn(100)), "retransmitted SYN");
+    assert!(h.conn.is_new_connection(&syn(5000)), "new ISN");
+    let mut m = Harness::new();
+    m.seg(C, 7, 0, ACK, b"midstream data");
+    assert!(m.conn.is_new_connection(&syn(1)));
+    let mut f = Harness::new();
+    f.seg(C, 100, 0, SYN, b"");
+    f.seg(C, 101, 0, ACK | FIN, b"");
+    assert!(f.conn.is_new_connection(&syn(100)), "SYN after FIN");
+}
+
+#[test]
 fn client_side_from_syn_ack() {
     let mut h = Harness::new();
     h.seg(S, 5, 0, SYN | ACK, b"");

@@ -452,6 +452,7 @@ impl HttpConn {
     fn next_key(&mut self, at: PacketRef) -> SortKey {
         let k = SortKey {
             packet: at.index,
+            flow: 0,
             ordinal: self.ordinal,
         };
         self.ordinal = self.ordinal.saturating_add(1);

@@ -660,6 +660,7 @@ mod tests {
         HttpTransaction {
             key: SortKey {
                 packet: 4,
+                flow: 1,
                 ordinal: 0,
             },
             request: Some(HttpRequest {

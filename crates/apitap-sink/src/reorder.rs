@@ -129,13 +129,17 @@ mod tests {
 
     fn ev(packet: u64, ordinal: u32) -> EncodedEvent {
         EncodedEvent {
-            key: SortKey { packet, ordinal },
+            key: SortKey {
+                packet,
+                flow: 1,
+                ordinal,
+            },
             json: format!("{packet}.{ordinal}").into_bytes(),
         }
     }
 
     fn key(packet: u64) -> SortKey {
-        SortKey { packet, ordinal: 0 }
+        SortKey::at_packet(packet)
     }
 
     #[test]

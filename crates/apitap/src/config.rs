@@ -35,6 +35,10 @@ pub struct PipelineConfig {
     pub worker_queue_batches: usize,
     /// Events held by the reorder stage before it releases them out of order (counted).
     pub reorder_max_events: usize,
+    /// Events are ordered by request start, except a transaction that completes more than
+    /// this many packets after it started: it is placed where it completed, so one slow
+    /// transaction cannot hold back (and make the sensor buffer) everything after it.
+    pub reorder_window_packets: u64,
     /// Packets between clock ticks broadcast to all workers (drives timeouts and output).
     pub tick_packets: u64,
 }
@@ -46,6 +50,7 @@ impl Default for PipelineConfig {
             batch_packets: 256,
             worker_queue_batches: 64,
             reorder_max_events: 100_000,
+            reorder_window_packets: 32_768,
             tick_packets: 8192,
         }
     }
@@ -170,6 +175,9 @@ impl Config {
         }
         if p.reorder_max_events == 0 {
             bail!("pipeline.reorder_max_events must be at least 1");
+        }
+        if p.reorder_window_packets == 0 {
+            bail!("pipeline.reorder_window_packets must be at least 1");
         }
         if p.tick_packets == 0 {
             bail!("pipeline.tick_packets must be at least 1");

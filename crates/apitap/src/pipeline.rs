@@ -151,6 +151,7 @@ fn read_loop(
         }
         if index % tick == 0 {
             for (batch, tx) in batches.iter_mut().zip(senders) {
+                batch.tick = true;
                 send(batch, tx, recycle, clock)?;
             }
         }

@@ -24,6 +24,8 @@ pub struct WorkerStats {
     pub flows_idle_expired: u64,
     /// Connections evicted because the flow table was full (`flow.max_flows`).
     pub flows_evicted: u64,
+    /// Connections closed because a new SYN reused their 5-tuple.
+    pub flows_reused: u64,
     /// Connections still open at the end of input.
     pub flows_open_at_end: u64,
     /// Connections whose client was known from the handshake.
@@ -38,6 +40,9 @@ pub struct WorkerStats {
     pub transactions: u64,
     /// Transactions with both halves complete.
     pub transactions_complete: u64,
+    /// Transactions placed where they completed, not where they started, because they took
+    /// longer than `pipeline.reorder_window_packets`.
+    pub transactions_keyed_late: u64,
     /// Incomplete transactions by reason (index: `IncompleteReason::ALL`).
     pub incomplete: [u64; 8],
     /// Transactions carrying each anomaly (index: `Anomaly` discriminant).
@@ -80,6 +85,8 @@ impl WorkerStats {
         self.flows_closed += o.flows_closed;
         self.flows_idle_expired += o.flows_idle_expired;
         self.flows_evicted += o.flows_evicted;
+        self.flows_reused += o.flows_reused;
+        self.transactions_keyed_late += o.transactions_keyed_late;
         self.flows_open_at_end += o.flows_open_at_end;
         self.role_from_handshake += o.role_from_handshake;
         self.role_from_payload += o.role_from_payload;
@@ -159,6 +166,7 @@ impl RunSummary {
                 "closed": w.flows_closed,
                 "idle_expired": w.flows_idle_expired,
                 "evicted": w.flows_evicted,
+                "reused": w.flows_reused,
                 "open_at_end": w.flows_open_at_end,
                 "packets_without_flow": w.packets_without_flow,
                 "role_from_handshake": w.role_from_handshake,
@@ -171,6 +179,7 @@ impl RunSummary {
             "transactions": {
                 "total": w.transactions,
                 "complete": w.transactions_complete,
+                "keyed_late": w.transactions_keyed_late,
                 "incomplete": incomplete,
                 "anomalies": anomalies,
             },

@@ -42,6 +42,7 @@ struct Env {
     encoder: Encoder,
     idle_ns: u64,
     tx_timeout_ns: u64,
+    reorder_window: u64,
     stats: WorkerStats,
     reassembly_stats: ReassemblyStats,
     http_stats: HttpStats,
@@ -79,6 +80,7 @@ impl Worker {
                 encoder,
                 idle_ns: cfg.flow.idle_timeout_ms.saturating_mul(1_000_000),
                 tx_timeout_ns: cfg.http.transaction_timeout_ms.saturating_mul(1_000_000),
+                reorder_window: cfg.pipeline.reorder_window_packets.max(1),
                 stats: WorkerStats::default(),
                 reassembly_stats: ReassemblyStats::default(),
                 http_stats: HttpStats::default(),
@@ -100,7 +102,9 @@ impl Worker {
         for mut batch in batches.iter() {
             self.process_batch(&batch);
             clock = clock.max(batch.clock);
-            self.tick(clock);
+            if batch.tick {
+                self.tick(clock);
+            }
             let watermark = self.watermark(clock);
             self.send(&out, watermark);
             batch.clear();
@@ -133,14 +137,23 @@ impl Worker {
         });
     }
 
-    /// Lowest key this worker may still emit.
+    /// Lowest key this worker may still emit, once it has seen every packet up to `clock`.
+    ///
+    /// An open transaction keeps its start key only while it is within the reorder window;
+    /// past it, it will be keyed where it completes, which is after `clock`.
     fn watermark(&self, clock: PacketRef) -> SortKey {
-        let next = SortKey {
-            packet: clock.index.saturating_add(1),
-            ordinal: 0,
-        };
-        match self.env.open.keys().next() {
-            Some(&k) if k < next => k,
+        let next = SortKey::at_packet(clock.index.saturating_add(1));
+        let oldest_in_window = clock
+            .index
+            .saturating_add(1)
+            .saturating_sub(self.env.reorder_window);
+        match self
+            .env
+            .open
+            .range(SortKey::at_packet(oldest_in_window)..)
+            .next()
+        {
+            Some((&k, _)) if k < next => k,
             _ => next,
         }
     }
@@ -158,8 +171,20 @@ impl Worker {
             if now.ts.nanos_since(last) > env.idle_ns {
                 if let Some(flow) = self.table.remove(&key) {
                     env.stats.flows_idle_expired += 1;
-                    env.close(key, flow, FinishCause::IdleTimeout, now);
+                    env.close(key, flow, FinishCause::IdleTimeout, now, now.index);
                 }
+            }
+        }
+        // A new SYN on a 5-tuple still in the table: the port was reused.
+        let seg = segment(meta);
+        if self
+            .table
+            .peek_mut(&key)
+            .is_some_and(|f| f.tcp.is_new_connection(&seg))
+        {
+            if let Some(flow) = self.table.remove(&key) {
+                env.stats.flows_reused += 1;
+                env.close(key, flow, FinishCause::ConnectionClosed, now, now.index);
             }
         }
 
@@ -180,7 +205,7 @@ impl Worker {
             env.stats.flows_created += 1;
             if let Some((old_key, old)) = self.table.insert(key, now.ts, flow) {
                 env.stats.flows_evicted += 1;
-                env.close(old_key, old, FinishCause::ConnectionClosed, now);
+                env.close(old_key, old, FinishCause::ConnectionClosed, now, now.index);
             }
         }
         let Some(flow) = self.table.get_mut(&key, now.ts) else {
@@ -194,15 +219,15 @@ impl Worker {
             });
             env.stats.role_from_handshake += 1;
         }
-        env.segment(key, flow, meta, payload);
+        env.segment(key, flow, &seg, meta.at, payload);
         if flow.tcp.is_finished() {
             if let Some(flow) = self.table.remove(&key) {
                 env.stats.flows_closed += 1;
-                env.close(key, flow, FinishCause::ConnectionClosed, now);
+                env.close(key, flow, FinishCause::ConnectionClosed, now, now.index);
             }
         } else {
             env.sync_open(key, flow);
-            env.encode(key, flow);
+            env.encode(key, flow, now.index);
         }
     }
 
@@ -211,7 +236,7 @@ impl Worker {
         let env = &mut self.env;
         while let Some((key, flow)) = self.table.pop_idle(now.ts, env.idle_ns) {
             env.stats.flows_idle_expired += 1;
-            env.close(key, flow, FinishCause::IdleTimeout, now);
+            env.close(key, flow, FinishCause::IdleTimeout, now, now.index);
         }
         // Transactions waiting longer than the timeout: the index is ordered by start packet,
         // which follows packet time, so only its head needs looking at.
@@ -229,30 +254,32 @@ impl Worker {
                 flow.http
                     .expire(now, &env.http, &mut env.http_stats, &mut env.txs);
                 env.sync_open(fk, flow);
-                env.encode(fk, flow);
+                env.encode(fk, flow, now.index);
             }
         }
     }
 
     /// End of input: every flow is closed as end of capture.
     fn finish(&mut self, now: PacketRef) {
+        let after_last = now.index.saturating_add(1);
         for (key, flow) in self.table.drain() {
             self.env.stats.flows_open_at_end += 1;
-            self.env.close(key, flow, FinishCause::EndOfCapture, now);
+            self.env
+                .close(key, flow, FinishCause::EndOfCapture, now, after_last);
         }
     }
 }
 
 impl Env {
     /// Feeds one segment through reassembly into the HTTP parser.
-    fn segment(&mut self, key: FlowKey, flow: &mut Flow, meta: &PacketMeta, payload: &[u8]) {
-        let seg = Segment {
-            from: meta.from,
-            seq: meta.seq,
-            ack: meta.ack,
-            flags: meta.flags,
-            wire_len: meta.payload_wire_len,
-        };
+    fn segment(
+        &mut self,
+        key: FlowKey,
+        flow: &mut Flow,
+        seg: &Segment,
+        at: PacketRef,
+        payload: &[u8],
+    ) {
         let Flow {
             tcp,
             http,
@@ -263,7 +290,7 @@ impl Env {
         } = flow;
         let mut d = Dispatch {
             key,
-            at: meta.at,
+            at,
             first_packet: *first_packet,
             client,
             ctx,
@@ -274,7 +301,7 @@ impl Env {
             txs: &mut self.txs,
         };
         tcp.on_segment(
-            &seg,
+            seg,
             payload,
             &self.reassembly,
             &mut self.reassembly_stats,
@@ -284,7 +311,15 @@ impl Env {
 
     /// Ends a flow: remaining holes become gaps, buffered bytes are delivered, pending
     /// transactions are emitted.
-    fn close(&mut self, key: FlowKey, mut flow: Flow, cause: FinishCause, now: PacketRef) {
+    /// `emit_at` is the packet index the resulting events are emitted at.
+    fn close(
+        &mut self,
+        key: FlowKey,
+        mut flow: Flow,
+        cause: FinishCause,
+        now: PacketRef,
+        emit_at: u64,
+    ) {
         {
             let Flow {
                 tcp,
@@ -315,26 +350,33 @@ impl Env {
         if let Some(k) = flow.open.take() {
             self.open.remove(&k);
         }
-        self.encode(key, &mut flow);
+        self.encode(key, &mut flow, emit_at);
     }
 
     /// Keeps the open-transaction index in step with the flow's oldest open transaction.
     fn sync_open(&mut self, key: FlowKey, flow: &mut Flow) {
         let current = flow.http.oldest_open();
-        if current.map(|(k, _)| k) == flow.open {
+        let current_key = current.map(|(k, _)| SortKey {
+            flow: flow.first_packet,
+            ..k
+        });
+        if current_key == flow.open {
             return;
         }
         if let Some(k) = flow.open.take() {
             self.open.remove(&k);
         }
-        if let Some((k, ts)) = current {
+        if let Some((mut k, ts)) = current {
+            k.flow = flow.first_packet;
             self.open.insert(k, (ts, key));
             flow.open = Some(k);
         }
     }
 
-    /// Encodes the transactions the last call produced.
-    fn encode(&mut self, key: FlowKey, flow: &mut Flow) {
+    /// Encodes the transactions the last call produced; `emit_at` is the packet index at
+    /// which they completed. A transaction that took longer than the reorder window is
+    /// keyed there instead of at its start.
+    fn encode(&mut self, key: FlowKey, flow: &mut Flow, emit_at: u64) {
         if self.txs.is_empty() {
             return;
         }
@@ -347,10 +389,25 @@ impl Env {
                 flow.first_packet,
             )
         });
-        for tx in self.txs.drain(..) {
+        for mut tx in self.txs.drain(..) {
+            tx.key.flow = flow.first_packet;
+            if emit_at.saturating_sub(tx.key.packet) > self.reorder_window {
+                tx.key.packet = emit_at;
+                self.stats.transactions_keyed_late += 1;
+            }
             self.stats.count_transaction(&tx);
             self.events.push(self.encoder.encode_event(ctx, &tx));
         }
+    }
+}
+
+fn segment(meta: &PacketMeta) -> Segment {
+    Segment {
+        from: meta.from,
+        seq: meta.seq,
+        ack: meta.ack,
+        flags: meta.flags,
+        wire_len: meta.payload_wire_len,
     }
 }
 
