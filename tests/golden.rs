@@ -80,3 +80,39 @@ fn events_are_in_request_start_order() {
         assert_eq!(times, sorted, "{}", capture.display());
     }
 }
+
+/// Small windows, ticks, batches and timeouts exercise the paths a big capture takes (late
+/// keys, tick-driven timeouts and idle expiry, many batches): output must still be
+/// byte-identical for any worker count.
+#[test]
+fn output_is_identical_with_tiny_windows_ticks_and_timeouts() {
+    let mut late_total = 0;
+    for capture in fixture_captures() {
+        for (window, tick) in [(1, 3), (3, 7), (5, 2)] {
+            let mut outputs = Vec::new();
+            for workers in [1, 2, 3] {
+                let mut cfg = apitap::Config::default();
+                cfg.pipeline.workers = workers;
+                cfg.pipeline.reorder_window_packets = window;
+                cfg.pipeline.tick_packets = tick;
+                cfg.pipeline.batch_packets = 1 + workers;
+                cfg.http.transaction_timeout_ms = 1;
+                cfg.flow.idle_timeout_ms = 50;
+                let (out, summary) = run_replay_with(std::slice::from_ref(&capture), &cfg);
+                late_total += summary.workers.transactions_keyed_late;
+                assert_eq!(summary.reorder.forced_early, 0);
+                outputs.push(out);
+            }
+            let name = capture.display();
+            assert!(
+                outputs[0] == outputs[1],
+                "{name} window {window} tick {tick}: 1 vs 2 workers"
+            );
+            assert!(
+                outputs[0] == outputs[2],
+                "{name} window {window} tick {tick}: 1 vs 3 workers"
+            );
+        }
+    }
+    assert!(late_total > 0, "the late-key path was not exercised");
+}

@@ -247,6 +247,22 @@ impl HttpConn {
         best
     }
 
+    /// Every started, not yet emitted transaction: key and start time, appended to `out`.
+    pub fn open_transactions(&self, out: &mut Vec<(SortKey, Timestamp)>) {
+        out.extend(self.pending.iter().map(|p| (p.key, p.req.start.ts)));
+        if let (Some(k), Phase::Head) = (self.req.key, self.req.phase) {
+            out.push((k, self.req.start.ts));
+        }
+        if let Some(r) = &self.in_response {
+            if !r.paired {
+                out.push((r.key, r.resp.start.ts));
+            }
+        }
+        if let Some(k) = self.lone_key {
+            out.push((k, self.interim_start.unwrap_or(self.resp.start).ts));
+        }
+    }
+
     /// Feeds in-order bytes of one direction.
     pub fn on_data(
         &mut self,

@@ -30,8 +30,8 @@ struct Flow {
     client: Option<Side>,
     ctx: Option<FlowContext>,
     first_packet: u64,
-    /// Key under which this flow sits in the open-transaction index.
-    open: Option<SortKey>,
+    /// Keys under which this flow's open transactions sit in the open-transaction index.
+    open: Vec<SortKey>,
 }
 
 /// Everything a worker needs besides the flow table (split so a flow can be borrowed from
@@ -48,9 +48,11 @@ struct Env {
     http_stats: HttpStats,
     txs: Vec<HttpTransaction>,
     events: Vec<EncodedEvent>,
-    /// Oldest open transaction of every flow that has one: drives the watermark and
-    /// transaction timeouts.
+    /// Every open transaction of every flow: drives the watermark and transaction
+    /// timeouts.
     open: BTreeMap<SortKey, (Timestamp, FlowKey)>,
+    /// Scratch list for [`Env::sync_open`].
+    scratch: Vec<(SortKey, Timestamp)>,
 }
 
 /// One flow worker.
@@ -87,6 +89,7 @@ impl Worker {
                 txs: Vec::new(),
                 events: Vec::new(),
                 open: BTreeMap::new(),
+                scratch: Vec::new(),
             },
         }
     }
@@ -139,14 +142,12 @@ impl Worker {
 
     /// Lowest key this worker may still emit, once it has seen every packet up to `clock`.
     ///
-    /// An open transaction keeps its start key only while it is within the reorder window;
-    /// past it, it will be keyed where it completes, which is after `clock`.
+    /// Later emissions happen at packet index `clock` or after (a tick at `clock` may still
+    /// be on its way). An open transaction keeps its start key only if it could still
+    /// complete within the reorder window; otherwise it will be keyed where it completes.
     fn watermark(&self, clock: PacketRef) -> SortKey {
-        let next = SortKey::at_packet(clock.index.saturating_add(1));
-        let oldest_in_window = clock
-            .index
-            .saturating_add(1)
-            .saturating_sub(self.env.reorder_window);
+        let next = SortKey::at_packet(clock.index);
+        let oldest_in_window = clock.index.saturating_sub(self.env.reorder_window);
         match self
             .env
             .open
@@ -200,7 +201,7 @@ impl Worker {
                 client: None,
                 ctx: None,
                 first_packet: now.index,
-                open: None,
+                open: Vec::new(),
             };
             env.stats.flows_created += 1;
             if let Some((old_key, old)) = self.table.insert(key, now.ts, flow) {
@@ -347,29 +348,34 @@ impl Env {
         }
         flow.http
             .finish(cause, now, &self.http, &mut self.http_stats, &mut self.txs);
-        if let Some(k) = flow.open.take() {
+        for k in flow.open.drain(..) {
             self.open.remove(&k);
         }
         self.encode(key, &mut flow, emit_at);
     }
 
-    /// Keeps the open-transaction index in step with the flow's oldest open transaction.
+    /// Keeps the open-transaction index in step with the flow's open transactions.
     fn sync_open(&mut self, key: FlowKey, flow: &mut Flow) {
-        let current = flow.http.oldest_open();
-        let current_key = current.map(|(k, _)| SortKey {
-            flow: flow.first_packet,
-            ..k
-        });
-        if current_key == flow.open {
+        self.scratch.clear();
+        flow.http.open_transactions(&mut self.scratch);
+        for (k, _) in self.scratch.iter_mut() {
+            k.flow = flow.first_packet;
+        }
+        if self.scratch.len() == flow.open.len()
+            && self
+                .scratch
+                .iter()
+                .zip(&flow.open)
+                .all(|((a, _), b)| a == b)
+        {
             return;
         }
-        if let Some(k) = flow.open.take() {
+        for k in flow.open.drain(..) {
             self.open.remove(&k);
         }
-        if let Some((mut k, ts)) = current {
-            k.flow = flow.first_packet;
+        for &(k, ts) in &self.scratch {
             self.open.insert(k, (ts, key));
-            flow.open = Some(k);
+            flow.open.push(k);
         }
     }
 
