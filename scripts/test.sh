@@ -6,6 +6,12 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 
+# The Kafka tests start their own brokers on loopback from this binary; with
+# APITAP_TEST_KAFKA=host:port the round-trip tests use that cluster instead (the outage
+# test always needs a broker it can stop, so it keeps using tansu).
+APITAP_TANSU_BIN=$(scripts/kafka-broker.sh)
+export APITAP_TANSU_BIN
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

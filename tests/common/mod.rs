@@ -71,7 +71,7 @@ pub fn run_replay(inputs: &[PathBuf], workers: usize) -> (Vec<u8>, RunSummary) {
 pub fn run_replay_with(inputs: &[PathBuf], cfg: &Config) -> (Vec<u8>, RunSummary) {
     let dir = scratch("replay");
     let out = dir.join("events.jsonl");
-    let summary = replay(inputs, Output::File(out.clone()), cfg).unwrap();
+    let summary = replay(inputs, Some(Output::File(out.clone())), cfg).unwrap();
     let bytes = std::fs::read(&out).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     (bytes, summary)

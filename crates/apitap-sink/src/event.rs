@@ -37,6 +37,59 @@ pub struct EncodedEvent {
     pub key: SortKey,
     /// One JSON object, no trailing newline.
     pub json: Vec<u8>,
+    /// Stable hash of the API endpoint (host, method, path template): the Kafka message
+    /// key, so one endpoint's events stay in one partition.
+    pub endpoint_hash: u64,
+    /// An alert (goes to the alerts topic) rather than a transaction event.
+    pub alert: bool,
+}
+
+/// Path with id-like segments replaced by `{id}`: all digits, UUIDs, and long hex strings.
+/// (`/users/123/orders/9f86d081884c7d65` -> `/users/{id}/orders/{id}`)
+pub fn path_template(path: &str) -> Cow<'_, str> {
+    fn is_id(seg: &str) -> bool {
+        let b = seg.as_bytes();
+        let digits = !b.is_empty() && b.iter().all(u8::is_ascii_digit);
+        let uuid = b.len() == 36
+            && b.iter().enumerate().all(|(i, c)| {
+                if matches!(i, 8 | 13 | 18 | 23) {
+                    *c == b'-'
+                } else {
+                    c.is_ascii_hexdigit()
+                }
+            });
+        let hex = b.len() >= 16 && b.iter().all(u8::is_ascii_hexdigit);
+        digits || uuid || hex
+    }
+    if !path.split('/').any(is_id) {
+        return Cow::Borrowed(path);
+    }
+    let parts: Vec<&str> = path
+        .split('/')
+        .map(|seg| if is_id(seg) { "{id}" } else { seg })
+        .collect();
+    Cow::Owned(parts.join("/"))
+}
+
+/// The Kafka message key of an event: 16 hex digits of a stable hash of `url.domain` and
+/// `apitap.endpoint` (empty strings when absent).
+pub fn endpoint_key(domain: &str, endpoint: &str) -> String {
+    format!(
+        "{:016x}",
+        stable_hash(&[domain.as_bytes(), endpoint.as_bytes()])
+    )
+}
+
+/// FNV-1a over the parts, separated so that ("ab","c") and ("a","bc") differ.
+fn stable_hash(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in part.iter().chain(std::iter::once(&0xff)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
 }
 
 /// Per-flow facts every event of that flow repeats; computed once per flow.
@@ -160,8 +213,25 @@ impl Encoder {
     /// Encodes into a new [`EncodedEvent`].
     pub fn encode_event(&self, flow: &FlowContext, tx: &HttpTransaction) -> EncodedEvent {
         let mut json = Vec::with_capacity(1024);
-        self.encode(flow, tx, &mut json);
-        EncodedEvent { key: tx.key, json }
+        let view = EventView::new(&self.cfg, flow, tx);
+        let endpoint_hash = {
+            let domain = view
+                .url
+                .as_ref()
+                .and_then(|u| u.domain.as_deref())
+                .unwrap_or("");
+            stable_hash(&[domain.as_bytes(), view.apitap.endpoint.as_bytes()])
+        };
+        if serde_json::to_writer(&mut json, &view).is_err() {
+            json.clear();
+            json.extend_from_slice(b"{}");
+        }
+        EncodedEvent {
+            key: tx.key,
+            json,
+            endpoint_hash,
+            alert: false,
+        }
     }
 }
 
@@ -290,6 +360,8 @@ struct UserAgentView<'a> {
 
 #[derive(Serialize)]
 struct ApitapView<'a> {
+    /// `METHOD /path/{id}` (empty method and path for a lone response).
+    endpoint: String,
     flow_id: &'a str,
     transaction: u32,
     complete: bool,
@@ -531,6 +603,11 @@ impl<'a> EventView<'a> {
             .and_then(|r| r.head.header("user-agent"))
             .map(|ua| UserAgentView { original: text(ua) });
         let sensor = (!cfg.sensor.is_empty()).then_some(cfg.sensor.as_str());
+        let endpoint = match (req, url.as_ref().and_then(|u| u.path.as_deref())) {
+            (Some(r), Some(path)) => format!("{} {}", text(r.method()), path_template(path)),
+            (Some(r), None) => format!("{} {}", text(r.method()), text(r.target())),
+            (None, _) => String::new(),
+        };
 
         EventView {
             timestamp: Rfc3339(start),
@@ -585,6 +662,7 @@ impl<'a> EventView<'a> {
             },
             user_agent,
             apitap: ApitapView {
+                endpoint,
                 flow_id: &flow.flow_id,
                 transaction: tx.key.ordinal,
                 complete: tx.is_complete(),
@@ -746,6 +824,7 @@ mod tests {
         assert_eq!(v["apitap"]["anomalies"], serde_json::json!([]));
         assert!(v["apitap"].get("incomplete_reason").is_none());
         assert_eq!(v["apitap"]["flow_id"], flow().flow_id);
+        assert_eq!(v["apitap"]["endpoint"], "POST /v1/users/{id}");
         assert_eq!(v["event"]["id"], format!("{}-0", flow().flow_id));
     }
 
@@ -809,6 +888,45 @@ mod tests {
         Encoder::default().encode(&flow(), &tx, &mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert!(v["url"]["original"].as_str().unwrap().contains('\u{fffd}'));
+    }
+
+    #[test]
+    fn path_templates() {
+        assert_eq!(path_template("/users/123/orders"), "/users/{id}/orders");
+        assert_eq!(
+            path_template("/o/123e4567-e89b-12d3-a456-426614174000"),
+            "/o/{id}"
+        );
+        assert_eq!(path_template("/blob/9f86d081884c7d65ab"), "/blob/{id}");
+        assert_eq!(path_template("/v1/users"), "/v1/users");
+        assert_eq!(path_template("/cafe"), "/cafe");
+        assert_eq!(path_template("/"), "/");
+    }
+
+    #[test]
+    fn endpoint_hash_is_stable_and_per_endpoint() {
+        let enc = Encoder::default();
+        let a = enc.encode_event(&flow(), &sample_tx());
+        let mut other = sample_tx();
+        if let Some(r) = other.request.as_mut() {
+            r.head.buf[15] = b'9'; // /v1/users/92 -> same template
+        }
+        let b = enc.encode_event(&flow(), &other);
+        assert_eq!(a.endpoint_hash, b.endpoint_hash);
+        let mut get = sample_tx();
+        if let Some(r) = get.request.as_mut() {
+            r.head.buf[..4].copy_from_slice(b"PUTS");
+        }
+        assert_ne!(
+            a.endpoint_hash,
+            enc.encode_event(&flow(), &get).endpoint_hash
+        );
+        // Fixed value: the key must not change between releases or machines.
+        assert_eq!(
+            stable_hash(&[b"a", b"GET /"]),
+            stable_hash(&[b"a", b"GET /"])
+        );
+        assert_ne!(stable_hash(&[b"ab", b"c"]), stable_hash(&[b"a", b"bc"]));
     }
 
     #[test]

@@ -7,10 +7,14 @@
 
 pub mod community_id;
 pub mod event;
+pub mod kafka;
 pub mod lines;
 pub mod reorder;
 
 pub use community_id::community_id_v1;
-pub use event::{EncodedEvent, Encoder, EncoderConfig, FlowContext, Redactor};
+pub use event::{
+    endpoint_key, path_template, EncodedEvent, Encoder, EncoderConfig, FlowContext, Redactor,
+};
+pub use kafka::{DropPolicy, KafkaConfig, KafkaSetupError, KafkaSink, KafkaStats};
 pub use lines::LineSink;
 pub use reorder::{Reorder, ReorderStats};

@@ -135,6 +135,8 @@ mod tests {
                 ordinal,
             },
             json: format!("{packet}.{ordinal}").into_bytes(),
+            endpoint_hash: 0,
+            alert: false,
         }
     }
 

@@ -21,6 +21,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Event content.
     pub output: OutputConfig,
+    /// Kafka output; present (or `--kafka`) turns it on.
+    pub kafka: Option<apitap_sink::KafkaConfig>,
 }
 
 /// Threads and queues.
@@ -154,15 +156,25 @@ impl Config {
         Config::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
-    /// Parses and validates config text.
+    /// Parses and validates config text. Kafka settings are checked by [`Config::validate`]
+    /// once command-line overrides (`--kafka`) are applied.
     pub fn parse(text: &str) -> Result<Config> {
         let cfg: Config = toml::from_str(text)?;
-        cfg.validate()?;
+        cfg.validate_local()?;
         Ok(cfg)
     }
 
-    /// Checks ranges that serde cannot.
+    /// Checks everything, Kafka settings included.
     pub fn validate(&self) -> Result<()> {
+        self.validate_local()?;
+        if let Some(k) = &self.kafka {
+            k.client_config()?;
+        }
+        Ok(())
+    }
+
+    /// Checks ranges that serde cannot (all but the Kafka settings).
+    fn validate_local(&self) -> Result<()> {
         let p = &self.pipeline;
         if p.workers > 256 {
             bail!("pipeline.workers = {} is more than 256", p.workers);
@@ -265,6 +277,28 @@ mod tests {
             "[flow]\nidle_timeout_ms = -5",
         ] {
             assert!(Config::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn kafka_settings_are_checked() {
+        let c = Config::parse("[kafka]\nbrokers = \"127.0.0.1:9092\"\n").unwrap();
+        let k = c.kafka.unwrap();
+        assert_eq!(k.events_topic, "apitap.events");
+        assert_eq!(k.alerts_topic, "apitap.alerts");
+        for bad in [
+            "[kafka]\nbrokers = \"h:1\"\ncompression = \"zstd\"",
+            "[kafka]\nbrokers = \"h:1\"\nacks = \"2\"",
+            "[kafka]\nbrokers = \"\"",
+            "[kafka]\nbrokers = \"h:1\"\n[kafka.options]\n\"linger.ms\" = \"5\"",
+            "[kafka]\nbrokers = \"h:1\"\n[kafka.tls]\nca_file = \"/nonexistent/ca.pem\"",
+            "[kafka]\nbrokers = \"h:1\"\nbogus = 1",
+        ] {
+            let err = Config::parse(bad)
+                .and_then(|c| c.validate().map(|_| c))
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {bad}"));
+            assert!(!format!("{err:#}").is_empty());
         }
     }
 

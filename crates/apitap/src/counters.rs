@@ -70,3 +70,34 @@ pub fn http(s: &HttpStats) -> Value {
         "gaps_resync": gaps_resync,
     })
 }
+
+/// Kafka sink counters by name.
+pub fn kafka(s: &apitap_sink::KafkaStats) -> Value {
+    let apitap_sink::KafkaStats {
+        produced,
+        delivered,
+        retried,
+        failed,
+        dropped,
+        too_large,
+        undelivered_at_close,
+        queue_depth,
+        queue_depth_max,
+        delivery_latency_us_sum,
+        delivery_latency_us_max,
+    } = s;
+    let avg = delivery_latency_us_sum.checked_div(*delivered).unwrap_or(0);
+    json!({
+        "produced": produced,
+        "delivered": delivered,
+        "retried": retried,
+        "failed": failed,
+        "dropped": dropped,
+        "too_large": too_large,
+        "undelivered_at_close": undelivered_at_close,
+        "queue_depth": queue_depth,
+        "queue_depth_max": queue_depth_max,
+        "delivery_latency_us_avg": avg,
+        "delivery_latency_us_max": delivery_latency_us_max,
+    })
+}

@@ -31,6 +31,10 @@ enum Command {
         /// Flow worker threads (default: pipeline.workers, 0 = one per core).
         #[arg(short, long)]
         workers: Option<usize>,
+        /// Send events to Kafka at these brokers (host:port,...); overrides `[kafka]
+        /// brokers`. With Kafka on, stdout gets no events unless -o is given.
+        #[arg(long, value_name = "BROKERS")]
+        kafka: Option<String>,
         /// Also write the run summary as JSON to this file.
         #[arg(long)]
         stats_json: Option<PathBuf>,
@@ -44,6 +48,13 @@ enum Command {
 /// failure were written); 2 nothing could be processed (usage, config, unreadable input).
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs go to stderr; APITAP_LOG (e.g. "info", "apitap_sink=debug") sets the level.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("APITAP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -60,6 +71,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             output,
             config,
             workers,
+            kafka,
             stats_json,
             quiet,
         } => {
@@ -69,11 +81,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             if let Some(w) = workers {
                 cfg.pipeline.workers = w.max(1);
-                cfg.validate()?;
             }
-            let out = match output {
-                Some(path) => Output::File(path),
-                None => Output::Stdout,
+            if let Some(brokers) = kafka {
+                cfg.kafka.get_or_insert_with(Default::default).brokers = brokers;
+            }
+            cfg.validate()?;
+            let out = match (output, cfg.kafka.is_some()) {
+                (Some(path), _) => Some(Output::File(path)),
+                (None, false) => Some(Output::Stdout),
+                (None, true) => None,
             };
             let summary = replay(&files, out, &cfg)?;
             if !quiet {
@@ -95,6 +111,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(e) = &summary.output_error {
                 eprintln!("apitap: error: {e}");
                 code = ExitCode::from(1);
+            }
+            if let Some(k) = &summary.kafka {
+                let lost = k.dropped + k.too_large + k.undelivered_at_close;
+                if lost > 0 {
+                    eprintln!(
+                        "apitap: error: {lost} events did not reach Kafka ({} dropped by the queue bound, {} too large, {} undelivered at shutdown)",
+                        k.dropped, k.too_large, k.undelivered_at_close
+                    );
+                    code = ExitCode::from(1);
+                }
             }
             Ok(code)
         }

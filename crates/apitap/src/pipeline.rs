@@ -14,7 +14,9 @@ use crate::stats::RunSummary;
 use crate::worker::{Worker, WorkerOutput};
 use anyhow::{anyhow, Context, Result};
 use apitap_core::{PacketBatch, PacketRef};
-use apitap_sink::{Encoder, EncoderConfig, LineSink, Redactor, Reorder, ReorderStats};
+use apitap_sink::{
+    Encoder, EncoderConfig, KafkaSink, KafkaStats, LineSink, Redactor, Reorder, ReorderStats,
+};
 use apitap_wire::{decode, DecodeStats, FileSource};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::path::PathBuf;
@@ -38,14 +40,24 @@ pub fn encoder(cfg: &Config) -> Result<Encoder> {
 
 /// Replays capture files through the whole pipeline. Returns the run summary; input and
 /// output errors that happen after start-up are recorded in it (events before them are
-/// still written). Errors before any packet is read (bad file, bad config) are returned.
-pub fn replay(inputs: &[PathBuf], output: Output, cfg: &Config) -> Result<RunSummary> {
+/// still written). Errors before any packet is read (bad file, bad config, unreachable
+/// Kafka) are returned.
+///
+/// `output` is the JSON-lines output; `None` writes none (Kafka only).
+pub fn replay(inputs: &[PathBuf], output: Option<Output>, cfg: &Config) -> Result<RunSummary> {
     let mut source = FileSource::open(inputs)?;
     let encoder = encoder(cfg)?;
-    let sink = match &output {
-        Output::Stdout => LineSink::stdout(),
-        Output::File(path) => LineSink::create(path)
-            .with_context(|| format!("cannot create output file {}", path.display()))?,
+    let lines = match &output {
+        None => None,
+        Some(Output::Stdout) => Some(LineSink::stdout()),
+        Some(Output::File(path)) => Some(
+            LineSink::create(path)
+                .with_context(|| format!("cannot create output file {}", path.display()))?,
+        ),
+    };
+    let kafka = match &cfg.kafka {
+        None => None,
+        Some(k) => Some(KafkaSink::new(k, sensor_id(cfg).as_str())?),
     };
 
     let workers = cfg.worker_count();
@@ -58,7 +70,7 @@ pub fn replay(inputs: &[PathBuf], output: Output, cfg: &Config) -> Result<RunSum
         .name("apitap-sink".into())
         .spawn({
             let reorder_max = cfg.pipeline.reorder_max_events;
-            move || run_sink(out_rx, sink, workers, reorder_max)
+            move || run_sink(out_rx, lines, kafka, workers, reorder_max)
         })
         .context("cannot start sink thread")?;
 
@@ -103,7 +115,18 @@ pub fn replay(inputs: &[PathBuf], output: Output, cfg: &Config) -> Result<RunSum
     summary.events_written = sink_result.written;
     summary.bytes_written = sink_result.bytes;
     summary.output_error = sink_result.error;
+    summary.kafka = sink_result.kafka;
     Ok(summary)
+}
+
+/// The sensor id carried in Kafka headers: `output.sensor_name`, else the host name.
+fn sensor_id(cfg: &Config) -> String {
+    if !cfg.output.sensor_name.is_empty() {
+        return cfg.output.sensor_name.clone();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "apitap".into())
 }
 
 /// Reads, decodes and shards every packet. Blocks when a worker queue is full: a replay
@@ -181,36 +204,73 @@ struct SinkResult {
     written: u64,
     bytes: u64,
     error: Option<String>,
+    kafka: Option<KafkaStats>,
+}
+
+/// The output sinks of the sink thread.
+struct Outputs {
+    lines: Option<LineSink>,
+    kafka: Option<KafkaSink>,
+    error: Option<String>,
+}
+
+impl Outputs {
+    fn release(&mut self, ev: apitap_sink::EncodedEvent) {
+        if let (Some(l), None) = (self.lines.as_mut(), &self.error) {
+            if let Err(e) = l.write(&ev) {
+                self.error = Some(format!("cannot write events: {e}"));
+            }
+        }
+        if let Some(k) = self.kafka.as_mut() {
+            k.send(ev);
+        }
+    }
 }
 
 fn run_sink(
     rx: Receiver<WorkerOutput>,
-    mut sink: LineSink,
+    lines: Option<LineSink>,
+    kafka: Option<KafkaSink>,
     workers: usize,
     reorder_max: usize,
 ) -> SinkResult {
     let mut reorder = Reorder::new(workers, reorder_max);
-    let mut error: Option<String> = None;
-    let mut write = |ev: apitap_sink::EncodedEvent| {
-        if error.is_none() {
-            if let Err(e) = sink.write(&ev) {
-                error = Some(format!("cannot write events: {e}"));
-            }
-        }
+    let mut out = Outputs {
+        lines,
+        kafka,
+        error: None,
     };
-    for msg in rx.iter() {
-        reorder.push(msg.worker, msg.events, msg.watermark, &mut write);
-    }
-    reorder.finish(&mut write);
-    if error.is_none() {
-        if let Err(e) = sink.flush() {
-            error = Some(format!("cannot write events: {e}"));
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(msg) => reorder.push(msg.worker, msg.events, msg.watermark, &mut |ev| {
+                out.release(ev)
+            }),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        // Serve Kafka delivery reports even while no event arrives.
+        if let Some(k) = out.kafka.as_mut() {
+            k.poll(std::time::Duration::ZERO);
         }
     }
+    reorder.finish(&mut |ev| out.release(ev));
+    let mut error = out.error;
+    let (written, bytes) = match out.lines.as_mut() {
+        Some(l) => {
+            if error.is_none() {
+                if let Err(e) = l.flush() {
+                    error = Some(format!("cannot write events: {e}"));
+                }
+            }
+            (l.written(), l.bytes())
+        }
+        None => (0, 0),
+    };
     SinkResult {
         reorder: reorder.stats().clone(),
-        written: sink.written(),
-        bytes: sink.bytes(),
+        written,
+        bytes,
         error,
+        kafka: out.kafka.map(KafkaSink::close),
     }
 }

@@ -126,6 +126,8 @@ pub struct RunSummary {
     pub input_error: Option<String>,
     /// Output error (e.g. disk full, closed pipe).
     pub output_error: Option<String>,
+    /// Kafka sink counters, when Kafka was on.
+    pub kafka: Option<apitap_sink::KafkaStats>,
 }
 
 impl RunSummary {
@@ -183,6 +185,7 @@ impl RunSummary {
                 "incomplete": incomplete,
                 "anomalies": anomalies,
             },
+            "kafka": self.kafka.as_ref().map(crate::counters::kafka),
             "output": {
                 "events_written": self.events_written,
                 "bytes_written": self.bytes_written,

@@ -1,0 +1,434 @@
+//! Kafka output against a real Kafka-protocol broker on loopback: tansu, started per test
+//! from `APITAP_TANSU_BIN` (scripts/test.sh installs it), or the cluster named by
+//! `APITAP_TEST_KAFKA=host:port`. Events are read back with a real consumer by explicit
+//! partition assignment.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+use apitap::{replay, Config, Output};
+use apitap_sink::{endpoint_key, DropPolicy, EncodedEvent, KafkaConfig, KafkaSink};
+use common::*;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// A tansu broker on a loopback port, stopped on drop.
+struct Broker {
+    child: Child,
+    addr: String,
+}
+
+fn tansu_bin() -> PathBuf {
+    PathBuf::from(std::env::var("APITAP_TANSU_BIN").expect(
+        "APITAP_TANSU_BIN is not set: run scripts/test.sh, or export it to the path printed by scripts/kafka-broker.sh",
+    ))
+}
+
+impl Broker {
+    fn start_on(port: u16) -> Broker {
+        let addr = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{addr}");
+        let child = Command::new(tansu_bin())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Broker { child, addr }
+    }
+
+    fn start() -> Broker {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Broker::start_on(port)
+    }
+
+    fn port(&self) -> u16 {
+        self.addr.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The cluster for round-trip tests: `APITAP_TEST_KAFKA`, else a fresh tansu.
+fn cluster() -> (String, Option<Broker>) {
+    match std::env::var("APITAP_TEST_KAFKA") {
+        Ok(addr) if !addr.is_empty() => (addr, None),
+        _ => {
+            let b = Broker::start();
+            (b.addr.clone(), Some(b))
+        }
+    }
+}
+
+/// Topic names unique to this test run (so an external cluster is safe to reuse).
+fn topics(tag: &str) -> (String, String) {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let id = format!(
+        "{}-{}-{}",
+        std::process::id(),
+        tag,
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    (
+        format!("apitap-test-{id}.events"),
+        format!("apitap-test-{id}.alerts"),
+    )
+}
+
+struct Record {
+    partition: i32,
+    key: String,
+    payload: String,
+    headers: BTreeMap<String, String>,
+}
+
+/// Reads `topic` from the beginning of every partition until `want` records arrived or
+/// `wait` passed.
+fn consume(brokers: &str, topic: &str, want: usize, wait: Duration) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "apitap-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + wait;
+    let partitions = loop {
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .unwrap();
+        let n = md
+            .topics()
+            .first()
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        if n > 0 {
+            break n;
+        }
+        if want == 0 && Instant::now() >= deadline {
+            return Vec::new();
+        }
+        if Instant::now() >= deadline {
+            let all = consumer
+                .fetch_metadata(None, Duration::from_secs(5))
+                .unwrap();
+            let names: Vec<String> = all
+                .topics()
+                .iter()
+                .map(|t| format!("{}:{}", t.name(), t.partitions().len()))
+                .collect();
+            eprintln!("topics on {brokers}: {names:?}");
+        }
+        assert!(Instant::now() < deadline, "topic {topic} never appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    while out.len() < want && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let mut headers = BTreeMap::new();
+            if let Some(h) = m.headers() {
+                for hd in h.iter() {
+                    let v = hd
+                        .value
+                        .map(|v| String::from_utf8_lossy(v).to_string())
+                        .unwrap_or_default();
+                    headers.insert(hd.key.to_string(), v);
+                }
+            }
+            out.push(Record {
+                partition: m.partition(),
+                key: String::from_utf8_lossy(m.key().unwrap_or(&[])).to_string(),
+                payload: String::from_utf8_lossy(m.payload().unwrap_or(&[])).to_string(),
+                headers,
+            });
+        }
+    }
+    // Anything beyond `want` would be a duplicate or a stray: give it a moment to show up.
+    let extra_deadline = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < extra_deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.push(Record {
+                partition: m.partition(),
+                key: String::from_utf8_lossy(m.key().unwrap_or(&[])).to_string(),
+                payload: String::from_utf8_lossy(m.payload().unwrap_or(&[])).to_string(),
+                headers: BTreeMap::new(),
+            });
+        }
+    }
+    out
+}
+
+fn kafka_cfg(brokers: &str, events: &str, alerts: &str) -> KafkaConfig {
+    KafkaConfig {
+        brokers: brokers.into(),
+        events_topic: events.into(),
+        alerts_topic: alerts.into(),
+        linger_ms: 5,
+        ..KafkaConfig::default()
+    }
+}
+
+#[test]
+fn replay_to_kafka_gives_exactly_the_stdout_events_keyed_by_endpoint() {
+    let (brokers, _broker) = cluster();
+    let (events_topic, alerts_topic) = topics("roundtrip");
+    let captures: Vec<PathBuf> = [
+        "nginx/nginx-mixed.pcap",
+        "nginx/nginx-ipv6.pcap",
+        "public/zeek/wikipedia.pcap",
+    ]
+    .iter()
+    .map(|p| root().join("fixtures").join(p))
+    .collect();
+    let mut cfg = Config::default();
+    cfg.pipeline.workers = 2;
+    cfg.output.sensor_name = "sensor-under-test".into();
+    cfg.kafka = Some(kafka_cfg(&brokers, &events_topic, &alerts_topic));
+    let dir = scratch("kafka");
+    let file = dir.join("events.jsonl");
+    let summary = replay(&captures, Some(Output::File(file.clone())), &cfg).unwrap();
+    let k = summary.kafka.clone().unwrap();
+    assert_eq!(k.dropped + k.undelivered_at_close + k.too_large, 0, "{k:?}");
+    let lines: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(lines.len() > 60);
+    assert_eq!(k.produced, lines.len() as u64);
+    assert_eq!(k.delivered, lines.len() as u64);
+
+    let records = consume(
+        &brokers,
+        &events_topic,
+        lines.len(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(records.len(), lines.len(), "same count as the stdout sink");
+    let mut got: Vec<&str> = records.iter().map(|r| r.payload.as_str()).collect();
+    let mut want: Vec<&str> = lines.iter().map(String::as_str).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert!(got == want, "Kafka payloads differ from the JSON lines");
+
+    // Keys as documented; one endpoint, one partition; headers carry sensor and schema.
+    let mut partition_of: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+    for r in &records {
+        let ev: serde_json::Value = serde_json::from_str(&r.payload).unwrap();
+        let expected_key = endpoint_key(
+            field(&ev, "url.domain").as_str().unwrap_or(""),
+            field(&ev, "apitap.endpoint").as_str().unwrap_or(""),
+        );
+        assert_eq!(r.key, expected_key);
+        partition_of
+            .entry(r.key.clone())
+            .or_default()
+            .insert(r.partition);
+        assert_eq!(
+            r.headers.get("apitap-sensor").map(String::as_str),
+            Some("sensor-under-test")
+        );
+        assert_eq!(
+            r.headers.get("apitap-schema").map(String::as_str),
+            Some("1")
+        );
+    }
+    assert!(partition_of.values().all(|p| p.len() == 1));
+    assert!(partition_of.len() > 5, "several endpoints expected");
+
+    // Nothing went to the alerts topic: there are no alerts in these captures.
+    let alerts = consume(&brokers, &alerts_topic, 0, Duration::from_secs(5));
+    assert!(alerts.is_empty());
+}
+
+fn event(i: u64, alert: bool) -> EncodedEvent {
+    EncodedEvent {
+        key: apitap_core::SortKey::at_packet(i),
+        json: format!("{{\"n\":{i},\"alert\":{alert}}}").into_bytes(),
+        endpoint_hash: i % 7,
+        alert,
+    }
+}
+
+#[test]
+fn alerts_go_to_their_own_topic() {
+    let (brokers, _broker) = cluster();
+    let (events_topic, alerts_topic) = topics("alerts");
+    let mut sink = KafkaSink::new(&kafka_cfg(&brokers, &events_topic, &alerts_topic), "s").unwrap();
+    for i in 0..10 {
+        sink.send(event(i, i % 3 == 0));
+    }
+    let stats = sink.close();
+    assert_eq!(stats.delivered, 10);
+    let alerts = consume(&brokers, &alerts_topic, 4, Duration::from_secs(20));
+    let events = consume(&brokers, &events_topic, 6, Duration::from_secs(20));
+    assert_eq!(alerts.len(), 4);
+    assert_eq!(events.len(), 6);
+    assert!(alerts.iter().all(|r| r.payload.contains("\"alert\":true")));
+    assert!(events.iter().all(|r| r.payload.contains("\"alert\":false")));
+}
+
+/// Sends `range` through the sink, polling as a busy sensor would.
+fn send_all(sink: &mut KafkaSink, range: std::ops::Range<u64>) {
+    for i in range {
+        sink.send(event(i, false));
+        if i % 10 == 0 {
+            sink.poll(Duration::from_millis(1));
+        }
+    }
+}
+
+#[test]
+fn broker_outage_queues_then_delivers_and_counts_every_drop() {
+    let broker = Broker::start();
+    let port = broker.port();
+    let (events_topic, alerts_topic) = topics("outage");
+    let mut cfg = kafka_cfg(&broker.addr, &events_topic, &alerts_topic);
+    cfg.queue_max_messages = 100;
+    cfg.drop_policy = DropPolicy::OldestFirst;
+    cfg.flush_timeout_ms = 30_000;
+    cfg.options
+        .insert("reconnect.backoff.max.ms".into(), "500".into());
+    let mut sink = KafkaSink::new(&cfg, "outage-test").unwrap();
+
+    // Before: delivered to the first broker.
+    send_all(&mut sink, 0..50);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sink.stats().delivered < 50 {
+        assert!(
+            Instant::now() < deadline,
+            "first batch not delivered: {:?}",
+            sink.stats()
+        );
+        sink.poll(Duration::from_millis(50));
+    }
+
+    // Outage: 400 events against a bound of 100.
+    broker.stop();
+    send_all(&mut sink, 50..450);
+    let during = sink.stats().clone();
+    assert!(during.dropped >= 300, "{during:?}");
+
+    // Recovery: a new (empty) broker on the same port, then more events.
+    let _broker2 = Broker::start_on(port);
+    send_all(&mut sink, 450..500);
+    let stats = sink.close();
+    assert_eq!(stats.undelivered_at_close, 0, "{stats:?}");
+
+    // Everything produced after the outage began either arrived or was counted as dropped.
+    let produced_after: BTreeSet<u64> = (50..500).collect();
+    let records = consume(
+        &format!("127.0.0.1:{port}"),
+        &events_topic,
+        (450 - stats.dropped) as usize,
+        Duration::from_secs(30),
+    );
+    let arrived: BTreeSet<u64> = records
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.payload).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .filter(|n| produced_after.contains(n))
+        .collect();
+    let missing = produced_after.len() as u64 - arrived.len() as u64;
+    assert_eq!(
+        missing, stats.dropped,
+        "drop counter must equal what is missing: {stats:?}"
+    );
+    // Oldest-first: what survived is the newest, and all of the post-recovery events.
+    assert!((450..500).all(|n| arrived.contains(&n)));
+}
+
+fn apitap(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_apitap"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bad_kafka_config_is_a_clear_startup_error() {
+    let pcap = root().join("fixtures/nginx/nginx-ipv6.pcap");
+    let pcap = pcap.to_str().unwrap();
+    // Unreachable broker: a port nobody listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = scratch("kafkacfg");
+    let cfg = dir.join("k.toml");
+    std::fs::write(&cfg, "[kafka]\nconnect_timeout_ms = 1500\n").unwrap();
+    let o = apitap(&[
+        "replay",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--kafka",
+        &format!("127.0.0.1:{port}"),
+        pcap,
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("cannot reach Kafka brokers"), "{e}");
+    assert!(o.stdout.is_empty());
+
+    let (brokers, _broker) = cluster();
+    for (toml, needle) in [
+        (
+            "[kafka.options]\n\"no.such.property\" = \"1\"\n",
+            "no.such.property",
+        ),
+        (
+            "[kafka.tls]\nca_file = \"/nonexistent/ca.pem\"\n",
+            "/nonexistent/ca.pem",
+        ),
+        ("[kafka.options]\n\"acks\" = \"1\"\n", "clashes"),
+        ("compression = \"brotli\"\n", "brotli"),
+    ] {
+        let text = format!("[kafka]\nbrokers = \"{brokers}\"\n{toml}");
+        std::fs::write(&cfg, text).unwrap();
+        let o = apitap(&["replay", "-c", cfg.to_str().unwrap(), pcap]);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{toml}: {e}");
+        assert!(e.contains(needle), "{toml}: {e}");
+    }
+}
