@@ -303,6 +303,25 @@ mod tests {
     }
 
     #[test]
+    fn example_kafka_section_parses_when_uncommented() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sensor.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text.find("# [kafka]").unwrap();
+        let section: String = text[start..]
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = Config::parse(&section).unwrap();
+        let k = c.kafka.unwrap();
+        assert_eq!(k.brokers, "127.0.0.1:9092");
+        assert_eq!(k.sasl.unwrap().mechanism, "SCRAM-SHA-512");
+        assert_eq!(k.options.len(), 1);
+        assert!(k.tls.is_some());
+    }
+
+    #[test]
     fn example_sensor_toml_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sensor.toml");
         let c = Config::load(&path).unwrap();
