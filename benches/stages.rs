@@ -1,0 +1,227 @@
+//! Per-stage criterion benches: decode, flow lookup, reassembly (in order and out of
+//! order), HTTP head+body parsing, and event JSON encoding.
+//!
+//! `cargo bench --bench stages`
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use apitap_core::{Direction, Endpoint, FlowKey, PacketRef, Side, TcpFlags, Timestamp};
+use apitap_flow::{FlowTable, ReassemblyConfig, ReassemblyStats, Segment, StreamEvent, TcpConn};
+use apitap_http::{FinishCause, HttpConfig, HttpConn, HttpStats};
+use apitap_sink::{Encoder, FlowContext};
+use apitap_wire::{decode, DecodeStats, LinkType};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use std::hint::black_box;
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 12];
+    f.extend_from_slice(&[0x08, 0x00]);
+    // IPv4 header (20 bytes) + TCP header (20 bytes), checksums left zero.
+    let total = (40 + payload.len()) as u16;
+    f.extend_from_slice(&[
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        6,
+        0,
+        0,
+    ]);
+    f.extend_from_slice(&[10, 0, 0, 2, 10, 0, 0, 1]);
+    f.extend_from_slice(&[
+        0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 0x04, 0, 0, 0, 0, 0,
+    ]);
+    f.extend_from_slice(payload);
+    f
+}
+
+fn bench_decode(c: &mut Criterion) {
+    let f = frame(&[b'a'; 512]);
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::Bytes(f.len() as u64));
+    g.bench_function("ethernet_ipv4_tcp_512B", |b| {
+        let mut stats = DecodeStats::default();
+        b.iter(|| {
+            decode(
+                LinkType::Ethernet,
+                black_box(&f),
+                PacketRef::default(),
+                &mut stats,
+            )
+        })
+    });
+    g.finish();
+}
+
+fn key(i: u32) -> FlowKey {
+    let a = Endpoint {
+        ip: std::net::Ipv4Addr::from(0x0a00_0000 | (i >> 8)).into(),
+        port: 1024 + (i & 0xff) as u16,
+    };
+    let b = Endpoint {
+        ip: "10.255.0.1".parse().unwrap(),
+        port: 80,
+    };
+    FlowKey::from_packet(a, b, 6).0
+}
+
+fn bench_flow_lookup(c: &mut Criterion) {
+    let n = 100_000u32;
+    let mut table = FlowTable::new(n as usize);
+    for i in 0..n {
+        table.insert(key(i), Timestamp(0), i);
+    }
+    let keys: Vec<FlowKey> = (0..4096u32)
+        .map(|i| key(i.wrapping_mul(2_654_435_761) % n))
+        .collect();
+    let mut g = c.benchmark_group("flow");
+    g.throughput(Throughput::Elements(keys.len() as u64));
+    g.bench_function("lookup_100k_flows", |b| {
+        b.iter(|| {
+            let mut sum = 0u64;
+            for k in &keys {
+                sum += u64::from(*table.get_mut(k, Timestamp(1)).unwrap());
+            }
+            sum
+        })
+    });
+    g.bench_function("shard_hash", |b| {
+        b.iter(|| {
+            keys.iter()
+                .map(|k| k.shard_hash())
+                .fold(0, u64::wrapping_add)
+        })
+    });
+    g.finish();
+}
+
+fn segments(n: usize, len: usize) -> Vec<(u32, Vec<u8>)> {
+    (0..n)
+        .map(|i| (1 + (i * len) as u32, vec![b'x'; len]))
+        .collect()
+}
+
+fn run_reassembly(segs: &[(u32, Vec<u8>)]) -> usize {
+    let cfg = ReassemblyConfig::default();
+    let mut stats = ReassemblyStats::default();
+    let mut conn = TcpConn::new();
+    let mut delivered = 0;
+    let syn = Segment {
+        from: Side::Lo,
+        seq: 0,
+        ack: 0,
+        flags: TcpFlags(TcpFlags::SYN),
+        wire_len: 0,
+    };
+    conn.on_segment(&syn, &[], &cfg, &mut stats, &mut |_| {});
+    for (seq, data) in segs {
+        let s = Segment {
+            from: Side::Lo,
+            seq: *seq,
+            ack: 0,
+            flags: TcpFlags(TcpFlags::ACK),
+            wire_len: data.len() as u32,
+        };
+        conn.on_segment(&s, data, &cfg, &mut stats, &mut |e| {
+            if let StreamEvent::Data { bytes, .. } = e {
+                delivered += bytes.len();
+            }
+        });
+    }
+    delivered
+}
+
+fn bench_reassembly(c: &mut Criterion) {
+    let in_order = segments(1000, 1460);
+    let mut swapped = in_order.clone();
+    for pair in swapped.chunks_mut(2) {
+        pair.reverse();
+    }
+    let mut g = c.benchmark_group("reassembly");
+    g.throughput(Throughput::Bytes(1000 * 1460));
+    g.bench_function("in_order_1000x1460", |b| {
+        b.iter(|| run_reassembly(black_box(&in_order)))
+    });
+    g.bench_function("pairwise_swapped_1000x1460", |b| {
+        b.iter(|| run_reassembly(black_box(&swapped)))
+    });
+    g.finish();
+}
+
+const REQUEST: &[u8] = b"POST /api/v1/users/42/orders?expand=items HTTP/1.1\r\nHost: api.example.com\r\nUser-Agent: bench/1.0\r\nAccept: application/json\r\nAuthorization: Bearer abc.def.ghi\r\nContent-Type: application/json\r\nContent-Length: 27\r\n\r\n{\"item\":12345,\"quantity\":2}";
+
+fn response() -> Vec<u8> {
+    let body = vec![b'y'; 1024];
+    let mut r = format!(
+        "HTTP/1.1 201 Created\r\nServer: nginx\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: keep-alive\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(&body);
+    r
+}
+
+fn parse_exchange(resp: &[u8]) -> Vec<apitap_core::HttpTransaction> {
+    let cfg = HttpConfig::default();
+    let mut stats = HttpStats::default();
+    let mut out = Vec::new();
+    let mut conn = HttpConn::new();
+    let at = PacketRef {
+        index: 1,
+        ts: Timestamp(0),
+    };
+    conn.on_data(Direction::ToServer, REQUEST, at, &cfg, &mut stats, &mut out);
+    conn.on_data(Direction::ToClient, resp, at, &cfg, &mut stats, &mut out);
+    conn.finish(FinishCause::EndOfCapture, at, &cfg, &mut stats, &mut out);
+    out
+}
+
+fn bench_http(c: &mut Criterion) {
+    let resp = response();
+    let mut g = c.benchmark_group("http");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("post_and_1KB_response", |b| {
+        b.iter(|| parse_exchange(black_box(&resp)))
+    });
+    g.finish();
+}
+
+fn bench_encode(c: &mut Criterion) {
+    let tx = parse_exchange(&response()).pop().unwrap();
+    let ctx = FlowContext::new(
+        Endpoint {
+            ip: "10.0.0.2".parse().unwrap(),
+            port: 40000,
+        },
+        Endpoint {
+            ip: "10.0.0.1".parse().unwrap(),
+            port: 80,
+        },
+        1,
+    );
+    let enc = Encoder::default();
+    let mut g = c.benchmark_group("encode");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("event_json", |b| {
+        b.iter_batched(
+            || (),
+            |_| enc.encode_event(&ctx, black_box(&tx)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_decode,
+    bench_flow_lookup,
+    bench_reassembly,
+    bench_http,
+    bench_encode
+);
+criterion_main!(benches);
