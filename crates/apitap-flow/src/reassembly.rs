@@ -14,10 +14,11 @@ use std::collections::VecDeque;
 /// window (corrupt or forged) and dropped, counted as `out_of_window`.
 const MAX_WINDOW: i64 = 64 << 20;
 
-/// Reassembly bounds.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Reassembly bounds (`[reassembly]` in sensor.toml).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ReassemblyConfig {
-    /// Out-of-order bytes buffered per direction.
+    /// Out-of-order bytes buffered per direction; past it the hole becomes a gap (counted).
     pub max_ooo_bytes_per_direction: usize,
     /// Out-of-order segments buffered per direction.
     pub max_ooo_segments_per_direction: usize,

@@ -11,8 +11,9 @@ use std::collections::VecDeque;
 /// Longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 4096;
 
-/// HTTP parsing bounds.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// HTTP parsing bounds (`[http]` in sensor.toml).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Largest head (start line + fields) parsed; larger ones are skipped and counted.
     pub max_head_bytes: usize,

@@ -16,9 +16,9 @@ pub struct Config {
     /// Flow table.
     pub flow: FlowConfig,
     /// TCP reassembly.
-    pub reassembly: ReassemblyConfig,
+    pub reassembly: apitap_flow::ReassemblyConfig,
     /// HTTP parsing.
-    pub http: HttpConfig,
+    pub http: apitap_http::HttpConfig,
     /// Event content.
     pub output: OutputConfig,
     /// Kafka output; present (or `--kafka`) turns it on.
@@ -74,50 +74,6 @@ impl Default for FlowConfig {
         FlowConfig {
             max_flows: 262_144,
             idle_timeout_ms: 120_000,
-        }
-    }
-}
-
-/// TCP reassembly bounds.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReassemblyConfig {
-    /// Out-of-order bytes buffered per direction; past it the hole becomes a gap (counted).
-    pub max_ooo_bytes_per_direction: usize,
-    /// Out-of-order segments buffered per direction.
-    pub max_ooo_segments_per_direction: usize,
-}
-
-impl Default for ReassemblyConfig {
-    fn default() -> Self {
-        ReassemblyConfig {
-            max_ooo_bytes_per_direction: 262_144,
-            max_ooo_segments_per_direction: 512,
-        }
-    }
-}
-
-/// HTTP parsing bounds.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Largest message head (start line + headers) parsed; larger ones are skipped (counted).
-    pub max_head_bytes: usize,
-    /// Header fields kept per message (at most 256).
-    pub max_headers: usize,
-    /// Requests waiting for a response per connection before the oldest is given up.
-    pub max_pending_requests: usize,
-    /// A request whose response has not started after this long (packet time) is emitted alone.
-    pub transaction_timeout_ms: u64,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            max_head_bytes: 65_536,
-            max_headers: 128,
-            max_pending_requests: 64,
-            transaction_timeout_ms: 60_000,
         }
     }
 }

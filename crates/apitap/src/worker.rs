@@ -69,16 +69,8 @@ impl Worker {
             id,
             table: FlowTable::new(max_flows.max(1)),
             env: Env {
-                reassembly: ReassemblyConfig {
-                    max_ooo_bytes_per_direction: cfg.reassembly.max_ooo_bytes_per_direction,
-                    max_ooo_segments_per_direction: cfg.reassembly.max_ooo_segments_per_direction,
-                },
-                http: HttpConfig {
-                    max_head_bytes: cfg.http.max_head_bytes,
-                    max_headers: cfg.http.max_headers,
-                    max_pending_requests: cfg.http.max_pending_requests,
-                    transaction_timeout_ms: cfg.http.transaction_timeout_ms,
-                },
+                reassembly: cfg.reassembly.clone(),
+                http: cfg.http.clone(),
                 encoder,
                 idle_ns: cfg.flow.idle_timeout_ms.saturating_mul(1_000_000),
                 tx_timeout_ns: cfg.http.transaction_timeout_ms.saturating_mul(1_000_000),
