@@ -39,7 +39,8 @@ fn broken_events_are_rejected() {
     let (out, _) = run_replay(&[root().join("fixtures/nginx/nginx-ipv6.pcap")], 1);
     let good = parse_lines(&out).remove(0);
     assert!(v.is_valid(&good));
-    let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let mutations: Vec<(&str, Mutation)> = vec![
         (
             "no timestamp",
             Box::new(|e: &mut Value| {
