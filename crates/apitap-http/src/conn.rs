@@ -274,13 +274,7 @@ impl HttpConn {
         stats: &mut HttpStats,
         out: &mut Vec<HttpTransaction>,
     ) {
-        let mut cx = Ctx {
-            at,
-            cfg,
-            stats,
-            out,
-        };
-        self.expire_at(&mut cx);
+        let mut cx = self.enter(at, cfg, stats, out);
         let mut input = data;
         let mut stalls = 0;
         while !input.is_empty() {
@@ -319,13 +313,7 @@ impl HttpConn {
         stats: &mut HttpStats,
         out: &mut Vec<HttpTransaction>,
     ) {
-        let mut cx = Ctx {
-            at,
-            cfg,
-            stats,
-            out,
-        };
-        self.expire_at(&mut cx);
+        let mut cx = self.enter(at, cfg, stats, out);
         if self.passthrough || len == 0 {
             return;
         }
@@ -390,13 +378,7 @@ impl HttpConn {
         stats: &mut HttpStats,
         out: &mut Vec<HttpTransaction>,
     ) {
-        let mut cx = Ctx {
-            at,
-            cfg,
-            stats,
-            out,
-        };
-        self.expire_at(&mut cx);
+        let mut cx = self.enter(at, cfg, stats, out);
         if dir == Direction::ToClient {
             self.end_direction(dir, &mut cx);
         }
@@ -410,13 +392,7 @@ impl HttpConn {
         stats: &mut HttpStats,
         out: &mut Vec<HttpTransaction>,
     ) {
-        let mut cx = Ctx {
-            at: now,
-            cfg,
-            stats,
-            out,
-        };
-        self.expire_at(&mut cx);
+        self.enter(now, cfg, stats, out);
     }
 
     /// The connection is over: everything still open is emitted.
@@ -428,13 +404,7 @@ impl HttpConn {
         stats: &mut HttpStats,
         out: &mut Vec<HttpTransaction>,
     ) {
-        let mut cx = Ctx {
-            at,
-            cfg,
-            stats,
-            out,
-        };
-        self.expire_at(&mut cx);
+        let mut cx = self.enter(at, cfg, stats, out);
         self.end_direction(Direction::ToClient, &mut cx);
         self.end_direction(Direction::ToServer, &mut cx);
         let reason = match cause {
@@ -451,6 +421,25 @@ impl HttpConn {
     }
 
     // ---- internals ----
+
+    /// Bundles a call's arguments and first times out what is due at `at`, so results
+    /// depend only on packet time, not on how often the caller sweeps.
+    fn enter<'a>(
+        &mut self,
+        at: PacketRef,
+        cfg: &'a HttpConfig,
+        stats: &'a mut HttpStats,
+        out: &'a mut Vec<HttpTransaction>,
+    ) -> Ctx<'a> {
+        let mut cx = Ctx {
+            at,
+            cfg,
+            stats,
+            out,
+        };
+        self.expire_at(&mut cx);
+        cx
+    }
 
     fn dir(&self, d: Direction) -> &Dir {
         match d {

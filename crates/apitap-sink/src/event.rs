@@ -396,25 +396,36 @@ impl Serialize for HeadersView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         let headers = &self.head.headers;
-        for (i, &(name_span, _)) in headers.iter().enumerate() {
+        for (i, &(name_span, value_span)) in headers.iter().enumerate() {
             let name = self.head.get(name_span);
-            let seen_before = headers
-                .iter()
-                .take(i)
-                .any(|&(n, _)| self.head.get(n).eq_ignore_ascii_case(name));
-            if seen_before {
+            let same_name = |&(n, _): &(apitap_core::Span, apitap_core::Span)| {
+                self.head.get(n).eq_ignore_ascii_case(name)
+            };
+            if headers.iter().take(i).any(same_name) {
                 continue;
             }
-            let values = JoinedValues {
-                head: self.head,
-                name,
-                from: i,
-            };
+            let repeated = headers.iter().skip(i + 1).any(same_name);
+            let key = LowerName(name);
             if self.redactor.is_sensitive(name) {
-                let joined = values.to_string();
-                map.serialize_entry(&LowerName(name), &self.redactor.redacted(joined.as_bytes()))?;
+                let joined = JoinedValues {
+                    head: self.head,
+                    name,
+                    from: i,
+                }
+                .to_string();
+                map.serialize_entry(&key, &self.redactor.redacted(joined.as_bytes()))?;
+            } else if let (false, Ok(value)) =
+                (repeated, std::str::from_utf8(self.head.get(value_span)))
+            {
+                // Common case: one field, valid UTF-8, written as is.
+                map.serialize_entry(&key, value)?;
             } else {
-                map.serialize_entry(&LowerName(name), &values)?;
+                let joined = JoinedValues {
+                    head: self.head,
+                    name,
+                    from: i,
+                };
+                map.serialize_entry(&key, &joined)?;
             }
         }
         map.end()
@@ -440,6 +451,18 @@ impl fmt::Display for LowerName<'_> {
 
 impl Serialize for LowerName<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Header names are short ASCII tokens: lower-case them on the stack.
+        let mut buf = [0u8; 64];
+        if let Some(dst) = buf.get_mut(..self.0.len()) {
+            if self.0.is_ascii() {
+                for (d, b) in dst.iter_mut().zip(self.0) {
+                    *d = b.to_ascii_lowercase();
+                }
+                if let Ok(name) = std::str::from_utf8(dst) {
+                    return s.serialize_str(name);
+                }
+            }
+        }
         s.collect_str(self)
     }
 }
