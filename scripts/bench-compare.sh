@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Compares apitap with the read floor (tcpdump), httpry and tshark on the same capture.
+#   scripts/bench-compare.sh FILE.pcap [more.pcap ...]
+# With no file, generates one with apitap-gen (seed 7). Prints wall time, packets/s,
+# Gbit/s, transactions/s and peak RSS per tool, and each tool's time relative to apitap
+# with one worker. Needs: tcpdump httpry tshark (apt-get install -y tcpdump httpry tshark).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked -q -p apitap -p apitap-gen
+apitap=target/release/apitap
+files=("$@")
+if [ ${#files[@]} -eq 0 ]; then
+  mkdir -p target/bench
+  target/release/apitap-gen --seed 7 --transactions 120000 --clients 200 -o target/bench/gen-120k.pcap
+  files=(target/bench/gen-120k.pcap)
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+measure() { # name command...
+  local name=$1; shift
+  /usr/bin/time -o "$tmp/time" -f "%e %M" "$@" > "$tmp/out" 2> "$tmp/err" || { echo "$name failed: $(tail -2 "$tmp/err")" >&2; return 0; }
+  read -r wall rss < "$tmp/time"
+  echo "$name $wall $rss"
+}
+
+for f in "${files[@]}"; do
+  cat "$f" > /dev/null   # warm the page cache so every tool reads from memory
+  bytes=$(stat -c %s "$f")
+  packets=$(tcpdump -r "$f" -w /dev/null 2>&1 | grep -o '^[0-9]*' | head -1 || true)
+  "$apitap" replay -q --stats-json "$tmp/stats.json" "$f" > /dev/null
+  packets=$(python3 -c "import json;print(json.load(open('$tmp/stats.json'))['input']['packets'])")
+  txs=$(python3 -c "import json;print(json.load(open('$tmp/stats.json'))['transactions']['total'])")
+  echo "== $f: $bytes bytes, $packets packets, $txs transactions ($(nproc) cores)"
+  {
+    measure "tcpdump-read" tcpdump -r "$f" -w /dev/null
+    measure "httpry" httpry -r "$f" -o /dev/null
+    measure "apitap-1w" "$apitap" replay -q --workers 1 "$f"
+    measure "apitap-2w" "$apitap" replay -q --workers 2 "$f"
+    measure "tshark-http" tshark -r "$f" -d tcp.port==8080,http -Y http -T fields -e http.request.method -e http.request.uri -e http.response.code
+  } > "$tmp/results"
+  base=$(awk '$1=="apitap-1w"{print $2}' "$tmp/results")
+  printf "%-14s %9s %12s %9s %12s %10s %14s\n" tool wall_s packets/s Gbit/s tx/s rss_MB "time/apitap-1w"
+  while read -r name wall rss; do
+    python3 - "$name" "$wall" "$rss" "$bytes" "$packets" "$txs" "$base" <<'PY'
+import sys
+name, wall, rss, size, pk, tx, base = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7] or 0)
+w = max(wall, 0.001)
+print(f"{name:<14} {wall:9.2f} {pk/w:12.0f} {size*8/w/1e9:9.2f} {tx/w:12.0f} {rss/1024:10.1f} {wall/base if base else 0:14.2f}")
+PY
+  done < "$tmp/results"
+done
