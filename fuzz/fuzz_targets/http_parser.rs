@@ -12,6 +12,7 @@ fuzz_target!(|data: &[u8]| {
         max_headers: 16,
         max_pending_requests: 8,
         transaction_timeout_ms: 1000,
+        max_non_http_bytes: 4096,
     };
     let mut stats = HttpStats::default();
     let mut out = Vec::new();

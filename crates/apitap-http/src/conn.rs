@@ -23,6 +23,9 @@ pub struct HttpConfig {
     pub max_pending_requests: usize,
     /// Packet time after which a request without a response start is emitted alone.
     pub transaction_timeout_ms: u64,
+    /// A connection that skipped this many bytes without a single HTTP message is not
+    /// HTTP: it is no longer parsed (counted in `non_http_connections`).
+    pub max_non_http_bytes: u64,
 }
 
 impl Default for HttpConfig {
@@ -32,6 +35,7 @@ impl Default for HttpConfig {
             max_headers: 128,
             max_pending_requests: 64,
             transaction_timeout_ms: 60_000,
+            max_non_http_bytes: 16_384,
         }
     }
 }
@@ -65,6 +69,8 @@ pub struct HttpStats {
     pub gaps_in_body: u64,
     /// Gaps that broke framing and forced a resync.
     pub gaps_resync: u64,
+    /// Connections given up as not HTTP (TLS, or `max_non_http_bytes` of non-HTTP bytes).
+    pub non_http_connections: u64,
 }
 
 impl HttpStats {
@@ -83,6 +89,7 @@ impl HttpStats {
         self.passthrough_bytes += o.passthrough_bytes;
         self.gaps_in_body += o.gaps_in_body;
         self.gaps_resync += o.gaps_resync;
+        self.non_http_connections += o.non_http_connections;
     }
 }
 
@@ -202,6 +209,10 @@ pub struct HttpConn {
     interim_start: Option<PacketRef>,
     ordinal: u32,
     passthrough: bool,
+    /// Heads parsed on this connection (both directions, interim responses included).
+    heads_parsed: u32,
+    /// Bytes skipped on this connection while looking for a message start.
+    skipped: u64,
 }
 
 /// Everything a parsing step needs besides the connection.
@@ -533,6 +544,11 @@ impl HttpConn {
     }
 
     fn start(&mut self, dir: Direction, input: &[u8], cx: &mut Ctx<'_>) -> usize {
+        // A TLS record (handshake or alert) before any HTTP: this connection is encrypted.
+        if self.heads_parsed == 0 && matches!(input, [0x15 | 0x16, 0x03, ..]) {
+            self.give_up_not_http(cx);
+            return 0;
+        }
         if Self::looks(dir, input) == Looks::No {
             self.invalid_start(dir, cx);
             return 0;
@@ -650,6 +666,7 @@ impl HttpConn {
 
     fn on_request_head(&mut self, h: head::RequestHead, cx: &mut Ctx<'_>) {
         cx.stats.requests += 1;
+        self.heads_parsed = self.heads_parsed.saturating_add(1);
         let at = cx.at;
         let d = &mut self.req;
         d.tentative = false;
@@ -701,6 +718,7 @@ impl HttpConn {
 
     fn on_response_head(&mut self, h: head::ResponseHead, cx: &mut Ctx<'_>) {
         let at = cx.at;
+        self.heads_parsed = self.heads_parsed.saturating_add(1);
         self.resp.tentative = false;
         if (100..200).contains(&h.status) && h.status != 101 {
             cx.stats.interim_responses += 1;
@@ -1037,7 +1055,7 @@ impl HttpConn {
             if rest.is_empty() {
                 if pos > 0 {
                     self.dir_mut(dir).carry.insert(Anomaly::SkippedBytes);
-                    cx.stats.bytes_skipped += pos as u64;
+                    self.note_skipped(pos as u64, cx);
                 }
                 return input.len();
             }
@@ -1048,9 +1066,9 @@ impl HttpConn {
                     if pos > 0 {
                         d.carry.insert(Anomaly::SkippedBytes);
                     }
-                    cx.stats.bytes_skipped += pos as u64;
                     d.tentative = looks == Looks::NeedMore;
                     d.phase = Phase::Start;
+                    self.note_skipped(pos as u64, cx);
                     return pos;
                 }
             }
@@ -1063,11 +1081,36 @@ impl HttpConn {
                 None => {
                     d.at_line_start = false;
                     d.carry.insert(Anomaly::SkippedBytes);
-                    cx.stats.bytes_skipped += input.len() as u64;
+                    self.note_skipped(input.len() as u64, cx);
                     return input.len();
                 }
             }
         }
+    }
+}
+
+impl HttpConn {
+    /// Counts skipped bytes; a connection that never parsed a message and skipped more
+    /// than `max_non_http_bytes` is given up.
+    fn note_skipped(&mut self, n: u64, cx: &mut Ctx<'_>) {
+        cx.stats.bytes_skipped += n;
+        self.skipped = self.skipped.saturating_add(n);
+        if self.heads_parsed == 0 && self.skipped > cx.cfg.max_non_http_bytes && !self.passthrough {
+            self.give_up_not_http(cx);
+        }
+    }
+
+    /// Stops parsing a connection that is not HTTP; what was pending is emitted at finish.
+    fn give_up_not_http(&mut self, cx: &mut Ctx<'_>) {
+        self.passthrough = true;
+        cx.stats.non_http_connections += 1;
+        for d in [&mut self.req, &mut self.resp] {
+            d.head_buf = Vec::new();
+            d.line = Vec::new();
+            d.key = None;
+            d.phase = Phase::Resync;
+        }
+        self.lone_key = None;
     }
 }
 

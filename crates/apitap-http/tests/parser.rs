@@ -389,13 +389,61 @@ fn chunk_size_overflow_does_not_panic() {
 #[test]
 fn garbage_never_becomes_a_transaction() {
     let mut h = H::new();
-    h.send(C2S, &[0x16, 0x03, 0x01, 0x00, 0xff, b'\n', 0x00]);
+    h.send(C2S, &[0x00, 0x03, 0x01, 0x00, 0xff, b'\n', 0x00]);
     h.send(C2S, b"hello world\r\n\r\n");
     h.send(S2C, &[0u8; 500]);
     h.finish(FinishCause::EndOfCapture);
     assert!(h.out.is_empty());
     assert!(h.stats.bytes_skipped > 0);
     assert!(h.stats.invalid_start_lines >= 2);
+}
+
+#[test]
+fn tls_is_given_up_at_once() {
+    let mut h = H::new();
+    h.send(
+        C2S,
+        &[
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ],
+    );
+    h.send(S2C, &[0x16, 0x03, 0x03, 0x00, 0x5a, 0x02]);
+    h.send(C2S, b"GET / HTTP/1.1\r\n\r\n"); // inside the tunnel: not parsed
+    h.finish(FinishCause::ConnectionClosed);
+    assert!(h.out.is_empty());
+    assert!(h.conn.is_passthrough());
+    assert_eq!(h.stats.non_http_connections, 1);
+    assert!(h.conn.oldest_open().is_none());
+}
+
+#[test]
+fn non_http_bytes_are_given_up_after_the_bound() {
+    let mut h = H::with(HttpConfig {
+        max_non_http_bytes: 1000,
+        ..HttpConfig::default()
+    });
+    for _ in 0..5 {
+        h.send(C2S, &[0u8; 300]);
+    }
+    assert!(h.conn.is_passthrough());
+    assert_eq!(h.stats.non_http_connections, 1);
+    let skipped = h.stats.bytes_skipped;
+    h.send(C2S, &[0u8; 300]);
+    assert_eq!(
+        h.stats.bytes_skipped, skipped,
+        "no more scanning once given up"
+    );
+    // A connection that spoke HTTP once is never given up, however much garbage follows.
+    let mut ok = H::with(HttpConfig {
+        max_non_http_bytes: 1000,
+        ..HttpConfig::default()
+    });
+    ok.send(C2S, b"GET / HTTP/1.1\r\n\r\n");
+    for _ in 0..10 {
+        ok.send(C2S, &[0u8; 300]);
+    }
+    assert!(!ok.conn.is_passthrough());
+    assert_eq!(ok.stats.non_http_connections, 0);
 }
 
 #[test]

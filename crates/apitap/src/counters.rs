@@ -53,6 +53,7 @@ pub fn http(s: &HttpStats) -> Value {
         passthrough_bytes,
         gaps_in_body,
         gaps_resync,
+        non_http_connections,
     } = s;
     json!({
         "requests": requests,
@@ -68,6 +69,7 @@ pub fn http(s: &HttpStats) -> Value {
         "passthrough_bytes": passthrough_bytes,
         "gaps_in_body": gaps_in_body,
         "gaps_resync": gaps_resync,
+        "non_http_connections": non_http_connections,
     })
 }
 
