@@ -26,7 +26,9 @@ pub struct WorkerOutput {
 /// Per-connection state.
 struct Flow {
     tcp: TcpConn,
-    http: HttpConn,
+    /// HTTP state, created with the first payload byte: a flow that never carries data
+    /// (a SYN flood, a port scan) costs only its TCP state.
+    http: Option<Box<HttpConn>>,
     client: Option<Side>,
     ctx: Option<FlowContext>,
     first_packet: u64,
@@ -189,7 +191,7 @@ impl Worker {
             }
             let flow = Flow {
                 tcp: TcpConn::new(),
-                http: HttpConn::new(),
+                http: None,
                 client: None,
                 ctx: None,
                 first_packet: now.index,
@@ -244,8 +246,9 @@ impl Worker {
         }
         for fk in due {
             if let Some(flow) = self.table.peek_mut(&fk) {
-                flow.http
-                    .expire(now, &env.http, &mut env.http_stats, &mut env.txs);
+                if let Some(http) = flow.http.as_mut() {
+                    http.expire(now, &env.http, &mut env.http_stats, &mut env.txs);
+                }
                 env.sync_open(fk, flow);
                 env.encode(fk, flow, now.index);
             }
@@ -338,8 +341,9 @@ impl Env {
                 d.event(ev)
             });
         }
-        flow.http
-            .finish(cause, now, &self.http, &mut self.http_stats, &mut self.txs);
+        if let Some(http) = flow.http.as_mut() {
+            http.finish(cause, now, &self.http, &mut self.http_stats, &mut self.txs);
+        }
         for k in flow.open.drain(..) {
             self.open.remove(&k);
         }
@@ -349,7 +353,9 @@ impl Env {
     /// Keeps the open-transaction index in step with the flow's open transactions.
     fn sync_open(&mut self, key: FlowKey, flow: &mut Flow) {
         self.scratch.clear();
-        flow.http.open_transactions(&mut self.scratch);
+        if let Some(http) = &flow.http {
+            http.open_transactions(&mut self.scratch);
+        }
         for (k, _) in self.scratch.iter_mut() {
             k.flow = flow.first_packet;
         }
@@ -416,7 +422,7 @@ struct Dispatch<'a> {
     first_packet: u64,
     client: &'a mut Option<Side>,
     ctx: &'a mut Option<FlowContext>,
-    http: &'a mut HttpConn,
+    http: &'a mut Option<Box<HttpConn>>,
     cfg: &'a HttpConfig,
     http_stats: &'a mut HttpStats,
     stats: &'a mut WorkerStats,
@@ -429,11 +435,17 @@ impl Dispatch<'_> {
             StreamEvent::Data { side, bytes } => {
                 let client = self.client_for(side, bytes);
                 let dir = direction(side, client);
-                self.http
-                    .on_data(dir, bytes, self.at, self.cfg, self.http_stats, self.txs);
+                self.http.get_or_insert_with(Box::default).on_data(
+                    dir,
+                    bytes,
+                    self.at,
+                    self.cfg,
+                    self.http_stats,
+                    self.txs,
+                );
             }
-            StreamEvent::Gap { side, len } => match *self.client {
-                Some(client) => self.http.on_gap(
+            StreamEvent::Gap { side, len } => match (*self.client, self.http.as_mut()) {
+                (Some(client), Some(http)) => http.on_gap(
                     direction(side, client),
                     len,
                     self.at,
@@ -441,11 +453,11 @@ impl Dispatch<'_> {
                     self.http_stats,
                     self.txs,
                 ),
-                None => self.stats.gap_bytes_before_role += len,
+                _ => self.stats.gap_bytes_before_role += len,
             },
             StreamEvent::Fin { side } => {
-                if let Some(client) = *self.client {
-                    self.http.on_fin(
+                if let (Some(client), Some(http)) = (*self.client, self.http.as_mut()) {
+                    http.on_fin(
                         direction(side, client),
                         self.at,
                         self.cfg,
@@ -537,5 +549,30 @@ mod tests {
         assert_eq!(k.endpoint(guess_client_by_port(&k)).port, 40000);
         let k = key(80, 8080);
         assert_eq!(k.endpoint(guess_client_by_port(&k)).port, 8080);
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Memory per idle tracked flow (no payload yet, e.g. SYN only): the table entry (key,
+    /// last-seen time, flow state) plus hashlink's per-entry links and hash slot. Must stay
+    /// under 1 KB (speed issue target); a flow with HTTP data adds one boxed `HttpConn`.
+    #[test]
+    fn idle_flow_costs_under_one_kilobyte() {
+        let entry = std::mem::size_of::<FlowKey>()
+            + std::mem::size_of::<Timestamp>()
+            + std::mem::size_of::<Flow>()
+            + 2 * std::mem::size_of::<usize>() // linked-list pointers
+            + std::mem::size_of::<usize>() * 2; // hash slot + control bytes (rounded up)
+        eprintln!(
+            "bytes per idle flow: {entry} (Flow {}, TcpConn {}, HttpConn {}, FlowContext {})",
+            std::mem::size_of::<Flow>(),
+            std::mem::size_of::<TcpConn>(),
+            std::mem::size_of::<HttpConn>(),
+            std::mem::size_of::<Option<FlowContext>>()
+        );
+        assert!(entry < 1024, "{entry}");
     }
 }
