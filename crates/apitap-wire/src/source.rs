@@ -144,6 +144,9 @@ impl FileSource {
     /// A file ending in a truncated record (a capture cut off while being written) ends
     /// there with a warning; any other read error is [`WireError::Corrupt`].
     pub fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, WireError> {
+        if self.files.len() == 1 {
+            return self.next_from_single_file();
+        }
         // Fill each file's lookahead.
         for i in 0..self.files.len() {
             if let Some(f) = self.files.get_mut(i) {
@@ -178,6 +181,33 @@ impl FileSource {
         }))
     }
 
+    /// One file: frames straight from libpcap's buffer, no lookahead copy.
+    fn next_from_single_file(&mut self) -> Result<Option<RawPacket<'_>>, WireError> {
+        let warnings = &mut self.warnings;
+        let Some(f) = self.files.first_mut() else {
+            return Ok(None);
+        };
+        if f.done {
+            return Ok(None);
+        }
+        let link = f.link;
+        match f.cap.next_packet() {
+            Ok(p) => {
+                f.read += 1;
+                Ok(Some(RawPacket {
+                    ts: packet_time(p.header),
+                    data: p.data,
+                    wire_len: p.header.len,
+                    link,
+                }))
+            }
+            Err(e) => {
+                f.done = true;
+                end_of_file(&f.path, f.read, &e, warnings).map(|()| None)
+            }
+        }
+    }
+
     /// Non-fatal problems met so far (e.g. a truncated last packet).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
@@ -197,41 +227,52 @@ fn pcap_msg(e: &pcap::Error) -> String {
 }
 
 /// Reads the next record of `f` into its lookahead buffer.
-// time_t/suseconds_t are i64 on 64-bit Linux but not everywhere: keep the conversions.
-#[allow(clippy::useless_conversion)]
 fn fill(f: &mut OpenFile, warnings: &mut Vec<String>) -> Result<(), WireError> {
     match f.cap.next_packet() {
         Ok(p) => {
-            let ts = Timestamp::from_parts(
-                i64::from(p.header.ts.tv_sec),
-                i64::from(p.header.ts.tv_usec),
-            );
+            let ts = packet_time(p.header);
             f.buf.clear();
             f.buf.extend_from_slice(p.data);
             f.next = Some((ts, p.header.len));
             f.read += 1;
             Ok(())
         }
-        Err(pcap::Error::NoMorePackets) => {
-            f.done = true;
-            Ok(())
-        }
         Err(e) => {
             f.done = true;
-            let msg = pcap_msg(&e);
-            if msg.contains("truncated") {
-                warnings.push(format!(
-                    "{}: truncated last packet after {} packets ({msg}); the rest of the file is ignored",
-                    f.path, f.read
-                ));
-                Ok(())
-            } else {
-                Err(WireError::Corrupt {
-                    path: f.path.clone(),
-                    packet: f.read,
-                    msg,
-                })
-            }
+            end_of_file(&f.path, f.read, &e, warnings)
         }
+    }
+}
+
+/// Capture time of a record (libpcap gives nanoseconds in `tv_usec` at nano precision).
+// time_t/suseconds_t are i64 on 64-bit Linux but not everywhere: keep the conversions.
+#[allow(clippy::useless_conversion)]
+fn packet_time(h: &pcap::PacketHeader) -> Timestamp {
+    Timestamp::from_parts(i64::from(h.ts.tv_sec), i64::from(h.ts.tv_usec))
+}
+
+/// What a read error means: the end of the file, a truncated last record (a warning), or a
+/// corrupt record (an error).
+fn end_of_file(
+    path: &str,
+    read: u64,
+    e: &pcap::Error,
+    warnings: &mut Vec<String>,
+) -> Result<(), WireError> {
+    if matches!(e, pcap::Error::NoMorePackets) {
+        return Ok(());
+    }
+    let msg = pcap_msg(e);
+    if msg.contains("truncated") {
+        warnings.push(format!(
+            "{path}: truncated last packet after {read} packets ({msg}); the rest of the file is ignored"
+        ));
+        Ok(())
+    } else {
+        Err(WireError::Corrupt {
+            path: path.to_string(),
+            packet: read,
+            msg,
+        })
     }
 }
