@@ -76,6 +76,7 @@ pub struct FileSource {
     files: Vec<OpenFile>,
     warnings: Vec<String>,
     total_bytes: u64,
+    read_bytes: u64,
     current: Option<usize>,
 }
 
@@ -135,6 +136,7 @@ impl FileSource {
             files,
             warnings: Vec::new(),
             total_bytes,
+            read_bytes: 0,
             current: None,
         })
     }
@@ -173,6 +175,7 @@ impl FileSource {
         let Some((ts, wire_len)) = f.next.take() else {
             return Ok(None);
         };
+        self.read_bytes += f.buf.len() as u64 + 16;
         Ok(Some(RawPacket {
             ts,
             data: &f.buf,
@@ -194,6 +197,7 @@ impl FileSource {
         match f.cap.next_packet() {
             Ok(p) => {
                 f.read += 1;
+                self.read_bytes += u64::from(p.header.caplen) + 16;
                 Ok(Some(RawPacket {
                     ts: packet_time(p.header),
                     data: p.data,
@@ -211,6 +215,11 @@ impl FileSource {
     /// Non-fatal problems met so far (e.g. a truncated last packet).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Approximate bytes of the inputs consumed so far (records and their headers).
+    pub fn read_bytes(&self) -> u64 {
+        self.read_bytes
     }
 
     /// Sum of the input file sizes (for progress display).

@@ -8,5 +8,5 @@ pub mod stats;
 pub mod worker;
 
 pub use config::Config;
-pub use pipeline::{replay, Output};
+pub use pipeline::{replay, replay_with_progress, Output};
 pub use stats::RunSummary;

@@ -1,8 +1,9 @@
 //! The `apitap` command line.
 
 use anyhow::{Context, Result};
-use apitap::{replay, Config, Output};
+use apitap::{replay_with_progress, Config, Output};
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,7 +39,7 @@ enum Command {
         /// Also write the run summary as JSON to this file.
         #[arg(long)]
         stats_json: Option<PathBuf>,
-        /// Do not print the summary to stderr.
+        /// Do not print the summary (or the progress bar) to stderr.
         #[arg(short, long)]
         quiet: bool,
     },
@@ -91,7 +92,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 (None, false) => Some(Output::Stdout),
                 (None, true) => None,
             };
-            let summary = replay(&files, out, &cfg)?;
+            let progress = !quiet && std::io::stderr().is_terminal();
+            let summary = replay_with_progress(&files, out, &cfg, progress)?;
             if !quiet {
                 eprint!("{}", summary.to_text());
             }

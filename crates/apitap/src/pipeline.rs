@@ -20,6 +20,8 @@ use apitap_sink::{
 use apitap_wire::{decode, DecodeStats, FileSource};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 
 /// Where events go.
@@ -45,6 +47,17 @@ pub fn encoder(cfg: &Config) -> Result<Encoder> {
 ///
 /// `output` is the JSON-lines output; `None` writes none (Kafka only).
 pub fn replay(inputs: &[PathBuf], output: Option<Output>, cfg: &Config) -> Result<RunSummary> {
+    replay_with_progress(inputs, output, cfg, false)
+}
+
+/// [`replay`], with a progress bar on stderr when `progress` is set (bytes read, packets/s,
+/// events/s).
+pub fn replay_with_progress(
+    inputs: &[PathBuf],
+    output: Option<Output>,
+    cfg: &Config,
+    progress: bool,
+) -> Result<RunSummary> {
     let mut source = FileSource::open(inputs)?;
     let encoder = encoder(cfg)?;
     let lines = match &output {
@@ -66,11 +79,13 @@ pub fn replay(inputs: &[PathBuf], output: Option<Output>, cfg: &Config) -> Resul
     let (recycle_tx, recycle_rx) =
         bounded::<PacketBatch>(workers * (cfg.pipeline.worker_queue_batches + 2));
 
+    let released = Arc::new(AtomicU64::new(0));
     let sink_handle = thread::Builder::new()
         .name("apitap-sink".into())
         .spawn({
             let reorder_max = cfg.pipeline.reorder_max_events;
-            move || run_sink(out_rx, lines, kafka, workers, reorder_max)
+            let released = Arc::clone(&released);
+            move || run_sink(out_rx, lines, kafka, workers, reorder_max, &released)
         })
         .context("cannot start sink thread")?;
 
@@ -95,7 +110,18 @@ pub fn replay(inputs: &[PathBuf], output: Option<Output>, cfg: &Config) -> Resul
         files: inputs.len(),
         ..RunSummary::default()
     };
-    let read = read_loop(&mut source, &senders, &recycle_rx, cfg, &mut summary.decode);
+    let bar = progress.then(|| Progress::new(source.total_file_bytes(), released));
+    let read = read_loop(
+        &mut source,
+        &senders,
+        &recycle_rx,
+        cfg,
+        &mut summary.decode,
+        bar.as_ref(),
+    );
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
     summary.warnings.extend(source.warnings().iter().cloned());
     if let Err(e) = read {
         summary.input_error = Some(format!("{e:#}"));
@@ -137,6 +163,7 @@ fn read_loop(
     recycle: &Receiver<PacketBatch>,
     cfg: &Config,
     stats: &mut DecodeStats,
+    progress: Option<&Progress>,
 ) -> Result<()> {
     let n = senders.len() as u64;
     let batch_packets = cfg.pipeline.batch_packets;
@@ -177,6 +204,9 @@ fn read_loop(
                 batch.tick = true;
                 send(batch, tx, recycle, clock)?;
             }
+            if let Some(p) = progress {
+                p.update(source.read_bytes(), index);
+            }
         }
     };
     // Deliver what is buffered even after an input error: everything before it counts.
@@ -184,6 +214,47 @@ fn read_loop(
         send(batch, tx, recycle, clock)?;
     }
     result
+}
+
+/// The progress bar of a replay on a terminal.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    released: Arc<AtomicU64>,
+    started: std::time::Instant,
+}
+
+impl Progress {
+    fn new(total_bytes: u64, released: Arc<AtomicU64>) -> Progress {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total_bytes),
+            indicatif::ProgressDrawTarget::stderr_with_hz(4),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:30} {bytes}/{total_bytes} {msg} eta {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        Progress {
+            bar,
+            released,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn update(&self, bytes: u64, packets: u64) {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let events = self.released.load(Ordering::Relaxed);
+        self.bar.set_position(bytes);
+        self.bar.set_message(format!(
+            "{:.0} k packets/s {:.0} k events/s",
+            packets as f64 / secs / 1e3,
+            events as f64 / secs / 1e3
+        ));
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }
 
 fn send(
@@ -233,6 +304,7 @@ fn run_sink(
     kafka: Option<KafkaSink>,
     workers: usize,
     reorder_max: usize,
+    released: &AtomicU64,
 ) -> SinkResult {
     let mut reorder = Reorder::new(workers, reorder_max);
     let mut out = Outputs {
@@ -242,9 +314,12 @@ fn run_sink(
     };
     loop {
         match rx.recv_timeout(std::time::Duration::from_millis(100)) {
-            Ok(msg) => reorder.push(msg.worker, msg.events, msg.watermark, &mut |ev| {
-                out.release(ev)
-            }),
+            Ok(msg) => {
+                reorder.push(msg.worker, msg.events, msg.watermark, &mut |ev| {
+                    out.release(ev)
+                });
+                released.store(reorder.stats().released, Ordering::Relaxed);
+            }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         }
