@@ -9,6 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let cfg = ReassemblyConfig {
         max_ooo_bytes_per_direction: 4096,
         max_ooo_segments_per_direction: 16,
+        ..ReassemblyConfig::default()
     };
     let mut stats = ReassemblyStats::default();
     let mut conn = TcpConn::new();

@@ -22,6 +22,10 @@ pub struct ReassemblyConfig {
     pub max_ooo_bytes_per_direction: usize,
     /// Out-of-order segments buffered per direction.
     pub max_ooo_segments_per_direction: usize,
+    /// Out-of-order bytes buffered by all connections together (split evenly across flow
+    /// workers). When exceeded, the connection that just grew has its holes declared gaps
+    /// and its buffer delivered (counted as `reassembly.memcap_flushes`).
+    pub memcap_bytes: usize,
 }
 
 impl Default for ReassemblyConfig {
@@ -29,6 +33,7 @@ impl Default for ReassemblyConfig {
         ReassemblyConfig {
             max_ooo_bytes_per_direction: 262_144,
             max_ooo_segments_per_direction: 512,
+            memcap_bytes: 512 << 20,
         }
     }
 }
@@ -319,6 +324,28 @@ impl TcpConn {
                     out.gap(side, end.diff(next).unsigned_abs());
                     st.next = Some(end);
                 }
+            }
+            Self::check_fin(st, side, &mut out);
+        }
+    }
+
+    /// Memory pressure: declares the holes in front of buffered data gaps and delivers the
+    /// data, without ending the connection (later segments are processed as usual).
+    pub fn flush_buffered<F: FnMut(StreamEvent<'_>)>(
+        &mut self,
+        stats: &mut ReassemblyStats,
+        emit: &mut F,
+    ) {
+        let mut out = Out { emit, stats };
+        for side in [Side::Lo, Side::Hi] {
+            let st = &mut self.streams[side.index()];
+            while let (Some(next), Some((seq, _))) = (st.next, st.ooo.front()) {
+                let seq = *seq;
+                if seq.after(next) {
+                    out.gap(side, seq.diff(next).unsigned_abs());
+                    st.next = Some(seq);
+                }
+                Self::drain(st, side, &mut out);
             }
             Self::check_fin(st, side, &mut out);
         }

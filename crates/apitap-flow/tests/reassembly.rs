@@ -178,6 +178,7 @@ fn buffer_overflow_declares_gap_and_delivers() {
     let mut h = Harness::with(ReassemblyConfig {
         max_ooo_bytes_per_direction: 8,
         max_ooo_segments_per_direction: 100,
+        ..ReassemblyConfig::default()
     });
     h.seg(C, 0, 0, SYN, b"");
     h.seg(C, 11, 0, ACK, b"12345"); // hole of 10 bytes before it
@@ -195,6 +196,7 @@ fn single_segment_larger_than_buffer_is_not_lost() {
     let mut h = Harness::with(ReassemblyConfig {
         max_ooo_bytes_per_direction: 2,
         max_ooo_segments_per_direction: 1,
+        ..ReassemblyConfig::default()
     });
     h.seg(C, 0, 0, SYN, b"");
     h.seg(C, 4, 0, ACK, b"defgh");
@@ -202,6 +204,30 @@ fn single_segment_larger_than_buffer_is_not_lost() {
         h.stream(C),
         vec![Ev::Gap(C, 3), Ev::Data(C, b"defgh".to_vec())]
     );
+}
+
+#[test]
+fn flush_buffered_gives_up_holes_but_keeps_the_connection() {
+    let mut h = Harness::new();
+    h.seg(C, 0, 0, SYN, b"");
+    h.seg(C, 1, 0, ACK, b"ab");
+    h.seg(C, 6, 0, ACK, b"fg");
+    assert_eq!(h.conn.buffered_bytes(), 2);
+    let events = &mut h.events;
+    h.conn
+        .flush_buffered(&mut h.stats, &mut |e| events.push(conv(e)));
+    assert_eq!(h.conn.buffered_bytes(), 0);
+    h.seg(C, 8, 0, ACK, b"hi");
+    h.seg(C, 3, 0, ACK, b"cde"); // the hole's bytes arrive late: already given up
+    assert_eq!(
+        h.stream(C),
+        vec![
+            Ev::Data(C, b"ab".to_vec()),
+            Ev::Gap(C, 3),
+            Ev::Data(C, b"fghi".to_vec())
+        ]
+    );
+    assert!(!h.conn.is_finished());
 }
 
 #[test]
@@ -436,6 +462,7 @@ proptest! {
         let mut h = Harness::with(ReassemblyConfig {
             max_ooo_bytes_per_direction: 1 << 20,
             max_ooo_segments_per_direction: 10_000,
+            ..ReassemblyConfig::default()
         });
         h.seg(C, isn, 0, SYN, b"");
         for (off, bytes) in &segs {

@@ -26,6 +26,10 @@ pub struct WorkerStats {
     pub flows_evicted: u64,
     /// Connections closed because a new SYN reused their 5-tuple.
     pub flows_reused: u64,
+    /// Times the out-of-order memory cap made a connection give up its holes.
+    pub reassembly_memcap_flushes: u64,
+    /// Most out-of-order bytes one worker held at once.
+    pub ooo_bytes_peak: u64,
     /// Connections still open at the end of input.
     pub flows_open_at_end: u64,
     /// Connections whose client was known from the handshake.
@@ -86,6 +90,8 @@ impl WorkerStats {
         self.flows_idle_expired += o.flows_idle_expired;
         self.flows_evicted += o.flows_evicted;
         self.flows_reused += o.flows_reused;
+        self.reassembly_memcap_flushes += o.reassembly_memcap_flushes;
+        self.ooo_bytes_peak = self.ooo_bytes_peak.max(o.ooo_bytes_peak);
         self.transactions_keyed_late += o.transactions_keyed_late;
         self.flows_open_at_end += o.flows_open_at_end;
         self.role_from_handshake += o.role_from_handshake;
@@ -153,6 +159,11 @@ impl RunSummary {
             .drops()
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
+        let mut reassembly = crate::counters::reassembly(&w.reassembly);
+        if let Value::Object(m) = &mut reassembly {
+            m.insert("memcap_flushes".into(), json!(w.reassembly_memcap_flushes));
+            m.insert("ooo_bytes_peak_per_worker".into(), json!(w.ooo_bytes_peak));
+        }
         json!({
             "input": {
                 "files": self.files,
@@ -176,7 +187,7 @@ impl RunSummary {
                 "role_from_port": w.role_from_port,
                 "gap_bytes_before_role": w.gap_bytes_before_role,
             },
-            "reassembly": crate::counters::reassembly(&w.reassembly),
+            "reassembly": reassembly,
             "http": crate::counters::http(&w.http),
             "transactions": {
                 "total": w.transactions,

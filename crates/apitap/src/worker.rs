@@ -45,6 +45,10 @@ struct Env {
     idle_ns: u64,
     tx_timeout_ns: u64,
     reorder_window: u64,
+    /// Out-of-order bytes this worker may buffer over all its flows.
+    ooo_memcap: usize,
+    /// Out-of-order bytes buffered now over all flows.
+    ooo_bytes: usize,
     stats: WorkerStats,
     reassembly_stats: ReassemblyStats,
     http_stats: HttpStats,
@@ -77,6 +81,8 @@ impl Worker {
                 idle_ns: cfg.flow.idle_timeout_ms.saturating_mul(1_000_000),
                 tx_timeout_ns: cfg.http.transaction_timeout_ms.saturating_mul(1_000_000),
                 reorder_window: cfg.pipeline.reorder_window_packets.max(1),
+                ooo_memcap: cfg.reassembly.memcap_bytes / cfg.worker_count().max(1),
+                ooo_bytes: 0,
                 stats: WorkerStats::default(),
                 reassembly_stats: ReassemblyStats::default(),
                 http_stats: HttpStats::default(),
@@ -296,6 +302,7 @@ impl Env {
             stats: &mut self.stats,
             txs: &mut self.txs,
         };
+        let before = tcp.buffered_bytes();
         tcp.on_segment(
             seg,
             payload,
@@ -303,6 +310,15 @@ impl Env {
             &mut self.reassembly_stats,
             &mut |ev| d.event(ev),
         );
+        let after = tcp.buffered_bytes();
+        self.ooo_bytes = (self.ooo_bytes + after).saturating_sub(before);
+        d.stats.ooo_bytes_peak = d.stats.ooo_bytes_peak.max(self.ooo_bytes as u64);
+        if self.ooo_bytes > self.ooo_memcap && after > 0 {
+            // Over the memory cap: this flow, which just grew, gives up its holes.
+            d.stats.reassembly_memcap_flushes += 1;
+            tcp.flush_buffered(&mut self.reassembly_stats, &mut |ev| d.event(ev));
+            self.ooo_bytes = self.ooo_bytes.saturating_sub(after);
+        }
     }
 
     /// Ends a flow: remaining holes become gaps, buffered bytes are delivered, pending
@@ -316,6 +332,7 @@ impl Env {
         now: PacketRef,
         emit_at: u64,
     ) {
+        self.ooo_bytes = self.ooo_bytes.saturating_sub(flow.tcp.buffered_bytes());
         {
             let Flow {
                 tcp,
