@@ -12,8 +12,9 @@ struct Entry<V> {
 ///
 /// Lookups that count as activity move a flow to the back, so the front is always the
 /// most idle flow: idle expiry and eviction both take from the front in O(1). The hasher
-/// is seeded per process (no hash flooding); iteration order is the activity order, so
-/// output stays deterministic.
+/// is randomly seeded (resists hash flooding by crafted 5-tuples); nothing observable
+/// depends on it, since every order this table exposes (eviction, idle expiry, `drain`)
+/// is the activity order kept by the linked list, so output stays deterministic.
 pub struct FlowTable<V> {
     map: LinkedHashMap<FlowKey, Entry<V>, foldhash::fast::RandomState>,
     max_flows: usize,
@@ -54,20 +55,24 @@ impl<V> FlowTable<V> {
     }
 
     /// Inserts a new flow as the most recently active. When the table is full, the least
-    /// recently active flow is removed first and returned.
+    /// recently active flow is removed first and returned. If `key` is already present,
+    /// its old value is replaced and returned instead (nothing else is evicted), so the
+    /// caller can close it: no flow is ever dropped silently.
     pub fn insert(&mut self, key: FlowKey, now: Timestamp, value: V) -> Option<(FlowKey, V)> {
-        let evicted = if self.map.len() >= self.max_flows && !self.map.contains_key(&key) {
+        let entry = Entry {
+            last_seen: now,
+            value,
+        };
+        if let Some(old) = self.map.remove(&key) {
+            self.map.insert(key, entry);
+            return Some((key, old.value));
+        }
+        let evicted = if self.map.len() >= self.max_flows {
             self.map.pop_front().map(|(k, e)| (k, e.value))
         } else {
             None
         };
-        self.map.insert(
-            key,
-            Entry {
-                last_seen: now,
-                value,
-            },
-        );
+        self.map.insert(key, entry);
         evicted
     }
 
@@ -92,7 +97,7 @@ impl<V> FlowTable<V> {
         }
     }
 
-    /// Removes every flow, least recently active first.
+    /// Removes every flow and returns them, least recently active first.
     pub fn drain(&mut self) -> Vec<(FlowKey, V)> {
         self.map.drain().map(|(k, e)| (k, e.value)).collect()
     }
@@ -155,12 +160,70 @@ mod tests {
     }
 
     #[test]
-    fn drain_returns_everything() {
+    fn drain_returns_everything_in_lru_order() {
         let mut tb = FlowTable::new(10);
         tb.insert(key(1), t(0), 1);
         tb.insert(key(2), t(0), 2);
+        tb.insert(key(3), t(0), 3);
+        tb.get_mut(&key(1), t(1));
         let all = tb.drain();
-        assert_eq!(all.len(), 2);
+        assert_eq!(all, vec![(key(2), 2), (key(3), 3), (key(1), 1)]);
         assert!(tb.is_empty());
+        assert_eq!(tb.len(), 0);
+        assert!(tb.drain().is_empty());
+    }
+
+    #[test]
+    fn eviction_follows_insertion_order_without_touches() {
+        let mut tb = FlowTable::new(3);
+        for p in 1..=3 {
+            assert!(tb.insert(key(p), t(i64::from(p)), p).is_none());
+        }
+        assert_eq!(tb.insert(key(4), t(4), 4), Some((key(1), 1)));
+        assert_eq!(tb.insert(key(5), t(5), 5), Some((key(2), 2)));
+        assert_eq!(tb.len(), 3);
+        assert_eq!(tb.remove(&key(4)), Some(4));
+        assert_eq!(tb.remove(&key(4)), None);
+        // Room again: no eviction.
+        assert!(tb.insert(key(6), t(6), 6).is_none());
+        assert_eq!(tb.drain(), vec![(key(3), 3), (key(5), 5), (key(6), 6)]);
+    }
+
+    #[test]
+    fn reinsert_returns_replaced_value_and_evicts_nothing() {
+        let mut tb = FlowTable::new(2);
+        tb.insert(key(1), t(0), "a");
+        tb.insert(key(2), t(1), "b");
+        assert_eq!(tb.insert(key(1), t(2), "a2"), Some((key(1), "a")));
+        assert_eq!(tb.len(), 2);
+        assert_eq!(tb.last_seen(&key(1)), Some(t(2)));
+        // key 1 is now the most recent: 2 goes first.
+        assert_eq!(tb.insert(key(3), t(3), "c"), Some((key(2), "b")));
+    }
+
+    #[test]
+    fn get_mut_refreshes_last_seen_and_pop_idle_respects_it() {
+        let mut tb = FlowTable::new(10);
+        tb.insert(key(1), t(0), 1);
+        tb.insert(key(2), t(10), 2);
+        *tb.get_mut(&key(1), t(20)).unwrap() += 100;
+        assert_eq!(tb.last_seen(&key(1)), Some(t(20)));
+        let idle_ns = 5_000_000;
+        // key 2 (last seen 10 ms) is idle at 16 ms; key 1 (20 ms) is not.
+        assert_eq!(tb.pop_idle(t(16), idle_ns), Some((key(2), 2)));
+        assert_eq!(tb.pop_idle(t(16), idle_ns), None);
+        // Exactly idle_ns is not "longer than".
+        assert_eq!(tb.pop_idle(t(25), idle_ns), None);
+        assert_eq!(tb.pop_idle(t(26), idle_ns), Some((key(1), 101)));
+        assert!(tb.pop_idle(t(1000), idle_ns).is_none());
+        assert!(tb.get_mut(&key(1), t(0)).is_none());
+    }
+
+    #[test]
+    fn zero_capacity_holds_one_flow() {
+        let mut tb = FlowTable::new(0);
+        assert!(tb.insert(key(1), t(0), 1).is_none());
+        assert_eq!(tb.insert(key(2), t(0), 2), Some((key(1), 1)));
+        assert_eq!(tb.len(), 1);
     }
 }
