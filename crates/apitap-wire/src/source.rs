@@ -77,7 +77,6 @@ pub struct FileSource {
     warnings: Vec<String>,
     total_bytes: u64,
     read_bytes: u64,
-    current: Option<usize>,
 }
 
 fn display(path: &Path) -> String {
@@ -91,17 +90,22 @@ impl FileSource {
         let mut total_bytes = 0;
         for path in paths {
             let name = display(path);
-            let meta = std::fs::metadata(path).map_err(|e| WireError::Open {
-                path: name.clone(),
-                msg: e.to_string(),
-            })?;
+            // Open it ourselves first so that a missing or unreadable file is reported as
+            // such, not as libpcap's guess about its format.
+            let meta = std::fs::File::open(path)
+                .and_then(|f| f.metadata())
+                .map_err(|e| WireError::Open {
+                    path: name.clone(),
+                    msg: e.to_string(),
+                })?;
             if meta.is_dir() {
                 return Err(WireError::Open {
                     path: name,
                     msg: "is a directory".into(),
                 });
             }
-            if meta.len() == 0 {
+            // Pipes and devices report length 0; only a regular file is known to be empty.
+            if meta.is_file() && meta.len() == 0 {
                 return Err(WireError::NotACapture {
                     path: name,
                     msg: "file is empty".into(),
@@ -137,24 +141,28 @@ impl FileSource {
             warnings: Vec::new(),
             total_bytes,
             read_bytes: 0,
-            current: None,
         })
     }
 
     /// Next frame in time order, or `Ok(None)` at the end of all files.
     ///
     /// A file ending in a truncated record (a capture cut off while being written) ends
-    /// there with a warning; any other read error is [`WireError::Corrupt`].
+    /// there with a warning in [`FileSource::warnings`]; any other read error is
+    /// [`WireError::Corrupt`] naming the file, after every frame before it was returned.
+    /// That file is then finished; calling again continues with the other files.
+    ///
+    /// With one file the frame borrows libpcap's buffer (no copy); with several, each file's
+    /// next frame is copied once into a per-file buffer that is reused (no allocation per
+    /// frame once the buffers have grown to the largest frame).
     pub fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, WireError> {
         if self.files.len() == 1 {
             return self.next_from_single_file();
         }
-        // Fill each file's lookahead.
-        for i in 0..self.files.len() {
-            if let Some(f) = self.files.get_mut(i) {
-                if f.next.is_none() && !f.done {
-                    fill(f, &mut self.warnings)?;
-                }
+        // Fill each file's lookahead (after the first call, only the file that gave the
+        // last frame needs one).
+        for f in &mut self.files {
+            if f.next.is_none() && !f.done {
+                fill(f, &mut self.warnings)?;
             }
         }
         let mut best: Option<(usize, Timestamp)> = None;
@@ -168,7 +176,6 @@ impl FileSource {
         let Some((i, _)) = best else {
             return Ok(None);
         };
-        self.current = Some(i);
         let Some(f) = self.files.get_mut(i) else {
             return Ok(None);
         };
@@ -272,7 +279,9 @@ fn end_of_file(
         return Ok(());
     }
     let msg = pcap_msg(e);
-    if msg.contains("truncated") {
+    // libpcap: "truncated dump file; tried to read N captured bytes, only got M" (pcap) or
+    // "truncated pcapng dump file; ..." (pcapng): the writer stopped mid-record.
+    if msg.contains("truncated") && msg.contains("dump file") {
         warnings.push(format!(
             "{path}: truncated last packet after {read} packets ({msg}); the rest of the file is ignored"
         ));
