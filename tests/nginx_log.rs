@@ -11,54 +11,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
+use common::nginx::*;
 use common::*;
-
-/// Responses whose nginx body count includes more than the body.
-fn framed(e: &serde_json::Value) -> bool {
-    let te = field(e, "http.response.headers.transfer-encoding");
-    te.as_str().is_some_and(|t| t.contains("chunked"))
-        || field(e, "http.request.headers.expect").as_str() == Some("100-continue")
-}
-
-struct Logged {
-    method: String,
-    uri: String,
-    status: u64,
-    body_bytes_sent: u64,
-    bytes_sent: u64,
-}
-
-fn logged(path: &std::path::Path) -> Vec<Logged> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let p: Vec<&str> = line.split(' ').collect();
-            assert_eq!(p.len(), 5, "unexpected log line {line:?}");
-            Logged {
-                method: p[0].into(),
-                uri: p[1].into(),
-                status: p[2].parse().unwrap(),
-                body_bytes_sent: p[3].parse().unwrap(),
-                bytes_sent: p[4].parse().unwrap(),
-            }
-        })
-        .collect()
-}
-
-fn agrees(l: &Logged, e: &serde_json::Value) -> bool {
-    let same = field(e, "http.request.method").as_str() == Some(&l.method)
-        && field(e, "url.original").as_str() == Some(&l.uri)
-        && field(e, "http.response.status_code").as_u64() == Some(l.status);
-    if !same {
-        return false;
-    }
-    if framed(e) {
-        field(e, "http.response.bytes").as_u64() == Some(l.bytes_sent)
-    } else {
-        field(e, "http.response.body.bytes").as_u64() == Some(l.body_bytes_sent)
-    }
-}
 
 #[test]
 fn events_agree_with_nginx_access_logs() {
@@ -84,27 +38,7 @@ fn events_agree_with_nginx_access_logs() {
             .into_iter()
             .filter(|e| !field(e, "http.response.status_code").is_null())
             .collect();
-        let mut used = vec![false; events.len()];
-        let mut problems = Vec::new();
-        for l in &lines {
-            match (0..events.len()).find(|&i| !used[i] && agrees(l, &events[i])) {
-                Some(i) => used[i] = true,
-                None => problems.push(format!(
-                    "nginx logged {} {} {} body={} total={}, no matching event",
-                    l.method, l.uri, l.status, l.body_bytes_sent, l.bytes_sent
-                )),
-            }
-        }
-        for (i, e) in events.iter().enumerate() {
-            if !used[i] {
-                problems.push(format!(
-                    "event {} {} {} not in nginx's log",
-                    field(e, "http.request.method"),
-                    field(e, "url.original"),
-                    field(e, "http.response.status_code")
-                ));
-            }
-        }
+        let problems = mismatches(&lines, &events);
         assert!(problems.is_empty(), "{name}:\n{}", problems.join("\n"));
         assert_eq!(events.len(), lines.len(), "{name}");
         checked += 1;

@@ -1,6 +1,9 @@
 //! Helpers shared by the end-to-end tests: find fixtures, run replays, compare events.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+pub mod kafka;
+pub mod nginx;
+
 use apitap::{replay, Config, Output, RunSummary};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

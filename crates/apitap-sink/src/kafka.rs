@@ -34,7 +34,7 @@ pub enum DropPolicy {
 }
 
 /// TLS settings (librdkafka `ssl.*`).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// CA certificate(s) to verify the brokers (PEM file).
@@ -48,7 +48,7 @@ pub struct TlsConfig {
 }
 
 /// SASL settings.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SaslConfig {
     /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
@@ -60,7 +60,7 @@ pub struct SaslConfig {
 }
 
 /// `[kafka]` in sensor.toml.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, `host:port[,host:port...]`.

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 /// The whole configuration file.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Threads and queues.
@@ -23,10 +23,83 @@ pub struct Config {
     pub output: OutputConfig,
     /// Kafka output; present (or `--kafka`) turns it on.
     pub kafka: Option<apitap_sink::KafkaConfig>,
+    /// Live capture (`apitap run`).
+    pub capture: CaptureConfig,
+    /// The long-running service (`apitap run`): privileges, metrics, logs.
+    pub daemon: DaemonConfig,
+}
+
+/// Live capture (`apitap run`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureConfig {
+    /// Interfaces to capture on (`-i` overrides).
+    pub interfaces: Vec<String>,
+    /// BPF filter applied in the kernel (`--bpf` overrides); empty captures everything.
+    pub bpf: String,
+    /// Bytes kept of each frame.
+    pub snaplen: u32,
+    /// Promiscuous mode (needed on a SPAN/TAP port).
+    pub promiscuous: bool,
+    /// Deliver each packet at once instead of in kernel blocks (TPACKET_V3 block
+    /// delivery is off then; lower latency, more CPU).
+    pub immediate_mode: bool,
+    /// Kernel ring size per interface.
+    pub buffer_bytes: u32,
+    /// How long the kernel may hold a partly filled block before handing it over.
+    pub block_timeout_ms: u32,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            interfaces: Vec::new(),
+            bpf: String::new(),
+            snaplen: 65_535,
+            promiscuous: true,
+            immediate_mode: false,
+            buffer_bytes: 64 << 20,
+            block_timeout_ms: 100,
+        }
+    }
+}
+
+/// The long-running service.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// User to switch to once the capture is open (when started as root).
+    pub user: Option<String>,
+    /// Group to switch to; default: the user's primary group.
+    pub group: Option<String>,
+    /// Keep running as root when no `user` is set (not recommended).
+    pub allow_root: bool,
+    /// Address of the Prometheus `/metrics` and `/health` endpoint; empty turns it off.
+    pub metrics_addr: String,
+    /// Seconds between one-line stats in the log; 0 turns them off.
+    pub stats_interval_s: u64,
+    /// Log format: "text" or "json".
+    pub log_format: String,
+    /// Log filter (tracing syntax, e.g. "info" or "apitap=debug"); `APITAP_LOG` overrides.
+    pub log_level: String,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            user: None,
+            group: None,
+            allow_root: false,
+            metrics_addr: "127.0.0.1:9187".into(),
+            stats_interval_s: 60,
+            log_format: "text".into(),
+            log_level: "info".into(),
+        }
+    }
 }
 
 /// Threads and queues.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Flow worker threads; 0 means one per available core.
@@ -59,7 +132,7 @@ impl Default for PipelineConfig {
 }
 
 /// Flow table.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FlowConfig {
     /// Tracked TCP connections, all workers together; the least recently active is evicted
@@ -79,7 +152,7 @@ impl Default for FlowConfig {
 }
 
 /// Event content.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputConfig {
     /// Sensor name written to `observer.name` and `apitap.sensor`; empty leaves them out.
@@ -168,6 +241,29 @@ impl Config {
         }
         if h.transaction_timeout_ms == 0 {
             bail!("http.transaction_timeout_ms must be at least 1");
+        }
+        let c = &self.capture;
+        if c.snaplen < 128 || c.snaplen > 262_144 {
+            bail!("capture.snaplen must be 128..=262144");
+        }
+        if c.buffer_bytes < 1 << 20 || c.buffer_bytes > 1 << 30 {
+            bail!("capture.buffer_bytes must be 1 MiB..=1 GiB");
+        }
+        if c.block_timeout_ms == 0 || c.block_timeout_ms > 10_000 {
+            bail!("capture.block_timeout_ms must be 1..=10000");
+        }
+        let d = &self.daemon;
+        if !d.metrics_addr.is_empty() && d.metrics_addr.parse::<std::net::SocketAddr>().is_err() {
+            bail!(
+                "daemon.metrics_addr {:?} is not an address like 127.0.0.1:9187",
+                d.metrics_addr
+            );
+        }
+        if !matches!(d.log_format.as_str(), "text" | "json") {
+            bail!("daemon.log_format must be \"text\" or \"json\"");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&d.log_level).is_err() {
+            bail!("daemon.log_level {:?} is not a valid filter", d.log_level);
         }
         Ok(())
     }

@@ -3,8 +3,12 @@
 
 pub mod config;
 pub mod counters;
+pub mod live;
+pub mod metrics;
 pub mod pipeline;
+pub mod privileges;
 pub mod stats;
+pub mod telemetry;
 pub mod worker;
 
 pub use config::Config;

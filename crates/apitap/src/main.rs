@@ -1,10 +1,11 @@
 //! The `apitap` command line.
 
 use anyhow::{Context, Result};
-use apitap::{replay_with_progress, Config, Output};
+use apitap::live::{run_live, LiveRun, Overrides};
+use apitap::{replay_with_progress, Config, Output, RunSummary};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Passive API-security sensor: rebuilds TCP streams, parses HTTP/1.x API calls and writes
@@ -43,19 +44,53 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Capture live from interfaces until SIGTERM/SIGINT (the sensor daemon). Needs
+    /// CAP_NET_RAW to start; drops to `--user` and gives up every capability once the
+    /// capture is open. SIGHUP reloads the config file.
+    Run {
+        /// Configuration file (see sensor.toml); re-read on SIGHUP.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Interface to capture on; repeat for several (overrides capture.interfaces).
+        #[arg(short, long = "interface", value_name = "IFACE")]
+        interfaces: Vec<String>,
+        /// BPF filter (overrides capture.bpf), e.g. "tcp port 80 or tcp port 8080".
+        #[arg(long, value_name = "FILTER")]
+        bpf: Option<String>,
+        /// Write events to this file (JSON lines); default stdout unless Kafka is on.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Send events to Kafka at these brokers (overrides kafka.brokers).
+        #[arg(long, value_name = "BROKERS")]
+        kafka: Option<String>,
+        /// User to run as once the capture is open (overrides daemon.user).
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// Keep running as root when no user is set.
+        #[arg(long)]
+        allow_root: bool,
+        /// Prometheus /metrics and /health address (overrides daemon.metrics_addr; ""
+        /// turns it off).
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<String>,
+        /// Flow worker threads (overrides pipeline.workers).
+        #[arg(short, long)]
+        workers: Option<usize>,
+        /// Log format: text or json (overrides daemon.log_format).
+        #[arg(long, value_name = "FORMAT")]
+        log_format: Option<String>,
+        /// Also write the final summary as JSON to this file.
+        #[arg(long)]
+        stats_json: Option<PathBuf>,
+    },
+    /// List the interfaces libpcap can capture on: name, flags, addresses, description.
+    Interfaces,
 }
 
 /// Exit codes: 0 all input processed; 1 input or output failed part-way (events before the
 /// failure were written); 2 nothing could be processed (usage, config, unreadable input).
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Logs go to stderr; APITAP_LOG (e.g. "info", "apitap_sink=debug") sets the level.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("APITAP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -65,8 +100,79 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs go to stderr; APITAP_LOG (e.g. "info", "apitap_sink=debug") overrides `level`.
+fn init_logging(level: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("APITAP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
+    if !matches!(cli.command, Command::Run { .. }) {
+        init_logging("warn", false);
+    }
     match cli.command {
+        Command::Interfaces => {
+            for line in apitap_wire::list_interfaces()? {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            config,
+            interfaces,
+            bpf,
+            output,
+            kafka,
+            user,
+            allow_root,
+            metrics_addr,
+            workers,
+            log_format,
+            stats_json,
+        } => {
+            let overrides = Overrides {
+                interfaces,
+                bpf,
+                kafka,
+                user,
+                metrics_addr,
+                workers,
+                allow_root,
+                log_format,
+            };
+            let mut cfg = match &config {
+                Some(path) => Config::load(path)?,
+                None => Config::default(),
+            };
+            overrides.apply(&mut cfg);
+            cfg.validate()?;
+            init_logging(&cfg.daemon.log_level, cfg.daemon.log_format == "json");
+            let out = match (output, cfg.kafka.is_some()) {
+                (Some(path), _) => Some(Output::File(path)),
+                (None, false) => Some(Output::Stdout),
+                (None, true) => None,
+            };
+            // Created now, while the process may still write where the service user
+            // cannot.
+            let stats_file = stats_json.as_deref().map(create).transpose()?;
+            let summary = run_live(LiveRun {
+                cfg,
+                config_path: config,
+                overrides,
+                output: out,
+            })?;
+            eprint!("{}", summary.to_text());
+            finish(&summary, stats_file)
+        }
         Command::Replay {
             files,
             output,
@@ -97,34 +203,46 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if !quiet {
                 eprint!("{}", summary.to_text());
             }
-            if let Some(path) = stats_json {
-                let text = serde_json::to_string_pretty(&summary.to_json())?;
-                std::fs::write(&path, text + "\n")
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            for w in &summary.warnings {
-                eprintln!("apitap: warning: {w}");
-            }
-            let mut code = ExitCode::SUCCESS;
-            if let Some(e) = &summary.input_error {
-                eprintln!("apitap: error: input stopped early: {e}");
-                code = ExitCode::from(1);
-            }
-            if let Some(e) = &summary.output_error {
-                eprintln!("apitap: error: {e}");
-                code = ExitCode::from(1);
-            }
-            if let Some(k) = &summary.kafka {
-                let lost = k.dropped + k.too_large + k.undelivered_at_close;
-                if lost > 0 {
-                    eprintln!(
-                        "apitap: error: {lost} events did not reach Kafka ({} dropped by the queue bound, {} too large, {} undelivered at shutdown)",
-                        k.dropped, k.too_large, k.undelivered_at_close
-                    );
-                    code = ExitCode::from(1);
-                }
-            }
-            Ok(code)
+            let stats_file = stats_json.as_deref().map(create).transpose()?;
+            finish(&summary, stats_file)
         }
     }
+}
+
+fn create(path: &Path) -> Result<(PathBuf, std::fs::File)> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok((path.to_path_buf(), file))
+}
+
+/// Writes `--stats-json`, prints warnings and errors, and picks the exit code.
+fn finish(summary: &RunSummary, stats_json: Option<(PathBuf, std::fs::File)>) -> Result<ExitCode> {
+    if let Some((path, mut file)) = stats_json {
+        let text = serde_json::to_string_pretty(&summary.to_json())?;
+        std::io::Write::write_all(&mut file, (text + "\n").as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    for w in &summary.warnings {
+        eprintln!("apitap: warning: {w}");
+    }
+    let mut code = ExitCode::SUCCESS;
+    if let Some(e) = &summary.input_error {
+        eprintln!("apitap: error: input stopped early: {e}");
+        code = ExitCode::from(1);
+    }
+    if let Some(e) = &summary.output_error {
+        eprintln!("apitap: error: {e}");
+        code = ExitCode::from(1);
+    }
+    if let Some(k) = &summary.kafka {
+        let lost = k.dropped + k.too_large + k.undelivered_at_close;
+        if lost > 0 {
+            eprintln!(
+                "apitap: error: {lost} events did not reach Kafka ({} dropped by the queue bound, {} too large, {} undelivered at shutdown)",
+                k.dropped, k.too_large, k.undelivered_at_close
+            );
+            code = ExitCode::from(1);
+        }
+    }
+    Ok(code)
 }

@@ -11,14 +11,16 @@
 
 use crate::config::Config;
 use crate::stats::RunSummary;
+use crate::stats::WorkerStats;
+use crate::telemetry::{OutputSnapshot, Shared};
 use crate::worker::{Worker, WorkerOutput};
 use anyhow::{anyhow, Context, Result};
-use apitap_core::{PacketBatch, PacketRef};
+use apitap_core::{PacketBatch, PacketRef, Timestamp};
 use apitap_sink::{
     Encoder, EncoderConfig, KafkaSink, KafkaStats, LineSink, Redactor, Reorder, ReorderStats,
 };
-use apitap_wire::{decode, DecodeStats, FileSource};
-use crossbeam_channel::{bounded, Receiver, Sender};
+use apitap_wire::{decode, DecodeStats, FileSource, RawPacket};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -59,66 +61,17 @@ pub fn replay_with_progress(
     progress: bool,
 ) -> Result<RunSummary> {
     let mut source = FileSource::open(inputs)?;
-    let encoder = encoder(cfg)?;
-    let lines = match &output {
-        None => None,
-        Some(Output::Stdout) => Some(LineSink::stdout()),
-        Some(Output::File(path)) => Some(
-            LineSink::create(path)
-                .with_context(|| format!("cannot create output file {}", path.display()))?,
-        ),
-    };
-    let kafka = match &cfg.kafka {
-        None => None,
-        Some(k) => Some(KafkaSink::new(k, sensor_id(cfg).as_str())?),
-    };
-
-    let workers = cfg.worker_count();
-    let max_flows_per_worker = cfg.flow.max_flows.div_ceil(workers).max(1);
-    let (out_tx, out_rx) = bounded::<WorkerOutput>(workers * 4);
-    let (recycle_tx, recycle_rx) =
-        bounded::<PacketBatch>(workers * (cfg.pipeline.worker_queue_batches + 2));
-
+    let lines = open_output(output.as_ref())?;
     let released = Arc::new(AtomicU64::new(0));
-    let sink_handle = thread::Builder::new()
-        .name("apitap-sink".into())
-        .spawn({
-            let reorder_max = cfg.pipeline.reorder_max_events;
-            let released = Arc::clone(&released);
-            move || run_sink(out_rx, lines, kafka, workers, reorder_max, &released)
-        })
-        .context("cannot start sink thread")?;
-
-    let mut senders = Vec::with_capacity(workers);
-    let mut handles = Vec::with_capacity(workers);
-    for id in 0..workers {
-        let (tx, rx) = bounded::<PacketBatch>(cfg.pipeline.worker_queue_batches);
-        let worker = Worker::new(id, cfg, encoder.clone(), max_flows_per_worker);
-        let out = out_tx.clone();
-        let recycle = recycle_tx.clone();
-        let handle = thread::Builder::new()
-            .name(format!("apitap-worker-{id}"))
-            .spawn(move || worker.run(rx, recycle, out))
-            .context("cannot start worker thread")?;
-        senders.push(tx);
-        handles.push(handle);
-    }
-    drop(out_tx);
-    drop(recycle_tx);
+    let mut pipeline =
+        Pipeline::start(cfg, lines, None, Arc::clone(&released), Backpressure::Wait)?;
 
     let mut summary = RunSummary {
         files: inputs.len(),
         ..RunSummary::default()
     };
     let bar = progress.then(|| Progress::new(source.total_file_bytes(), released));
-    let read = read_loop(
-        &mut source,
-        &senders,
-        &recycle_rx,
-        cfg,
-        &mut summary.decode,
-        bar.as_ref(),
-    );
+    let read = read_files(&mut source, &mut pipeline.feeder, bar.as_ref());
     if let Some(bar) = &bar {
         bar.finish();
     }
@@ -126,23 +79,139 @@ pub fn replay_with_progress(
     if let Err(e) = read {
         summary.input_error = Some(format!("{e:#}"));
     }
-    drop(senders);
-
-    for handle in handles {
-        let stats = handle
-            .join()
-            .map_err(|_| anyhow!("a flow worker panicked"))?;
-        summary.workers.add(&stats);
-    }
-    let sink_result = sink_handle
-        .join()
-        .map_err(|_| anyhow!("the sink thread panicked"))?;
-    summary.reorder = sink_result.reorder;
-    summary.events_written = sink_result.written;
-    summary.bytes_written = sink_result.bytes;
-    summary.output_error = sink_result.error;
-    summary.kafka = sink_result.kafka;
+    pipeline.finish(&mut summary)?;
     Ok(summary)
+}
+
+/// Opens the JSON-lines output.
+pub(crate) fn open_output(output: Option<&Output>) -> Result<Option<LineSink>> {
+    Ok(match output {
+        None => None,
+        Some(Output::Stdout) => Some(LineSink::stdout()),
+        Some(Output::File(path)) => Some(
+            LineSink::create(path)
+                .with_context(|| format!("cannot create output file {}", path.display()))?,
+        ),
+    })
+}
+
+/// What the reader does when a worker's queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backpressure {
+    /// Wait (replay: a file must not lose packets).
+    Wait,
+    /// Drop the batch and count its packets (live: the kernel ring must keep draining).
+    Drop,
+}
+
+/// Running worker and sink threads, fed through [`Feeder`] by the calling thread.
+pub(crate) struct Pipeline {
+    /// Hands packets to the workers.
+    pub feeder: Feeder,
+    workers: Vec<thread::JoinHandle<WorkerStats>>,
+    sink: thread::JoinHandle<SinkResult>,
+}
+
+impl Pipeline {
+    /// Starts the sink thread (JSON lines and/or Kafka) and the flow workers. `shared`
+    /// carries live telemetry and reloadable settings (`None` for a replay).
+    pub fn start(
+        cfg: &Config,
+        lines: Option<LineSink>,
+        shared: Option<Arc<Shared>>,
+        released: Arc<AtomicU64>,
+        backpressure: Backpressure,
+    ) -> Result<Pipeline> {
+        let encoder = encoder(cfg)?;
+        let kafka = match &cfg.kafka {
+            None => None,
+            Some(k) => Some(KafkaSink::new(k, sensor_id(cfg).as_str())?),
+        };
+        let workers = cfg.worker_count();
+        let max_flows_per_worker = cfg.flow.max_flows.div_ceil(workers).max(1);
+        let (out_tx, out_rx) = bounded::<WorkerOutput>(workers * 4);
+        let (recycle_tx, recycle_rx) =
+            bounded::<PacketBatch>(workers * (cfg.pipeline.worker_queue_batches + 2));
+
+        let sink = thread::Builder::new()
+            .name("apitap-sink".into())
+            .spawn({
+                let reorder_max = cfg.pipeline.reorder_max_events;
+                let shared = shared.clone();
+                move || {
+                    run_sink(
+                        out_rx,
+                        lines,
+                        kafka,
+                        workers,
+                        reorder_max,
+                        &released,
+                        shared,
+                    )
+                }
+            })
+            .context("cannot start sink thread")?;
+
+        let mut senders = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for id in 0..workers {
+            let (tx, rx) = bounded::<PacketBatch>(cfg.pipeline.worker_queue_batches);
+            let worker = Worker::new(id, cfg, encoder.clone(), max_flows_per_worker)
+                .with_shared(shared.clone());
+            let out = out_tx.clone();
+            let recycle = recycle_tx.clone();
+            let handle = thread::Builder::new()
+                .name(format!("apitap-worker-{id}"))
+                .spawn(move || worker.run(rx, recycle, out))
+                .context("cannot start worker thread")?;
+            senders.push(tx);
+            handles.push(handle);
+        }
+        Ok(Pipeline {
+            feeder: Feeder {
+                batches: (0..senders.len()).map(|_| PacketBatch::default()).collect(),
+                senders,
+                recycle: recycle_rx,
+                clock: PacketRef::default(),
+                index: 0,
+                batch_packets: cfg.pipeline.batch_packets,
+                tick_packets: cfg.pipeline.tick_packets,
+                backpressure,
+                decode: DecodeStats::default(),
+                queue_dropped_packets: 0,
+            },
+            workers: handles,
+            sink,
+        })
+    }
+
+    /// Delivers what is buffered, lets the workers close every flow and the sink flush,
+    /// and fills in the summary.
+    pub fn finish(mut self, summary: &mut RunSummary) -> Result<()> {
+        // Everything read so far counts, even after an input error.
+        if let Err(e) = self.feeder.flush() {
+            summary.input_error.get_or_insert_with(|| format!("{e:#}"));
+        }
+        summary.decode = self.feeder.decode.clone();
+        summary.queue_dropped_packets = self.feeder.queue_dropped_packets;
+        drop(self.feeder);
+        for handle in self.workers {
+            let stats = handle
+                .join()
+                .map_err(|_| anyhow!("a flow worker panicked"))?;
+            summary.workers.add(&stats);
+        }
+        let sink = self
+            .sink
+            .join()
+            .map_err(|_| anyhow!("the sink thread panicked"))?;
+        summary.reorder = sink.reorder;
+        summary.events_written = sink.written;
+        summary.bytes_written = sink.bytes;
+        summary.output_error = sink.error;
+        summary.kafka = sink.kafka;
+        Ok(())
+    }
 }
 
 /// The sensor id carried in Kafka headers: `output.sensor_name`, else the host name.
@@ -155,65 +224,123 @@ fn sensor_id(cfg: &Config) -> String {
         .unwrap_or_else(|_| "apitap".into())
 }
 
-/// Reads, decodes and shards every packet. Blocks when a worker queue is full: a replay
-/// must not lose packets.
-fn read_loop(
+/// Reads every packet of the files into the pipeline.
+fn read_files(
     source: &mut FileSource,
-    senders: &[Sender<PacketBatch>],
-    recycle: &Receiver<PacketBatch>,
-    cfg: &Config,
-    stats: &mut DecodeStats,
+    feeder: &mut Feeder,
     progress: Option<&Progress>,
 ) -> Result<()> {
-    let n = senders.len() as u64;
-    let batch_packets = cfg.pipeline.batch_packets;
-    let tick = cfg.pipeline.tick_packets;
-    let mut batches: Vec<PacketBatch> =
-        (0..senders.len()).map(|_| PacketBatch::default()).collect();
-    let mut clock = PacketRef::default();
-    let mut index: u64 = 0;
-
-    let result = loop {
+    loop {
         let raw = match source.next_packet() {
             Ok(Some(raw)) => raw,
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(anyhow::Error::new(e)),
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(anyhow::Error::new(e)),
         };
-        index += 1;
+        if feeder.packet(&raw)? {
+            if let Some(p) = progress {
+                p.update(source.read_bytes(), feeder.index);
+            }
+        }
+    }
+}
+
+/// The reader side of the pipeline: decodes frames, shards them to the workers by a
+/// symmetric flow hash, batches them, and broadcasts clock ticks.
+pub(crate) struct Feeder {
+    senders: Vec<Sender<PacketBatch>>,
+    recycle: Receiver<PacketBatch>,
+    batches: Vec<PacketBatch>,
+    clock: PacketRef,
+    /// Frames read so far (the index of the last one).
+    pub index: u64,
+    batch_packets: usize,
+    tick_packets: u64,
+    backpressure: Backpressure,
+    /// Decode counters.
+    pub decode: DecodeStats,
+    /// Decoded packets dropped because a worker queue was full (live only).
+    pub queue_dropped_packets: u64,
+}
+
+impl Feeder {
+    /// Decodes and queues one frame. Returns true when it completed a tick (every
+    /// `pipeline.tick_packets` frames). Fails only when the workers are gone.
+    pub fn packet(&mut self, raw: &RawPacket<'_>) -> Result<bool> {
+        self.index += 1;
+        let index = self.index;
         let at = PacketRef { index, ts: raw.ts };
-        clock = PacketRef {
+        self.clock = PacketRef {
             index,
-            ts: clock.ts.max(raw.ts),
+            ts: self.clock.ts.max(raw.ts),
         };
-        if let Some(meta) = decode(raw.link, raw.data, at, stats) {
-            let shard = (meta.key.shard_hash() % n) as usize;
+        if let Some(meta) = decode(raw.link, raw.data, at, &mut self.decode) {
+            let shard = (meta.key.shard_hash() % self.senders.len() as u64) as usize;
             let start = meta.payload_offset as usize;
             let payload = raw
                 .data
                 .get(start..start.saturating_add(meta.payload_len as usize))
                 .unwrap_or(&[]);
-            if let (Some(batch), Some(tx)) = (batches.get_mut(shard), senders.get(shard)) {
+            if let Some(batch) = self.batches.get_mut(shard) {
                 batch.push(meta, payload);
-                if batch.packets.len() >= batch_packets {
-                    send(batch, tx, recycle, clock)?;
+                if batch.packets.len() >= self.batch_packets {
+                    self.send(shard)?;
                 }
             }
         }
-        if index % tick == 0 {
-            for (batch, tx) in batches.iter_mut().zip(senders) {
-                batch.tick = true;
-                send(batch, tx, recycle, clock)?;
-            }
-            if let Some(p) = progress {
-                p.update(source.read_bytes(), index);
-            }
+        if index % self.tick_packets == 0 {
+            self.tick(None)?;
+            return Ok(true);
         }
-    };
-    // Deliver what is buffered even after an input error: everything before it counts.
-    for (batch, tx) in batches.iter_mut().zip(senders) {
-        send(batch, tx, recycle, clock)?;
+        Ok(false)
     }
-    result
+
+    /// Broadcasts a clock tick: workers run their timeouts and report their progress.
+    /// `now` moves the clock to that time first (live capture on a quiet link, where
+    /// packet time is wall time); a replay never passes it.
+    pub fn tick(&mut self, now: Option<Timestamp>) -> Result<()> {
+        if let Some(now) = now {
+            self.clock.ts = self.clock.ts.max(now);
+        }
+        for shard in 0..self.batches.len() {
+            if let Some(b) = self.batches.get_mut(shard) {
+                b.tick = true;
+            }
+            self.send(shard)?;
+        }
+        Ok(())
+    }
+
+    /// Sends every partly filled batch.
+    pub fn flush(&mut self) -> Result<()> {
+        for shard in 0..self.batches.len() {
+            self.send(shard)?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, shard: usize) -> Result<()> {
+        let (Some(batch), Some(tx)) = (self.batches.get_mut(shard), self.senders.get(shard)) else {
+            return Ok(());
+        };
+        let fresh = self.recycle.try_recv().unwrap_or_default();
+        let mut full = std::mem::replace(batch, fresh);
+        full.clock = self.clock;
+        match self.backpressure {
+            Backpressure::Wait => tx
+                .send(full)
+                .map_err(|_| anyhow!("a flow worker stopped early")),
+            Backpressure::Drop => match tx.try_send(full) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(mut lost)) => {
+                    self.queue_dropped_packets += lost.packets.len() as u64;
+                    lost.clear();
+                    *batch = lost;
+                    Ok(())
+                }
+                Err(TrySendError::Disconnected(_)) => Err(anyhow!("a flow worker stopped early")),
+            },
+        }
+    }
 }
 
 /// The progress bar of a replay on a terminal.
@@ -257,19 +384,6 @@ impl Progress {
     }
 }
 
-fn send(
-    batch: &mut PacketBatch,
-    tx: &Sender<PacketBatch>,
-    recycle: &Receiver<PacketBatch>,
-    clock: PacketRef,
-) -> Result<()> {
-    let fresh = recycle.try_recv().unwrap_or_default();
-    let mut full = std::mem::replace(batch, fresh);
-    full.clock = clock;
-    tx.send(full)
-        .map_err(|_| anyhow!("a flow worker stopped early"))
-}
-
 struct SinkResult {
     reorder: ReorderStats,
     written: u64,
@@ -305,6 +419,7 @@ fn run_sink(
     workers: usize,
     reorder_max: usize,
     released: &AtomicU64,
+    shared: Option<Arc<Shared>>,
 ) -> SinkResult {
     let mut reorder = Reorder::new(workers, reorder_max);
     let mut out = Outputs {
@@ -312,6 +427,7 @@ fn run_sink(
         kafka,
         error: None,
     };
+    let mut last_publish = std::time::Instant::now();
     loop {
         match rx.recv_timeout(std::time::Duration::from_millis(100)) {
             Ok(msg) => {
@@ -326,6 +442,24 @@ fn run_sink(
         // Serve Kafka delivery reports even while no event arrives.
         if let Some(k) = out.kafka.as_mut() {
             k.poll(std::time::Duration::ZERO);
+        }
+        // Live: make events visible in the output file and publish counters.
+        if let Some(shared) = &shared {
+            if last_publish.elapsed() >= std::time::Duration::from_millis(500) {
+                last_publish = std::time::Instant::now();
+                if let (Some(l), None) = (out.lines.as_mut(), &out.error) {
+                    if let Err(e) = l.flush() {
+                        out.error = Some(format!("cannot write events: {e}"));
+                    }
+                }
+                shared.publish_output(OutputSnapshot {
+                    written: out.lines.as_ref().map_or(0, LineSink::written),
+                    bytes: out.lines.as_ref().map_or(0, LineSink::bytes),
+                    reorder: reorder.stats().clone(),
+                    kafka: out.kafka.as_ref().map(|k| k.stats().clone()),
+                    error: out.error.clone(),
+                });
+            }
         }
     }
     reorder.finish(&mut |ev| out.release(ev));

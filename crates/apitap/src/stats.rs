@@ -134,6 +134,10 @@ pub struct RunSummary {
     pub output_error: Option<String>,
     /// Kafka sink counters, when Kafka was on.
     pub kafka: Option<apitap_sink::KafkaStats>,
+    /// Live capture: per-interface counters (empty for a replay).
+    pub interfaces: Vec<apitap_wire::InterfaceStats>,
+    /// Live capture: decoded packets dropped because a worker queue was full.
+    pub queue_dropped_packets: u64,
 }
 
 impl RunSummary {
@@ -164,7 +168,26 @@ impl RunSummary {
             m.insert("memcap_flushes".into(), json!(w.reassembly_memcap_flushes));
             m.insert("ooo_bytes_peak_per_worker".into(), json!(w.ooo_bytes_peak));
         }
-        json!({
+        let capture = (!self.interfaces.is_empty()).then(|| {
+            let ifaces: Vec<Value> = self
+                .interfaces
+                .iter()
+                .map(|i| {
+                    json!({
+                        "name": i.name,
+                        "packets": i.packets,
+                        "bytes": i.bytes,
+                        "kernel_dropped": i.kernel_dropped,
+                        "interface_dropped": i.interface_dropped,
+                    })
+                })
+                .collect();
+            json!({
+                "interfaces": ifaces,
+                "queue_dropped_packets": self.queue_dropped_packets,
+            })
+        });
+        let mut summary = json!({
             "input": {
                 "files": self.files,
                 "packets": self.decode.packets,
@@ -204,7 +227,11 @@ impl RunSummary {
                 "reorder_peak_buffered": self.reorder.peak_buffered,
                 "error": self.output_error,
             },
-        })
+        });
+        if let (Some(capture), Value::Object(m)) = (capture, &mut summary) {
+            m.insert("capture".into(), capture);
+        }
+        summary
     }
 
     /// Human-readable summary for stderr: one section per stage, zero counters left out.

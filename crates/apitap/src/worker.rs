@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::stats::WorkerStats;
+use crate::telemetry::{Shared, WorkerSnapshot};
 use apitap_core::{
     Direction, FlowKey, HttpTransaction, PacketBatch, PacketMeta, PacketRef, Side, SortKey,
     Timestamp,
@@ -12,6 +13,7 @@ use apitap_http::{sniff_direction, FinishCause, HttpConfig, HttpConn, HttpStats}
 use apitap_sink::{EncodedEvent, Encoder, FlowContext};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What a worker sends to the reorder stage after each batch.
 pub struct WorkerOutput {
@@ -66,6 +68,9 @@ pub struct Worker {
     id: usize,
     table: FlowTable<Flow>,
     env: Env,
+    /// Live sensor: where counters are published and reloaded settings come from.
+    shared: Option<Arc<Shared>>,
+    encoder_generation: u64,
 }
 
 impl Worker {
@@ -91,6 +96,44 @@ impl Worker {
                 open: BTreeMap::new(),
                 scratch: Vec::new(),
             },
+            shared: None,
+            encoder_generation: 0,
+        }
+    }
+
+    /// Publishes counters to, and takes reloaded settings from, `shared` (live sensor).
+    pub fn with_shared(mut self, shared: Option<Arc<Shared>>) -> Worker {
+        self.encoder_generation = shared.as_ref().map_or(0, |s| s.encoder_generation());
+        self.shared = shared;
+        self
+    }
+
+    /// Counters so far.
+    fn stats(&self) -> WorkerStats {
+        let mut stats = self.env.stats.clone();
+        stats.reassembly = self.env.reassembly_stats.clone();
+        stats.http = self.env.http_stats.clone();
+        stats
+    }
+
+    /// Live: publishes counters and picks up a reloaded encoder.
+    fn sync_shared(&mut self) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        shared.publish_worker(
+            self.id,
+            WorkerSnapshot {
+                stats: self.stats(),
+                active_flows: self.table.len() as u64,
+                buffered_bytes: self.env.ooo_bytes as u64,
+                open_transactions: self.env.open.len() as u64,
+            },
+        );
+        let generation = shared.encoder_generation();
+        if generation != self.encoder_generation {
+            self.encoder_generation = generation;
+            self.env.encoder = shared.encoder();
         }
     }
 
@@ -107,6 +150,7 @@ impl Worker {
             clock = clock.max(batch.clock);
             if batch.tick {
                 self.tick(clock);
+                self.sync_shared();
             }
             let watermark = self.watermark(clock);
             self.send(&out, watermark);
@@ -116,10 +160,8 @@ impl Worker {
         }
         self.finish(clock);
         self.send(&out, SortKey::MAX);
-        let mut stats = self.env.stats;
-        stats.reassembly = self.env.reassembly_stats;
-        stats.http = self.env.http_stats;
-        stats
+        self.sync_shared();
+        self.stats()
     }
 
     /// Processes every packet of a batch.

@@ -1,0 +1,334 @@
+//! `apitap run`: the replay pipeline fed from live interfaces, as a long-running service.
+//!
+//! Start-up order matters: open the capture (needs CAP_NET_RAW), the output file and the
+//! metrics socket; then drop privileges while the process still has one thread; only then
+//! start workers, the sink (and Kafka client) and the telemetry thread.
+//!
+//! Time: packet time is wall time on a live link. When the link is quiet the reader ticks
+//! the workers once a second with the wall clock, so idle flows and transactions still time
+//! out.
+
+use crate::config::Config;
+use crate::pipeline::{encoder, open_output, Backpressure, Output, Pipeline};
+use crate::privileges::drop_privileges;
+use crate::stats::RunSummary;
+use crate::telemetry::{InputSnapshot, Shared};
+use anyhow::{Context, Result};
+use apitap_core::Timestamp;
+use apitap_wire::{CaptureOptions, LiveSource};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Command-line settings that override the config file (kept so a reload applies them
+/// again).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `-i`: interfaces.
+    pub interfaces: Vec<String>,
+    /// `--bpf`.
+    pub bpf: Option<String>,
+    /// `--kafka`: brokers.
+    pub kafka: Option<String>,
+    /// `--user`.
+    pub user: Option<String>,
+    /// `--metrics-addr`.
+    pub metrics_addr: Option<String>,
+    /// `--workers`.
+    pub workers: Option<usize>,
+    /// `--allow-root`.
+    pub allow_root: bool,
+    /// `--log-format`.
+    pub log_format: Option<String>,
+}
+
+impl Overrides {
+    /// Applies the overrides to a config read from file.
+    pub fn apply(&self, cfg: &mut Config) {
+        if !self.interfaces.is_empty() {
+            cfg.capture.interfaces = self.interfaces.clone();
+        }
+        if let Some(b) = &self.bpf {
+            cfg.capture.bpf = b.clone();
+        }
+        if let Some(k) = &self.kafka {
+            cfg.kafka.get_or_insert_with(Default::default).brokers = k.clone();
+        }
+        if let Some(u) = &self.user {
+            cfg.daemon.user = Some(u.clone());
+        }
+        if let Some(m) = &self.metrics_addr {
+            cfg.daemon.metrics_addr = m.clone();
+        }
+        if let Some(w) = self.workers {
+            cfg.pipeline.workers = w.max(1);
+        }
+        if self.allow_root {
+            cfg.daemon.allow_root = true;
+        }
+        if let Some(f) = &self.log_format {
+            cfg.daemon.log_format = f.clone();
+        }
+    }
+}
+
+/// How a live run was started.
+pub struct LiveRun {
+    /// The effective configuration (file plus overrides).
+    pub cfg: Config,
+    /// The config file, re-read on SIGHUP.
+    pub config_path: Option<PathBuf>,
+    /// Command-line overrides, applied again on SIGHUP.
+    pub overrides: Overrides,
+    /// JSON-lines output, if any.
+    pub output: Option<Output>,
+}
+
+/// Captures until SIGTERM/SIGINT (or a capture error), then drains: packets still in the
+/// kernel ring are read, every flow is closed, pending transactions are emitted and the
+/// sinks flushed. A second SIGTERM/SIGINT exits at once with status 1.
+pub fn run_live(run: LiveRun) -> Result<RunSummary> {
+    let LiveRun {
+        mut cfg,
+        config_path,
+        overrides,
+        output,
+    } = run;
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // The first signal sets `stop`; a second one, with `stop` already set, exits.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&stop))
+            .context("cannot install signal handler")?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("cannot install signal handler")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .context("cannot install signal handler")?;
+
+    let c = &cfg.capture;
+    let opts = CaptureOptions {
+        snaplen: i32::try_from(c.snaplen).unwrap_or(65_535),
+        promiscuous: c.promiscuous,
+        immediate: c.immediate_mode,
+        buffer_bytes: i32::try_from(c.buffer_bytes).unwrap_or(i32::MAX),
+        block_timeout_ms: i32::try_from(c.block_timeout_ms).unwrap_or(100),
+        bpf: c.bpf.clone(),
+    };
+    let mut source = LiveSource::open(&c.interfaces, &opts)?;
+    let metrics_listener = match cfg.daemon.metrics_addr.as_str() {
+        "" => None,
+        addr => {
+            let l = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen on daemon.metrics_addr {addr}"))?;
+            l.set_nonblocking(true)
+                .context("cannot make the metrics socket non-blocking")?;
+            Some(l)
+        }
+    };
+    let lines = open_output(output.as_ref())?;
+
+    let identity = drop_privileges(&cfg.daemon)?;
+    tracing::info!(
+        interfaces = ?cfg.capture.interfaces,
+        bpf = %cfg.capture.bpf,
+        workers = cfg.worker_count(),
+        %identity,
+        "capture open, privileges dropped"
+    );
+
+    let shared = Arc::new(Shared::new(cfg.worker_count(), encoder(&cfg)?));
+    let released = Arc::new(AtomicU64::new(0));
+    let mut pipeline = Pipeline::start(
+        &cfg,
+        lines,
+        Some(Arc::clone(&shared)),
+        released,
+        Backpressure::Drop,
+    )?;
+    let stats_interval = Arc::new(AtomicU64::new(cfg.daemon.stats_interval_s));
+    let telemetry = crate::metrics::spawn(
+        metrics_listener,
+        Arc::clone(&shared),
+        Arc::clone(&stats_interval),
+    )?;
+    // Not under systemd (no NOTIFY_SOCKET): nothing to tell.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+
+    let mut summary = RunSummary::default();
+    let poll_ms = u16::try_from(cfg.capture.block_timeout_ms.min(100)).unwrap_or(100);
+    let drain_for = Duration::from_millis(u64::from(cfg.capture.block_timeout_ms) * 2 + 50);
+    let mut last_tick = Instant::now();
+    let mut last_publish = Instant::now();
+    let mut stopping_since: Option<Instant> = None;
+    loop {
+        let mut feed_error = None;
+        let read = source.read(4096, poll_ms, &mut |raw| {
+            if feed_error.is_none() {
+                if let Err(e) = pipeline.feeder.packet(&raw) {
+                    feed_error = Some(e);
+                }
+            }
+        });
+        if let Some(e) = feed_error {
+            summary.input_error = Some(format!("{e:#}"));
+            break;
+        }
+        let n = match read {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!("capture failed: {e}");
+                summary.input_error = Some(e.to_string());
+                break;
+            }
+        };
+        if n > 0 {
+            shared
+                .last_packet_unix_s
+                .store(unix_now_s(), Ordering::Relaxed);
+        }
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            last_tick = Instant::now();
+            if let Err(e) = pipeline.feeder.tick(Some(wall_clock())) {
+                summary.input_error = Some(format!("{e:#}"));
+                break;
+            }
+        }
+        if last_publish.elapsed() >= Duration::from_secs(1) {
+            last_publish = Instant::now();
+            publish_input(&shared, &mut source, &pipeline);
+        }
+        if reload.swap(false, Ordering::SeqCst) {
+            apply_reload(
+                config_path.as_ref(),
+                &overrides,
+                &mut cfg,
+                &shared,
+                &stats_interval,
+            );
+        }
+        if stop.load(Ordering::SeqCst) {
+            let since = *stopping_since.get_or_insert_with(|| {
+                tracing::info!("stopping: draining the capture");
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+                Instant::now()
+            });
+            // Read until the ring is empty and the kernel has handed over its partly
+            // filled blocks; give up waiting for a quiet moment after five times that.
+            let waited = since.elapsed();
+            if (n == 0 && waited >= drain_for) || waited >= drain_for * 5 {
+                break;
+            }
+        }
+    }
+    shared.stopping.store(true, Ordering::SeqCst);
+    publish_input(&shared, &mut source, &pipeline);
+    summary.interfaces = source.stats();
+    pipeline.finish(&mut summary)?;
+    telemetry.stop();
+    tracing::info!(
+        packets = summary.decode.packets,
+        transactions = summary.workers.transactions,
+        events = summary.events_written,
+        "stopped"
+    );
+    Ok(summary)
+}
+
+fn publish_input(shared: &Shared, source: &mut LiveSource, pipeline: &Pipeline) {
+    shared.publish_input(InputSnapshot {
+        decode: pipeline.feeder.decode.clone(),
+        interfaces: source.stats(),
+        queue_dropped_packets: pipeline.feeder.queue_dropped_packets,
+    });
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Now, as a packet timestamp.
+fn wall_clock() -> Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_parts(
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        i64::from(d.subsec_nanos()),
+    )
+}
+
+/// SIGHUP: re-reads the config file and applies what can change while running (event
+/// content and redaction, the stats log interval); says which changes need a restart.
+fn apply_reload(
+    path: Option<&PathBuf>,
+    overrides: &Overrides,
+    running: &mut Config,
+    shared: &Shared,
+    stats_interval: &AtomicU64,
+) {
+    let Some(path) = path else {
+        tracing::warn!("SIGHUP: nothing to reload (started without --config)");
+        return;
+    };
+    let mut new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("SIGHUP: config not reloaded, keeping the running one: {e:#}");
+            return;
+        }
+    };
+    overrides.apply(&mut new);
+    if let Err(e) = new.validate() {
+        tracing::error!("SIGHUP: config not reloaded, keeping the running one: {e:#}");
+        return;
+    }
+    let mut applied = Vec::new();
+    if new.output != running.output {
+        match encoder(&new) {
+            Ok(enc) => {
+                shared.set_encoder(enc);
+                running.output = new.output.clone();
+                applied.push("output");
+            }
+            Err(e) => tracing::error!("SIGHUP: output settings not applied: {e:#}"),
+        }
+    }
+    if new.daemon.stats_interval_s != running.daemon.stats_interval_s {
+        stats_interval.store(new.daemon.stats_interval_s, Ordering::Relaxed);
+        running.daemon.stats_interval_s = new.daemon.stats_interval_s;
+        applied.push("daemon.stats_interval_s");
+    }
+    let mut restart = Vec::new();
+    if new.pipeline != running.pipeline {
+        restart.push("pipeline");
+    }
+    if new.flow != running.flow {
+        restart.push("flow");
+    }
+    if new.reassembly != running.reassembly {
+        restart.push("reassembly");
+    }
+    if new.http != running.http {
+        restart.push("http");
+    }
+    if new.kafka != running.kafka {
+        restart.push("kafka");
+    }
+    if new.capture != running.capture {
+        restart.push("capture");
+    }
+    if new.daemon != running.daemon {
+        restart.push("daemon (except stats_interval_s)");
+    }
+    tracing::info!(
+        applied = ?applied,
+        needs_restart = ?restart,
+        "SIGHUP: config reloaded from {}",
+        path.display()
+    );
+}

@@ -1,0 +1,744 @@
+//! `apitap run` on a live interface: each test builds its own two hosts (network
+//! namespaces joined by a veth pair), runs nginx in one and curl/ab/python clients in the
+//! other, and captures on the client's veth end. Traffic never leaves those namespaces.
+//!
+//! Needs root and iproute2 (scripts/test.sh runs as root in CI). Without root the tests
+//! fail unless `APITAP_SKIP_LIVE_TESTS=1` says to skip them.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+use common::kafka::{consume, topics};
+use common::nginx::{logged, mismatches};
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+fn sh(cmd: &[&str]) -> Output {
+    let out = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// False (after saying so) when the tests cannot run here and were told to skip.
+fn can_run() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if root {
+        return true;
+    }
+    assert!(
+        std::env::var("APITAP_SKIP_LIVE_TESTS").is_ok_and(|v| v == "1"),
+        "live capture tests need root (network namespaces); set APITAP_SKIP_LIVE_TESTS=1 to skip"
+    );
+    eprintln!("skipped: not root and APITAP_SKIP_LIVE_TESTS=1");
+    false
+}
+
+/// Two network namespaces joined by a veth pair: `srv` (10.213.N.1) and `cli`
+/// (10.213.N.2), whose veth end is `iface`. Deleted on drop (which also kills what runs
+/// inside them and removes the veth pair).
+struct Lab {
+    srv: String,
+    cli: String,
+    iface: String,
+    srv_ip: String,
+    dir: PathBuf,
+    nginx: Option<Child>,
+    access_log: PathBuf,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}{}", std::process::id() % 100_000, n);
+        let srv = format!("ats{id}");
+        let cli = format!("atc{id}");
+        let iface = format!("atc{id}");
+        let peer = format!("ats{id}");
+        let net = 1 + (std::process::id() % 200 + n) % 250;
+        let srv_ip = format!("10.213.{net}.1");
+        let cli_ip = format!("10.213.{net}.2");
+        sh(&["ip", "netns", "add", &srv]);
+        sh(&["ip", "netns", "add", &cli]);
+        let lab = Lab {
+            srv: srv.clone(),
+            cli: cli.clone(),
+            iface: iface.clone(),
+            srv_ip: srv_ip.clone(),
+            dir: scratch(tag),
+            nginx: None,
+            access_log: PathBuf::new(),
+        };
+        sh(&[
+            "ip", "link", "add", &iface, "netns", &cli, "type", "veth", "peer", "name", &peer,
+            "netns", &srv,
+        ]);
+        for (ns, dev, ip) in [(&srv, &peer, &srv_ip), (&cli, &iface, &cli_ip)] {
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                dev,
+            ]);
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        lab
+    }
+
+    /// Starts nginx in the server namespace (the fixtures' config, on the lab address).
+    fn start_nginx(&mut self) {
+        let prefix = self.dir.join("nginx");
+        let www = prefix.join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("index.html"), "<html><body>hello</body></html>\n").unwrap();
+        std::fs::write(www.join("notes.txt"), "line of text\n".repeat(400)).unwrap();
+        std::fs::write(www.join("blob.bin"), vec![7u8; 60_000]).unwrap();
+        for d in [&self.dir, &prefix, &www] {
+            sh(&["chmod", "755", d.to_str().unwrap()]);
+        }
+        self.access_log = self.dir.join("access.log");
+        let conf = std::fs::read_to_string(root().join("fixtures/nginx/nginx.conf"))
+            .unwrap()
+            .replace("@PREFIX@", prefix.to_str().unwrap())
+            .replace("@LOG@", self.access_log.to_str().unwrap())
+            .replace("listen [::1]:8080;", "")
+            .replace("127.0.0.1", &self.srv_ip);
+        let conf_path = prefix.join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.srv, "nginx", "-p"])
+            .arg(&prefix)
+            .arg("-c")
+            .arg(&conf_path)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        self.nginx = Some(child);
+        let url = format!("http://{}:8080/index.html", self.srv_ip);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self
+            .cli_cmd(&["curl", "-s", "-o", "/dev/null", "--max-time", "1", &url])
+            .status
+            .success()
+        {
+            assert!(Instant::now() < deadline, "nginx did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Start from an empty log: the readiness probes are not part of any test.
+        std::fs::write(&self.access_log, "").unwrap();
+    }
+
+    /// Runs a command in the client namespace.
+    fn cli_cmd(&self, cmd: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.cli])
+            .args(cmd)
+            .output()
+            .unwrap()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}:8080{path}", self.srv_ip)
+    }
+
+    /// Starts `apitap run` in the client namespace on the veth; returns once the capture
+    /// is open (the log says so).
+    fn start_apitap(&self, extra: &[&str]) -> Sensor {
+        let out = self.dir.join(format!("events-{}.jsonl", extra.len()));
+        let log = self.dir.join(format!("apitap-{}.log", extra.len()));
+        let stats = self.dir.join(format!("stats-{}.json", extra.len()));
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.cli,
+                env!("CARGO_BIN_EXE_apitap"),
+                "run",
+            ])
+            .args([
+                "-i",
+                &self.iface,
+                "--bpf",
+                "tcp port 8080",
+                "--metrics-addr",
+                "",
+            ])
+            .arg("-o")
+            .arg(&out)
+            .arg("--stats-json")
+            .arg(&stats)
+            .args(extra)
+            .env("APITAP_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let sensor = Sensor {
+            child: Some(child),
+            out,
+            log,
+            stats,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sensor.log_text().contains("capture open") {
+            assert!(
+                Instant::now() < deadline,
+                "apitap did not start:\n{}",
+                sensor.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sensor
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut n) = self.nginx.take() {
+            let _ = n.kill();
+            let _ = n.wait();
+        }
+        // nginx workers are children of the master; kill whatever is left in the netns.
+        for ns in [&self.srv, &self.cli] {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// A running `apitap run`.
+struct Sensor {
+    child: Option<Child>,
+    out: PathBuf,
+    log: PathBuf,
+    stats: PathBuf,
+}
+
+impl Sensor {
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, wait; returns the events and the final summary.
+    fn stop(mut self) -> (Vec<Value>, Value) {
+        let mut child = self.child.take().unwrap();
+        sh(&["kill", "-TERM", &child.id().to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "apitap did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(
+            status.success(),
+            "apitap exited with {status}:\n{}",
+            self.log_text()
+        );
+        let events = parse_lines(&std::fs::read(&self.out).unwrap());
+        let stats: Value =
+            serde_json::from_str(&std::fs::read_to_string(&self.stats).unwrap()).unwrap();
+        (events, stats)
+    }
+}
+
+impl Drop for Sensor {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The traffic of the live tests: keep-alive GETs, methods with bodies, HEAD, redirects,
+/// errors, compressed and large responses, and ab load. (Not /upload: nginx proxies it to
+/// itself over the server's loopback, which the veth never sees.)
+fn client_traffic(lab: &Lab) {
+    let u = |p: &str| lab.url(p);
+    let curl = |args: &[&str]| {
+        let mut cmd = vec!["curl", "-s", "-o", "/dev/null"];
+        cmd.extend_from_slice(args);
+        let out = lab.cli_cmd(&cmd);
+        assert!(out.status.success(), "curl {args:?} failed");
+    };
+    curl(&[&u("/index.html"), &u("/api/users"), &u("/missing.html")]);
+    curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        r#"{"name":"widget"}"#,
+        &u("/api/items"),
+    ]);
+    curl(&["-X", "PUT", "--data", "x=1", &u("/api/users/42")]);
+    curl(&["-X", "DELETE", &u("/api/users/42")]);
+    curl(&["--compressed", &u("/notes.txt"), &u("/blob.bin")]);
+    curl(&["-I", &u("/index.html")]);
+    curl(&[
+        &u("/api/empty"),
+        &u("/old"),
+        &u("/api/users?page=2&limit=10"),
+    ]);
+    curl(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        &"y".repeat(20_000),
+        &u("/api/items"),
+    ]);
+    let ab = lab.cli_cmd(&["ab", "-q", "-k", "-n", "300", "-c", "4", &u("/api/users/7")]);
+    assert!(ab.status.success(), "ab failed");
+}
+
+/// Waits until nginx has logged `n` requests (it logs when a request completes).
+fn wait_for_log(lab: &Lab, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let have = std::fs::read_to_string(&lab.access_log)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        if have >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nginx logged {have} of {n} requests"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn responses(events: &[Value]) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| !field(e, "http.response.status_code").is_null())
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn every_request_nginx_logged_is_an_event_on_one_and_two_workers() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new("live-nginx");
+    lab.start_nginx();
+    for workers in ["1", "2"] {
+        std::fs::write(&lab.access_log, "").unwrap();
+        let sensor = lab.start_apitap(&["--workers", workers, "--user", "nobody"]);
+        client_traffic(&lab);
+        let logged_now = std::fs::read_to_string(&lab.access_log)
+            .unwrap()
+            .lines()
+            .count();
+        wait_for_log(&lab, logged_now);
+        let (events, stats) = sensor.stop();
+        let lines = logged(&lab.access_log);
+        assert!(lines.len() >= 300, "nginx logged only {}", lines.len());
+        let answered = responses(&events);
+        let problems = mismatches(&lines, &answered);
+        assert!(
+            problems.is_empty(),
+            "{workers} worker(s):\n{}",
+            problems.join("\n")
+        );
+        assert_eq!(answered.len(), events.len(), "events without a response");
+        assert_eq!(
+            field(&stats, "capture.interfaces").as_array().unwrap()[0]["kernel_dropped"],
+            0
+        );
+        assert_eq!(field(&stats, "capture.queue_dropped_packets"), 0);
+        assert_eq!(
+            field(&stats, "transactions.total").as_u64(),
+            Some(events.len() as u64)
+        );
+    }
+}
+
+/// Kafka from a live capture: the broker runs inside the client namespace (its loopback),
+/// the sensor there sends what it captured on the veth; a real consumer reads it back.
+#[test]
+fn live_events_reach_kafka() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new("live-kafka");
+    lab.start_nginx();
+    let external = std::env::var("APITAP_TEST_KAFKA").unwrap_or_default();
+    let (brokers, broker) = if external.is_empty() {
+        // A tansu broker on the client namespace's loopback.
+        let tansu = PathBuf::from(std::env::var("APITAP_TANSU_BIN").expect(
+            "APITAP_TANSU_BIN is not set: run scripts/test.sh, or export it to the path printed by scripts/kafka-broker.sh",
+        ));
+        let url = "tcp://127.0.0.1:19092";
+        let child = Command::new("ip")
+            .args(["netns", "exec", &lab.cli])
+            .arg(&tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+            ])
+            .current_dir(&lab.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        ("127.0.0.1:19092".to_string(), Some(KillOnDrop(child)))
+    } else {
+        (external, None)
+    };
+    let (events_topic, alerts_topic) = topics("live");
+    let config = lab.dir.join("kafka.toml");
+    if broker.is_some() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !lab
+            .cli_cmd(&[
+                "python3",
+                "-c",
+                "import socket; socket.create_connection(('127.0.0.1', 19092))",
+            ])
+            .status
+            .success()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen in the namespace"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"{events_topic}\"\nalerts_topic = \"{alerts_topic}\"\n"
+        ),
+    )
+    .unwrap();
+    let sensor = lab.start_apitap(&["--user", "nobody", "--config", config.to_str().unwrap()]);
+    for p in ["/api/users", "/api/users/1", "/index.html", "/missing"] {
+        assert!(lab
+            .cli_cmd(&["curl", "-s", "-o", "/dev/null", &lab.url(p)])
+            .status
+            .success());
+    }
+    wait_for_log(&lab, 4);
+    let (events, _) = sensor.stop();
+    assert_eq!(events.len(), 4, "stdout/file output alongside Kafka");
+    // Read back inside the namespace when the broker lives there.
+    let records = if broker.is_some() {
+        let reader = lab.dir.join("reader-out.json");
+        read_in_netns(&lab, &brokers, &events_topic, 4, &reader)
+    } else {
+        consume(&brokers, &events_topic, 4, Duration::from_secs(20))
+            .into_iter()
+            .map(|r| r.payload)
+            .collect()
+    };
+    let mut got: Vec<Value> = records
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    let mut want = events.clone();
+    let id = |e: &Value| field(e, "event.id").as_str().unwrap_or("").to_string();
+    got.sort_by_key(id);
+    want.sort_by_key(id);
+    assert_eq!(
+        got, want,
+        "Kafka carries exactly the events of the file output"
+    );
+    drop(broker);
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Consumes inside the client namespace by re-running this test binary's consumer in it.
+fn read_in_netns(lab: &Lab, brokers: &str, topic: &str, want: usize, out: &Path) -> Vec<String> {
+    let status = Command::new("ip")
+        .args(["netns", "exec", &lab.cli])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "consume_helper", "--nocapture", "--ignored"])
+        .env("APITAP_CONSUME_BROKERS", brokers)
+        .env("APITAP_CONSUME_TOPIC", topic)
+        .env("APITAP_CONSUME_WANT", want.to_string())
+        .env("APITAP_CONSUME_OUT", out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "consumer in the namespace failed");
+    std::fs::read_to_string(out)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Not a test on its own: the consumer `read_in_netns` runs inside a namespace.
+#[test]
+#[ignore = "helper run by live_events_reach_kafka inside a network namespace"]
+fn consume_helper() {
+    let var = |k: &str| std::env::var(k).unwrap();
+    let records = consume(
+        &var("APITAP_CONSUME_BROKERS"),
+        &var("APITAP_CONSUME_TOPIC"),
+        var("APITAP_CONSUME_WANT").parse().unwrap(),
+        Duration::from_secs(20),
+    );
+    let text: String = records.iter().map(|r| format!("{}\n", r.payload)).collect();
+    std::fs::write(var("APITAP_CONSUME_OUT"), text).unwrap();
+}
+
+/// `/proc/PID/status` fields of every thread of `pid`.
+fn thread_status(pid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        out.push(std::fs::read_to_string(t.path().join("status")).unwrap());
+    }
+    out
+}
+
+fn status_field<'a>(status: &'a str, name: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_else(|| panic!("{name} missing"))
+        .trim()
+}
+
+#[test]
+fn after_start_up_every_thread_runs_as_the_user_with_no_capabilities() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("live-privs");
+    let sensor = lab.start_apitap(&["--user", "nobody", "--workers", "2"]);
+    let threads = thread_status(sensor.pid());
+    // main, 2 workers, sink, telemetry (+ librdkafka's none: no Kafka here)
+    assert!(threads.len() >= 5, "{} threads", threads.len());
+    let nobody = String::from_utf8(sh(&["id", "-u", "nobody"]).stdout).unwrap();
+    let nobody = nobody.trim();
+    for st in &threads {
+        let uids: Vec<&str> = status_field(st, "Uid:").split_whitespace().collect();
+        assert_eq!(uids, vec![nobody; 4], "real, effective, saved, fs uid");
+        for cap in ["CapInh:", "CapPrm:", "CapEff:", "CapAmb:"] {
+            assert_eq!(status_field(st, cap), "0000000000000000", "{cap}");
+        }
+        assert_eq!(status_field(st, "NoNewPrivs:"), "1");
+        assert_eq!(
+            status_field(st, "Groups:"),
+            status_field(st, "Gid:").split_whitespace().next().unwrap()
+        );
+    }
+    assert!(sensor.log_text().contains("capabilities=none"));
+    let _ = sensor.stop();
+}
+
+#[test]
+fn refuses_to_keep_running_as_root_without_a_user() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("live-root");
+    let out = lab.cli_cmd(&[
+        env!("CARGO_BIN_EXE_apitap"),
+        "run",
+        "-i",
+        &lab.iface,
+        "--metrics-addr",
+        "",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to keep running as root"), "{err}");
+    // A bad interface or filter is a clear start-up error too.
+    let out = lab.cli_cmd(&[
+        env!("CARGO_BIN_EXE_apitap"),
+        "run",
+        "-i",
+        "nosuchif0",
+        "--user",
+        "nobody",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuchif0"));
+    let out = lab.cli_cmd(&[
+        env!("CARGO_BIN_EXE_apitap"),
+        "run",
+        "-i",
+        &lab.iface,
+        "--user",
+        "nobody",
+        "--bpf",
+        "tcp port",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad BPF filter"));
+}
+
+/// SIGTERM right after the last response arrived: every transaction complete on the wire
+/// is an event, including those on a keep-alive connection still open, and a request
+/// still waiting for its response is reported as incomplete rather than lost.
+#[test]
+fn sigterm_loses_no_transaction_that_was_complete_on_the_wire() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new("live-sigterm");
+    lab.start_nginx();
+    let sensor = lab.start_apitap(&["--user", "nobody"]);
+    // A client that keeps its connection open after 20 request/response pairs, and a
+    // second connection with one more, also left open.
+    let script = format!(
+        r#"
+import http.client, socket, sys, time
+c = http.client.HTTPConnection("{ip}", 8080)
+for i in range(20):
+    c.request("GET", f"/api/users/{{i}}")
+    r = c.getresponse(); r.read()
+s = socket.create_connection(("{ip}", 8080))
+s.sendall(b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
+got = b""
+while b"</html>" not in got:
+    got += s.recv(65536)
+print("done", flush=True)
+time.sleep(30)
+"#,
+        ip = lab.srv_ip
+    );
+    let mut client = Command::new("ip")
+        .args(["netns", "exec", &lab.cli, "python3", "-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(client.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "done");
+    // The last response has been read by the client: stop now, connections still open.
+    let (events, stats) = sensor.stop();
+    let _ = client.kill();
+    let _ = client.wait();
+    let answered = responses(&events);
+    assert_eq!(answered.len(), 21, "{events:#?}");
+    for e in &answered {
+        assert_eq!(field(e, "apitap.complete"), true, "{e}");
+    }
+    assert_eq!(
+        field(&stats, "flows.open_at_end").as_u64(),
+        Some(2),
+        "{stats}"
+    );
+}
+
+/// SIGHUP re-reads the config: new redaction settings apply to later events without a
+/// restart; a change that needs a restart is named in the log and not applied.
+#[test]
+fn sighup_reloads_redaction_and_names_what_needs_a_restart() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new("live-sighup");
+    lab.start_nginx();
+    let config = lab.dir.join("sensor.toml");
+    std::fs::write(&config, "[output]\nredact_headers = [\"user-agent\"]\n").unwrap();
+    let sensor = lab.start_apitap(&["--user", "nobody", "--config", config.to_str().unwrap()]);
+    let get = |path: &str| {
+        assert!(lab
+            .cli_cmd(&[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-A",
+                "probe/1.0",
+                &lab.url(path)
+            ])
+            .status
+            .success())
+    };
+    get("/before");
+    std::fs::write(
+        &config,
+        "[output]\nredact_headers = []\n[flow]\nmax_flows = 1000\n",
+    )
+    .unwrap();
+    sh(&["kill", "-HUP", &sensor.pid().to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sensor.log_text().contains("SIGHUP: config reloaded") {
+        assert!(
+            Instant::now() < deadline,
+            "no reload:\n{}",
+            sensor.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = sensor.log_text();
+    assert!(log.contains("applied=[\"output\"]"), "{log}");
+    assert!(log.contains("needs_restart=[\"flow\"]"), "{log}");
+    // Workers pick up the new encoder at their next tick (at most a second).
+    let ua = |e: &Value| field(e, "http.request.headers.user-agent").clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        get("/after");
+        let events = parse_lines(&std::fs::read(&sensor.out).unwrap());
+        if events
+            .iter()
+            .any(|e| field(e, "url.path") == "/after" && ua(e) == "probe/1.0")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "redaction never changed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (events, _) = sensor.stop();
+    let before: Vec<&Value> = events
+        .iter()
+        .filter(|e| field(e, "url.path") == "/before")
+        .collect();
+    assert_eq!(before.len(), 1);
+    assert_eq!(ua(before[0]), "[REDACTED]");
+}
