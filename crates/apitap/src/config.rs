@@ -327,6 +327,12 @@ mod tests {
             "[pipeline]\nbatch_packets = 0",
             "[http]\nmax_head_bytes = 10",
             "[flow]\nidle_timeout_ms = -5",
+            "[capture]\nsnaplen = 10",
+            "[capture]\nblock_timeout_ms = 0",
+            "[capture]\nbuffer_bytes = 1000",
+            "[daemon]\nmetrics_addr = \"localhost\"",
+            "[daemon]\nlog_format = \"xml\"",
+            "[daemon]\nlog_level = \"[[[\"",
         ] {
             assert!(Config::parse(bad).is_err(), "{bad}");
         }
