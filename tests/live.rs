@@ -173,14 +173,12 @@ impl Lab {
                 env!("CARGO_BIN_EXE_apitap"),
                 "run",
             ])
-            .args([
-                "-i",
-                &self.iface,
-                "--bpf",
-                "tcp port 8080",
-                "--metrics-addr",
-                "",
-            ])
+            .args(["-i", &self.iface, "--bpf", "tcp port 8080"])
+            .args(if extra.contains(&"--metrics-addr") {
+                &[][..]
+            } else {
+                &["--metrics-addr", ""][..]
+            })
             .arg("-o")
             .arg(&out)
             .arg("--stats-json")
@@ -741,4 +739,134 @@ fn sighup_reloads_redaction_and_names_what_needs_a_restart() {
         .collect();
     assert_eq!(before.len(), 1);
     assert_eq!(ua(before[0]), "[REDACTED]");
+}
+
+/// The daemon's observability: `/metrics` (Prometheus text) and `/health` on its metrics
+/// address, JSON log lines with `--log-format json`, the periodic stats line, and
+/// `apitap interfaces` listing the lab's interfaces.
+#[test]
+fn metrics_health_json_logs_and_interface_listing() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new("live-metrics");
+    lab.start_nginx();
+    let config = lab.dir.join("sensor.toml");
+    std::fs::write(&config, "[daemon]\nstats_interval_s = 1\n").unwrap();
+    let sensor = lab.start_apitap(&[
+        "--user",
+        "nobody",
+        "--config",
+        config.to_str().unwrap(),
+        "--metrics-addr",
+        "127.0.0.1:19187",
+        "--log-format",
+        "json",
+    ]);
+    for _ in 0..5 {
+        assert!(lab
+            .cli_cmd(&["curl", "-s", "-o", "/dev/null", &lab.url("/api/users")])
+            .status
+            .success());
+    }
+    let get = |path: &str| {
+        let out = lab.cli_cmd(&[
+            "curl",
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            &format!("http://127.0.0.1:19187{path}"),
+        ]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.to_string(), body.to_string())
+    };
+    // Counters are published about once a second: wait until the requests show.
+    let metric = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let (code, body) = get("/metrics");
+        assert_eq!(code, "200");
+        if metric(&body, "apitap_transactions_total") == Some(5.0) {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed 5 transactions:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        metric(
+            &metrics,
+            &format!(
+                "apitap_capture_packets_total{{interface=\"{}\"}}",
+                lab.iface
+            )
+        )
+        .is_some_and(|n| n > 20.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!(
+                "apitap_capture_kernel_dropped_total{{interface=\"{}\"}}",
+                lab.iface
+            )
+        ),
+        Some(0.0)
+    );
+    assert_eq!(metric(&metrics, "apitap_flows_created_total"), Some(5.0));
+    assert!(metrics.contains("# TYPE apitap_flows_active gauge"));
+    let (code, health) = get("/health");
+    assert_eq!(code, "200");
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["transactions"], 5);
+    assert_eq!(get("/nope").0, "404");
+
+    // The stats line comes every second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sensor.log_text().contains("stats: ") {
+        assert!(
+            Instant::now() < deadline,
+            "no stats line:\n{}",
+            sensor.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = sensor.log_text();
+    let (events, _) = sensor.stop();
+    assert_eq!(events.len(), 5);
+    // Every log line is a JSON object with a level and a message.
+    let lines: Vec<&str> = log.lines().take_while(|l| l.starts_with('{')).collect();
+    assert!(lines.len() >= 3, "{log}");
+    for l in lines {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{l}"
+        );
+    }
+
+    let out = lab.cli_cmd(&[env!("CARGO_BIN_EXE_apitap"), "interfaces"]);
+    assert!(out.status.success());
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let names: Vec<&str> = listing
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or(""))
+        .collect();
+    assert!(names.contains(&lab.iface.as_str()), "{listing}");
+    assert!(names.contains(&"lo"), "{listing}");
+    let veth = listing
+        .lines()
+        .find(|l| l.starts_with(&format!("{}\t", lab.iface)))
+        .unwrap();
+    assert!(veth.contains("up") && veth.contains("10.213."), "{veth}");
 }
