@@ -74,3 +74,87 @@ fn broken_events_are_rejected() {
         assert!(!v.is_valid(&bad), "{name} was accepted");
     }
 }
+
+/// Events with captured bodies (content, `apitap.body`) match the schema too.
+#[test]
+fn events_with_captured_bodies_match_the_schema() {
+    let v = validator();
+    let mut cfg = apitap::Config::parse(
+        "[http]\ninclude_body_for = [\"application/json\", \"application/x-www-form-urlencoded\", \"text/\"]\n",
+    )
+    .unwrap();
+    cfg.pipeline.workers = 1;
+    let mut with_body = 0;
+    for name in ["json-bodies.pcap", "gzip-bomb.pcap"] {
+        let (out, _) = run_replay_with(&[root().join("fixtures/bodies").join(name)], &cfg);
+        for ev in parse_lines(&out) {
+            let errors: Vec<String> = v
+                .iter_errors(&ev)
+                .map(|e| format!("{} at {}", e, e.instance_path()))
+                .collect();
+            assert!(errors.is_empty(), "{name}: {errors:?}\n{ev}");
+            with_body += usize::from(!ev["apitap"]["body"].is_null());
+        }
+    }
+    assert_eq!(with_body, 7);
+}
+
+/// `--format ocsf`: one OCSF 1.1.0 HTTP Activity record per ECS event, with the required
+/// attributes and the same transaction in it.
+#[test]
+fn ocsf_output_has_one_http_activity_per_event() {
+    let pcap = root().join("fixtures/nginx/nginx-mixed.pcap");
+    let (ecs, _) = run_replay(std::slice::from_ref(&pcap), 2);
+    let mut cfg = apitap::Config::parse("[output]\nformat = \"ocsf\"\n").unwrap();
+    cfg.pipeline.workers = 2;
+    let (ocsf, _) = run_replay_with(&[pcap], &cfg);
+    let ecs = parse_lines(&ecs);
+    let ocsf = parse_lines(&ocsf);
+    assert_eq!(ecs.len(), ocsf.len());
+    assert!(ocsf.len() > 50);
+    for (e, o) in ecs.iter().zip(&ocsf) {
+        for key in [
+            "activity_id",
+            "category_uid",
+            "class_uid",
+            "type_uid",
+            "time",
+            "severity_id",
+            "metadata",
+            "src_endpoint",
+            "dst_endpoint",
+        ] {
+            assert!(!o[key].is_null(), "{key} missing: {o}");
+        }
+        assert_eq!(o["class_uid"], 4002);
+        assert_eq!(o["category_uid"], 4);
+        assert_eq!(
+            o["type_uid"].as_u64(),
+            o["activity_id"].as_u64().map(|a| 400_200 + a)
+        );
+        assert_eq!(o["metadata"]["version"], "1.1.0");
+        assert_eq!(o["metadata"]["uid"], e["event"]["id"]);
+        assert_eq!(
+            o["http_request"]["http_method"],
+            e["http"]["request"]["method"]
+        );
+        assert_eq!(o["http_request"]["url"]["url_string"], e["url"]["original"]);
+        assert_eq!(
+            o["http_response"]["code"],
+            e["http"]["response"]["status_code"]
+        );
+        assert_eq!(o["src_endpoint"]["ip"], e["source"]["ip"]);
+        assert_eq!(o["dst_endpoint"]["port"], e["destination"]["port"]);
+        assert_eq!(o["unmapped"]["apitap"], e["apitap"]);
+        let method = e["http"]["request"]["method"].as_str().unwrap_or("");
+        let want = match method {
+            "GET" => 3,
+            "POST" => 6,
+            "PUT" => 7,
+            "DELETE" => 2,
+            "HEAD" => 4,
+            _ => 99,
+        };
+        assert_eq!(o["activity_id"], want, "{method}");
+    }
+}

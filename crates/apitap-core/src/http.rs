@@ -76,6 +76,20 @@ impl HttpVersion {
     }
 }
 
+/// A captured message body (body capture is off unless its content type is listed in
+/// `http.include_body_for`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CapturedBody {
+    /// The body without chunk framing, content-decoded when `decoded_from` is set, at most
+    /// the configured size.
+    pub bytes: Vec<u8>,
+    /// Not all of the body is in `bytes`: it was longer than the limit, a gap fell inside
+    /// it, or it was cut short.
+    pub truncated: bool,
+    /// The content coding that was removed ("gzip", "deflate", "br").
+    pub decoded_from: Option<&'static str>,
+}
+
 /// A parsed request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HttpRequest {
@@ -91,6 +105,8 @@ pub struct HttpRequest {
     pub body_bytes: u64,
     /// Bytes of the whole message on the wire: head, body and chunk framing.
     pub wire_bytes: u64,
+    /// The body, when captured.
+    pub body: Option<Box<CapturedBody>>,
     /// Packet that delivered the first byte of the request.
     pub start: PacketRef,
     /// Packet that delivered the last byte of the request.
@@ -126,6 +142,8 @@ pub struct HttpResponse {
     pub wire_bytes: u64,
     /// Number of interim (1xx) responses seen before this final one.
     pub interim_count: u16,
+    /// The body, when captured.
+    pub body: Option<Box<CapturedBody>>,
     /// Packet that delivered the first byte of the response (of the first interim one, if any).
     pub start: PacketRef,
     /// Packet that delivered the last byte of the response.
@@ -191,6 +209,12 @@ anomalies! {
     UnsolicitedResponse = "unsolicited_response",
     /// Trailer section after the last chunk.
     Trailers = "trailers",
+    /// Whitespace between a header name and the colon (request smuggling indicator).
+    WhitespaceBeforeColon = "whitespace_before_colon",
+    /// A compressed body inflated past the size or ratio limit; decoding stopped there.
+    DecompressionBomb = "decompression_bomb",
+    /// A body's Content-Encoding could not be decoded (corrupt or unsupported coding).
+    BodyDecodeError = "body_decode_error",
 }
 
 /// A set of [`Anomaly`] values (bitset).

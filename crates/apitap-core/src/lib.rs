@@ -10,8 +10,8 @@ pub mod time;
 
 pub use flow::{Direction, Endpoint, FlowKey, Side};
 pub use http::{
-    Anomalies, Anomaly, Head, HttpRequest, HttpResponse, HttpTransaction, HttpVersion,
-    IncompleteReason, Span,
+    Anomalies, Anomaly, CapturedBody, Head, HttpRequest, HttpResponse, HttpTransaction,
+    HttpVersion, IncompleteReason, Span,
 };
 pub use packet::{PacketBatch, PacketMeta, TcpFlags};
 pub use time::{PacketRef, SortKey, Timestamp};

@@ -26,6 +26,16 @@ pub struct HttpConfig {
     /// A connection that skipped this many bytes without a single HTTP message is not
     /// HTTP: it is no longer parsed (counted in `non_http_connections`).
     pub max_non_http_bytes: u64,
+    /// Media-type prefixes whose bodies are captured (e.g. "application/json", "text/");
+    /// empty (the default) captures none.
+    pub include_body_for: Vec<String>,
+    /// Body bytes kept per message, before decoding; the rest is counted, not kept.
+    pub max_body_bytes: usize,
+    /// Most bytes a compressed body may inflate to; past it decoding stops
+    /// (anomaly `decompression_bomb`).
+    pub max_decoded_body_bytes: usize,
+    /// Most a compressed body may inflate relative to its compressed size.
+    pub max_decompression_ratio: u32,
 }
 
 impl Default for HttpConfig {
@@ -36,6 +46,10 @@ impl Default for HttpConfig {
             max_pending_requests: 64,
             transaction_timeout_ms: 60_000,
             max_non_http_bytes: 16_384,
+            include_body_for: Vec::new(),
+            max_body_bytes: 65_536,
+            max_decoded_body_bytes: 1 << 20,
+            max_decompression_ratio: 100,
         }
     }
 }
@@ -71,6 +85,18 @@ pub struct HttpStats {
     pub gaps_resync: u64,
     /// Connections given up as not HTTP (TLS, or `max_non_http_bytes` of non-HTTP bytes).
     pub non_http_connections: u64,
+    /// Message bodies captured (`include_body_for`).
+    pub bodies_captured: u64,
+    /// Bytes of captured bodies kept (after decoding).
+    pub body_bytes_captured: u64,
+    /// Captured bodies not kept whole (size limit, gap, cut short, decode limit).
+    pub bodies_truncated: u64,
+    /// Captured bodies whose content coding was removed.
+    pub bodies_decoded: u64,
+    /// Bodies that inflated past `max_decoded_body_bytes` or `max_decompression_ratio`.
+    pub decompression_bombs: u64,
+    /// Bodies whose content coding could not be decoded.
+    pub body_decode_errors: u64,
 }
 
 impl HttpStats {
@@ -90,6 +116,12 @@ impl HttpStats {
         self.gaps_in_body += o.gaps_in_body;
         self.gaps_resync += o.gaps_resync;
         self.non_http_connections += o.non_http_connections;
+        self.bodies_captured += o.bodies_captured;
+        self.body_bytes_captured += o.body_bytes_captured;
+        self.bodies_truncated += o.bodies_truncated;
+        self.bodies_decoded += o.bodies_decoded;
+        self.decompression_bombs += o.decompression_bombs;
+        self.body_decode_errors += o.body_decode_errors;
     }
 }
 
@@ -494,7 +526,20 @@ impl HttpConn {
         }
     }
 
-    fn emit_request_only(&mut self, p: Pending, incomplete: IncompleteReason, cx: &mut Ctx<'_>) {
+    fn emit_request_only(
+        &mut self,
+        mut p: Pending,
+        incomplete: IncompleteReason,
+        cx: &mut Ctx<'_>,
+    ) {
+        if self.req.key == Some(p.key) {
+            // Emitted while its body is still being read: the body ends here, cut short.
+            self.req.key = None;
+            if let Some(body) = p.req.body.as_deref_mut() {
+                body.truncated = true;
+                crate::body::finish(body, &p.req.head, cx.cfg, cx.stats, &mut p.anomalies);
+            }
+        }
         cx.stats.transactions_emitted += 1;
         cx.out.push(HttpTransaction {
             key: p.key,
@@ -676,6 +721,8 @@ impl HttpConn {
             Some(k) => k,
             None => self.next_key(at),
         };
+        let capture_body = !matches!(framing, Framing::None | Framing::Length(0))
+            && crate::body::wants_body(&h.head, cx.cfg);
         let method = h.head.get(h.method);
         let is_head = method.eq_ignore_ascii_case(b"HEAD");
         let is_connect = method.eq_ignore_ascii_case(b"CONNECT");
@@ -689,6 +736,7 @@ impl HttpConn {
                 version: h.version,
                 body_bytes: 0,
                 wire_bytes: self.req.msg_bytes,
+                body: None,
                 start,
                 end: at,
             },
@@ -697,6 +745,11 @@ impl HttpConn {
             is_connect,
             incomplete: None,
         });
+        if capture_body {
+            if let Some(p) = self.pending.back_mut() {
+                p.req.body = Some(Box::default());
+            }
+        }
         self.req.key = Some(key);
         self.req.body_bytes = 0;
         self.req.phase = match framing {
@@ -755,6 +808,8 @@ impl HttpConn {
         } else {
             body_framing(&h.head, false, &mut anomalies)
         };
+        let capture_body = !matches!(framing, Framing::None | Framing::Length(0))
+            && crate::body::wants_body(&h.head, cx.cfg);
         let start = self.interim_start.take().unwrap_or(self.resp.start);
         let interim_count = std::mem::take(&mut self.interim_count);
         self.in_response = Some(InResponse {
@@ -765,6 +820,7 @@ impl HttpConn {
                 version: h.version,
                 body_bytes: 0,
                 wire_bytes: self.resp.msg_bytes,
+                body: capture_body.then(Box::default),
                 interim_count,
                 start,
                 end: at,
@@ -789,36 +845,48 @@ impl HttpConn {
     /// Counts `n` body bytes (and an anomaly) on the message in progress.
     fn add_body(&mut self, dir: Direction, n: u64, anomaly: Anomaly) {
         self.add_wire(dir, n);
-        match dir {
+        // Bytes that are counted but not seen (a gap), or a body cut short: what was
+        // captured is no longer the whole body.
+        let holes = matches!(anomaly, Anomaly::Gap | Anomaly::BodyTruncated);
+        let body = match dir {
             Direction::ToServer => {
                 self.req.body_bytes += n;
-                if let Some(p) = self.request_in_progress() {
+                self.request_in_progress().and_then(|p| {
                     p.req.body_bytes += n;
                     p.anomalies.insert(anomaly);
-                }
+                    p.req.body.as_deref_mut()
+                })
             }
             Direction::ToClient => {
                 self.resp.body_bytes += n;
-                if let Some(r) = self.in_response.as_mut() {
+                self.in_response.as_mut().and_then(|r| {
                     r.resp.body_bytes += n;
                     r.anomalies.insert(anomaly);
-                }
+                    r.resp.body.as_deref_mut()
+                })
             }
+        };
+        if let (true, Some(b)) = (holes, body) {
+            b.truncated = true;
         }
     }
 
-    fn count_body(&mut self, dir: Direction, n: u64) {
-        match dir {
-            Direction::ToServer => {
-                if let Some(p) = self.request_in_progress() {
-                    p.req.body_bytes += n;
-                }
-            }
-            Direction::ToClient => {
-                if let Some(r) = self.in_response.as_mut() {
-                    r.resp.body_bytes += n;
-                }
-            }
+    /// Counts body bytes on the message in progress, and keeps them if its body is captured.
+    fn count_body(&mut self, dir: Direction, bytes: &[u8], cfg: &HttpConfig) {
+        let n = bytes.len() as u64;
+        let (count, body) = match dir {
+            Direction::ToServer => match self.request_in_progress() {
+                Some(p) => (&mut p.req.body_bytes, p.req.body.as_deref_mut()),
+                None => return,
+            },
+            Direction::ToClient => match self.in_response.as_mut() {
+                Some(r) => (&mut r.resp.body_bytes, r.resp.body.as_deref_mut()),
+                None => return,
+            },
+        };
+        *count += n;
+        if let Some(body) = body {
+            crate::body::capture(body, bytes, cfg);
         }
     }
 
@@ -851,7 +919,8 @@ impl HttpConn {
         match body {
             Body::Length(rem) => {
                 let take = (input.len() as u64).min(rem);
-                self.count_body(dir, take);
+                let n = usize::try_from(take).unwrap_or(input.len());
+                self.count_body(dir, input.get(..n).unwrap_or(&[]), cx.cfg);
                 self.add_wire(dir, take);
                 let left = rem - take;
                 self.dir_mut(dir).phase = Phase::Body(Body::Length(left));
@@ -861,13 +930,14 @@ impl HttpConn {
                 usize::try_from(take).unwrap_or(input.len())
             }
             Body::UntilClose => {
-                self.count_body(dir, input.len() as u64);
+                self.count_body(dir, input, cx.cfg);
                 self.add_wire(dir, input.len() as u64);
                 input.len()
             }
             Body::ChunkData(rem) => {
                 let take = (input.len() as u64).min(rem);
-                self.count_body(dir, take);
+                let n = usize::try_from(take).unwrap_or(input.len());
+                self.count_body(dir, input.get(..n).unwrap_or(&[]), cx.cfg);
                 self.add_wire(dir, take);
                 let left = rem - take;
                 self.dir_mut(dir).phase = Phase::Body(if left == 0 {
@@ -984,6 +1054,9 @@ impl HttpConn {
                     if incomplete.is_some() {
                         p.incomplete = incomplete;
                     }
+                    if let Some(body) = p.req.body.as_deref_mut() {
+                        crate::body::finish(body, &p.req.head, cx.cfg, cx.stats, &mut p.anomalies);
+                    }
                 }
                 self.req.key = None;
                 self.req.phase = Phase::Start;
@@ -994,6 +1067,9 @@ impl HttpConn {
                     return;
                 };
                 r.resp.end = at;
+                if let Some(body) = r.resp.body.as_deref_mut() {
+                    crate::body::finish(body, &r.resp.head, cx.cfg, cx.stats, &mut r.anomalies);
+                }
                 if r.upgrade {
                     self.passthrough = true;
                     cx.stats.upgrades += 1;

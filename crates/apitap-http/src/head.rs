@@ -69,6 +69,8 @@ fn raw_anomalies(raw: &[u8], parsed_fields: usize, anomalies: &mut Anomalies) {
     let mut prev = 0u8;
     let mut line_start = 0usize;
     let mut folded = 0usize;
+    // In a field line, before its first colon (continuation lines have none to look for).
+    let mut in_name = false;
     for (i, &b) in raw.iter().enumerate() {
         if b == b'\n' {
             if prev != b'\r' {
@@ -76,8 +78,15 @@ fn raw_anomalies(raw: &[u8], parsed_fields: usize, anomalies: &mut Anomalies) {
             }
             lines += 1;
             line_start = i + 1;
+            in_name = true;
         } else if i == line_start && (b == b' ' || b == b'\t') && lines > 0 {
             folded += 1;
+            in_name = false;
+        } else if in_name && b == b':' {
+            if prev == b' ' || prev == b'\t' {
+                anomalies.insert(Anomaly::WhitespaceBeforeColon);
+            }
+            in_name = false;
         }
         prev = b;
     }
@@ -297,6 +306,25 @@ mod tests {
             r.anomalies
         );
         assert_eq!(r.head.headers.len(), 1);
+    }
+
+    #[test]
+    fn whitespace_before_colon_is_flagged_only_in_field_names() {
+        let r = parse_request(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\n",
+            64,
+        )
+        .unwrap();
+        assert!(r.anomalies.contains(Anomaly::WhitespaceBeforeColon));
+        let r = parse_response(b"HTTP/1.1 200 OK\r\nServer\t: x\r\n\r\n", 64).unwrap();
+        assert!(r.anomalies.contains(Anomaly::WhitespaceBeforeColon));
+        // A space before a colon in a value, or in a folded continuation, is fine.
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nX-A: b : c\r\nX-B: d\r\n  e : f\r\n\r\n",
+            64,
+        )
+        .unwrap();
+        assert!(!r.anomalies.contains(Anomaly::WhitespaceBeforeColon));
     }
 
     #[test]

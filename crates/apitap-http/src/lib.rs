@@ -6,6 +6,7 @@
 //! connection ends. Requests and responses are paired first-in first-out; every started
 //! transaction is eventually emitted, complete or with a reason.
 
+mod body;
 mod conn;
 mod head;
 mod sniff;

@@ -16,17 +16,19 @@ pub(crate) enum Looks {
 
 const MAX_METHOD: usize = 20;
 
-/// Does `data` start like a request line: a method token (A-Z, '-', '_') then a space and a
-/// request-target character?
+/// Does `data` start like a request line: a method token (A-Z, '-', '_') then one or more
+/// spaces and a request-target character?
 pub(crate) fn looks_like_request(data: &[u8]) -> Looks {
     for (i, &b) in data.iter().enumerate() {
         if b == b' ' {
             if i == 0 {
                 return Looks::No;
             }
-            return match data.get(i + 1) {
+            // The head parser accepts several spaces before the target: so does this.
+            let rest = data.get(i..).unwrap_or(&[]);
+            return match rest.iter().find(|&&c| c != b' ') {
                 None => Looks::NeedMore,
-                Some(&c) if c.is_ascii_graphic() => Looks::Yes,
+                Some(c) if c.is_ascii_graphic() => Looks::Yes,
                 Some(_) => Looks::No,
             };
         }
@@ -73,6 +75,9 @@ mod tests {
         assert_eq!(looks_like_request(b"M-SEARCH * HTTP/1.1"), Looks::Yes);
         assert_eq!(looks_like_request(b"GE"), Looks::NeedMore);
         assert_eq!(looks_like_request(b"GET "), Looks::NeedMore);
+        assert_eq!(looks_like_request(b"GET      "), Looks::NeedMore);
+        assert_eq!(looks_like_request(b"GET      /x"), Looks::Yes);
+        assert_eq!(looks_like_request(b"GET   \x01"), Looks::No);
         assert_eq!(looks_like_request(b"get / HTTP/1.1"), Looks::No);
         assert_eq!(looks_like_request(b" GET"), Looks::No);
         assert_eq!(looks_like_request(b"\x16\x03\x01"), Looks::No);

@@ -124,10 +124,12 @@ impl FlowContext {
     }
 }
 
-/// How sensitive header values are replaced.
+/// How sensitive header values, body fields and query parameters are replaced.
 #[derive(Clone, Debug)]
 pub struct Redactor {
     names: Vec<String>,
+    /// Body field / query parameter names, normalised (see [`crate::body`]).
+    fields: Vec<String>,
     key: Option<Vec<u8>>,
 }
 
@@ -138,8 +140,31 @@ impl Redactor {
     pub fn new(names: &[String], hmac_key: Option<Vec<u8>>) -> Redactor {
         Redactor {
             names: names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            fields: crate::body::DEFAULT_REDACT_FIELDS
+                .iter()
+                .map(|f| crate::body::normalize(f))
+                .collect(),
             key: hmac_key.filter(|k| !k.is_empty()),
         }
+    }
+
+    /// Replaces the body field / query parameter names whose values are redacted (a name
+    /// matches when, lower-cased without `_` and `-`, it starts or ends with one of them).
+    pub fn with_fields(mut self, fields: &[String]) -> Redactor {
+        self.fields = fields
+            .iter()
+            .map(|f| crate::body::normalize(f))
+            .filter(|f| !f.is_empty())
+            .collect();
+        self
+    }
+
+    pub(crate) fn is_sensitive_field(&self, name: &str) -> bool {
+        crate::body::is_sensitive_field(name, &self.fields)
+    }
+
+    pub(crate) fn redact_value(&self, value: &[u8]) -> Cow<'static, str> {
+        self.redacted(value)
     }
 
     fn is_sensitive(&self, name: &[u8]) -> bool {
@@ -178,6 +203,17 @@ impl Default for Redactor {
     }
 }
 
+/// Event layout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventFormat {
+    /// Elastic Common Schema field names (the default).
+    #[default]
+    Ecs,
+    /// OCSF 1.1.0 HTTP Activity (class 4002).
+    Ocsf,
+}
+
 /// Encoder settings.
 #[derive(Clone, Debug, Default)]
 pub struct EncoderConfig {
@@ -185,6 +221,8 @@ pub struct EncoderConfig {
     pub sensor: String,
     /// Header redaction.
     pub redactor: Redactor,
+    /// Event layout.
+    pub format: EventFormat,
 }
 
 /// Turns transactions into ECS JSON lines.
@@ -202,9 +240,23 @@ impl Encoder {
     /// Encodes `tx` of the flow `flow` as one JSON object into `out` (appended, no newline).
     pub fn encode(&self, flow: &FlowContext, tx: &HttpTransaction, out: &mut Vec<u8>) {
         let view = EventView::new(&self.cfg, flow, tx);
-        // Serialising borrowed data into a Vec cannot fail: every field is a plain string,
-        // number or sequence and the writer is infallible.
-        if serde_json::to_writer(&mut *out, &view).is_err() {
+        self.write(&view, out);
+    }
+
+    /// Serialises `view` in the configured format. Serialising borrowed data into a Vec
+    /// cannot fail: every field is a plain string, number or sequence and the writer is
+    /// infallible.
+    fn write(&self, view: &EventView<'_>, out: &mut Vec<u8>) {
+        let ok = match self.cfg.format {
+            EventFormat::Ecs => serde_json::to_writer(&mut *out, view).is_ok(),
+            EventFormat::Ocsf => serde_json::to_value(view)
+                .map(|ecs| {
+                    crate::ocsf::from_ecs(&ecs, view.timestamp.0 .0, env!("CARGO_PKG_VERSION"))
+                })
+                .and_then(|o| serde_json::to_writer(&mut *out, &o))
+                .is_ok(),
+        };
+        if !ok {
             out.clear();
             out.extend_from_slice(b"{}");
         }
@@ -222,10 +274,7 @@ impl Encoder {
                 .unwrap_or("");
             stable_hash(&[domain.as_bytes(), view.apitap.endpoint.as_bytes()])
         };
-        if serde_json::to_writer(&mut json, &view).is_err() {
-            json.clear();
-            json.extend_from_slice(b"{}");
-        }
+        self.write(&view, &mut json);
         EncodedEvent {
             key: tx.key,
             json,
@@ -331,6 +380,66 @@ struct HttpView<'a> {
 #[derive(Serialize)]
 struct BodyView {
     bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<String>,
+}
+
+/// What happened to a captured body (`apitap.body.request` / `.response`).
+#[derive(Serialize)]
+struct BodyMetaView {
+    truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_encoding: Option<&'static str>,
+    #[serde(skip_serializing_if = "is_zero")]
+    redacted_fields: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    binary: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    withheld: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+#[derive(Serialize)]
+struct BodiesView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<BodyMetaView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<BodyMetaView>,
+}
+
+/// The body view and its metadata for a message.
+fn body_views(
+    bytes: u64,
+    captured: Option<&apitap_core::CapturedBody>,
+    head: &Head,
+    redactor: &Redactor,
+) -> (BodyView, Option<BodyMetaView>) {
+    let Some(b) = captured else {
+        return (
+            BodyView {
+                bytes,
+                content: None,
+            },
+            None,
+        );
+    };
+    let r = crate::body::render(b, head, redactor);
+    (
+        BodyView {
+            bytes,
+            content: r.content,
+        },
+        Some(BodyMetaView {
+            truncated: b.truncated,
+            content_encoding: b.decoded_from,
+            redacted_fields: r.redacted_fields,
+            binary: r.binary,
+            withheld: r.withheld,
+        }),
+    )
 }
 
 #[derive(Serialize)]
@@ -368,6 +477,8 @@ struct ApitapView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     incomplete_reason: Option<&'static str>,
     anomalies: AnomalyList,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<BodiesView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sensor: Option<&'a str>,
     schema_version: &'static str,
@@ -615,11 +726,29 @@ impl<'a> EventView<'a> {
                 .map(host_without_port)
                 .filter(|h| !h.is_empty())
                 .map(text);
-            UrlView {
-                original: text(target),
-                path: path.map(text),
-                query: query.map(text),
-                domain,
+            let redacted_query =
+                query.and_then(|q| crate::body::redact_query(&text(q), &cfg.redactor));
+            match redacted_query {
+                None => UrlView {
+                    original: text(target),
+                    path: path.map(text),
+                    query: query.map(text),
+                    domain,
+                },
+                Some(q) => {
+                    // Rebuild the target with the redacted query (fragment dropped).
+                    let before = target
+                        .iter()
+                        .position(|&b| b == b'?')
+                        .and_then(|i| target.get(..=i))
+                        .unwrap_or(target);
+                    UrlView {
+                        original: Cow::Owned(format!("{}{q}", text(before))),
+                        path: path.map(text),
+                        query: Some(Cow::Owned(q)),
+                        domain,
+                    }
+                }
             }
         });
         let user_agent = req
@@ -632,6 +761,29 @@ impl<'a> EventView<'a> {
             (None, _) => String::new(),
         };
 
+        let (req_body, req_meta) = match req {
+            Some(r) => {
+                let (b, m) = body_views(r.body_bytes, r.body.as_deref(), &r.head, &cfg.redactor);
+                (b, m)
+            }
+            None => (
+                BodyView {
+                    bytes: 0,
+                    content: None,
+                },
+                None,
+            ),
+        };
+        let (resp_body, resp_meta) = match resp {
+            Some(r) => body_views(r.body_bytes, r.body.as_deref(), &r.head, &cfg.redactor),
+            None => (
+                BodyView {
+                    bytes: 0,
+                    content: None,
+                },
+                None,
+            ),
+        };
         EventView {
             timestamp: Rfc3339(start),
             event: EventMeta {
@@ -665,9 +817,7 @@ impl<'a> EventView<'a> {
                         redactor: &cfg.redactor,
                     },
                     bytes: r.wire_bytes,
-                    body: BodyView {
-                        bytes: r.body_bytes,
-                    },
+                    body: req_body,
                     mime_type: mime_type(&r.head),
                 }),
                 response: resp.map(|r| ResponseView {
@@ -677,9 +827,7 @@ impl<'a> EventView<'a> {
                         redactor: &cfg.redactor,
                     },
                     bytes: r.wire_bytes,
-                    body: BodyView {
-                        bytes: r.body_bytes,
-                    },
+                    body: resp_body,
                     mime_type: mime_type(&r.head),
                 }),
             },
@@ -691,6 +839,10 @@ impl<'a> EventView<'a> {
                 complete: tx.is_complete(),
                 incomplete_reason: tx.incomplete.map(|r| r.name()),
                 anomalies: AnomalyList(tx.anomalies),
+                body: (req_meta.is_some() || resp_meta.is_some()).then_some(BodiesView {
+                    request: req_meta,
+                    response: resp_meta,
+                }),
                 sensor,
                 schema_version: SCHEMA_VERSION,
             },
@@ -771,6 +923,7 @@ mod tests {
                 version: HttpVersion::Http11,
                 body_bytes: 13,
                 wire_bytes: 200,
+                body: None,
                 start: PacketRef {
                     index: 4,
                     ts: Timestamp::from_parts(1_714_564_800, 1_000),
@@ -787,6 +940,7 @@ mod tests {
                 version: HttpVersion::Http11,
                 body_bytes: 2,
                 wire_bytes: 60,
+                body: None,
                 interim_count: 0,
                 start: PacketRef {
                     index: 6,
@@ -858,6 +1012,7 @@ mod tests {
             Encoder::new(EncoderConfig {
                 sensor: "s1".into(),
                 redactor: Redactor::new(&names, Some(key.to_vec())),
+                format: EventFormat::Ecs,
             })
         };
         let a = encode(&sample_tx(), &enc(b"k1"));

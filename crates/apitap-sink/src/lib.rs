@@ -5,15 +5,18 @@
 //! - [`reorder`] restores the deterministic output order from several workers.
 //! - [`lines`] writes JSON lines to stdout or a file.
 
+pub mod body;
 pub mod community_id;
 pub mod event;
 pub mod kafka;
 pub mod lines;
+pub mod ocsf;
 pub mod reorder;
 
 pub use community_id::community_id_v1;
 pub use event::{
-    endpoint_key, path_template, EncodedEvent, Encoder, EncoderConfig, FlowContext, Redactor,
+    endpoint_key, path_template, EncodedEvent, Encoder, EncoderConfig, EventFormat, FlowContext,
+    Redactor,
 };
 pub use kafka::{DropPolicy, KafkaConfig, KafkaSetupError, KafkaSink, KafkaStats};
 pub use lines::LineSink;

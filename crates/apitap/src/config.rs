@@ -162,6 +162,12 @@ pub struct OutputConfig {
     /// File holding the HMAC key for redacted values. Without a key, values become
     /// `[REDACTED]`; with one, `hmac:<16 hex>` so equal secrets can be correlated.
     pub redact_hmac_key_file: Option<PathBuf>,
+    /// Body fields (JSON keys at any depth, form fields) and query parameters whose values
+    /// are redacted: a name matches when, lower-cased without `_`/`-`, it starts or ends
+    /// with one of these.
+    pub redact_fields: Vec<String>,
+    /// Event layout: "ecs" (default) or "ocsf" (OCSF 1.1.0 HTTP Activity).
+    pub format: apitap_sink::EventFormat,
 }
 
 impl Default for OutputConfig {
@@ -173,6 +179,11 @@ impl Default for OutputConfig {
                 .map(|s| s.to_string())
                 .collect(),
             redact_hmac_key_file: None,
+            redact_fields: apitap_sink::body::DEFAULT_REDACT_FIELDS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            format: apitap_sink::EventFormat::Ecs,
         }
     }
 }
@@ -241,6 +252,18 @@ impl Config {
         }
         if h.transaction_timeout_ms == 0 {
             bail!("http.transaction_timeout_ms must be at least 1");
+        }
+        if h.max_body_bytes > 16 << 20 {
+            bail!("http.max_body_bytes must be at most 16 MiB");
+        }
+        if h.max_decoded_body_bytes > 64 << 20 {
+            bail!("http.max_decoded_body_bytes must be at most 64 MiB");
+        }
+        if h.max_decompression_ratio == 0 {
+            bail!("http.max_decompression_ratio must be at least 1");
+        }
+        if h.include_body_for.iter().any(|t| t.trim().is_empty()) {
+            bail!("http.include_body_for holds an empty media type");
         }
         let c = &self.capture;
         if c.snaplen < 128 || c.snaplen > 262_144 {

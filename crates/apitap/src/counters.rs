@@ -54,6 +54,12 @@ pub fn http(s: &HttpStats) -> Value {
         gaps_in_body,
         gaps_resync,
         non_http_connections,
+        bodies_captured,
+        body_bytes_captured,
+        bodies_truncated,
+        bodies_decoded,
+        decompression_bombs,
+        body_decode_errors,
     } = s;
     json!({
         "requests": requests,
@@ -70,6 +76,12 @@ pub fn http(s: &HttpStats) -> Value {
         "gaps_in_body": gaps_in_body,
         "gaps_resync": gaps_resync,
         "non_http_connections": non_http_connections,
+        "bodies_captured": bodies_captured,
+        "body_bytes_captured": body_bytes_captured,
+        "bodies_truncated": bodies_truncated,
+        "bodies_decoded": bodies_decoded,
+        "decompression_bombs": decompression_bombs,
+        "body_decode_errors": body_decode_errors,
     })
 }
 

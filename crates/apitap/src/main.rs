@@ -43,6 +43,10 @@ enum Command {
         /// Do not print the summary (or the progress bar) to stderr.
         #[arg(short, long)]
         quiet: bool,
+        /// Event layout: ecs (default) or ocsf (OCSF 1.1.0 HTTP Activity); overrides
+        /// output.format.
+        #[arg(long, value_name = "FORMAT")]
+        format: Option<String>,
     },
     /// Capture live from interfaces until SIGTERM/SIGINT (the sensor daemon). Needs
     /// CAP_NET_RAW to start; drops to `--user` and gives up every capability once the
@@ -82,6 +86,9 @@ enum Command {
         /// Also write the final summary as JSON to this file.
         #[arg(long)]
         stats_json: Option<PathBuf>,
+        /// Event layout: ecs (default) or ocsf; overrides output.format.
+        #[arg(long, value_name = "FORMAT")]
+        format: Option<String>,
     },
     /// List the interfaces libpcap can capture on: name, flags, addresses, description.
     Interfaces,
@@ -138,6 +145,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             workers,
             log_format,
             stats_json,
+            format,
         } => {
             let overrides = Overrides {
                 interfaces,
@@ -154,6 +162,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => Config::default(),
             };
             overrides.apply(&mut cfg);
+            if let Some(f) = format {
+                cfg.output.format = parse_format(&f)?;
+            }
             cfg.validate()?;
             init_logging(&cfg.daemon.log_level, cfg.daemon.log_format == "json");
             let out = match (output, cfg.kafka.is_some()) {
@@ -181,6 +192,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             kafka,
             stats_json,
             quiet,
+            format,
         } => {
             let mut cfg = match &config {
                 Some(path) => Config::load(path)?,
@@ -191,6 +203,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             if let Some(brokers) = kafka {
                 cfg.kafka.get_or_insert_with(Default::default).brokers = brokers;
+            }
+            if let Some(f) = format {
+                cfg.output.format = parse_format(&f)?;
             }
             cfg.validate()?;
             let out = match (output, cfg.kafka.is_some()) {
@@ -206,6 +221,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let stats_file = stats_json.as_deref().map(create).transpose()?;
             finish(&summary, stats_file)
         }
+    }
+}
+
+fn parse_format(f: &str) -> Result<apitap_sink::EventFormat> {
+    match f {
+        "ecs" => Ok(apitap_sink::EventFormat::Ecs),
+        "ocsf" => Ok(apitap_sink::EventFormat::Ocsf),
+        other => anyhow::bail!("--format {other:?}: use ecs or ocsf"),
     }
 }
 

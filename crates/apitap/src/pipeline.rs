@@ -38,7 +38,9 @@ pub enum Output {
 pub fn encoder(cfg: &Config) -> Result<Encoder> {
     Ok(Encoder::new(EncoderConfig {
         sensor: cfg.output.sensor_name.clone(),
-        redactor: Redactor::new(&cfg.output.redact_headers, cfg.redact_key()?),
+        redactor: Redactor::new(&cfg.output.redact_headers, cfg.redact_key()?)
+            .with_fields(&cfg.output.redact_fields),
+        format: cfg.output.format,
     }))
 }
 

@@ -1,0 +1,295 @@
+//! Body capture: which bodies are kept, and content decoding (gzip, deflate, br) with
+//! decompression-bomb limits.
+
+use crate::conn::{HttpConfig, HttpStats};
+use apitap_core::{Anomalies, Anomaly, CapturedBody, Head};
+use std::io::Read;
+
+/// Whether the body of a message with this head is captured: its media type starts with
+/// one of `http.include_body_for` (case-insensitive).
+pub(crate) fn wants_body(head: &Head, cfg: &HttpConfig) -> bool {
+    if cfg.include_body_for.is_empty() || cfg.max_body_bytes == 0 {
+        return false;
+    }
+    let Some(ct) = head.header("content-type") else {
+        return false;
+    };
+    let ct = ct.trim_ascii_start();
+    cfg.include_body_for.iter().any(|want| {
+        ct.get(..want.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(want.as_bytes()))
+    })
+}
+
+/// Appends body bytes, up to the limit; past it the body is marked truncated.
+pub(crate) fn capture(body: &mut CapturedBody, bytes: &[u8], cfg: &HttpConfig) {
+    if body.truncated {
+        return;
+    }
+    let room = cfg.max_body_bytes.saturating_sub(body.bytes.len());
+    if bytes.len() > room {
+        body.truncated = true;
+    }
+    body.bytes
+        .extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or(&[]));
+}
+
+/// The message is complete: removes its content coding, within the size and ratio limits.
+pub(crate) fn finish(
+    body: &mut CapturedBody,
+    head: &Head,
+    cfg: &HttpConfig,
+    stats: &mut HttpStats,
+    anomalies: &mut Anomalies,
+) {
+    stats.bodies_captured += 1;
+    let coding = head
+        .header("content-encoding")
+        .map(|v| v.trim_ascii())
+        .unwrap_or(b"");
+    let coding: &'static str = if coding.is_empty() || coding.eq_ignore_ascii_case(b"identity") {
+        ""
+    } else if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip") {
+        "gzip"
+    } else if coding.eq_ignore_ascii_case(b"deflate") {
+        "deflate"
+    } else if coding.eq_ignore_ascii_case(b"br") {
+        "br"
+    } else {
+        // Stacked or unknown codings: the bytes are not readable content.
+        stats.body_decode_errors += 1;
+        anomalies.insert(Anomaly::BodyDecodeError);
+        body.bytes.clear();
+        body.truncated = true;
+        finish_counts(body, stats);
+        return;
+    };
+    if !coding.is_empty() && !body.bytes.is_empty() {
+        decode(body, coding, cfg, stats, anomalies);
+    }
+    finish_counts(body, stats);
+}
+
+fn finish_counts(body: &CapturedBody, stats: &mut HttpStats) {
+    stats.body_bytes_captured += body.bytes.len() as u64;
+    if body.truncated {
+        stats.bodies_truncated += 1;
+    }
+}
+
+/// Decodes `body.bytes` in place. The output is capped at `max_decoded_body_bytes` and at
+/// `max_decompression_ratio` times the input, so a small bomb cannot make it grow: the
+/// decoder is read through `take(limit + 1)`.
+fn decode(
+    body: &mut CapturedBody,
+    coding: &'static str,
+    cfg: &HttpConfig,
+    stats: &mut HttpStats,
+    anomalies: &mut Anomalies,
+) {
+    let input = std::mem::take(&mut body.bytes);
+    let ratio_cap = input
+        .len()
+        .saturating_mul(cfg.max_decompression_ratio as usize);
+    let limit = cfg.max_decoded_body_bytes.min(ratio_cap);
+    let reader: Box<dyn Read + '_> = match coding {
+        "gzip" => Box::new(flate2::read::MultiGzDecoder::new(input.as_slice())),
+        "deflate" if looks_like_zlib(&input) => {
+            Box::new(flate2::read::ZlibDecoder::new(input.as_slice()))
+        }
+        // Some servers send raw deflate for "deflate".
+        "deflate" => Box::new(flate2::read::DeflateDecoder::new(input.as_slice())),
+        _ => Box::new(brotli_decompressor::Decompressor::new(
+            input.as_slice(),
+            4096,
+        )),
+    };
+    let mut out = Vec::with_capacity(limit.min(input.len().saturating_mul(4)));
+    let result = reader.take(limit as u64 + 1).read_to_end(&mut out);
+    if out.len() > limit {
+        out.truncate(limit);
+        body.truncated = true;
+        stats.decompression_bombs += 1;
+        anomalies.insert(Anomaly::DecompressionBomb);
+    }
+    match result {
+        Ok(_) => {}
+        // A body cut short (capture limit or gap) ends mid-stream: keep what decoded.
+        Err(_) if body.truncated => {}
+        Err(_) => {
+            stats.body_decode_errors += 1;
+            anomalies.insert(Anomaly::BodyDecodeError);
+            body.truncated = true;
+        }
+    }
+    if !out.is_empty() || result.is_ok() {
+        stats.bodies_decoded += 1;
+        body.decoded_from = Some(coding);
+    }
+    body.bytes = out;
+}
+
+/// A zlib stream starts with CMF/FLG where CMF's low nibble is 8 and (CMF*256+FLG) % 31 == 0.
+fn looks_like_zlib(b: &[u8]) -> bool {
+    match b {
+        [cmf, flg, ..] => cmf & 0x0f == 8 && (u16::from(*cmf) * 256 + u16::from(*flg)) % 31 == 0,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn cfg() -> HttpConfig {
+        HttpConfig {
+            include_body_for: vec!["application/json".into(), "text/".into()],
+            ..HttpConfig::default()
+        }
+    }
+
+    fn head(lines: &[(&str, &str)]) -> Head {
+        let mut buf = Vec::new();
+        let mut headers = Vec::new();
+        for (n, v) in lines {
+            let ns = buf.len();
+            buf.extend_from_slice(n.as_bytes());
+            let vs = buf.len();
+            buf.extend_from_slice(v.as_bytes());
+            headers.push((
+                apitap_core::Span::new(ns, n.len()),
+                apitap_core::Span::new(vs, v.len()),
+            ));
+        }
+        Head { buf, headers }
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn run(raw: &[u8], coding: &str, cfg: &HttpConfig) -> (CapturedBody, Anomalies, HttpStats) {
+        let mut body = CapturedBody::default();
+        capture(&mut body, raw, cfg);
+        let mut stats = HttpStats::default();
+        let mut anomalies = Anomalies::default();
+        let h = head(&[("Content-Encoding", coding)]);
+        finish(&mut body, &h, cfg, &mut stats, &mut anomalies);
+        (body, anomalies, stats)
+    }
+
+    #[test]
+    fn content_types_are_matched_by_prefix_without_case() {
+        let c = cfg();
+        assert!(wants_body(
+            &head(&[("Content-Type", "Application/JSON; charset=utf-8")]),
+            &c
+        ));
+        assert!(wants_body(&head(&[("content-type", "text/plain")]), &c));
+        assert!(!wants_body(&head(&[("content-type", "image/png")]), &c));
+        assert!(!wants_body(&head(&[]), &c));
+        assert!(!wants_body(
+            &head(&[("content-type", "application/json")]),
+            &HttpConfig::default()
+        ));
+    }
+
+    #[test]
+    fn capture_stops_at_the_limit_and_says_so() {
+        let c = HttpConfig {
+            max_body_bytes: 10,
+            ..cfg()
+        };
+        let mut b = CapturedBody::default();
+        capture(&mut b, b"0123456", &c);
+        assert!(!b.truncated);
+        capture(&mut b, b"789abc", &c);
+        assert_eq!(b.bytes, b"0123456789");
+        assert!(b.truncated);
+    }
+
+    #[test]
+    fn gzip_deflate_and_br_are_decoded() {
+        let text = br#"{"users":[{"id":1,"name":"ada"}]}"#.repeat(20);
+        let (b, a, s) = run(&gzip(&text), "gzip", &cfg());
+        assert_eq!(b.bytes, text);
+        assert_eq!(b.decoded_from, Some("gzip"));
+        assert!(a.is_empty() && !b.truncated);
+        assert_eq!(s.bodies_decoded, 1);
+
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&text).unwrap();
+        assert_eq!(run(&z.finish().unwrap(), "deflate", &cfg()).0.bytes, text);
+        let mut d = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        d.write_all(&text).unwrap();
+        assert_eq!(run(&d.finish().unwrap(), "deflate", &cfg()).0.bytes, text);
+
+        let mut br = Vec::new();
+        {
+            let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, 22);
+            w.write_all(&text).unwrap();
+        }
+        let (b, _, _) = run(&br, "BR", &cfg());
+        assert_eq!(b.bytes, text);
+        assert_eq!(b.decoded_from, Some("br"));
+    }
+
+    #[test]
+    fn a_small_bomb_stops_at_the_limit_with_an_anomaly() {
+        // 64 MiB of zeros compress to ~64 KiB; the limit is 1 MiB decoded.
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            e.write_all(&zeros).unwrap();
+        }
+        let bomb = e.finish().unwrap();
+        assert!(bomb.len() < 100_000, "{}", bomb.len());
+        let c = HttpConfig {
+            max_body_bytes: 200_000,
+            ..cfg()
+        };
+        let (b, a, s) = run(&bomb, "gzip", &c);
+        assert!(a.contains(Anomaly::DecompressionBomb));
+        assert!(b.truncated);
+        assert_eq!(
+            b.bytes.len(),
+            c.max_decoded_body_bytes.min(bomb.len() * 100)
+        );
+        assert_eq!(s.decompression_bombs, 1);
+        // The ratio limit acts on its own too: 1 KiB of input may give at most 100 KiB.
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&vec![b'a'; 2 << 20]).unwrap();
+        let small = e.finish().unwrap();
+        let (b, a, _) = run(&small, "gzip", &c);
+        assert!(a.contains(Anomaly::DecompressionBomb));
+        assert_eq!(b.bytes.len(), small.len() * 100);
+    }
+
+    #[test]
+    fn corrupt_and_unknown_codings_are_anomalies_not_content() {
+        let (b, a, s) = run(b"definitely not gzip", "gzip", &cfg());
+        assert!(a.contains(Anomaly::BodyDecodeError));
+        assert!(b.truncated);
+        assert_eq!(s.body_decode_errors, 1);
+        let (b, a, _) = run(b"xx", "compress, gzip", &cfg());
+        assert!(a.contains(Anomaly::BodyDecodeError));
+        assert!(b.bytes.is_empty());
+    }
+
+    #[test]
+    fn a_truncated_gzip_body_keeps_what_decoded() {
+        let text = b"hello world, hello world, hello world ".repeat(200);
+        let gz = gzip(&text);
+        let c = HttpConfig {
+            max_body_bytes: gz.len() / 2,
+            ..cfg()
+        };
+        let (b, a, _) = run(&gz, "gzip", &c);
+        assert!(b.truncated);
+        assert!(!a.contains(Anomaly::BodyDecodeError));
+        assert!(text.starts_with(&b.bytes));
+    }
+}

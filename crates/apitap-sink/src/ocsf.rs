@@ -1,0 +1,210 @@
+//! OCSF 1.1.0 output: the HTTP Activity class (`class_uid` 4002) built from an event's
+//! ECS form (`--format ocsf`). Field names follow the OCSF schema; what OCSF has no place
+//! for (anomalies, incompleteness, flow id, endpoint template, body capture details) goes
+//! under `unmapped.apitap`.
+
+use serde_json::{json, Map, Value};
+
+/// OCSF schema version written in `metadata.version`.
+pub const OCSF_VERSION: &str = "1.1.0";
+
+/// OCSF HTTP Activity `activity_id` of a method (99 = other).
+pub fn activity_id(method: &str) -> (u64, &'static str) {
+    match method.to_ascii_uppercase().as_str() {
+        "CONNECT" => (1, "Connect"),
+        "DELETE" => (2, "Delete"),
+        "GET" => (3, "Get"),
+        "HEAD" => (4, "Head"),
+        "OPTIONS" => (5, "Options"),
+        "POST" => (6, "Post"),
+        "PUT" => (7, "Put"),
+        "TRACE" => (8, "Trace"),
+        "" => (0, "Unknown"),
+        _ => (99, "Other"),
+    }
+}
+
+/// ECS header map (lower-case names, joined values) as the OCSF `http_headers` list.
+fn headers(map: Option<&Value>) -> Value {
+    let list: Vec<Value> = map
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| json!({"name": k, "value": v}))
+                .collect()
+        })
+        .unwrap_or_default();
+    Value::Array(list)
+}
+
+fn endpoint(v: Option<&Value>) -> Value {
+    let mut m = Map::new();
+    if let Some(v) = v {
+        if let Some(ip) = v.get("ip") {
+            m.insert("ip".into(), ip.clone());
+        }
+        if let Some(port) = v.get("port") {
+            m.insert("port".into(), port.clone());
+        }
+    }
+    Value::Object(m)
+}
+
+fn put(m: &mut Map<String, Value>, key: &str, v: Option<&Value>) {
+    if let Some(v) = v.filter(|v| !v.is_null()) {
+        m.insert(key.into(), v.clone());
+    }
+}
+
+/// The OCSF HTTP Activity record of one ECS event whose transaction started at
+/// `start_ns` (Unix nanoseconds, packet time).
+pub fn from_ecs(ecs: &Value, start_ns: i64, product_version: &str) -> Value {
+    let g = |p: &str| ecs.pointer(p);
+    let method = g("/http/request/method")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let (activity, activity_name) = activity_id(method);
+    let time = start_ns.div_euclid(1_000_000);
+    let duration_ms = g("/event/duration")
+        .and_then(Value::as_u64)
+        .map(|ns| ns / 1_000_000);
+    let (status_id, status) = match g("/event/outcome").and_then(Value::as_str) {
+        Some("success") => (1, "Success"),
+        Some("failure") => (2, "Failure"),
+        _ => (0, "Unknown"),
+    };
+
+    let mut out = Map::new();
+    out.insert("activity_id".into(), json!(activity));
+    out.insert("activity_name".into(), json!(activity_name));
+    out.insert("category_uid".into(), json!(4));
+    out.insert("category_name".into(), json!("Network Activity"));
+    out.insert("class_uid".into(), json!(4002));
+    out.insert("class_name".into(), json!("HTTP Activity"));
+    out.insert("type_uid".into(), json!(400_200 + activity));
+    out.insert(
+        "type_name".into(),
+        json!(format!("HTTP Activity: {activity_name}")),
+    );
+    out.insert("severity_id".into(), json!(1));
+    out.insert("severity".into(), json!("Informational"));
+    out.insert("time".into(), json!(time));
+    out.insert("start_time".into(), json!(time));
+    if let Some(d) = duration_ms {
+        out.insert("duration".into(), json!(d));
+        out.insert(
+            "end_time".into(),
+            json!(time + i64::try_from(d).unwrap_or(0)),
+        );
+    }
+    out.insert("status_id".into(), json!(status_id));
+    out.insert("status".into(), json!(status));
+    let mut metadata = json!({
+        "version": OCSF_VERSION,
+        "product": {"name": "apitap", "vendor_name": "apitap", "version": product_version},
+        "log_name": "http",
+    });
+    if let (Some(uid), Value::Object(m)) = (g("/event/id"), &mut metadata) {
+        m.insert("uid".into(), uid.clone());
+    }
+    out.insert("metadata".into(), metadata);
+    out.insert("src_endpoint".into(), endpoint(g("/source")));
+    out.insert("dst_endpoint".into(), endpoint(g("/destination")));
+    let mut conn = json!({"protocol_name": "tcp", "protocol_num": 6});
+    if let Value::Object(m) = &mut conn {
+        put(m, "community_uid", g("/network/community_id"));
+        let ver = if g("/network/type").and_then(Value::as_str) == Some("ipv6") {
+            6
+        } else {
+            4
+        };
+        m.insert("protocol_ver_id".into(), json!(ver));
+    }
+    out.insert("connection_info".into(), conn);
+
+    if let Some(req) = g("/http/request") {
+        let mut url = Map::new();
+        put(&mut url, "url_string", g("/url/original"));
+        put(&mut url, "path", g("/url/path"));
+        put(&mut url, "query_string", g("/url/query"));
+        put(&mut url, "hostname", g("/url/domain"));
+        if let Some(p) = g("/destination/port") {
+            url.insert("port".into(), p.clone());
+        }
+        let mut r = Map::new();
+        r.insert("http_method".into(), json!(method));
+        r.insert("url".into(), Value::Object(url));
+        put(&mut r, "version", g("/http/version"));
+        put(&mut r, "user_agent", g("/user_agent/original"));
+        put(&mut r, "referrer", req.pointer("/headers/referer"));
+        r.insert("http_headers".into(), headers(req.get("headers")));
+        put(&mut r, "length", req.get("bytes"));
+        put(&mut r, "body_length", req.pointer("/body/bytes"));
+        out.insert("http_request".into(), Value::Object(r));
+    }
+    if let Some(resp) = g("/http/response") {
+        let mut r = Map::new();
+        put(&mut r, "code", resp.get("status_code"));
+        put(&mut r, "content_type", resp.get("mime_type"));
+        r.insert("http_headers".into(), headers(resp.get("headers")));
+        put(&mut r, "length", resp.get("bytes"));
+        put(&mut r, "body_length", resp.pointer("/body/bytes"));
+        out.insert("http_response".into(), Value::Object(r));
+        put(&mut out, "http_status", resp.get("status_code"));
+    }
+    let mut unmapped = Map::new();
+    put(&mut unmapped, "apitap", g("/apitap"));
+    for (key, path) in [
+        ("request_body", "/http/request/body/content"),
+        ("response_body", "/http/response/body/content"),
+    ] {
+        put(&mut unmapped, key, g(path));
+    }
+    out.insert("unmapped".into(), Value::Object(unmapped));
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ecs_event_maps_to_http_activity() {
+        let ecs = json!({
+            "@timestamp": "2024-01-02T03:04:05.678901Z",
+            "event": {"kind": "event", "outcome": "failure", "duration": 12_500_000, "id": "Fabc-0"},
+            "source": {"ip": "10.0.0.1", "port": 40000},
+            "destination": {"ip": "10.0.0.2", "port": 8080},
+            "network": {"transport": "tcp", "type": "ipv4", "community_id": "1:xyz="},
+            "url": {"original": "/u?x=1", "path": "/u", "query": "x=1", "domain": "api.example"},
+            "http": {"version": "1.1",
+                     "request": {"method": "PATCH", "headers": {"host": "api.example", "referer": "r"}, "bytes": 100, "body": {"bytes": 5}},
+                     "response": {"status_code": 404, "headers": {"server": "s"}, "bytes": 60, "body": {"bytes": 9}, "mime_type": "application/json"}},
+            "user_agent": {"original": "curl/8"},
+            "apitap": {"endpoint": "PATCH /u", "anomalies": ["bare_lf"]}
+        });
+        let o = from_ecs(&ecs, 1_704_164_645_678_901_000, "0.1.0");
+        assert_eq!(o["class_uid"], 4002);
+        assert_eq!(o["activity_id"], 99);
+        assert_eq!(o["type_uid"], 400_299);
+        assert_eq!(o["time"], 1_704_164_645_678_i64);
+        assert_eq!(o["duration"], 12);
+        assert_eq!(o["end_time"], 1_704_164_645_690_i64);
+        assert_eq!(o["status_id"], 2);
+        assert_eq!(o["metadata"]["version"], "1.1.0");
+        assert_eq!(o["metadata"]["uid"], "Fabc-0");
+        assert_eq!(o["src_endpoint"], json!({"ip": "10.0.0.1", "port": 40000}));
+        assert_eq!(o["http_request"]["url"]["hostname"], "api.example");
+        assert_eq!(o["http_request"]["url"]["port"], 8080);
+        assert_eq!(o["http_request"]["referrer"], "r");
+        assert_eq!(
+            o["http_request"]["http_headers"],
+            json!([{"name": "host", "value": "api.example"}, {"name": "referer", "value": "r"}])
+        );
+        assert_eq!(o["http_response"]["code"], 404);
+        assert_eq!(o["http_status"], 404);
+        assert_eq!(o["connection_info"]["community_uid"], "1:xyz=");
+        assert_eq!(o["unmapped"]["apitap"]["anomalies"][0], "bare_lf");
+        assert_eq!(activity_id("get"), (3, "Get"));
+    }
+}

@@ -1,0 +1,198 @@
+//! Every conversation of every fixture capture, split at every byte boundary, gives the same
+//! HTTP transactions as delivered whole.
+//!
+//! The conversations are the fixtures' own TCP streams, rebuilt by the reassembler; each
+//! direction is then fed to a fresh HTTP parser in two pieces, cut at each offset in turn.
+//! Each direction is cut at every byte of its first 8 KiB; longer streams (large bodies,
+//! long keep-alive runs) are checked on that prefix, whole and split alike, which keeps the
+//! quadratic cost affordable. Conversations with holes or resets are skipped (their delivery
+//! is not a plain byte stream) and counted.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+use apitap_core::{Direction, FlowKey, HttpTransaction, PacketRef, Side, Timestamp};
+use apitap_flow::{ReassemblyConfig, ReassemblyStats, Segment, StreamEvent, TcpConn};
+use apitap_http::{FinishCause, HttpConfig, HttpConn, HttpStats};
+use apitap_wire::{decode, DecodeStats, FileSource};
+use common::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// What a client sent and what the server sent on one connection.
+type Conversation = (Vec<u8>, Vec<u8>);
+
+/// Every TCP connection's two streams, and how many connections were skipped because they
+/// had a gap or a reset.
+fn conversations(pcap: &Path) -> (Vec<Conversation>, usize) {
+    struct Conv {
+        tcp: TcpConn,
+        bytes: [Vec<u8>; 2],
+        first: [Option<usize>; 2],
+        broken: bool,
+    }
+    let mut source = FileSource::open(&[pcap.to_path_buf()]).unwrap();
+    let mut dstats = DecodeStats::default();
+    let mut rstats = ReassemblyStats::default();
+    let cfg = ReassemblyConfig::default();
+    let mut convs: BTreeMap<(FlowKey, u64), Conv> = BTreeMap::new();
+    let mut current: BTreeMap<FlowKey, u64> = BTreeMap::new();
+    let mut index = 0u64;
+    let mut order = 0usize;
+    while let Ok(Some(raw)) = source.next_packet() {
+        index += 1;
+        let at = PacketRef { index, ts: raw.ts };
+        let Some(meta) = decode(raw.link, raw.data, at, &mut dstats) else {
+            continue;
+        };
+        let start = meta.payload_offset as usize;
+        let payload = raw
+            .data
+            .get(start..start + meta.payload_len as usize)
+            .unwrap_or(&[]);
+        let seg = Segment {
+            from: meta.from,
+            seq: meta.seq,
+            ack: meta.ack,
+            flags: meta.flags,
+            wire_len: meta.payload_wire_len,
+        };
+        let gen = *current.entry(meta.key).or_insert(index);
+        let reused = convs
+            .get(&(meta.key, gen))
+            .is_some_and(|c| c.tcp.is_new_connection(&seg));
+        let gen = if reused {
+            current.insert(meta.key, index);
+            index
+        } else {
+            gen
+        };
+        let conv = convs.entry((meta.key, gen)).or_insert_with(|| Conv {
+            tcp: TcpConn::new(),
+            bytes: [Vec::new(), Vec::new()],
+            first: [None, None],
+            broken: false,
+        });
+        let Conv {
+            tcp,
+            bytes,
+            first,
+            broken,
+        } = conv;
+        tcp.on_segment(&seg, payload, &cfg, &mut rstats, &mut |ev| match ev {
+            StreamEvent::Data { side, bytes: b } => {
+                let i = side_index(side);
+                if first[i].is_none() {
+                    order += 1;
+                    first[i] = Some(order);
+                }
+                bytes[i].extend_from_slice(b);
+            }
+            StreamEvent::Gap { .. } | StreamEvent::Reset { .. } => *broken = true,
+            _ => {}
+        });
+    }
+    let mut out = Vec::new();
+    let mut skipped = 0;
+    for (_, mut c) in convs {
+        c.tcp.flush(&cfg, &mut rstats, &mut |ev| {
+            if let StreamEvent::Data { side, bytes } = ev {
+                c.bytes[side_index(side)].extend_from_slice(bytes);
+            }
+        });
+        if c.broken {
+            skipped += 1;
+            continue;
+        }
+        // The client is the side whose first byte came first (requests come first).
+        let [a, b] = c.bytes;
+        let (req, resp) = match (c.first[0], c.first[1]) {
+            (Some(x), Some(y)) if y < x => (b, a),
+            (None, Some(_)) => (b, a),
+            _ => (a, b),
+        };
+        if !req.is_empty() {
+            out.push((req, resp));
+        }
+    }
+    (out, skipped)
+}
+
+fn side_index(s: Side) -> usize {
+    usize::from(s == Side::Hi)
+}
+
+/// Parses a conversation, each direction cut at `cut` (None: whole), requests first.
+fn parse(
+    req: &[u8],
+    resp: &[u8],
+    cut: [Option<usize>; 2],
+    cfg: &HttpConfig,
+) -> Vec<HttpTransaction> {
+    let mut stats = HttpStats::default();
+    let mut out: Vec<HttpTransaction> = Vec::new();
+    let mut conn = HttpConn::new();
+    let at = PacketRef {
+        index: 1,
+        ts: Timestamp(0),
+    };
+    for (i, (dir, data)) in [(Direction::ToServer, req), (Direction::ToClient, resp)]
+        .into_iter()
+        .enumerate()
+    {
+        let c = cut[i].unwrap_or(0).min(data.len());
+        conn.on_data(dir, &data[..c], at, cfg, &mut stats, &mut out);
+        conn.on_data(dir, &data[c..], at, cfg, &mut stats, &mut out);
+    }
+    conn.on_fin(Direction::ToClient, at, cfg, &mut stats, &mut out);
+    conn.finish(FinishCause::ConnectionClosed, at, cfg, &mut stats, &mut out);
+    out.sort_by_key(|t| t.key);
+    // Keys number transactions by delivery (a split adds one); everything else must match.
+    for t in &mut out {
+        t.key = Default::default();
+    }
+    out
+}
+
+/// Bytes of each direction that are checked.
+const PREFIX: usize = 8 * 1024;
+
+#[test]
+fn every_fixture_conversation_split_at_every_byte_gives_the_same_transactions() {
+    let cfg = HttpConfig {
+        include_body_for: vec![
+            "application/json".into(),
+            "application/x-www-form-urlencoded".into(),
+            "text/".into(),
+        ],
+        ..HttpConfig::default()
+    };
+    let mut checked = 0;
+    let mut parses = 0usize;
+    let mut skipped = 0;
+    for pcap in fixture_captures() {
+        let (convs, broken) = conversations(&pcap);
+        skipped += broken;
+        for (mut req, mut resp) in convs {
+            req.truncate(PREFIX);
+            resp.truncate(PREFIX);
+            let whole = parse(&req, &resp, [None, None], &cfg);
+            for (d, len) in [(0, req.len()), (1, resp.len())] {
+                for c in 0..=len {
+                    let mut cut = [None, None];
+                    cut[d] = Some(c);
+                    let split = parse(&req, &resp, cut, &cfg);
+                    assert!(
+                        split == whole,
+                        "{}: conversation starting {:?}: direction {d} cut at {c} changes the transactions",
+                        pcap.display(),
+                        String::from_utf8_lossy(&req[..req.len().min(60)])
+                    );
+                    parses += 1;
+                }
+            }
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} conversations, {parses} split parses, {skipped} with holes skipped");
+    assert!(checked >= 150, "only {checked} conversations");
+}
