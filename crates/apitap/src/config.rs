@@ -162,6 +162,10 @@ pub struct OutputConfig {
     /// File holding the HMAC key for redacted values. Without a key, values become
     /// `[REDACTED]`; with one, `hmac:<16 hex>` so equal secrets can be correlated.
     pub redact_hmac_key_file: Option<PathBuf>,
+    /// Without a key file: make a random key for this run, so redacted values correlate
+    /// within the run (and not across runs). Off by default: a replay's output must be
+    /// the same every time.
+    pub redact_key_per_run: bool,
     /// Body fields (JSON keys at any depth, form fields) and query parameters whose values
     /// are redacted: a name matches when, lower-cased without `_`/`-`, it starts or ends
     /// with one of these.
@@ -179,6 +183,7 @@ impl Default for OutputConfig {
                 .map(|s| s.to_string())
                 .collect(),
             redact_hmac_key_file: None,
+            redact_key_per_run: false,
             redact_fields: apitap_sink::body::DEFAULT_REDACT_FIELDS
                 .iter()
                 .map(|s| s.to_string())
@@ -301,9 +306,20 @@ impl Config {
         }
     }
 
-    /// The HMAC key for redaction, read from `output.redact_hmac_key_file`.
+    /// The HMAC key for redaction, read from `output.redact_hmac_key_file`, or random
+    /// for this run with `output.redact_key_per_run`.
     pub fn redact_key(&self) -> Result<Option<Vec<u8>>> {
         match &self.output.redact_hmac_key_file {
+            None if self.output.redact_key_per_run => {
+                let mut key = vec![0u8; 32];
+                std::io::Read::read_exact(
+                    &mut std::fs::File::open("/dev/urandom")
+                        .context("cannot open /dev/urandom for output.redact_key_per_run")?,
+                    &mut key,
+                )
+                .context("cannot read /dev/urandom")?;
+                Ok(Some(key))
+            }
             None => Ok(None),
             Some(path) => {
                 let key = std::fs::read(path).with_context(|| {
@@ -400,6 +416,16 @@ mod tests {
         assert_eq!(k.sasl.unwrap().mechanism, "SCRAM-SHA-512");
         assert_eq!(k.options.len(), 1);
         assert!(k.tls.is_some());
+    }
+
+    #[test]
+    fn per_run_redaction_keys_differ_between_runs() {
+        let c = Config::parse("[output]\nredact_key_per_run = true\n").unwrap();
+        let a = c.redact_key().unwrap().unwrap();
+        let b = c.redact_key().unwrap().unwrap();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        assert_eq!(Config::default().redact_key().unwrap(), None);
     }
 
     #[test]
