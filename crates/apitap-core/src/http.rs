@@ -215,6 +215,9 @@ anomalies! {
     DecompressionBomb = "decompression_bomb",
     /// A body's Content-Encoding could not be decoded (corrupt or unsupported coding).
     BodyDecodeError = "body_decode_error",
+    /// TCP segments carried two different versions of the same bytes (evasion indicator);
+    /// the first version was used.
+    OverlapConflict = "overlap_conflict",
 }
 
 /// A set of [`Anomaly`] values (bitset).

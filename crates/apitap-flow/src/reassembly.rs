@@ -140,6 +140,13 @@ pub enum StreamEvent<'a> {
         /// Sender.
         side: Side,
     },
+    /// `side` sent two different versions of the same bytes (a retransmission or
+    /// overlapping segment whose content differs from what is buffered): an evasion
+    /// indicator. The first version wins and is what gets delivered.
+    OverlapConflict {
+        /// Sender.
+        side: Side,
+    },
 }
 
 /// One direction of a connection: the bytes one side sends.
@@ -303,8 +310,10 @@ impl Stream {
             .partition_point(|(s, bytes)| !end_of(*s, bytes).after(seq))
     }
 
-    /// Counts buffered segments overlapping `data` at `seq` with different bytes.
-    fn count_conflicts(&self, seq: Seq, data: &[u8], stats: &mut ReassemblyStats) {
+    /// Counts buffered segments overlapping `data` at `seq` with different bytes; true if
+    /// there was one.
+    fn count_conflicts(&self, seq: Seq, data: &[u8], stats: &mut ReassemblyStats) -> bool {
+        let before = stats.overlap_conflicts;
         let end = end_of(seq, data);
         let start = self.first_ending_after(seq);
         for (bseq, bytes) in self.ooo.range(start..) {
@@ -321,6 +330,7 @@ impl Stream {
                 stats.overlap_conflicts += 1;
             }
         }
+        stats.overlap_conflicts > before
     }
 
     /// Buffers the parts of `data` at `seq` that no buffered segment covers yet (the
@@ -437,7 +447,9 @@ impl Stream {
             self.next = Some(seq);
             if !rest.is_empty() {
                 overlapped = true;
-                self.count_conflicts(seq, rest, out.stats);
+                if self.count_conflicts(seq, rest, out.stats) {
+                    (out.emit)(StreamEvent::OverlapConflict { side });
+                }
             }
             self.drain(side, out);
             // Skip what the buffered data covered.
@@ -459,7 +471,9 @@ impl Stream {
         cfg: &ReassemblyConfig,
         out: &mut Out<'_, F>,
     ) {
-        self.count_conflicts(seq, payload, out.stats);
+        if self.count_conflicts(seq, payload, out.stats) {
+            (out.emit)(StreamEvent::OverlapConflict { side });
+        }
         let added = self.insert_first_wins(seq, payload);
         if added == 0 {
             out.stats.retransmitted_segments += 1;

@@ -11,6 +11,7 @@ enum Ev {
     Gap(Side, u64),
     Fin(Side),
     Reset(Side),
+    Conflict(Side),
 }
 
 struct Harness {
@@ -91,6 +92,7 @@ fn conv(e: StreamEvent<'_>) -> Ev {
         StreamEvent::Gap { side, len } => Ev::Gap(side, len),
         StreamEvent::Fin { side } => Ev::Fin(side),
         StreamEvent::Reset { side } => Ev::Reset(side),
+        StreamEvent::OverlapConflict { side } => Ev::Conflict(side),
     }
 }
 
@@ -171,6 +173,8 @@ fn conflicting_overlap_first_copy_wins_and_is_counted() {
     h.seg(C, 1, 0, ACK, b"abcdzz"); // in order, overlaps the buffered EF with zz
     assert_eq!(h.stream(C), vec![Ev::Data(C, b"abcdEFGH".to_vec())]);
     assert_eq!(h.stats.overlap_conflicts, 2);
+    let conflicts = h.events.iter().filter(|e| **e == Ev::Conflict(C)).count();
+    assert_eq!(conflicts, 2, "one event per conflicting segment");
 }
 
 #[test]
@@ -1117,6 +1121,7 @@ proptest! {
                     fin[s.index()] = true;
                 }
                 Ev::Reset(_) => reset = true,
+                Ev::Conflict(s) => prop_assert!(!fin[s.index()]),
             }
         }
         if reset || (fin[0] && fin[1]) {

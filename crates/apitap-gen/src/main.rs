@@ -62,8 +62,22 @@ struct Conn {
 struct Out {
     save: pcap::Savefile,
     ts_us: i64,
+    ip_id: u16,
     packets: u64,
     bytes: u64,
+}
+
+/// Sets the identification of the IPv4 header after the 14-byte Ethernet header and
+/// recomputes its checksum.
+fn set_ipv4_id(frame: &mut [u8], id: u16) -> Result<()> {
+    let ip = frame.get_mut(14..).context("frame without IPv4 header")?;
+    let (mut header, _) =
+        etherparse::Ipv4Header::from_slice(ip).context("generated IPv4 header")?;
+    header.identification = id;
+    header.header_checksum = header.calc_header_checksum();
+    let bytes = header.to_bytes();
+    ip[..bytes.len()].copy_from_slice(&bytes);
+    Ok(())
 }
 
 impl Out {
@@ -101,6 +115,10 @@ impl Out {
         }
         let mut frame = Vec::with_capacity(54 + payload.len());
         b.write(&mut frame, payload).context("build frame")?;
+        // Real stacks give every packet, retransmissions included, its own IPv4 id; this is
+        // what tells a retransmission from a SPAN duplicate of the same frame.
+        self.ip_id = self.ip_id.wrapping_add(1);
+        set_ipv4_id(&mut frame, self.ip_id)?;
         let header = pcap::PacketHeader {
             ts: libc::timeval {
                 tv_sec: self.ts_us / 1_000_000,
@@ -274,6 +292,7 @@ fn main() -> Result<()> {
     let mut out = Out {
         save,
         ts_us: 1_704_067_200_000_000,
+        ip_id: 0,
         packets: 0,
         bytes: 0,
     };

@@ -76,6 +76,10 @@ fn same_seed_same_file_and_every_transaction_recovered() {
         s1.workers.reassembly.retransmitted_segments > 0,
         "duplicates were exercised"
     );
+    assert_eq!(
+        s1.duplicates_dropped, 0,
+        "a retransmission (new IP id) is not a SPAN duplicate"
+    );
     for method in ["GET", "POST", "PUT", "DELETE"] {
         assert!(
             events

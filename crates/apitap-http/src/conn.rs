@@ -427,6 +427,17 @@ impl HttpConn {
         }
     }
 
+    /// Flags `anomaly` (seen below HTTP, e.g. a TCP overlap conflict) on the message in
+    /// progress in `dir`, or on the next one if none is.
+    pub fn on_anomaly(&mut self, dir: Direction, anomaly: Anomaly) {
+        match self.dir(dir).phase {
+            // Head not parsed yet: it joins the head's own anomalies.
+            Phase::Head => self.dir_mut(dir).current.insert(anomaly),
+            Phase::Body(_) => self.mark(dir, anomaly),
+            Phase::Start | Phase::Resync => self.dir_mut(dir).carry.insert(anomaly),
+        }
+    }
+
     /// Gives up on requests whose response has not started within the timeout.
     pub fn expire(
         &mut self,

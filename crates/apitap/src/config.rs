@@ -116,6 +116,9 @@ pub struct PipelineConfig {
     pub reorder_window_packets: u64,
     /// Packets between clock ticks broadcast to all workers (drives timeouts and output).
     pub tick_packets: u64,
+    /// A frame identical to one seen less than this many microseconds before is a SPAN
+    /// duplicate and is dropped (counted); 0 turns the filter off.
+    pub dedup_window_us: u64,
 }
 
 impl Default for PipelineConfig {
@@ -127,6 +130,7 @@ impl Default for PipelineConfig {
             reorder_max_events: 100_000,
             reorder_window_packets: 32_768,
             tick_packets: 8192,
+            dedup_window_us: 1000,
         }
     }
 }
@@ -235,6 +239,9 @@ impl Config {
         }
         if p.reorder_window_packets == 0 {
             bail!("pipeline.reorder_window_packets must be at least 1");
+        }
+        if p.dedup_window_us > 1_000_000 {
+            bail!("pipeline.dedup_window_us must be at most 1000000 (1 s)");
         }
         if p.tick_packets == 0 {
             bail!("pipeline.tick_packets must be at least 1");

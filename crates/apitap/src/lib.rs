@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod counters;
+pub mod dedup;
 pub mod live;
 pub mod metrics;
 pub mod pipeline;

@@ -10,6 +10,7 @@
 //! close their flows and send a final watermark, the sink drains and flushes.
 
 use crate::config::Config;
+use crate::dedup::Dedup;
 use crate::stats::RunSummary;
 use crate::stats::WorkerStats;
 use crate::telemetry::{OutputSnapshot, Shared};
@@ -181,6 +182,7 @@ impl Pipeline {
                 backpressure,
                 decode: DecodeStats::default(),
                 queue_dropped_packets: 0,
+                dedup: Dedup::new(cfg.pipeline.dedup_window_us),
             },
             workers: handles,
             sink,
@@ -196,6 +198,7 @@ impl Pipeline {
         }
         summary.decode = self.feeder.decode.clone();
         summary.queue_dropped_packets = self.feeder.queue_dropped_packets;
+        summary.duplicates_dropped = self.feeder.dedup.dropped;
         drop(self.feeder);
         for handle in self.workers {
             let stats = handle
@@ -262,6 +265,8 @@ pub(crate) struct Feeder {
     pub decode: DecodeStats,
     /// Decoded packets dropped because a worker queue was full (live only).
     pub queue_dropped_packets: u64,
+    /// SPAN duplicate filter.
+    pub dedup: Dedup,
 }
 
 impl Feeder {
@@ -275,7 +280,9 @@ impl Feeder {
             index,
             ts: self.clock.ts.max(raw.ts),
         };
-        if let Some(meta) = decode(raw.link, raw.data, at, &mut self.decode) {
+        if let Some(meta) = decode(raw.link, raw.data, at, &mut self.decode)
+            .filter(|_| !self.dedup.is_duplicate(raw.data, raw.ts))
+        {
             let shard = (meta.key.shard_hash() % self.senders.len() as u64) as usize;
             let start = meta.payload_offset as usize;
             let payload = raw

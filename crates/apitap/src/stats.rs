@@ -138,6 +138,8 @@ pub struct RunSummary {
     pub interfaces: Vec<apitap_wire::InterfaceStats>,
     /// Live capture: decoded packets dropped because a worker queue was full.
     pub queue_dropped_packets: u64,
+    /// Frames dropped as SPAN duplicates (`pipeline.dedup_window_us`).
+    pub duplicates_dropped: u64,
 }
 
 impl RunSummary {
@@ -193,6 +195,7 @@ impl RunSummary {
                 "packets": self.decode.packets,
                 "bytes": self.decode.bytes,
                 "tcp_packets": self.decode.tcp,
+                "duplicates_dropped": self.duplicates_dropped,
                 "skipped": decode_drops,
                 "warnings": self.warnings,
                 "error": self.input_error,

@@ -526,6 +526,16 @@ impl Dispatch<'_> {
                 }
             }
             StreamEvent::Reset { .. } => {}
+            StreamEvent::OverlapConflict { side } => {
+                // Often before any byte was delivered (the conflict is between buffered
+                // copies): the parser is created to carry it to the next message.
+                if let Some(client) = *self.client {
+                    self.http.get_or_insert_with(Box::default).on_anomaly(
+                        direction(side, client),
+                        apitap_core::Anomaly::OverlapConflict,
+                    );
+                }
+            }
         }
     }
 

@@ -1,0 +1,585 @@
+//! Configuration (`[analytics]` in `sensor.toml`). Every field has a default; unknown
+//! fields are rejected. Times are packet time.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::alert::Rule;
+use crate::sensitive::SensitiveKind;
+
+/// An invalid configuration value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "analytics config: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Top-level analytics configuration.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalyticsConfig {
+    /// Run the analytics at all.
+    pub enabled: bool,
+    /// Packet time during which baselines and third-party lists learn before they alert
+    /// (per endpoint for baselines, from the first transaction for third parties).
+    pub learning_period_s: u64,
+    /// The same (rule, client, endpoint) does not fire again within this packet time.
+    pub suppression_window_s: u64,
+    /// Per-rule suppression window overrides: rule id -> seconds.
+    pub rule_suppression_s: BTreeMap<String, u64>,
+    /// Rule ids that never fire.
+    pub disabled_rules: Vec<String>,
+    /// Event ids kept as evidence per alert.
+    pub max_evidence: usize,
+    /// Suppression keys remembered (least recently used forgotten first, counted).
+    pub max_suppression_keys: usize,
+    /// Path templating.
+    pub templating: TemplatingConfig,
+    /// Endpoint inventory.
+    pub inventory: InventoryConfig,
+    /// OpenAPI spec diff.
+    pub spec: SpecConfig,
+    /// Per-endpoint baselines.
+    pub baseline: BaselineConfig,
+    /// Authentication failure bursts.
+    pub auth: AuthConfig,
+    /// Object id enumeration (BOLA).
+    pub bola: BolaConfig,
+    /// Secrets in URLs.
+    pub url_secrets: UrlSecretsConfig,
+    /// Sensitive data in headers and bodies.
+    pub sensitive: SensitiveConfig,
+    /// Third parties: new external destinations, partner behaviour.
+    pub third_party: ThirdPartyConfig,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        AnalyticsConfig {
+            enabled: true,
+            learning_period_s: 600,
+            suppression_window_s: 3600,
+            rule_suppression_s: BTreeMap::new(),
+            disabled_rules: Vec::new(),
+            max_evidence: 20,
+            max_suppression_keys: 100_000,
+            templating: TemplatingConfig::default(),
+            inventory: InventoryConfig::default(),
+            spec: SpecConfig::default(),
+            baseline: BaselineConfig::default(),
+            auth: AuthConfig::default(),
+            bola: BolaConfig::default(),
+            url_secrets: UrlSecretsConfig::default(),
+            sensitive: SensitiveConfig::default(),
+            third_party: ThirdPartyConfig::default(),
+        }
+    }
+}
+
+/// Path templating.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplatingConfig {
+    /// Typed placeholders (`{id}`, `{uuid}`, `{hex}`, `{token}`, `{date}`, `{email}`);
+    /// `false`: every placeholder is `{id}`. Learned variable segments are `{param}`.
+    pub typed_placeholders: bool,
+    /// A literal segment position (per host, method, parent template, position) becomes
+    /// `{param}` once it has seen more than this many distinct values.
+    pub variable_after_distinct: usize,
+    /// Positions (0 = first segment) below this never become `{param}` (so scanners
+    /// cannot fold a whole host into `/{param}`).
+    pub learn_min_depth: usize,
+    /// Segment positions tracked while learning (least recently used forgotten first).
+    pub max_learned_positions: usize,
+}
+
+impl Default for TemplatingConfig {
+    fn default() -> Self {
+        TemplatingConfig {
+            typed_placeholders: true,
+            variable_after_distinct: 50,
+            learn_min_depth: 1,
+            max_learned_positions: 10_000,
+        }
+    }
+}
+
+/// Endpoint inventory.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InventoryConfig {
+    /// Endpoints kept; transactions of further endpoints are counted as overflow.
+    pub max_endpoints: usize,
+    /// Distinct clients remembered per endpoint (beyond: the count is a lower bound).
+    pub max_clients_per_endpoint: usize,
+    /// Distinct values kept per endpoint field (content types, query parameter names,
+    /// status codes, auth schemes).
+    pub max_values_per_field: usize,
+    /// Record endpoints that were only ever answered 404 (scanners make many).
+    pub include_404: bool,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        InventoryConfig {
+            max_endpoints: 10_000,
+            max_clients_per_endpoint: 256,
+            max_values_per_field: 32,
+            include_404: false,
+        }
+    }
+}
+
+/// OpenAPI spec diff.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpecConfig {
+    /// Hosts (Host header, or server IP as text) the spec describes; empty: every host.
+    pub hosts: Vec<String>,
+    /// Response statuses that do not make an undocumented request a shadow API (the
+    /// endpoint does not exist).
+    pub shadow_ignore_status: Vec<u16>,
+}
+
+impl Default for SpecConfig {
+    fn default() -> Self {
+        SpecConfig {
+            hosts: Vec::new(),
+            shadow_ignore_status: vec![404, 405, 501],
+        }
+    }
+}
+
+/// Per-endpoint baselines (EWMA mean and variance over buckets).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BaselineConfig {
+    /// Bucket length (one minute by default).
+    pub bucket_s: u64,
+    /// Buckets an endpoint must have been observed for before it alerts (besides
+    /// `learning_period_s`).
+    pub min_buckets: u32,
+    /// EWMA weight of a new bucket, (0, 1].
+    pub ewma_alpha: f64,
+    /// A value must exceed mean + `sigma` * stddev.
+    pub sigma: f64,
+    /// Rate spike: bucket requests >= `rate_factor` * mean ...
+    pub rate_factor: f64,
+    /// ... and >= this many requests in the bucket.
+    pub rate_min_requests: u64,
+    /// Error burst: at least this many errors (of the class) in the bucket ...
+    pub error_min_errors: u64,
+    /// ... and the error ratio at least this much above its mean (0-1).
+    pub error_min_ratio_delta: f64,
+    /// Latency spike: bucket mean latency >= `latency_factor` * baseline mean ...
+    pub latency_factor: f64,
+    /// ... and >= this many milliseconds ...
+    pub latency_min_ms: u64,
+    /// ... over at least this many timed requests.
+    pub latency_min_requests: u64,
+    /// Response-size jump: bucket mean response body >= `size_factor` * baseline mean ...
+    pub size_factor: f64,
+    /// ... and >= this many bytes.
+    pub size_min_bytes: u64,
+    /// Empty buckets folded into the rate baseline after a long quiet gap (bound on work).
+    pub max_gap_buckets: u64,
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        BaselineConfig {
+            bucket_s: 60,
+            min_buckets: 5,
+            ewma_alpha: 0.1,
+            sigma: 4.0,
+            rate_factor: 3.0,
+            rate_min_requests: 60,
+            error_min_errors: 10,
+            error_min_ratio_delta: 0.25,
+            latency_factor: 3.0,
+            latency_min_ms: 250,
+            latency_min_requests: 10,
+            size_factor: 4.0,
+            size_min_bytes: 65_536,
+            max_gap_buckets: 1440,
+        }
+    }
+}
+
+/// Authentication failure bursts (401/403 per client).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Sliding window.
+    pub window_s: u64,
+    /// Failures on login-like endpoints within the window (APITAP-AUTH-001).
+    pub login_failures: usize,
+    /// Failures on any endpoint within the window (APITAP-AUTH-002).
+    pub any_failures: usize,
+    /// A path containing one of these (lower case) is login-like.
+    pub login_keywords: Vec<String>,
+    /// Clients tracked (least recently used forgotten first, counted).
+    pub max_clients: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            window_s: 300,
+            login_failures: 10,
+            any_failures: 50,
+            login_keywords: ["login", "signin", "sign-in", "auth", "token", "session"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            max_clients: 10_000,
+        }
+    }
+}
+
+/// Object id enumeration (BOLA).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BolaConfig {
+    /// Sliding window.
+    pub window_s: u64,
+    /// Distinct object ids of one templated endpoint requested by one client in the window.
+    pub distinct_ids: usize,
+    /// (client, endpoint) pairs tracked (least recently used forgotten first, counted).
+    pub max_keys: usize,
+}
+
+impl Default for BolaConfig {
+    fn default() -> Self {
+        BolaConfig {
+            window_s: 300,
+            distinct_ids: 100,
+            max_keys: 10_000,
+        }
+    }
+}
+
+/// Secrets in URLs.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UrlSecretsConfig {
+    /// Query parameter names (lower case, `-` read as `_`) whose non-empty value is a secret.
+    pub param_names: Vec<String>,
+}
+
+impl Default for UrlSecretsConfig {
+    fn default() -> Self {
+        UrlSecretsConfig {
+            param_names: [
+                "api_key",
+                "apikey",
+                "key",
+                "token",
+                "access_token",
+                "refresh_token",
+                "id_token",
+                "auth",
+                "password",
+                "passwd",
+                "pwd",
+                "secret",
+                "client_secret",
+                "sig",
+                "signature",
+                "session",
+                "sessionid",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        }
+    }
+}
+
+/// Sensitive data in headers and bodies.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SensitiveConfig {
+    /// Kinds looked for: `card_number`, `email`, `ssn`, `aws_access_key_id`, `jwt`,
+    /// `private_key`.
+    pub kinds: Vec<String>,
+    /// Bytes of each body sample scanned (the sample is already bounded upstream).
+    pub max_scan_bytes: usize,
+    /// Scan header values too (except `skip_headers`).
+    pub scan_headers: bool,
+    /// Headers never scanned (they carry credentials by design).
+    pub skip_headers: Vec<String>,
+}
+
+impl Default for SensitiveConfig {
+    fn default() -> Self {
+        SensitiveConfig {
+            kinds: SensitiveKind::ALL
+                .iter()
+                .map(|k| k.name().to_string())
+                .collect(),
+            max_scan_bytes: 65_536,
+            scan_headers: true,
+            skip_headers: [
+                "authorization",
+                "proxy-authorization",
+                "cookie",
+                "set-cookie",
+                "x-api-key",
+                "api-key",
+                "apikey",
+                "x-auth-token",
+                "x-access-token",
+                "x-amz-security-token",
+                "x-csrf-token",
+                "x-xsrf-token",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        }
+    }
+}
+
+/// Third parties.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThirdPartyConfig {
+    /// Internal networks (CIDR). Empty: the new-destination rule is off.
+    pub internal_cidrs: Vec<String>,
+    /// Partner networks (CIDR); each CIDR is one partner. Empty: partner rules are off.
+    pub partner_cidrs: Vec<String>,
+    /// Destinations remembered (beyond: counted, not remembered).
+    pub max_destinations: usize,
+    /// (partner, endpoint) pairs remembered from learning (beyond: counted).
+    pub max_partner_endpoints: usize,
+    /// Partner 401/403 answers within `auth.window_s` that fire APITAP-THIRDPARTY-003.
+    pub partner_auth_failures: usize,
+}
+
+impl Default for ThirdPartyConfig {
+    fn default() -> Self {
+        ThirdPartyConfig {
+            internal_cidrs: Vec::new(),
+            partner_cidrs: Vec::new(),
+            max_destinations: 10_000,
+            max_partner_endpoints: 10_000,
+            partner_auth_failures: 3,
+        }
+    }
+}
+
+impl AnalyticsConfig {
+    /// Checks ranges, rule ids, kinds and CIDRs.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        let positive = [
+            ("suppression_window_s", self.suppression_window_s as usize),
+            ("max_evidence", self.max_evidence),
+            ("max_suppression_keys", self.max_suppression_keys),
+            (
+                "templating.variable_after_distinct",
+                self.templating.variable_after_distinct,
+            ),
+            (
+                "templating.max_learned_positions",
+                self.templating.max_learned_positions,
+            ),
+            ("inventory.max_endpoints", self.inventory.max_endpoints),
+            (
+                "inventory.max_clients_per_endpoint",
+                self.inventory.max_clients_per_endpoint,
+            ),
+            (
+                "inventory.max_values_per_field",
+                self.inventory.max_values_per_field,
+            ),
+            ("baseline.bucket_s", self.baseline.bucket_s as usize),
+            ("auth.window_s", self.auth.window_s as usize),
+            ("auth.login_failures", self.auth.login_failures),
+            ("auth.any_failures", self.auth.any_failures),
+            ("auth.max_clients", self.auth.max_clients),
+            ("bola.window_s", self.bola.window_s as usize),
+            ("bola.distinct_ids", self.bola.distinct_ids),
+            ("bola.max_keys", self.bola.max_keys),
+            ("sensitive.max_scan_bytes", self.sensitive.max_scan_bytes),
+            (
+                "third_party.max_destinations",
+                self.third_party.max_destinations,
+            ),
+            (
+                "third_party.max_partner_endpoints",
+                self.third_party.max_partner_endpoints,
+            ),
+            (
+                "third_party.partner_auth_failures",
+                self.third_party.partner_auth_failures,
+            ),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return err(format!("{name} must be > 0"));
+            }
+        }
+        let b = &self.baseline;
+        if !(b.ewma_alpha > 0.0 && b.ewma_alpha <= 1.0) {
+            return err(format!(
+                "baseline.ewma_alpha must be in (0, 1], got {}",
+                b.ewma_alpha
+            ));
+        }
+        for (name, v) in [
+            ("baseline.sigma", b.sigma),
+            ("baseline.rate_factor", b.rate_factor),
+            ("baseline.latency_factor", b.latency_factor),
+            ("baseline.size_factor", b.size_factor),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return err(format!("{name} must be a finite number >= 0, got {v}"));
+            }
+        }
+        if !(b.error_min_ratio_delta.is_finite() && (0.0..=1.0).contains(&b.error_min_ratio_delta))
+        {
+            return err("baseline.error_min_ratio_delta must be in [0, 1]".into());
+        }
+        for id in self
+            .disabled_rules
+            .iter()
+            .chain(self.rule_suppression_s.keys())
+        {
+            if Rule::from_id(id).is_none() {
+                return err(format!("unknown rule id {id:?}"));
+            }
+        }
+        for k in &self.sensitive.kinds {
+            if SensitiveKind::from_name(k).is_none() {
+                return err(format!("unknown sensitive.kinds entry {k:?}"));
+            }
+        }
+        for c in self
+            .third_party
+            .internal_cidrs
+            .iter()
+            .chain(&self.third_party.partner_cidrs)
+        {
+            Cidr::parse(c)?;
+        }
+        Ok(())
+    }
+}
+
+/// An IP network (`10.0.0.0/8`, `2001:db8::/32`; a bare address is a /32 or /128).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `addr/prefix` or a bare address.
+    pub fn parse(s: &str) -> Result<Cidr, ConfigError> {
+        let bad = || ConfigError(format!("invalid CIDR {s:?}"));
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u8>().map_err(|_| bad())?)),
+            None => (s.trim(), None),
+        };
+        let net: IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Cidr { net, prefix })
+    }
+
+    /// Whether `ip` is inside (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_unknown_fields_fail() {
+        AnalyticsConfig::default().validate().unwrap();
+        let c: AnalyticsConfig = serde_json::from_str(r#"{"bola":{"distinct_ids":7}}"#).unwrap();
+        assert_eq!(c.bola.distinct_ids, 7);
+        assert_eq!(c.bola.window_s, 300);
+        assert!(serde_json::from_str::<AnalyticsConfig>(r#"{"bola":{"nope":1}}"#).is_err());
+        assert!(serde_json::from_str::<AnalyticsConfig>(r#"{"nope":1}"#).is_err());
+    }
+
+    #[test]
+    fn validate_rejects_bad_values() {
+        let mut c = AnalyticsConfig::default();
+        c.baseline.ewma_alpha = 0.0;
+        assert!(c.validate().is_err());
+        let c = AnalyticsConfig {
+            disabled_rules: vec!["APITAP-NOPE".into()],
+            ..AnalyticsConfig::default()
+        };
+        assert!(c.validate().is_err());
+        let mut c = AnalyticsConfig::default();
+        c.third_party.internal_cidrs = vec!["10.0.0.0/33".into()];
+        assert!(c.validate().is_err());
+        let mut c = AnalyticsConfig::default();
+        c.sensitive.kinds = vec!["iban".into()];
+        assert!(c.validate().is_err());
+        let mut c = AnalyticsConfig::default();
+        c.bola.distinct_ids = 0;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn cidr() {
+        let c = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(c.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        let all = Cidr::parse("0.0.0.0/0").unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        let v6 = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8::1".parse().unwrap()));
+        assert!(!v6.contains("2001:db9::1".parse().unwrap()));
+        let host = Cidr::parse("192.0.2.7").unwrap();
+        assert!(host.contains("192.0.2.7".parse().unwrap()));
+        assert!(!host.contains("192.0.2.8".parse().unwrap()));
+        assert!(Cidr::parse("nope/8").is_err());
+    }
+}

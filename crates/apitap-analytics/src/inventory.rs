@@ -1,0 +1,685 @@
+//! Endpoint inventory: every (host, method, path template) seen, with counts, status mix,
+//! content types, auth schemes, query parameter names, clients and body sizes. Bounded;
+//! saved and loaded as JSON; exported as OpenAPI 3.0 (see [`crate::openapi`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{InventoryConfig, TemplatingConfig};
+use crate::record::TxRecord;
+use crate::template::{LearnedVariable, Templated, Templater};
+
+/// Identity of an endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EndpointKey {
+    /// Host (empty when the requests had no Host header).
+    pub host: String,
+    /// Method (upper case).
+    pub method: String,
+    /// Path template (`/users/{id}`).
+    pub template: String,
+}
+
+impl EndpointKey {
+    /// `METHOD /template`, as in `apitap.endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("{} {}", self.method, self.template)
+    }
+}
+
+/// Min / max / sum of a size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeStats {
+    /// Smallest.
+    pub min: u64,
+    /// Largest.
+    pub max: u64,
+    /// Sum (saturating).
+    pub sum: u64,
+}
+
+impl SizeStats {
+    fn add(&mut self, v: u64, first: bool) {
+        if first {
+            self.min = v;
+            self.max = v;
+        } else {
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+        }
+        self.sum = self.sum.saturating_add(v);
+    }
+
+    fn merge(&mut self, o: &SizeStats) {
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        self.sum = self.sum.saturating_add(o.sum);
+    }
+}
+
+/// What the inventory knows about one endpoint. Maps are bounded by
+/// `inventory.max_values_per_field` (further values are not added; `*_capped` says so).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointStats {
+    /// Host.
+    pub host: String,
+    /// Method.
+    pub method: String,
+    /// Path template.
+    pub template: String,
+    /// First request (packet time, Unix ns).
+    pub first_seen_ns: i64,
+    /// Last request (packet time, Unix ns).
+    pub last_seen_ns: i64,
+    /// Transactions.
+    pub count: u64,
+    /// Transactions by status class: `1xx` .. `5xx`, `none` (no response).
+    pub status_classes: BTreeMap<String, u64>,
+    /// Transactions by exact status code.
+    pub status_codes: BTreeMap<u16, u64>,
+    /// Request media types (lower case, no parameters).
+    pub request_content_types: BTreeMap<String, u64>,
+    /// Response media types (lower case, no parameters).
+    pub response_content_types: BTreeMap<String, u64>,
+    /// Auth schemes: `none`, `basic`, `bearer`, `bearer_jwt`, `digest`, `api_key_header`,
+    /// `api_key_query`, `cookie`, `other`.
+    pub auth_schemes: BTreeMap<String, u64>,
+    /// Query parameter names (percent-decoded).
+    pub query_params: BTreeMap<String, u64>,
+    /// Distinct clients (IP), up to `max_clients_per_endpoint`.
+    pub clients: BTreeSet<IpAddr>,
+    /// More clients than `clients` holds were seen.
+    pub clients_capped: bool,
+    /// Some field map reached its bound and dropped values.
+    pub fields_capped: bool,
+    /// Request body sizes.
+    pub request_body_bytes: SizeStats,
+    /// Response body sizes.
+    pub response_body_bytes: SizeStats,
+}
+
+impl EndpointStats {
+    fn new(key: &EndpointKey, ts: i64) -> EndpointStats {
+        EndpointStats {
+            host: key.host.clone(),
+            method: key.method.clone(),
+            template: key.template.clone(),
+            first_seen_ns: ts,
+            last_seen_ns: ts,
+            count: 0,
+            status_classes: BTreeMap::new(),
+            status_codes: BTreeMap::new(),
+            request_content_types: BTreeMap::new(),
+            response_content_types: BTreeMap::new(),
+            auth_schemes: BTreeMap::new(),
+            query_params: BTreeMap::new(),
+            clients: BTreeSet::new(),
+            clients_capped: false,
+            fields_capped: false,
+            request_body_bytes: SizeStats::default(),
+            response_body_bytes: SizeStats::default(),
+        }
+    }
+
+    /// The endpoint key.
+    pub fn key(&self) -> EndpointKey {
+        EndpointKey {
+            host: self.host.clone(),
+            method: self.method.clone(),
+            template: self.template.clone(),
+        }
+    }
+
+    fn record(&mut self, tx: &TxRecord, cfg: &InventoryConfig) {
+        let first = self.count == 0;
+        self.count += 1;
+        self.first_seen_ns = self.first_seen_ns.min(tx.ts_ns);
+        self.last_seen_ns = self.last_seen_ns.max(tx.ts_ns);
+        let cap = cfg.max_values_per_field;
+        let mut capped = false;
+        let class = match tx.status {
+            Some(s) => status_class(s),
+            None => "none",
+        };
+        bump(&mut self.status_classes, class, cap, &mut capped);
+        if let Some(s) = tx.status {
+            if self.status_codes.len() < cap || self.status_codes.contains_key(&s) {
+                *self.status_codes.entry(s).or_insert(0) += 1;
+            } else {
+                capped = true;
+            }
+        }
+        if let Some(ct) = tx.request_content_type.as_deref().and_then(media_type) {
+            bump(&mut self.request_content_types, &ct, cap, &mut capped);
+        }
+        if let Some(ct) = tx.response_content_type.as_deref().and_then(media_type) {
+            bump(&mut self.response_content_types, &ct, cap, &mut capped);
+        }
+        for scheme in auth_schemes(tx) {
+            bump(&mut self.auth_schemes, scheme, cap, &mut capped);
+        }
+        if let Some(q) = &tx.query {
+            for (name, _) in query_pairs(q) {
+                if !name.is_empty() {
+                    bump(&mut self.query_params, &name, cap, &mut capped);
+                }
+            }
+        }
+        let ip = tx.client.ip();
+        if !self.clients.contains(&ip) {
+            if self.clients.len() < cfg.max_clients_per_endpoint {
+                self.clients.insert(ip);
+            } else {
+                self.clients_capped = true;
+            }
+        }
+        self.fields_capped |= capped;
+        self.request_body_bytes.add(tx.request_body_bytes, first);
+        self.response_body_bytes.add(tx.response_body_bytes, first);
+    }
+
+    fn merge(&mut self, o: &EndpointStats, cfg: &InventoryConfig) {
+        if o.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            self.request_body_bytes = o.request_body_bytes;
+            self.response_body_bytes = o.response_body_bytes;
+        } else {
+            self.request_body_bytes.merge(&o.request_body_bytes);
+            self.response_body_bytes.merge(&o.response_body_bytes);
+        }
+        self.count += o.count;
+        self.first_seen_ns = self.first_seen_ns.min(o.first_seen_ns);
+        self.last_seen_ns = self.last_seen_ns.max(o.last_seen_ns);
+        let cap = cfg.max_values_per_field;
+        let mut capped = o.fields_capped;
+        for (map, other) in [
+            (&mut self.status_classes, &o.status_classes),
+            (&mut self.request_content_types, &o.request_content_types),
+            (&mut self.response_content_types, &o.response_content_types),
+            (&mut self.auth_schemes, &o.auth_schemes),
+            (&mut self.query_params, &o.query_params),
+        ] {
+            for (k, v) in other {
+                if map.len() < cap || map.contains_key(k) {
+                    *map.entry(k.clone()).or_insert(0) += v;
+                } else {
+                    capped = true;
+                }
+            }
+        }
+        for (k, v) in &o.status_codes {
+            if self.status_codes.len() < cap || self.status_codes.contains_key(k) {
+                *self.status_codes.entry(*k).or_insert(0) += v;
+            } else {
+                capped = true;
+            }
+        }
+        for ip in &o.clients {
+            if self.clients.len() < cfg.max_clients_per_endpoint {
+                self.clients.insert(*ip);
+            } else if !self.clients.contains(ip) {
+                self.clients_capped = true;
+            }
+        }
+        self.clients_capped |= o.clients_capped;
+        self.fields_capped |= capped;
+    }
+}
+
+fn bump(map: &mut BTreeMap<String, u64>, key: &str, cap: usize, capped: &mut bool) {
+    if let Some(v) = map.get_mut(key) {
+        *v += 1;
+    } else if map.len() < cap {
+        map.insert(key.to_string(), 1);
+    } else {
+        *capped = true;
+    }
+}
+
+/// `2xx` etc. for a status code (`other` outside 100-599).
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
+}
+
+/// Media type of a Content-Type value: lower case, without parameters.
+pub fn media_type(ct: &str) -> Option<String> {
+    let mt = ct.split(';').next().unwrap_or("").trim();
+    if mt.is_empty() || mt.len() > 100 {
+        return None;
+    }
+    Some(mt.to_ascii_lowercase())
+}
+
+/// Query string pairs, names and values percent-decoded (`+` as space). Names are lower
+/// cased for matching by the callers that need it, not here.
+pub fn query_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    q.split('&').filter(|p| !p.is_empty()).map(|p| {
+        let (n, v) = p.split_once('=').unwrap_or((p, ""));
+        (percent_decode(n), percent_decode(v))
+    })
+}
+
+/// Percent-decoding (`+` as space); invalid escapes are kept as they are.
+pub fn percent_decode(s: &str) -> String {
+    if !s.contains(['%', '+']) {
+        return s.to_string();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' if i + 2 < b.len() => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                    }
+                    _ => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Header names that carry API keys.
+pub const API_KEY_HEADERS: &[&str] = &[
+    "x-api-key",
+    "api-key",
+    "apikey",
+    "x-apikey",
+    "x-auth-token",
+    "x-access-token",
+];
+
+/// Query parameter names that carry API keys (for the `api_key_query` auth scheme).
+const API_KEY_PARAMS: &[&str] = &["api_key", "apikey", "key", "access_token", "token"];
+
+/// The auth schemes a request shows (at least `none`).
+pub fn auth_schemes(tx: &TxRecord) -> Vec<&'static str> {
+    let mut out = Vec::with_capacity(2);
+    for (name, value) in &tx.request_headers {
+        match name.as_str() {
+            "authorization" => {
+                let mut words = value.split_whitespace();
+                let scheme = words.next().unwrap_or("");
+                let rest = words.next().unwrap_or("");
+                let s = if scheme.eq_ignore_ascii_case("basic") {
+                    "basic"
+                } else if scheme.eq_ignore_ascii_case("bearer") {
+                    let jwt =
+                        tx.auth_jwt || crate::sensitive::secret_value_kind(rest) == Some("jwt");
+                    if jwt {
+                        "bearer_jwt"
+                    } else {
+                        "bearer"
+                    }
+                } else if scheme.eq_ignore_ascii_case("digest") {
+                    "digest"
+                } else {
+                    "other"
+                };
+                out.push(s);
+            }
+            "cookie" => out.push("cookie"),
+            n if API_KEY_HEADERS.contains(&n) => out.push("api_key_header"),
+            _ => {}
+        }
+    }
+    if let Some(q) = &tx.query {
+        if query_pairs(q).any(|(n, v)| {
+            !v.is_empty() && API_KEY_PARAMS.contains(&n.to_ascii_lowercase().as_str())
+        }) {
+            out.push("api_key_query");
+        }
+    }
+    if out.is_empty() {
+        out.push("none");
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Saved inventory (JSON via serde): what a live sensor keeps across restarts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventorySnapshot {
+    /// Format version (1).
+    pub format: u32,
+    /// Endpoints, merged with the learned variables, sorted by key.
+    pub endpoints: Vec<EndpointStats>,
+    /// Learned variable segment positions.
+    pub learned_variables: Vec<LearnedVariable>,
+    /// Transactions not recorded because the endpoint table was full.
+    pub overflow_transactions: u64,
+}
+
+/// Result of [`Inventory::observe`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// The endpoint.
+    pub key: EndpointKey,
+    /// Object key of the path (see [`Templated::object_key`]).
+    pub object_key: Option<u64>,
+    /// The endpoint is in the inventory (false: table full, or a 404-only endpoint).
+    pub recorded: bool,
+}
+
+/// The endpoint inventory (with its templater).
+#[derive(Debug)]
+pub struct Inventory {
+    cfg: InventoryConfig,
+    /// The path templater.
+    pub templater: Templater,
+    endpoints: HashMap<EndpointKey, EndpointStats>,
+    /// Transactions whose endpoint was new while the table was full.
+    pub overflow_transactions: u64,
+    /// Transactions answered 404 on an endpoint not in the inventory (not recorded unless
+    /// `include_404`).
+    pub skipped_404: u64,
+}
+
+impl Inventory {
+    /// An empty inventory.
+    pub fn new(cfg: &InventoryConfig, tcfg: &TemplatingConfig) -> Inventory {
+        Inventory {
+            cfg: cfg.clone(),
+            templater: Templater::new(tcfg),
+            endpoints: HashMap::new(),
+            overflow_transactions: 0,
+            skipped_404: 0,
+        }
+    }
+
+    /// Templates the transaction's path and records it.
+    pub fn observe(&mut self, tx: &TxRecord) -> Observed {
+        let host = tx.host.as_deref().unwrap_or("");
+        let method = tx.method.to_ascii_uppercase();
+        let learn = matches!(tx.status, Some(s) if s != 404);
+        let Templated {
+            template,
+            object_key,
+        } = self.templater.template(host, &method, &tx.path, learn);
+        let key = EndpointKey {
+            host: host.to_string(),
+            method,
+            template,
+        };
+        let recorded = if let Some(e) = self.endpoints.get_mut(&key) {
+            e.record(tx, &self.cfg);
+            true
+        } else if tx.status == Some(404) && !self.cfg.include_404 {
+            self.skipped_404 += 1;
+            false
+        } else if self.endpoints.len() >= self.cfg.max_endpoints {
+            self.overflow_transactions += 1;
+            false
+        } else {
+            let mut e = EndpointStats::new(&key, tx.ts_ns);
+            e.record(tx, &self.cfg);
+            self.endpoints.insert(key.clone(), e);
+            true
+        };
+        Observed {
+            key,
+            object_key,
+            recorded,
+        }
+    }
+
+    /// Endpoints currently stored (before folding into learned variables).
+    pub fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// No endpoint stored.
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+
+    /// The stored record of an endpoint.
+    pub fn get(&self, key: &EndpointKey) -> Option<&EndpointStats> {
+        self.endpoints.get(key)
+    }
+
+    /// Endpoints folded into the learned variables and sorted by key.
+    pub fn endpoints(&self) -> Vec<EndpointStats> {
+        let mut merged: BTreeMap<EndpointKey, EndpointStats> = BTreeMap::new();
+        let mut stored: Vec<&EndpointStats> = self.endpoints.values().collect();
+        stored.sort_by(|a, b| {
+            (&a.host, &a.method, &a.template).cmp(&(&b.host, &b.method, &b.template))
+        });
+        for e in stored {
+            let template = self
+                .templater
+                .apply_learned(&e.host, &e.method, &e.template);
+            let key = EndpointKey {
+                host: e.host.clone(),
+                method: e.method.clone(),
+                template,
+            };
+            match merged.get_mut(&key) {
+                Some(m) => m.merge(e, &self.cfg),
+                None => {
+                    let mut m = e.clone();
+                    m.template = key.template.clone();
+                    merged.insert(key, m);
+                }
+            }
+        }
+        merged.into_values().collect()
+    }
+
+    /// The inventory to save.
+    pub fn snapshot(&self) -> InventorySnapshot {
+        InventorySnapshot {
+            format: 1,
+            endpoints: self.endpoints(),
+            learned_variables: self.templater.learned(),
+            overflow_transactions: self.overflow_transactions,
+        }
+    }
+
+    /// Loads a saved inventory into this one (merging with what is there). Endpoints past
+    /// `max_endpoints` are dropped and counted in `overflow_transactions` by their count.
+    pub fn restore(&mut self, snap: &InventorySnapshot) {
+        self.templater.restore(&snap.learned_variables);
+        self.overflow_transactions += snap.overflow_transactions;
+        for e in &snap.endpoints {
+            let key = e.key();
+            if let Some(m) = self.endpoints.get_mut(&key) {
+                m.merge(e, &self.cfg);
+            } else if self.endpoints.len() < self.cfg.max_endpoints {
+                self.endpoints.insert(key, e.clone());
+            } else {
+                self.overflow_transactions += e.count;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn tx(ts: i64, client: &str, method: &str, path: &str, status: u16) -> TxRecord {
+        TxRecord {
+            ts_ns: ts,
+            event_id: format!("e{ts}"),
+            client: format!("{client}:40000").parse::<SocketAddr>().unwrap(),
+            server: "10.0.0.1:80".parse().unwrap(),
+            host: Some("api.example.com".into()),
+            method: method.into(),
+            path: path.into(),
+            status: Some(status),
+            ..TxRecord::default()
+        }
+    }
+
+    fn inv() -> Inventory {
+        Inventory::new(&InventoryConfig::default(), &TemplatingConfig::default())
+    }
+
+    #[test]
+    fn ten_thousand_ids_one_endpoint_and_fixed_paths_stay() {
+        let mut inv = inv();
+        for i in 0..10_000 {
+            inv.observe(&tx(i, "192.0.2.1", "GET", &format!("/users/{i}"), 200));
+        }
+        for p in ["/users/me", "/users/search", "/health"] {
+            inv.observe(&tx(20_000, "192.0.2.1", "GET", p, 200));
+        }
+        let eps = inv.endpoints();
+        let names: Vec<String> = eps.iter().map(|e| e.key().endpoint()).collect();
+        assert_eq!(
+            names,
+            [
+                "GET /health",
+                "GET /users/me",
+                "GET /users/search",
+                "GET /users/{id}"
+            ]
+        );
+        let users = eps.iter().find(|e| e.template == "/users/{id}").unwrap();
+        assert_eq!(users.count, 10_000);
+        assert_eq!(users.first_seen_ns, 0);
+        assert_eq!(users.last_seen_ns, 9_999);
+    }
+
+    #[test]
+    fn learned_variables_merge_on_output() {
+        let mut inv = inv();
+        for i in 0..80 {
+            let name = format!(
+                "name{}{}",
+                char::from(b'a' + (i % 26) as u8),
+                "z".repeat(i as usize / 26)
+            );
+            inv.observe(&tx(i, "192.0.2.1", "GET", &format!("/repos/{name}"), 200));
+        }
+        let eps = inv.endpoints();
+        assert_eq!(
+            eps.len(),
+            1,
+            "{:?}",
+            eps.iter().map(|e| &e.template).collect::<Vec<_>>()
+        );
+        assert_eq!(eps[0].template, "/repos/{param}");
+        assert_eq!(eps[0].count, 80);
+    }
+
+    #[test]
+    fn fields_are_recorded_and_bounded() {
+        let cfg = InventoryConfig {
+            max_endpoints: 2,
+            max_clients_per_endpoint: 2,
+            ..InventoryConfig::default()
+        };
+        let mut inv = Inventory::new(&cfg, &TemplatingConfig::default());
+        let mut t = tx(5, "192.0.2.1", "post", "/login", 401);
+        t.query = Some("next=%2Fhome&api_key=x".into());
+        t.request_headers = vec![("authorization".into(), "Basic [REDACTED]".into())];
+        t.request_content_type = Some("application/JSON; charset=utf-8".into());
+        t.request_body_bytes = 10;
+        inv.observe(&t);
+        let mut t2 = tx(7, "192.0.2.2", "POST", "/login", 200);
+        t2.request_headers = vec![("authorization".into(), "Bearer [REDACTED]".into())];
+        t2.auth_jwt = true;
+        t2.request_body_bytes = 30;
+        inv.observe(&t2);
+        inv.observe(&tx(8, "192.0.2.3", "POST", "/login", 200));
+        inv.observe(&tx(9, "192.0.2.3", "GET", "/a", 200));
+        inv.observe(&tx(9, "192.0.2.3", "GET", "/b", 200));
+        inv.observe(&tx(9, "192.0.2.3", "GET", "/c", 404));
+        assert_eq!(inv.overflow_transactions, 1);
+        assert_eq!(inv.skipped_404, 1);
+        let e = inv
+            .get(&EndpointKey {
+                host: "api.example.com".into(),
+                method: "POST".into(),
+                template: "/login".into(),
+            })
+            .unwrap();
+        assert_eq!(e.count, 3);
+        assert_eq!(e.status_classes.get("4xx"), Some(&1));
+        assert_eq!(e.status_classes.get("2xx"), Some(&2));
+        assert_eq!(e.status_codes.get(&401), Some(&1));
+        assert_eq!(
+            e.request_content_types.keys().collect::<Vec<_>>(),
+            ["application/json"]
+        );
+        assert_eq!(
+            e.auth_schemes.keys().collect::<Vec<_>>(),
+            ["api_key_query", "basic", "bearer_jwt", "none"]
+        );
+        assert_eq!(
+            e.query_params.keys().collect::<Vec<_>>(),
+            ["api_key", "next"]
+        );
+        assert_eq!(e.clients.len(), 2);
+        assert!(e.clients_capped);
+        assert_eq!(
+            e.request_body_bytes,
+            SizeStats {
+                min: 0,
+                max: 30,
+                sum: 40
+            }
+        );
+    }
+
+    #[test]
+    fn snapshot_round_trip() {
+        let mut a = inv();
+        for i in 0..100 {
+            a.observe(&tx(i, "192.0.2.1", "GET", &format!("/users/{i}"), 200));
+        }
+        let snap = a.snapshot();
+        let json = serde_json::to_string(&snap).unwrap();
+        let back: InventorySnapshot = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, snap);
+        let mut b = inv();
+        b.restore(&back);
+        b.observe(&tx(200, "192.0.2.9", "GET", "/users/5", 200));
+        let eps = b.endpoints();
+        assert_eq!(eps.len(), 1);
+        assert_eq!(eps[0].count, 101);
+        assert_eq!(eps[0].clients.len(), 2);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Fb+c"), "a/b c");
+        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
+        assert_eq!(percent_decode("%4"), "%4");
+    }
+}
