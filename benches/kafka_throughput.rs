@@ -70,6 +70,7 @@ fn main() {
                 json: line.as_bytes().to_vec(),
                 endpoint_hash: i % 50,
                 alert: false,
+                record: None,
             });
         }
         let stats = sink.close();

@@ -27,8 +27,8 @@ fn every_fixture_matches_its_golden_events() {
                 golden.display()
             )
         });
-        let a = parse_lines(&actual);
-        let e = parse_lines(&expected);
+        let a = parse_all(&actual);
+        let e = parse_all(&expected);
         let name = capture.strip_prefix(root()).unwrap().display().to_string();
         if a.len() != e.len() {
             failures.push(format!("{name}: {} events, expected {}", a.len(), e.len()));

@@ -715,7 +715,7 @@ fn sighup_reloads_redaction_and_names_what_needs_a_restart() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let log = sensor.log_text();
-    assert!(log.contains("applied=[\"output\"]"), "{log}");
+    assert!(log.contains("applied=[\"output\", \"analytics\"]"), "{log}");
     assert!(log.contains("needs_restart=[\"flow\"]"), "{log}");
     // Workers pick up the new encoder at their next tick (at most a second).
     let ua = |e: &Value| field(e, "http.request.headers.user-agent").clone();

@@ -1,5 +1,5 @@
-//! The published event schema (schema/event.schema.json) accepts every event the fixtures
-//! produce, and rejects events that break it.
+//! The published schemas (schema/event.schema.json, schema/alert.schema.json) accept every
+//! event and alert the fixtures produce, and reject ones that break them.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -7,7 +7,15 @@ use common::*;
 use serde_json::{json, Value};
 
 fn validator() -> jsonschema::Validator {
-    let text = std::fs::read_to_string(root().join("schema/event.schema.json")).unwrap();
+    schema_validator("schema/event.schema.json")
+}
+
+fn alert_validator() -> jsonschema::Validator {
+    schema_validator("schema/alert.schema.json")
+}
+
+fn schema_validator(path: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(root().join(path)).unwrap();
     let schema: Value = serde_json::from_str(&text).unwrap();
     jsonschema::options()
         .should_validate_formats(true)
@@ -19,6 +27,8 @@ fn validator() -> jsonschema::Validator {
 fn every_fixture_event_matches_the_schema() {
     let v = validator();
     let mut checked = 0;
+    let av = alert_validator();
+    let mut alerts = 0;
     for capture in fixture_captures() {
         let (out, _) = run_replay(std::slice::from_ref(&capture), 2);
         for ev in parse_lines(&out) {
@@ -29,8 +39,54 @@ fn every_fixture_event_matches_the_schema() {
             assert!(errors.is_empty(), "{}: {errors:?}\n{ev}", capture.display());
             checked += 1;
         }
+        for alert in parse_alerts(&out) {
+            let errors: Vec<String> = av
+                .iter_errors(&alert)
+                .map(|e| format!("{} at {}", e, e.instance_path()))
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "{}: {errors:?}\n{alert}",
+                capture.display()
+            );
+            alerts += 1;
+        }
     }
     assert!(checked > 300, "checked {checked}");
+    assert!(alerts > 20, "checked {alerts} alerts");
+}
+
+#[test]
+fn broken_alerts_are_rejected() {
+    let v = alert_validator();
+    let (out, _) = run_replay(&[root().join("fixtures/nginx/nginx-ipv6.pcap")], 1);
+    let good = parse_alerts(&out).remove(0);
+    assert!(v.is_valid(&good), "{good}");
+    for (what, pointer, bad) in [
+        ("unknown rule", "/rule/id", json!("APITAP-NOPE-001")),
+        ("severity out of range", "/event/severity", json!(101)),
+        ("kind event", "/event/kind", json!("event")),
+        ("OWASP id", "/apitap/owasp", json!("A01:2021")),
+        (
+            "a value in counts",
+            "/apitap/counts",
+            json!({"card_number": "4111"}),
+        ),
+    ] {
+        let mut a = good.clone();
+        match a.pointer_mut(pointer) {
+            Some(slot) => *slot = bad,
+            None => {
+                let (parent, key) = pointer.rsplit_once('/').unwrap();
+                a.pointer_mut(parent)
+                    .unwrap()
+                    .as_object_mut()
+                    .unwrap()
+                    .insert(key.into(), bad);
+            }
+        }
+        assert!(!v.is_valid(&a), "{what} accepted");
+    }
 }
 
 #[test]

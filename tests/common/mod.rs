@@ -31,13 +31,17 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Every capture under fixtures/ (except fixtures/bad), sorted.
+/// Every capture under fixtures/, sorted, except fixtures/bad (broken on purpose) and
+/// fixtures/analytics (replayed with their own config by tests/analytics.rs).
 pub fn fixture_captures() -> Vec<PathBuf> {
     let mut out = Vec::new();
     walk(&root().join("fixtures"), &mut out);
     out.retain(|p| {
         let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
-        (ext == "pcap" || ext == "pcapng") && !p.components().any(|c| c.as_os_str() == "bad")
+        (ext == "pcap" || ext == "pcapng")
+            && !p
+                .components()
+                .any(|c| c.as_os_str() == "bad" || c.as_os_str() == "analytics")
     });
     out.sort();
     out
@@ -80,8 +84,24 @@ pub fn run_replay_with(inputs: &[PathBuf], cfg: &Config) -> (Vec<u8>, RunSummary
     (bytes, summary)
 }
 
-/// Parses JSON lines.
+/// The transaction events of JSON-lines output (alerts left out).
 pub fn parse_lines(bytes: &[u8]) -> Vec<Value> {
+    parse_all(bytes)
+        .into_iter()
+        .filter(|v| v["event"]["kind"] != "alert")
+        .collect()
+}
+
+/// The alert lines (`event.kind: "alert"`) of JSON-lines output.
+pub fn parse_alerts(bytes: &[u8]) -> Vec<Value> {
+    parse_all(bytes)
+        .into_iter()
+        .filter(|v| v["event"]["kind"] == "alert")
+        .collect()
+}
+
+/// Every line of JSON-lines output, events and alerts.
+pub fn parse_all(bytes: &[u8]) -> Vec<Value> {
     String::from_utf8(bytes.to_vec())
         .unwrap()
         .lines()

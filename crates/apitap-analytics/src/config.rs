@@ -125,6 +125,11 @@ pub struct InventoryConfig {
     pub max_values_per_field: usize,
     /// Record endpoints that were only ever answered 404 (scanners make many).
     pub include_404: bool,
+    /// File the inventory is loaded from at start and saved to at exit (and every
+    /// `save_interval_s` of a live run), so a sensor keeps it across restarts; empty: none.
+    pub state_file: String,
+    /// Live runs: wall-clock seconds between inventory saves (0: only at exit).
+    pub save_interval_s: u64,
 }
 
 impl Default for InventoryConfig {
@@ -134,6 +139,8 @@ impl Default for InventoryConfig {
             max_clients_per_endpoint: 256,
             max_values_per_field: 32,
             include_404: false,
+            state_file: String::new(),
+            save_interval_s: 300,
         }
     }
 }
@@ -142,6 +149,9 @@ impl Default for InventoryConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpecConfig {
+    /// OpenAPI 3 document (JSON or YAML) to diff traffic against; empty: no spec
+    /// (`--spec` overrides). Read by the sensor, re-read on SIGHUP.
+    pub path: String,
     /// Hosts (Host header, or server IP as text) the spec describes; empty: every host.
     pub hosts: Vec<String>,
     /// Response statuses that do not make an undocumented request a shadow API (the
@@ -152,6 +162,7 @@ pub struct SpecConfig {
 impl Default for SpecConfig {
     fn default() -> Self {
         SpecConfig {
+            path: String::new(),
             hosts: Vec::new(),
             shadow_ignore_status: vec![404, 405, 501],
         }

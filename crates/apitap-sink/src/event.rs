@@ -42,6 +42,8 @@ pub struct EncodedEvent {
     pub endpoint_hash: u64,
     /// An alert (goes to the alerts topic) rather than a transaction event.
     pub alert: bool,
+    /// The transaction as the analytics sees it (only when [`EncoderConfig::records`]).
+    pub record: Option<Box<apitap_analytics::TxRecord>>,
 }
 
 /// Path with id-like segments replaced by `{id}`: all digits, UUIDs, and long hex strings.
@@ -81,7 +83,7 @@ pub fn endpoint_key(domain: &str, endpoint: &str) -> String {
 }
 
 /// FNV-1a over the parts, separated so that ("ab","c") and ("a","bc") differ.
-fn stable_hash(parts: &[&[u8]]) -> u64 {
+pub(crate) fn stable_hash(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
         for &b in part.iter().chain(std::iter::once(&0xff)) {
@@ -223,6 +225,8 @@ pub struct EncoderConfig {
     pub redactor: Redactor,
     /// Event layout.
     pub format: EventFormat,
+    /// Attach a [`apitap_analytics::TxRecord`] to every encoded event (analytics on).
+    pub records: bool,
 }
 
 /// Turns transactions into ECS JSON lines.
@@ -275,11 +279,16 @@ impl Encoder {
             stable_hash(&[domain.as_bytes(), view.apitap.endpoint.as_bytes()])
         };
         self.write(&view, &mut json);
+        let record = self
+            .cfg
+            .records
+            .then(|| Box::new(crate::record::tx_record(flow, tx, view.event.id.clone())));
         EncodedEvent {
             key: tx.key,
             json,
             endpoint_hash,
             alert: false,
+            record,
         }
     }
 }
@@ -636,7 +645,7 @@ fn mime_type(head: &Head) -> Option<Cow<'_, str>> {
 
 /// Host without port: `example.com:8080` -> `example.com`, `[::1]:80` -> `[::1]` (ECS keeps
 /// the brackets of an IPv6 literal in `url.domain`).
-fn host_without_port(host: &[u8]) -> &[u8] {
+pub(crate) fn host_without_port(host: &[u8]) -> &[u8] {
     let host = host.trim_ascii();
     if host.starts_with(b"[") {
         return match host.iter().position(|&b| b == b']') {
@@ -654,7 +663,7 @@ fn host_without_port(host: &[u8]) -> &[u8] {
 
 /// Splits a request-target into (path, query, authority from absolute/authority form).
 #[allow(clippy::type_complexity)]
-fn split_target<'a>(
+pub(crate) fn split_target<'a>(
     target: &'a [u8],
     method: &[u8],
 ) -> (Option<&'a [u8]>, Option<&'a [u8]>, Option<&'a [u8]>) {
@@ -963,6 +972,42 @@ mod tests {
     }
 
     #[test]
+    fn analytics_record_carries_raw_values_and_the_event_id() {
+        let enc = Encoder::new(EncoderConfig {
+            records: true,
+            ..EncoderConfig::default()
+        });
+        let ev = enc.encode_event(&flow(), &sample_tx());
+        let json: serde_json::Value = serde_json::from_slice(&ev.json).unwrap();
+        let r = ev.record.expect("records on");
+        assert_eq!(json["event"]["id"], r.event_id.as_str());
+        assert_eq!(r.ts_ns, 1_714_564_800_000_001_000);
+        assert_eq!(r.client, "10.0.0.2:40000".parse().unwrap());
+        assert_eq!(r.server, "10.0.0.1:80".parse().unwrap());
+        assert_eq!(r.host.as_deref(), Some("api.example.com"));
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/v1/users/42");
+        assert_eq!(r.query.as_deref(), Some("x=1&y=%20"));
+        assert_eq!(r.status, Some(201));
+        assert_eq!(
+            r.request_content_type.as_deref(),
+            Some("Application/JSON; charset=utf-8")
+        );
+        // The analytics see the credential (to tell Bearer from JWT); events do not.
+        assert_eq!(
+            r.request_header("authorization"),
+            Some("Bearer secret-token")
+        );
+        assert_eq!(r.request_header("accept"), Some("a/b"));
+        assert_eq!(r.response_header("set-cookie"), Some("a=b"));
+        assert_eq!((r.request_body_bytes, r.response_body_bytes), (13, 2));
+        assert!(Encoder::default()
+            .encode_event(&flow(), &sample_tx())
+            .record
+            .is_none());
+    }
+
+    #[test]
     fn complete_transaction_fields() {
         let v = encode(&sample_tx(), &Encoder::default());
         assert_eq!(v["@timestamp"], "2024-05-01T12:00:00.000001Z");
@@ -1013,6 +1058,7 @@ mod tests {
                 sensor: "s1".into(),
                 redactor: Redactor::new(&names, Some(key.to_vec())),
                 format: EventFormat::Ecs,
+                records: false,
             })
         };
         let a = encode(&sample_tx(), &enc(b"k1"));

@@ -11,6 +11,7 @@ pub mod event;
 pub mod kafka;
 pub mod lines;
 pub mod ocsf;
+pub mod record;
 pub mod reorder;
 
 pub use community_id::community_id_v1;
@@ -20,4 +21,5 @@ pub use event::{
 };
 pub use kafka::{DropPolicy, KafkaConfig, KafkaSetupError, KafkaSink, KafkaStats};
 pub use lines::LineSink;
+pub use record::alert_event;
 pub use reorder::{Reorder, ReorderStats};

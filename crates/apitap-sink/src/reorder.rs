@@ -137,6 +137,7 @@ mod tests {
             json: format!("{packet}.{ordinal}").into_bytes(),
             endpoint_hash: 0,
             alert: false,
+            record: None,
         }
     }
 

@@ -27,6 +27,8 @@ pub struct Config {
     pub capture: CaptureConfig,
     /// The long-running service (`apitap run`): privileges, metrics, logs.
     pub daemon: DaemonConfig,
+    /// API-security analytics: inventory, spec diff, baselines, detectors, alerts.
+    pub analytics: apitap_analytics::AnalyticsConfig,
 }
 
 /// Live capture (`apitap run`).
@@ -300,6 +302,7 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&d.log_level).is_err() {
             bail!("daemon.log_level {:?} is not a valid filter", d.log_level);
         }
+        self.analytics.validate()?;
         Ok(())
     }
 

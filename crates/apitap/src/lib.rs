@@ -1,9 +1,12 @@
 //! apitap: passive API-security sensor. This library holds the pipeline behind the
 //! `apitap` binary so tests and benches can drive it in-process.
 
+pub mod analysis;
+pub mod cli;
 pub mod config;
 pub mod counters;
 pub mod dedup;
+pub mod har;
 pub mod live;
 pub mod metrics;
 pub mod pipeline;
@@ -13,5 +16,6 @@ pub mod telemetry;
 pub mod worker;
 
 pub use config::Config;
-pub use pipeline::{replay, replay_with_progress, Output};
+pub use analysis::AnalyticsOutcome;
+pub use pipeline::{replay, replay_with_analytics, replay_with_progress, Output};
 pub use stats::RunSummary;

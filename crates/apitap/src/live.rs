@@ -41,6 +41,8 @@ pub struct Overrides {
     pub allow_root: bool,
     /// `--log-format`.
     pub log_format: Option<String>,
+    /// `--spec`.
+    pub spec: Option<PathBuf>,
 }
 
 impl Overrides {
@@ -69,6 +71,9 @@ impl Overrides {
         }
         if let Some(f) = &self.log_format {
             cfg.daemon.log_format = f.clone();
+        }
+        if let Some(spec) = &self.spec {
+            cfg.analytics.spec.path = spec.display().to_string();
         }
     }
 }
@@ -146,6 +151,7 @@ pub fn run_live(run: LiveRun) -> Result<RunSummary> {
         Some(Arc::clone(&shared)),
         released,
         Backpressure::Drop,
+        false,
     )?;
     let stats_interval = Arc::new(AtomicU64::new(cfg.daemon.stats_interval_s));
     let telemetry = crate::metrics::spawn(
@@ -263,7 +269,7 @@ fn wall_clock() -> Timestamp {
 }
 
 /// SIGHUP: re-reads the config file and applies what can change while running (event
-/// content and redaction, the stats log interval); says which changes need a restart.
+/// content and redaction, the stats log interval, analytics thresholds and the spec); says which changes need a restart.
 fn apply_reload(
     path: Option<&PathBuf>,
     overrides: &Overrides,
@@ -303,7 +309,21 @@ fn apply_reload(
         running.daemon.stats_interval_s = new.daemon.stats_interval_s;
         applied.push("daemon.stats_interval_s");
     }
+    // The spec file may have changed even when the config did not: always re-read it.
+    if new.analytics.enabled && running.analytics.enabled {
+        match crate::analysis::configured_engine(&new) {
+            Ok(engine) => {
+                shared.set_analytics(engine);
+                running.analytics = new.analytics.clone();
+                applied.push("analytics");
+            }
+            Err(e) => tracing::error!("SIGHUP: analytics settings not applied: {e:#}"),
+        }
+    }
     let mut restart = Vec::new();
+    if new.analytics.enabled != running.analytics.enabled {
+        restart.push("analytics.enabled");
+    }
     if new.pipeline != running.pipeline {
         restart.push("pipeline");
     }

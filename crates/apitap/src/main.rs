@@ -47,6 +47,10 @@ enum Command {
         /// output.format.
         #[arg(long, value_name = "FORMAT")]
         format: Option<String>,
+        /// OpenAPI 3 spec (JSON or YAML) to diff traffic against: shadow, zombie and drift
+        /// alerts (overrides analytics.spec.path).
+        #[arg(long, value_name = "FILE")]
+        spec: Option<PathBuf>,
     },
     /// Capture live from interfaces until SIGTERM/SIGINT (the sensor daemon). Needs
     /// CAP_NET_RAW to start; drops to `--user` and gives up every capability once the
@@ -89,6 +93,52 @@ enum Command {
         /// Event layout: ecs (default) or ocsf; overrides output.format.
         #[arg(long, value_name = "FORMAT")]
         format: Option<String>,
+        /// OpenAPI 3 spec to diff traffic against (overrides analytics.spec.path; re-read
+        /// on SIGHUP).
+        #[arg(long, value_name = "FILE")]
+        spec: Option<PathBuf>,
+    },
+    /// Build the API endpoint inventory of capture files: print it, or export it as an
+    /// OpenAPI 3 document.
+    Inventory {
+        /// Capture files, merged in timestamp order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Configuration file (templating and inventory bounds come from `[analytics]`).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Also write the inventory as an OpenAPI 3.0 document to this file.
+        #[arg(long, value_name = "FILE")]
+        openapi: Option<PathBuf>,
+        /// Print the inventory as JSON (the saved-state format) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Start from this saved inventory and write the result back to it.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+        /// Only this host in the OpenAPI export.
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// CI gate: diff recorded traffic (pcap/pcapng or HAR) against an OpenAPI spec and run
+    /// every detector; exit 1 when findings at or above --fail-on are present.
+    Check {
+        /// The OpenAPI 3 spec (JSON or YAML).
+        #[arg(long, value_name = "FILE", required = true)]
+        spec: PathBuf,
+        /// Capture files (.pcap/.pcapng) and HAR files (.har).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Configuration file (`[analytics]` thresholds).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Output: text (default), json or sarif (SARIF 2.1.0).
+        #[arg(long, default_value = "text", value_name = "FORMAT")]
+        format: String,
+        /// Lowest severity that fails the check: low, medium (default), high, critical,
+        /// or none (never fail).
+        #[arg(long, default_value = "medium", value_name = "SEVERITY")]
+        fail_on: String,
     },
     /// List the interfaces libpcap can capture on: name, flags, addresses, description.
     Interfaces,
@@ -133,6 +183,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Inventory {
+            files,
+            config,
+            openapi,
+            json,
+            state,
+            host,
+        } => apitap::cli::inventory(apitap::cli::InventoryArgs {
+            files,
+            config,
+            openapi,
+            json,
+            state,
+            host,
+        }),
+        Command::Check {
+            spec,
+            files,
+            config,
+            format,
+            fail_on,
+        } => apitap::cli::check(apitap::cli::CheckArgs {
+            spec,
+            files,
+            config,
+            format,
+            fail_on,
+        }),
         Command::Run {
             config,
             interfaces,
@@ -146,6 +224,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             log_format,
             stats_json,
             format,
+            spec,
         } => {
             let overrides = Overrides {
                 interfaces,
@@ -156,6 +235,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 workers,
                 allow_root,
                 log_format,
+                spec,
             };
             let mut cfg = match &config {
                 Some(path) => Config::load(path)?,
@@ -193,11 +273,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             stats_json,
             quiet,
             format,
+            spec,
         } => {
             let mut cfg = match &config {
                 Some(path) => Config::load(path)?,
                 None => Config::default(),
             };
+            if let Some(spec) = spec {
+                cfg.analytics.spec.path = spec.display().to_string();
+            }
             if let Some(w) = workers {
                 cfg.pipeline.workers = w.max(1);
             }

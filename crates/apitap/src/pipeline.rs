@@ -9,6 +9,7 @@
 //! Shutdown is by disconnection: the reader drops its senders at end of input, workers
 //! close their flows and send a final watermark, the sink drains and flushes.
 
+use crate::analysis::AnalyticsOutcome;
 use crate::config::Config;
 use crate::dedup::Dedup;
 use crate::stats::RunSummary;
@@ -42,6 +43,7 @@ pub fn encoder(cfg: &Config) -> Result<Encoder> {
         redactor: Redactor::new(&cfg.output.redact_headers, cfg.redact_key()?)
             .with_fields(&cfg.output.redact_fields),
         format: cfg.output.format,
+        records: cfg.analytics.enabled,
     }))
 }
 
@@ -63,11 +65,29 @@ pub fn replay_with_progress(
     cfg: &Config,
     progress: bool,
 ) -> Result<RunSummary> {
+    replay_with_analytics(inputs, output, cfg, progress, false).map(|(summary, _)| summary)
+}
+
+/// [`replay_with_progress`] that also returns what the analytics leave (`None` when they
+/// are off); `collect_alerts` keeps every alert in it (`apitap check`).
+pub fn replay_with_analytics(
+    inputs: &[PathBuf],
+    output: Option<Output>,
+    cfg: &Config,
+    progress: bool,
+    collect_alerts: bool,
+) -> Result<(RunSummary, Option<AnalyticsOutcome>)> {
     let mut source = FileSource::open(inputs)?;
     let lines = open_output(output.as_ref())?;
     let released = Arc::new(AtomicU64::new(0));
-    let mut pipeline =
-        Pipeline::start(cfg, lines, None, Arc::clone(&released), Backpressure::Wait)?;
+    let mut pipeline = Pipeline::start(
+        cfg,
+        lines,
+        None,
+        Arc::clone(&released),
+        Backpressure::Wait,
+        collect_alerts,
+    )?;
 
     let mut summary = RunSummary {
         files: inputs.len(),
@@ -82,8 +102,8 @@ pub fn replay_with_progress(
     if let Err(e) = read {
         summary.input_error = Some(format!("{e:#}"));
     }
-    pipeline.finish(&mut summary)?;
-    Ok(summary)
+    let outcome = pipeline.finish(&mut summary)?;
+    Ok((summary, outcome))
 }
 
 /// Opens the JSON-lines output.
@@ -124,12 +144,14 @@ impl Pipeline {
         shared: Option<Arc<Shared>>,
         released: Arc<AtomicU64>,
         backpressure: Backpressure,
+        collect_alerts: bool,
     ) -> Result<Pipeline> {
         let encoder = encoder(cfg)?;
         let kafka = match &cfg.kafka {
             None => None,
             Some(k) => Some(KafkaSink::new(k, sensor_id(cfg).as_str())?),
         };
+        let analytics = crate::analysis::Stage::new(cfg, collect_alerts)?;
         let workers = cfg.worker_count();
         let max_flows_per_worker = cfg.flow.max_flows.div_ceil(workers).max(1);
         let (out_tx, out_rx) = bounded::<WorkerOutput>(workers * 4);
@@ -144,8 +166,12 @@ impl Pipeline {
                 move || {
                     run_sink(
                         out_rx,
-                        lines,
-                        kafka,
+                        Outputs {
+                            lines,
+                            kafka,
+                            analytics,
+                            error: None,
+                        },
                         workers,
                         reorder_max,
                         &released,
@@ -190,8 +216,8 @@ impl Pipeline {
     }
 
     /// Delivers what is buffered, lets the workers close every flow and the sink flush,
-    /// and fills in the summary.
-    pub fn finish(mut self, summary: &mut RunSummary) -> Result<()> {
+    /// and fills in the summary. Returns what the analytics leave.
+    pub fn finish(mut self, summary: &mut RunSummary) -> Result<Option<AnalyticsOutcome>> {
         // Everything read so far counts, even after an input error.
         if let Err(e) = self.feeder.flush() {
             summary.input_error.get_or_insert_with(|| format!("{e:#}"));
@@ -211,11 +237,17 @@ impl Pipeline {
             .join()
             .map_err(|_| anyhow!("the sink thread panicked"))?;
         summary.reorder = sink.reorder;
+        summary.analytics = sink.analytics;
+        if let Some(e) = sink.inventory_save_error {
+            summary
+                .warnings
+                .push(format!("cannot save the inventory: {e}"));
+        }
         summary.events_written = sink.written;
         summary.bytes_written = sink.bytes;
         summary.output_error = sink.error;
         summary.kafka = sink.kafka;
-        Ok(())
+        Ok(sink.outcome)
     }
 }
 
@@ -394,6 +426,9 @@ impl Progress {
 }
 
 struct SinkResult {
+    analytics: Option<apitap_analytics::AnalyticsStats>,
+    inventory_save_error: Option<String>,
+    outcome: Option<AnalyticsOutcome>,
     reorder: ReorderStats,
     written: u64,
     bytes: u64,
@@ -401,15 +436,39 @@ struct SinkResult {
     kafka: Option<KafkaStats>,
 }
 
-/// The output sinks of the sink thread.
+/// The output sinks of the sink thread, and the analytics that watch what goes out.
 struct Outputs {
     lines: Option<LineSink>,
     kafka: Option<KafkaSink>,
+    analytics: Option<crate::analysis::Stage>,
     error: Option<String>,
 }
 
 impl Outputs {
-    fn release(&mut self, ev: apitap_sink::EncodedEvent) {
+    /// Writes `ev`, then the alerts its transaction completed.
+    fn release(&mut self, mut ev: apitap_sink::EncodedEvent) {
+        let alerts = match self.analytics.as_mut() {
+            Some(a) => a.observe(&mut ev),
+            None => Vec::new(),
+        };
+        self.write(ev);
+        for alert in alerts {
+            self.write(alert);
+        }
+    }
+
+    /// End of input: the alerts that closing the analytics windows fires.
+    fn finish_analytics(&mut self) {
+        let alerts = match self.analytics.as_mut() {
+            Some(a) => a.finish(),
+            None => Vec::new(),
+        };
+        for alert in alerts {
+            self.write(alert);
+        }
+    }
+
+    fn write(&mut self, ev: apitap_sink::EncodedEvent) {
         if let (Some(l), None) = (self.lines.as_mut(), &self.error) {
             if let Err(e) = l.write(&ev) {
                 self.error = Some(format!("cannot write events: {e}"));
@@ -423,19 +482,13 @@ impl Outputs {
 
 fn run_sink(
     rx: Receiver<WorkerOutput>,
-    lines: Option<LineSink>,
-    kafka: Option<KafkaSink>,
+    mut out: Outputs,
     workers: usize,
     reorder_max: usize,
     released: &AtomicU64,
     shared: Option<Arc<Shared>>,
 ) -> SinkResult {
     let mut reorder = Reorder::new(workers, reorder_max);
-    let mut out = Outputs {
-        lines,
-        kafka,
-        error: None,
-    };
     let mut last_publish = std::time::Instant::now();
     loop {
         match rx.recv_timeout(std::time::Duration::from_millis(100)) {
@@ -454,6 +507,12 @@ fn run_sink(
         }
         // Live: make events visible in the output file and publish counters.
         if let Some(shared) = &shared {
+            if let (Some(engine), Some(stage)) = (shared.take_analytics(), out.analytics.as_mut()) {
+                stage.replace_engine(engine);
+            }
+            if let Some(stage) = out.analytics.as_mut() {
+                stage.save_if_due();
+            }
             if last_publish.elapsed() >= std::time::Duration::from_millis(500) {
                 last_publish = std::time::Instant::now();
                 if let (Some(l), None) = (out.lines.as_mut(), &out.error) {
@@ -467,11 +526,13 @@ fn run_sink(
                     reorder: reorder.stats().clone(),
                     kafka: out.kafka.as_ref().map(|k| k.stats().clone()),
                     error: out.error.clone(),
+                    analytics: out.analytics.as_ref().map(crate::analysis::Stage::stats),
                 });
             }
         }
     }
     reorder.finish(&mut |ev| out.release(ev));
+    out.finish_analytics();
     let mut error = out.error;
     let (written, bytes) = match out.lines.as_mut() {
         Some(l) => {
@@ -485,6 +546,9 @@ fn run_sink(
         None => (0, 0),
     };
     SinkResult {
+        analytics: out.analytics.as_ref().map(crate::analysis::Stage::stats),
+        inventory_save_error: out.analytics.as_ref().and_then(|a| a.save_error.clone()),
+        outcome: out.analytics.map(crate::analysis::Stage::into_outcome),
         reorder: reorder.stats().clone(),
         written,
         bytes,

@@ -140,6 +140,8 @@ pub struct RunSummary {
     pub queue_dropped_packets: u64,
     /// Frames dropped as SPAN duplicates (`pipeline.dedup_window_us`).
     pub duplicates_dropped: u64,
+    /// Analytics counters, when the analytics ran.
+    pub analytics: Option<apitap_analytics::AnalyticsStats>,
 }
 
 impl RunSummary {
@@ -233,6 +235,13 @@ impl RunSummary {
         });
         if let (Some(capture), Value::Object(m)) = (capture, &mut summary) {
             m.insert("capture".into(), capture);
+        }
+        if let (Some(a), Value::Object(m)) = (&self.analytics, &mut summary) {
+            // Serialising a struct of numbers and maps of numbers cannot fail.
+            m.insert(
+                "analytics".into(),
+                serde_json::to_value(a).unwrap_or(Value::Null),
+            );
         }
         summary
     }

@@ -52,6 +52,8 @@ pub struct OutputSnapshot {
     pub kafka: Option<KafkaStats>,
     /// The output error, once one happened.
     pub error: Option<String>,
+    /// Analytics counters, when the analytics run.
+    pub analytics: Option<apitap_analytics::AnalyticsStats>,
 }
 
 /// Shared between the reader, workers, sink and the metrics endpoint.
@@ -66,6 +68,7 @@ pub struct Shared {
     pub last_packet_unix_s: AtomicU64,
     encoder: Mutex<Encoder>,
     encoder_generation: AtomicU64,
+    analytics_reload: Mutex<Option<apitap_analytics::Analytics>>,
 }
 
 /// Locks a snapshot; a thread that panicked while holding it left a complete value, so
@@ -88,6 +91,7 @@ impl Shared {
             last_packet_unix_s: AtomicU64::new(0),
             encoder: Mutex::new(encoder),
             encoder_generation: AtomicU64::new(0),
+            analytics_reload: Mutex::new(None),
         }
     }
 
@@ -124,6 +128,16 @@ impl Shared {
         self.encoder_generation.load(Ordering::Acquire)
     }
 
+    /// Hands a reconfigured analytics engine (SIGHUP) to the sink thread.
+    pub fn set_analytics(&self, engine: apitap_analytics::Analytics) {
+        *lock(&self.analytics_reload) = Some(engine);
+    }
+
+    /// The engine [`Shared::set_analytics`] left, once.
+    pub fn take_analytics(&self) -> Option<apitap_analytics::Analytics> {
+        lock(&self.analytics_reload).take()
+    }
+
     /// A copy of the current encoder.
     pub fn encoder(&self) -> Encoder {
         lock(&self.encoder).clone()
@@ -142,6 +156,7 @@ impl Shared {
             bytes_written: output.bytes,
             output_error: output.error,
             kafka: output.kafka,
+            analytics: output.analytics,
             ..RunSummary::default()
         };
         for w in &self.workers {
@@ -205,6 +220,7 @@ const LABELLED: &[(&str, &str)] = &[
     ("skipped", "reason"),
     ("incomplete", "reason"),
     ("anomalies", "anomaly"),
+    ("alerts_by_rule", "rule"),
 ];
 
 /// Renders every number of the summary JSON as a metric named after its path
@@ -291,7 +307,21 @@ fn is_gauge(key: &str) -> bool {
         || key.contains("queue_depth")
         || key.contains("latency")
         || key == "open_at_end"
+        || ANALYTICS_LEVELS.contains(&key)
 }
+
+/// Analytics values that are sizes of the moment, not counts.
+const ANALYTICS_LEVELS: &[&str] = &[
+    "endpoints",
+    "template_positions",
+    "template_variables",
+    "baselines",
+    "auth_clients",
+    "bola_keys",
+    "suppression_keys",
+    "destinations",
+    "partner_endpoints",
+];
 
 fn sanitize(k: &str) -> String {
     k.chars()

@@ -1,0 +1,195 @@
+//! The analytics stage of the sink thread: feeds every released transaction, in output
+//! order, to [`apitap_analytics::Analytics`] and emits its alerts right after the event
+//! that completed them. Output order is deterministic, so the alerts are too.
+
+use crate::Config;
+use anyhow::{Context, Result};
+use apitap_analytics::{Alert, Analytics, AnalyticsStats, ApiSpec, InventorySnapshot};
+use apitap_core::SortKey;
+use apitap_sink::{alert_event, EncodedEvent};
+use std::path::{Path, PathBuf};
+
+/// Reads an OpenAPI 3 document (JSON or YAML).
+pub fn load_spec(path: &Path) -> Result<ApiSpec> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read spec {}", path.display()))?;
+    ApiSpec::parse(&text).with_context(|| format!("invalid spec {}", path.display()))
+}
+
+/// Reads a saved inventory.
+pub fn load_inventory(path: &Path) -> Result<InventorySnapshot> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read inventory {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("invalid inventory {}", path.display()))
+}
+
+/// Writes `snap` to `path` atomically (temporary file, then rename).
+pub fn save_inventory(path: &Path, snap: &InventorySnapshot) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let text = serde_json::to_vec_pretty(snap)?;
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The engine `cfg.analytics` describes, with its spec loaded.
+pub fn configured_engine(cfg: &Config) -> Result<Analytics> {
+    let a = &cfg.analytics;
+    let mut engine = Analytics::new(a.clone())?;
+    if !a.spec.path.is_empty() {
+        engine = engine.with_spec(load_spec(Path::new(&a.spec.path))?);
+    }
+    Ok(engine)
+}
+
+/// [`configured_engine`] with the saved inventory restored (a missing state file is a
+/// first start, not an error).
+pub fn engine(cfg: &Config) -> Result<Analytics> {
+    let a = &cfg.analytics;
+    let mut engine = configured_engine(cfg)?;
+    if !a.inventory.state_file.is_empty() {
+        let path = Path::new(&a.inventory.state_file);
+        if path.exists() {
+            engine.restore_inventory(&load_inventory(path)?);
+        }
+    }
+    Ok(engine)
+}
+
+/// The analytics as the sink thread runs it.
+pub(crate) struct Stage {
+    engine: Analytics,
+    sensor: String,
+    state_file: Option<PathBuf>,
+    last_key: SortKey,
+    alerts: Vec<Alert>,
+    save_interval: Option<std::time::Duration>,
+    last_save: std::time::Instant,
+    /// Counters of engines replaced by a reload.
+    base_stats: AnalyticsStats,
+    /// Every alert emitted, kept when collecting (`apitap check`).
+    collected: Option<Vec<Alert>>,
+    /// Last inventory save error (reported once in the summary).
+    pub save_error: Option<String>,
+}
+
+/// What the analytics of a finished run leave: the engine (inventory, stats) and, when
+/// collected, every alert in output order.
+pub struct AnalyticsOutcome {
+    /// The engine at the end of the run.
+    pub engine: Analytics,
+    /// Alerts emitted (empty unless collected).
+    pub alerts: Vec<Alert>,
+}
+
+impl Stage {
+    /// `None` when the analytics are off. `collect` keeps a copy of every alert.
+    pub fn new(cfg: &Config, collect: bool) -> Result<Option<Stage>> {
+        if !cfg.analytics.enabled {
+            return Ok(None);
+        }
+        let state = &cfg.analytics.inventory.state_file;
+        Ok(Some(Stage {
+            engine: engine(cfg)?,
+            sensor: cfg.output.sensor_name.clone(),
+            state_file: (!state.is_empty()).then(|| PathBuf::from(state)),
+            last_key: SortKey::default(),
+            alerts: Vec::new(),
+            save_interval: (cfg.analytics.inventory.save_interval_s > 0)
+                .then(|| std::time::Duration::from_secs(cfg.analytics.inventory.save_interval_s)),
+            last_save: std::time::Instant::now(),
+            base_stats: AnalyticsStats::default(),
+            collected: collect.then(Vec::new),
+            save_error: None,
+        }))
+    }
+
+    /// Takes the record off `ev` (written next by the caller) and returns the alerts the
+    /// transaction completed, keyed right after it.
+    pub fn observe(&mut self, ev: &mut EncodedEvent) -> Vec<EncodedEvent> {
+        let Some(record) = ev.record.take() else {
+            return Vec::new();
+        };
+        self.last_key = ev.key;
+        self.engine.process_into(&record, &mut self.alerts);
+        self.drain()
+    }
+
+    /// End of input: closes the open baseline windows and saves the inventory.
+    pub fn finish(&mut self) -> Vec<EncodedEvent> {
+        let tail = self.engine.finish();
+        self.alerts.extend(tail);
+        let out = self.drain();
+        self.save();
+        out
+    }
+
+    /// Live runs: saves the inventory when `inventory.save_interval_s` of wall-clock time
+    /// has passed since the last save.
+    pub fn save_if_due(&mut self) {
+        if self
+            .save_interval
+            .is_some_and(|every| self.last_save.elapsed() >= every)
+        {
+            self.save();
+        }
+    }
+
+    /// Saves the inventory to the state file, if one is set; errors are kept, not fatal.
+    pub fn save(&mut self) {
+        self.last_save = std::time::Instant::now();
+        if let Some(path) = &self.state_file {
+            if let Err(e) = save_inventory(path, &self.engine.inventory_snapshot()) {
+                tracing::warn!("cannot save the inventory: {e:#}");
+                self.save_error = Some(format!("{e:#}"));
+            }
+        }
+    }
+
+    /// Swaps in a reconfigured engine (SIGHUP), keeping the inventory. Baselines,
+    /// detector windows and suppression start over; counters continue.
+    pub fn replace_engine(&mut self, mut engine: Analytics) {
+        engine.restore_inventory(&self.engine.inventory_snapshot());
+        self.base_stats = self.stats();
+        self.engine = engine;
+    }
+
+    /// Counters of the engine (summed over SIGHUP reloads; sizes are the current ones).
+    pub fn stats(&self) -> AnalyticsStats {
+        let mut s = self.engine.stats();
+        let b = &self.base_stats;
+        s.transactions += b.transactions;
+        s.out_of_order += b.out_of_order;
+        s.alerts += b.alerts;
+        s.alerts_suppressed += b.alerts_suppressed;
+        s.alerts_disabled += b.alerts_disabled;
+        s.spec_matched += b.spec_matched;
+        s.spec_unmatched += b.spec_unmatched;
+        s.bodies_scanned += b.bodies_scanned;
+        s.body_bytes_scanned += b.body_bytes_scanned;
+        for (rule, n) in &b.alerts_by_rule {
+            *s.alerts_by_rule.entry(rule.clone()).or_insert(0) += n;
+        }
+        s
+    }
+
+    /// The engine and the collected alerts.
+    pub fn into_outcome(self) -> AnalyticsOutcome {
+        AnalyticsOutcome {
+            engine: self.engine,
+            alerts: self.collected.unwrap_or_default(),
+        }
+    }
+
+    fn drain(&mut self) -> Vec<EncodedEvent> {
+        let out = self
+            .alerts
+            .iter()
+            .map(|a| alert_event(a, self.last_key, &self.sensor))
+            .collect();
+        match self.collected.as_mut() {
+            Some(c) => c.append(&mut self.alerts),
+            None => self.alerts.clear(),
+        }
+        out
+    }
+}

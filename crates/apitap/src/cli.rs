@@ -1,0 +1,295 @@
+//! `apitap inventory` and `apitap check`: the analytics without an event stream.
+
+use crate::{replay_with_analytics, Config};
+use anyhow::{bail, Context, Result};
+use apitap_analytics::{rfc3339_micros, sarif, severity_label, Alert, Analytics, EndpointStats};
+use serde_json::json;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `apitap inventory`.
+#[derive(Debug)]
+pub struct InventoryArgs {
+    /// Capture files.
+    pub files: Vec<PathBuf>,
+    /// Configuration file.
+    pub config: Option<PathBuf>,
+    /// OpenAPI export path.
+    pub openapi: Option<PathBuf>,
+    /// Print JSON instead of the table.
+    pub json: bool,
+    /// Saved inventory to start from and write back.
+    pub state: Option<PathBuf>,
+    /// Only this host in the OpenAPI export.
+    pub host: Option<String>,
+}
+
+/// Arguments of `apitap check`.
+#[derive(Debug)]
+pub struct CheckArgs {
+    /// The OpenAPI spec.
+    pub spec: PathBuf,
+    /// Capture and HAR files.
+    pub files: Vec<PathBuf>,
+    /// Configuration file.
+    pub config: Option<PathBuf>,
+    /// text, json or sarif.
+    pub format: String,
+    /// Lowest failing severity label, or `none`.
+    pub fail_on: String,
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config> {
+    let mut cfg = match path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    cfg.analytics.enabled = true;
+    // No events are written: Kafka stays off whatever the file says.
+    cfg.kafka = None;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Runs `apitap inventory`.
+pub fn inventory(args: InventoryArgs) -> Result<ExitCode> {
+    let mut cfg = load_config(args.config.as_ref())?;
+    if let Some(state) = &args.state {
+        cfg.analytics.inventory.state_file = state.display().to_string();
+    }
+    let (summary, outcome) = replay_with_analytics(&args.files, None, &cfg, false, false)?;
+    let outcome = outcome.context("analytics did not run")?;
+    if let Some(w) = &summary.analytics {
+        if w.endpoints_overflow_transactions > 0 {
+            eprintln!(
+                "apitap: warning: inventory full (analytics.inventory.max_endpoints = {}): {} transactions of further endpoints not recorded",
+                cfg.analytics.inventory.max_endpoints, w.endpoints_overflow_transactions
+            );
+        }
+    }
+    if let Some(e) = &summary.input_error {
+        eprintln!("apitap: error: input stopped early: {e}");
+    }
+    let engine = outcome.engine;
+    if let Some(path) = &args.openapi {
+        let doc = engine.openapi(args.host.as_deref());
+        let text = serde_json::to_string_pretty(&doc)?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&engine.inventory_snapshot())?
+        );
+    } else {
+        print!("{}", inventory_table(&engine.inventory().endpoints()));
+    }
+    Ok(if summary.input_error.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The inventory as an aligned text table, one endpoint per line.
+pub fn inventory_table(endpoints: &[EndpointStats]) -> String {
+    let rows: Vec<[String; 7]> = endpoints
+        .iter()
+        .map(|e| {
+            let join = |m: &std::collections::BTreeMap<String, u64>| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}:{v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let statuses: Vec<String> = e
+                .status_codes
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect();
+            [
+                if e.host.is_empty() {
+                    "-".into()
+                } else {
+                    e.host.clone()
+                },
+                format!("{} {}", e.method, e.template),
+                e.count.to_string(),
+                statuses.join(","),
+                join(&e.auth_schemes),
+                format!(
+                    "{}{}",
+                    e.clients.len(),
+                    if e.clients_capped { "+" } else { "" }
+                ),
+                rfc3339_micros(e.last_seen_ns),
+            ]
+        })
+        .collect();
+    let header = [
+        "HOST",
+        "ENDPOINT",
+        "COUNT",
+        "STATUS",
+        "AUTH",
+        "CLIENTS",
+        "LAST_SEEN",
+    ];
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:<w$}  ");
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for r in &rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        line(&cells);
+    }
+    out
+}
+
+/// Severity threshold of `--fail-on`: `None` never fails.
+fn fail_threshold(label: &str) -> Result<Option<u8>> {
+    Ok(match label {
+        "low" => Some(1),
+        "medium" => Some(40),
+        "high" => Some(70),
+        "critical" => Some(90),
+        "none" => None,
+        other => bail!("--fail-on {other:?}: use low, medium, high, critical or none"),
+    })
+}
+
+/// Runs `apitap check`. Exit 0: nothing at or above the threshold; 1: findings that fail
+/// the gate; 2 (via `Err`): the check could not run.
+pub fn check(args: CheckArgs) -> Result<ExitCode> {
+    let threshold = fail_threshold(&args.fail_on)?;
+    if !matches!(args.format.as_str(), "text" | "json" | "sarif") {
+        bail!("--format {:?}: use text, json or sarif", args.format);
+    }
+    let mut cfg = load_config(args.config.as_ref())?;
+    cfg.analytics.spec.path = args.spec.display().to_string();
+    // A check never touches a live sensor's saved inventory.
+    cfg.analytics.inventory.state_file.clear();
+    let (hars, pcaps): (Vec<PathBuf>, Vec<PathBuf>) =
+        args.files.into_iter().partition(|p| crate::har::is_har(p));
+
+    let mut findings: Vec<Alert> = Vec::new();
+    let mut transactions = 0u64;
+    if !pcaps.is_empty() {
+        let (summary, outcome) = replay_with_analytics(&pcaps, None, &cfg, false, true)?;
+        if let Some(e) = summary.input_error {
+            bail!("input stopped early: {e}");
+        }
+        let outcome = outcome.context("analytics did not run")?;
+        transactions += outcome.engine.stats().transactions;
+        findings.extend(outcome.alerts);
+    }
+    if !hars.is_empty() {
+        let mut engine: Analytics = crate::analysis::configured_engine(&cfg)?;
+        let mut records = Vec::new();
+        for path in &hars {
+            records.extend(crate::har::read(path)?);
+        }
+        records.sort_by_key(|r| r.ts_ns);
+        for r in &records {
+            engine.process_into(r, &mut findings);
+        }
+        findings.extend(engine.finish());
+        transactions += engine.stats().transactions;
+    }
+
+    let failing = findings
+        .iter()
+        .filter(|a| threshold.is_some_and(|t| a.severity >= t))
+        .count();
+    match args.format.as_str() {
+        "sarif" => println!(
+            "{}",
+            serde_json::to_string_pretty(&sarif(&findings, env!("CARGO_PKG_VERSION")))?
+        ),
+        "json" => {
+            let list: Vec<serde_json::Value> = findings.iter().map(Alert::to_json).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({
+                    "transactions": transactions,
+                    "findings": list,
+                    "failing": failing,
+                    "fail_on": args.fail_on,
+                    "passed": failing == 0,
+                }))?
+            );
+        }
+        _ => print!(
+            "{}",
+            check_text(&findings, transactions, failing, &args.fail_on)
+        ),
+    }
+    Ok(if failing > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The human report of `apitap check`.
+pub fn check_text(findings: &[Alert], transactions: u64, failing: usize, fail_on: &str) -> String {
+    let mut out = String::new();
+    for a in findings {
+        let where_ = match (&a.host, &a.endpoint) {
+            (Some(h), Some(e)) => format!("{h} {e}"),
+            (None, Some(e)) => e.clone(),
+            (Some(h), None) => h.clone(),
+            (None, None) => "-".into(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<8} {:<22} {where_}\n         {}\n         evidence: {}",
+            severity_label(a.severity).to_uppercase(),
+            a.rule.id(),
+            a.message,
+            a.evidence.join(" ")
+        );
+    }
+    let mut by_label = std::collections::BTreeMap::new();
+    for a in findings {
+        *by_label.entry(severity_label(a.severity)).or_insert(0u64) += 1;
+    }
+    let counts: Vec<String> = ["critical", "high", "medium", "low"]
+        .iter()
+        .filter_map(|l| by_label.get(l).map(|n| format!("{n} {l}")))
+        .collect();
+    let _ = writeln!(
+        out,
+        "apitap check: {transactions} transactions, {} findings{}; {}",
+        findings.len(),
+        if counts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", counts.join(", "))
+        },
+        if failing > 0 {
+            format!("FAILED: {failing} at or above --fail-on {fail_on}")
+        } else {
+            format!("passed (--fail-on {fail_on})")
+        }
+    );
+    out
+}
