@@ -354,6 +354,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reference_sensor_toml_is_the_defaults() {
+        let c = Config::parse(include_str!("../../../sensor.toml")).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
     fn empty_file_gives_defaults() {
         let c = Config::parse("").unwrap();
         assert_eq!(c.flow.max_flows, 262_144);
@@ -416,6 +422,7 @@ mod tests {
         let start = text.find("# [kafka]").unwrap();
         let section: String = text[start..]
             .lines()
+            .take_while(|l| l.starts_with('#'))
             .filter_map(|l| l.strip_prefix("# "))
             .filter(|l| l.starts_with('[') || l.contains(" = "))
             .map(|l| format!("{l}\n"))

@@ -15,7 +15,7 @@ pub mod stats;
 pub mod telemetry;
 pub mod worker;
 
-pub use config::Config;
 pub use analysis::AnalyticsOutcome;
+pub use config::Config;
 pub use pipeline::{replay, replay_with_analytics, replay_with_progress, Output};
 pub use stats::RunSummary;
