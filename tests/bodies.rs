@@ -98,9 +98,22 @@ fn bodies_are_captured_decoded_and_redacted() {
 
     // Capture off (the default): no content anywhere, but the query is still redacted.
     let (plain, _) = run_replay(&[pcap], 1);
+    // By default bodies are not written, but the analytics still scan them.
+    let alerts = parse_alerts(&plain);
     let plain = String::from_utf8(plain).unwrap();
     assert!(!plain.contains("\"content\""));
     assert!(!plain.contains("ak_live_1234567890"));
+    assert!(!plain.contains("4111111111111111"));
+    let request_kinds: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["rule"]["id"] == "APITAP-SENSITIVE-002")
+        .map(|a| &a["apitap"]["counts"])
+        .collect();
+    assert_eq!(
+        request_kinds,
+        [&serde_json::json!({"card_number": 1})],
+        "{alerts:#?}"
+    );
 }
 
 #[test]

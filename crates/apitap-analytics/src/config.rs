@@ -326,6 +326,10 @@ pub struct SensitiveConfig {
     pub max_scan_bytes: usize,
     /// Scan header values too (except `skip_headers`).
     pub scan_headers: bool,
+    /// Capture JSON, form, XML and text bodies for this scan even when
+    /// `http.include_body_for` does not list them; such bodies are scanned, never written
+    /// into events.
+    pub scan_bodies: bool,
     /// Headers never scanned (they carry credentials by design).
     pub skip_headers: Vec<String>,
 }
@@ -339,6 +343,7 @@ impl Default for SensitiveConfig {
                 .collect(),
             max_scan_bytes: 65_536,
             scan_headers: true,
+            scan_bodies: true,
             skip_headers: [
                 "authorization",
                 "proxy-authorization",

@@ -227,6 +227,27 @@ pub struct EncoderConfig {
     pub format: EventFormat,
     /// Attach a [`apitap_analytics::TxRecord`] to every encoded event (analytics on).
     pub records: bool,
+    /// Media-type prefixes whose captured bodies are written into events
+    /// (`http.include_body_for`); `None` writes every captured body. Bodies captured only
+    /// for the analytics are not written.
+    pub body_content_for: Option<Vec<String>>,
+}
+
+impl EncoderConfig {
+    /// Whether the captured body of a message with this head goes into the event.
+    fn writes_body(&self, head: &Head) -> bool {
+        let Some(list) = &self.body_content_for else {
+            return true;
+        };
+        let Some(ct) = head.header("content-type") else {
+            return false;
+        };
+        let ct = ct.trim_ascii_start();
+        list.iter().any(|want| {
+            ct.get(..want.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(want.as_bytes()))
+        })
+    }
 }
 
 /// Turns transactions into ECS JSON lines.
@@ -772,7 +793,8 @@ impl<'a> EventView<'a> {
 
         let (req_body, req_meta) = match req {
             Some(r) => {
-                let (b, m) = body_views(r.body_bytes, r.body.as_deref(), &r.head, &cfg.redactor);
+                let body = r.body.as_deref().filter(|_| cfg.writes_body(&r.head));
+                let (b, m) = body_views(r.body_bytes, body, &r.head, &cfg.redactor);
                 (b, m)
             }
             None => (
@@ -784,7 +806,12 @@ impl<'a> EventView<'a> {
             ),
         };
         let (resp_body, resp_meta) = match resp {
-            Some(r) => body_views(r.body_bytes, r.body.as_deref(), &r.head, &cfg.redactor),
+            Some(r) => body_views(
+                r.body_bytes,
+                r.body.as_deref().filter(|_| cfg.writes_body(&r.head)),
+                &r.head,
+                &cfg.redactor,
+            ),
             None => (
                 BodyView {
                     bytes: 0,
@@ -1059,6 +1086,7 @@ mod tests {
                 redactor: Redactor::new(&names, Some(key.to_vec())),
                 format: EventFormat::Ecs,
                 records: false,
+                body_content_for: None,
             })
         };
         let a = encode(&sample_tx(), &enc(b"k1"));

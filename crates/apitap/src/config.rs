@@ -7,6 +7,16 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+/// Bodies captured for the sensitive-data scan of the analytics.
+const SCANNED_MEDIA_TYPES: &[&str] = &[
+    "application/json",
+    "application/x-www-form-urlencoded",
+    "application/xml",
+    "text/plain",
+    "text/csv",
+    "text/xml",
+];
+
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -213,6 +223,21 @@ impl Config {
         let cfg: Config = toml::from_str(text)?;
         cfg.validate_local()?;
         Ok(cfg)
+    }
+
+    /// The HTTP settings the workers run with: `http`, plus the media types the
+    /// analytics scan for sensitive data (`analytics.sensitive.scan_bodies`).
+    pub fn effective_http(&self) -> apitap_http::HttpConfig {
+        let mut http = self.http.clone();
+        let s = &self.analytics.sensitive;
+        if self.analytics.enabled && s.scan_bodies && !s.kinds.is_empty() {
+            for media in SCANNED_MEDIA_TYPES {
+                if !http.include_body_for.iter().any(|m| m == media) {
+                    http.include_body_for.push((*media).to_string());
+                }
+            }
+        }
+        http
     }
 
     /// Checks everything, Kafka settings included.

@@ -135,13 +135,6 @@ pub fn run_live(run: LiveRun) -> Result<RunSummary> {
     let lines = open_output(output.as_ref())?;
 
     let identity = drop_privileges(&cfg.daemon)?;
-    tracing::info!(
-        interfaces = ?cfg.capture.interfaces,
-        bpf = %cfg.capture.bpf,
-        workers = cfg.worker_count(),
-        %identity,
-        "capture open, privileges dropped"
-    );
 
     let shared = Arc::new(Shared::new(cfg.worker_count(), encoder(&cfg)?));
     let released = Arc::new(AtomicU64::new(0));
@@ -159,6 +152,14 @@ pub fn run_live(run: LiveRun) -> Result<RunSummary> {
         Arc::clone(&shared),
         Arc::clone(&stats_interval),
     )?;
+    // Logged once every thread runs: from here on the process is what it will stay.
+    tracing::info!(
+        interfaces = ?cfg.capture.interfaces,
+        bpf = %cfg.capture.bpf,
+        workers = cfg.worker_count(),
+        %identity,
+        "capture open, privileges dropped"
+    );
     // Not under systemd (no NOTIFY_SOCKET): nothing to tell.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 

@@ -44,6 +44,7 @@ pub fn encoder(cfg: &Config) -> Result<Encoder> {
             .with_fields(&cfg.output.redact_fields),
         format: cfg.output.format,
         records: cfg.analytics.enabled,
+        body_content_for: Some(cfg.http.include_body_for.clone()),
     }))
 }
 

@@ -81,7 +81,7 @@ impl Worker {
             table: FlowTable::new(max_flows.max(1)),
             env: Env {
                 reassembly: cfg.reassembly.clone(),
-                http: cfg.http.clone(),
+                http: cfg.effective_http(),
                 encoder,
                 idle_ns: cfg.flow.idle_timeout_ms.saturating_mul(1_000_000),
                 tx_timeout_ns: cfg.http.transaction_timeout_ms.saturating_mul(1_000_000),
