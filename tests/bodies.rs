@@ -97,8 +97,15 @@ fn bodies_are_captured_decoded_and_redacted() {
     assert_eq!(http["decompression_bombs"], 0);
 
     // Capture off (the default): no content anywhere, but the query is still redacted.
-    let (plain, _) = run_replay(&[pcap], 1);
-    // By default bodies are not written, but the analytics still scan them.
+    let (plain, _) = run_replay(std::slice::from_ref(&pcap), 1);
+    assert!(parse_alerts(&plain)
+        .iter()
+        .all(|a| a["rule"]["id"] != "APITAP-SENSITIVE-002"));
+    // analytics.sensitive.scan_bodies: bodies captured for the scan only, never written.
+    let mut scan = apitap::Config::default();
+    scan.pipeline.workers = 1;
+    scan.analytics.sensitive.scan_bodies = true;
+    let (plain, _) = run_replay_with(&[pcap], &scan);
     let alerts = parse_alerts(&plain);
     let plain = String::from_utf8(plain).unwrap();
     assert!(!plain.contains("\"content\""));

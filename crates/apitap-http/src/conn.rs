@@ -146,6 +146,9 @@ enum Phase {
     Body(Body),
     /// Skipping to the next line that starts a message.
     Resync,
+    /// The head in progress passed `max_head_bytes`: its start line was used, the rest of
+    /// the head is skipped up to its blank line (the last bytes seen wait in `line`).
+    SkipHead,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -331,6 +334,7 @@ impl HttpConn {
                 Phase::Head => self.head(dir, input, &mut cx),
                 Phase::Body(body) => self.body(dir, body, input, &mut cx),
                 Phase::Resync => self.resync(dir, input, &mut cx),
+                Phase::SkipHead => self.skip_head(dir, input, &mut cx),
             };
             if used == 0 {
                 // Phase changes consume nothing; a handler never stalls twice in a row.
@@ -401,6 +405,13 @@ impl HttpConn {
                 self.abandon_head(dir, &mut cx);
                 self.lose_sync(dir, Anomaly::Gap, &mut cx);
             }
+            Phase::SkipHead => {
+                // The oversize message was already recorded (a request is still pending).
+                cx.stats.gaps_resync += 1;
+                self.mark(dir, Anomaly::Gap);
+                self.end_message(dir, None, &mut cx);
+                self.lose_sync(dir, Anomaly::Gap, &mut cx);
+            }
             Phase::Start | Phase::Resync => {
                 cx.stats.gaps_resync += 1;
                 self.lose_sync(dir, Anomaly::Gap, &mut cx);
@@ -434,7 +445,11 @@ impl HttpConn {
             // Head not parsed yet: it joins the head's own anomalies.
             Phase::Head => self.dir_mut(dir).current.insert(anomaly),
             Phase::Body(_) => self.mark(dir, anomaly),
-            Phase::Start | Phase::Resync => self.dir_mut(dir).carry.insert(anomaly),
+            // An oversize request head being skipped: the request is pending.
+            Phase::SkipHead if dir == Direction::ToServer => self.mark(dir, anomaly),
+            Phase::Start | Phase::Resync | Phase::SkipHead => {
+                self.dir_mut(dir).carry.insert(anomaly)
+            }
         }
     }
 
@@ -568,11 +583,17 @@ impl HttpConn {
         }
     }
 
-    /// Marks the direction out of sync: skip to the next message start.
+    /// Marks the direction out of sync: skip to the next message start, which is flagged
+    /// with `why`.
     fn lose_sync(&mut self, dir: Direction, why: Anomaly, cx: &mut Ctx<'_>) {
+        self.dir_mut(dir).carry.insert(why);
+        self.skip_to_next_message(dir, cx);
+    }
+
+    /// Skip to the next message start (bytes skipped on the way flag it `skipped_bytes`).
+    fn skip_to_next_message(&mut self, dir: Direction, cx: &mut Ctx<'_>) {
         cx.stats.resyncs += 1;
         let d = self.dir_mut(dir);
-        d.carry.insert(why);
         d.phase = Phase::Resync;
         d.at_line_start = false;
         d.head_buf.clear();
@@ -667,17 +688,119 @@ impl HttpConn {
         }
         if d.head_buf.len() > max {
             cx.stats.heads_too_large += 1;
-            cx.stats.bytes_skipped += d.head_buf.len() as u64;
+            return self.head_too_large(dir, take, cx);
+        }
+        d.scan_from = resume_from(d.head_buf.len());
+        d.msg_bytes += take as u64;
+        take
+    }
+
+    /// The head in progress is longer than `max_head_bytes` (`head_buf` holds its first
+    /// `max + 1` bytes, the last `take` of them from this delivery). When its start line
+    /// parses, the message is recorded from the start line alone with `head_too_large`, so
+    /// requests and responses stay paired; the rest of the head is skipped. Its body, if any,
+    /// cannot be delimited: a request is taken to have none, a response's is skipped by a
+    /// resync. Otherwise the bytes are skipped and the anomaly goes to the next message.
+    fn head_too_large(&mut self, dir: Direction, take: usize, cx: &mut Ctx<'_>) -> usize {
+        let d = self.dir_mut(dir);
+        let buf = std::mem::take(&mut d.head_buf);
+        let line = memchr::memchr(b'\n', &buf).and_then(|i| buf.get(..i));
+        let parsed = line.map(head::start_line_only).and_then(|raw| match dir {
+            Direction::ToServer => {
+                head::parse_request(&raw, cx.cfg.max_headers)
+                    .ok()
+                    .map(|mut h| {
+                        h.anomalies.insert(Anomaly::HeadTooLarge);
+                        Ok(h)
+                    })
+            }
+            Direction::ToClient => {
+                head::parse_response(&raw, cx.cfg.max_headers)
+                    .ok()
+                    .map(|mut h| {
+                        h.anomalies.insert(Anomaly::HeadTooLarge);
+                        Err(h)
+                    })
+            }
+        });
+        let Some(parsed) = parsed else {
+            cx.stats.bytes_skipped += buf.len() as u64;
+            let d = self.dir_mut(dir);
+            d.head_buf = buf;
             d.key = None;
             if dir == Direction::ToClient {
                 self.lone_key = None;
             }
             self.lose_sync(dir, Anomaly::HeadTooLarge, cx);
             return take;
+        };
+        // The blank line may already be in the buffered bytes (just past the limit).
+        let ended = find_head_end(&buf, self.dir(dir).scan_from);
+        let used = match ended {
+            Some(end) => take.saturating_sub(buf.len().saturating_sub(end)),
+            None => take,
+        };
+        let tail = buf
+            .get(buf.len().saturating_sub(3)..)
+            .unwrap_or(&[])
+            .to_vec();
+        let d = self.dir_mut(dir);
+        d.msg_bytes += used as u64;
+        d.head_buf = buf;
+        d.head_buf.clear();
+        match parsed {
+            Ok(h) => self.on_request_head(h, cx),
+            Err(h) => self.on_response_head(h, true, cx),
         }
-        d.scan_from = resume_from(d.head_buf.len());
-        d.msg_bytes += take as u64;
-        take
+        if self.passthrough {
+            return used;
+        }
+        if ended.is_some() {
+            self.skipped_head_ended(dir, cx);
+        } else {
+            let d = self.dir_mut(dir);
+            d.phase = Phase::SkipHead;
+            d.line = tail;
+        }
+        used
+    }
+
+    /// Skips the rest of an oversize head, up to and including its blank line.
+    fn skip_head(&mut self, dir: Direction, input: &[u8], cx: &mut Ctx<'_>) -> usize {
+        let d = self.dir_mut(dir);
+        let tail = std::mem::take(&mut d.line);
+        // A blank line that straddles the previous delivery and this one.
+        let mut probe = tail.clone();
+        probe.extend_from_slice(input.get(..input.len().min(3)).unwrap_or(&[]));
+        let end = find_head_end(&probe, 0)
+            .map(|e| e.saturating_sub(tail.len()))
+            .or_else(|| find_head_end(input, 0));
+        let used = end.unwrap_or(input.len());
+        self.add_wire(dir, used as u64);
+        if end.is_some() {
+            self.skipped_head_ended(dir, cx);
+        } else {
+            let mut keep = tail;
+            keep.extend_from_slice(input.get(input.len().saturating_sub(3)..).unwrap_or(&[]));
+            let cut = keep.len().saturating_sub(3);
+            keep.drain(..cut);
+            self.dir_mut(dir).line = keep;
+        }
+        used
+    }
+
+    /// The oversize head ended: a request is complete (no body assumed); after a response
+    /// head the body, of unknown length, is skipped up to the next status line.
+    fn skipped_head_ended(&mut self, dir: Direction, cx: &mut Ctx<'_>) {
+        self.dir_mut(dir).line.clear();
+        match dir {
+            Direction::ToServer => self.end_message(dir, None, cx),
+            Direction::ToClient => {
+                let d = self.dir_mut(dir);
+                d.phase = Phase::Resync;
+                d.at_line_start = true;
+            }
+        }
     }
 
     fn abandon_head(&mut self, dir: Direction, cx: &mut Ctx<'_>) {
@@ -697,7 +820,7 @@ impl HttpConn {
                 Err(e) => self.bad_head(dir, e, cx),
             },
             Direction::ToClient => match head::parse_response(raw, cx.cfg.max_headers) {
-                Ok(h) => self.on_response_head(h, cx),
+                Ok(h) => self.on_response_head(h, false, cx),
                 Err(e) => self.bad_head(dir, e, cx),
             },
         }
@@ -780,7 +903,8 @@ impl HttpConn {
         }
     }
 
-    fn on_response_head(&mut self, h: head::ResponseHead, cx: &mut Ctx<'_>) {
+    /// `cut`: only the status line of an oversize head is known; its body is not framed.
+    fn on_response_head(&mut self, h: head::ResponseHead, cut: bool, cx: &mut Ctx<'_>) {
         let at = cx.at;
         self.heads_parsed = self.heads_parsed.saturating_add(1);
         self.resp.tentative = false;
@@ -813,12 +937,12 @@ impl HttpConn {
             }
         };
         let upgrade = h.status == 101 || (is_connect && (200..300).contains(&h.status));
-        let framing = if upgrade || is_head || h.status == 204 || h.status == 304 || h.status < 200
-        {
-            Framing::None
-        } else {
-            body_framing(&h.head, false, &mut anomalies)
-        };
+        let framing =
+            if cut || upgrade || is_head || h.status == 204 || h.status == 304 || h.status < 200 {
+                Framing::None
+            } else {
+                body_framing(&h.head, false, &mut anomalies)
+            };
         let capture_body = !matches!(framing, Framing::None | Framing::Length(0))
             && crate::body::wants_body(&h.head, cx.cfg);
         let start = self.interim_start.take().unwrap_or(self.resp.start);
@@ -1047,7 +1171,8 @@ impl HttpConn {
         self.mark(dir, Anomaly::InvalidChunkSize);
         self.mark(dir, Anomaly::BodyTruncated);
         self.end_message(dir, Some(truncated_reason(dir)), cx);
-        self.lose_sync(dir, Anomaly::InvalidChunkSize, cx);
+        // The bad chunk is on the message that had it, not on the next one.
+        self.skip_to_next_message(dir, cx);
     }
 
     /// The message in progress in `dir` is over (`incomplete` when cut short).
@@ -1126,6 +1251,7 @@ impl HttpConn {
                 self.abandon_head(dir, cx);
                 self.dir_mut(dir).phase = Phase::Start;
             }
+            Phase::SkipHead => self.end_message(dir, None, cx),
             Phase::Start | Phase::Resync => {}
         }
         let d = self.dir_mut(dir);

@@ -27,6 +27,16 @@ pub(crate) fn resume_from(len: usize) -> usize {
     len.saturating_sub(3)
 }
 
+/// A head made of just `line` (a start line without its line end): what is parsed of a
+/// head too large to keep.
+pub(crate) fn start_line_only(line: &[u8]) -> Vec<u8> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut raw = Vec::with_capacity(line.len() + 4);
+    raw.extend_from_slice(line);
+    raw.extend_from_slice(b"\r\n\r\n");
+    raw
+}
+
 /// A parsed request head.
 pub(crate) struct RequestHead {
     pub head: Head,
@@ -63,8 +73,10 @@ fn span_of(base: &[u8], part: &[u8]) -> Span {
 }
 
 /// Anomalies visible in the raw head bytes: bare LF line ends, and header lines that
-/// httparse had to skip (`lines` counted vs `parsed` fields).
-fn raw_anomalies(raw: &[u8], parsed_fields: usize, anomalies: &mut Anomalies) {
+/// httparse had to skip (`lines` counted vs `parsed` fields). In a request an obs-fold
+/// continuation line is invalid too (RFC 9112 5.2: a server rejects it or replaces it; httparse
+/// drops it), so it is flagged `invalid_header`; responses may fold (the value is kept).
+fn raw_anomalies(raw: &[u8], parsed_fields: usize, is_request: bool, anomalies: &mut Anomalies) {
     let mut lines = 0usize;
     let mut prev = 0u8;
     let mut line_start = 0usize;
@@ -92,7 +104,7 @@ fn raw_anomalies(raw: &[u8], parsed_fields: usize, anomalies: &mut Anomalies) {
     }
     // Lines: start line + fields + blank line. Folded continuation lines are not fields.
     let field_lines = lines.saturating_sub(2).saturating_sub(folded);
-    if field_lines != parsed_fields {
+    if field_lines != parsed_fields || (is_request && folded > 0) {
         anomalies.insert(Anomaly::InvalidHeader);
     }
 }
@@ -141,7 +153,7 @@ pub(crate) fn parse_request(raw: &[u8], max_headers: usize) -> Result<RequestHea
     };
     let mut anomalies = Anomalies::default();
     let headers = collect_headers(raw, req.headers, max_headers, &mut anomalies);
-    raw_anomalies(raw, req.headers.len(), &mut anomalies);
+    raw_anomalies(raw, req.headers.len(), true, &mut anomalies);
     Ok(RequestHead {
         method: span_of(raw, method.as_bytes()),
         target: span_of(raw, path.as_bytes()),
@@ -174,7 +186,7 @@ pub(crate) fn parse_response(raw: &[u8], max_headers: usize) -> Result<ResponseH
     };
     let mut anomalies = Anomalies::default();
     let headers = collect_headers(raw, resp.headers, max_headers, &mut anomalies);
-    raw_anomalies(raw, resp.headers.len(), &mut anomalies);
+    raw_anomalies(raw, resp.headers.len(), false, &mut anomalies);
     let reason = resp
         .reason
         .map(|r| span_of(raw, r.as_bytes()))
@@ -306,6 +318,25 @@ mod tests {
             r.anomalies
         );
         assert_eq!(r.head.headers.len(), 1);
+    }
+
+    #[test]
+    fn obs_fold_is_invalid_in_requests_and_kept_in_responses() {
+        let r = parse_request(
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-F: a\r\n  b\r\nAccept: */*\r\n\r\n",
+            64,
+        )
+        .unwrap();
+        assert!(
+            r.anomalies.contains(Anomaly::InvalidHeader),
+            "{:?}",
+            r.anomalies
+        );
+        assert_eq!(r.head.header("accept"), Some(&b"*/*"[..]));
+        let r =
+            parse_response(b"HTTP/1.1 200 OK\r\nX-F: a\r\n  b\r\nServer: s\r\n\r\n", 64).unwrap();
+        assert!(r.anomalies.is_empty(), "{:?}", r.anomalies);
+        assert_eq!(r.head.header("server"), Some(&b"s"[..]));
     }
 
     #[test]

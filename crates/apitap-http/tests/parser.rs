@@ -458,10 +458,111 @@ fn head_too_large_is_skipped_and_counted() {
     h.send(C2S, b"\r\n\r\nGET /ok HTTP/1.1\r\n\r\n");
     h.send(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     assert_eq!(h.stats.heads_too_large, 1);
+    // The oversize request is kept from its request line and answered by the first
+    // response; the next request waits for its own.
     let s = h.summary();
-    assert_eq!(s.len(), 1);
-    assert_eq!(s[0].1, "/ok");
+    assert_eq!(s, vec![row("GET", "/", 200, 0, 0)]);
+    assert_eq!(h.anomalies(0), vec![Anomaly::HeadTooLarge]);
+    assert!(h.out[0].request.as_ref().unwrap().head.headers.is_empty());
+    assert_eq!(
+        h.out[0].request.as_ref().unwrap().wire_bytes,
+        big.len() as u64 + 4
+    );
+    h.send(S2C, b"HTTP/1.1 204 No Content\r\n\r\n");
+    assert_eq!(h.summary()[1], row("GET", "/ok", 204, 0, 0));
+    assert!(h.anomalies(1).is_empty(), "{:?}", h.anomalies(1));
+    assert_eq!(h.stats.bytes_skipped, 0);
+
+    // A request line too long to parse within the limit: skipped, flagged on the next one.
+    let mut h = H::with(HttpConfig {
+        max_head_bytes: 100,
+        ..HttpConfig::default()
+    });
+    let mut long = b"GET /".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 300));
+    long.extend_from_slice(b" HTTP/1.1\r\n\r\nGET /ok HTTP/1.1\r\n\r\n");
+    h.send(C2S, &long);
+    h.send(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(h.summary(), vec![row("GET", "/ok", 200, 0, 0)]);
     assert!(h.anomalies(0).contains(&Anomaly::HeadTooLarge));
+}
+
+/// Pipelined requests where one head is over the limit: every response still pairs with
+/// its own request (before the fix the oversize request was dropped, the next request took
+/// its response and the last response was "unsolicited").
+#[test]
+fn oversize_heads_keep_pipelined_pairing() {
+    let cfg = HttpConfig {
+        max_head_bytes: 200,
+        ..HttpConfig::default()
+    };
+    let mut req = b"GET /big HTTP/1.1\r\nHost: h\r\n".to_vec();
+    for i in 0..10 {
+        req.extend_from_slice(format!("X-Pad-{i}: {}\r\n", "p".repeat(40)).as_bytes());
+    }
+    req.extend_from_slice(b"\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n");
+    let mut resp =
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbigHTTP/1.1 404 Not Found\r\n".to_vec();
+    for i in 0..10 {
+        resp.extend_from_slice(format!("X-Pad-{i}: {}\r\n", "q".repeat(40)).as_bytes());
+    }
+    resp.extend_from_slice(b"Content-Length: 4\r\n\r\nnope");
+    let whole = run_with(&cfg, &req, &resp, &[], &[]);
+    let shape: Vec<_> = whole
+        .iter()
+        .map(|t| {
+            (
+                String::from_utf8_lossy(t.request.as_ref().unwrap().target()).to_string(),
+                t.response.as_ref().unwrap().status,
+                t.anomalies.iter().collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            ("/big".to_string(), 200, vec![Anomaly::HeadTooLarge]),
+            // The oversize response's body cannot be framed: it is skipped up to the end.
+            ("/next".to_string(), 404, vec![Anomaly::HeadTooLarge]),
+        ]
+    );
+    assert!(whole.iter().all(|t| t.is_complete()));
+    for i in 0..=req.len() {
+        assert_eq!(
+            run_with(&cfg, &req, &resp, &[i], &[]),
+            whole,
+            "request split at {i}"
+        );
+    }
+    for i in 0..=resp.len() {
+        assert_eq!(
+            run_with(&cfg, &req, &resp, &[], &[i]),
+            whole,
+            "response split at {i}"
+        );
+    }
+}
+
+/// A bad chunk size is flagged on its own message; the next request, found by resync, only
+/// says bytes were skipped before it.
+#[test]
+fn invalid_chunk_size_stays_on_its_message() {
+    let mut h = H::new();
+    h.send(
+        C2S,
+        b"POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\nGET /after HTTP/1.1\r\n\r\n",
+    );
+    h.send(
+        S2C,
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+    );
+    h.send(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(
+        h.anomalies(0),
+        vec![Anomaly::InvalidChunkSize, Anomaly::BodyTruncated]
+    );
+    assert_eq!(h.anomalies(1), vec![Anomaly::SkippedBytes]);
+    assert_eq!(h.summary()[1], row("GET", "/after", 200, 0, 0));
 }
 
 #[test]
@@ -500,7 +601,16 @@ fn conversations() -> Vec<(Vec<u8>, Vec<u8>)> {
 /// Delivers each direction as given by the split points (requests first, then responses),
 /// then ends the connection.
 fn run(req: &[u8], resp: &[u8], req_cuts: &[usize], resp_cuts: &[usize]) -> Vec<HttpTransaction> {
-    let cfg = HttpConfig::default();
+    run_with(&HttpConfig::default(), req, resp, req_cuts, resp_cuts)
+}
+
+fn run_with(
+    cfg: &HttpConfig,
+    req: &[u8],
+    resp: &[u8],
+    req_cuts: &[usize],
+    resp_cuts: &[usize],
+) -> Vec<HttpTransaction> {
     let mut stats = HttpStats::default();
     let mut out = Vec::new();
     let mut conn = HttpConn::new();
@@ -515,17 +625,11 @@ fn run(req: &[u8], resp: &[u8], req_cuts: &[usize], resp_cuts: &[usize]) -> Vec<
         points.sort_unstable();
         points.dedup();
         for w in points.windows(2) {
-            conn.on_data(dir, &data[w[0]..w[1]], at, &cfg, &mut stats, &mut out);
+            conn.on_data(dir, &data[w[0]..w[1]], at, cfg, &mut stats, &mut out);
         }
     }
-    conn.on_fin(S2C, at, &cfg, &mut stats, &mut out);
-    conn.finish(
-        FinishCause::ConnectionClosed,
-        at,
-        &cfg,
-        &mut stats,
-        &mut out,
-    );
+    conn.on_fin(S2C, at, cfg, &mut stats, &mut out);
+    conn.finish(FinishCause::ConnectionClosed, at, cfg, &mut stats, &mut out);
     out.sort_by_key(|t| t.key);
     out
 }
