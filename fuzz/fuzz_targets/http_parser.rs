@@ -13,6 +13,12 @@ fuzz_target!(|data: &[u8]| {
         max_pending_requests: 8,
         transaction_timeout_ms: 1000,
         max_non_http_bytes: 4096,
+        // Bodies captured and decoded (gzip, deflate, br) with small limits, so the
+        // fuzzer reaches the decoders and their bomb limits.
+        include_body_for: vec!["application/json".into(), "text/".into()],
+        max_body_bytes: 256,
+        max_decoded_body_bytes: 4096,
+        max_decompression_ratio: 20,
     };
     let mut stats = HttpStats::default();
     let mut out = Vec::new();

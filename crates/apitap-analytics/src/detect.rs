@@ -279,6 +279,8 @@ pub(crate) struct SensitiveScan {
     scan_headers: bool,
     max_bytes: usize,
     pub counters: ScanCounters,
+    /// Header values of one message, newline-separated (reused).
+    header_buf: Vec<u8>,
 }
 
 fn binary_media(mt: &str) -> bool {
@@ -315,6 +317,7 @@ impl SensitiveScan {
             scan_headers,
             max_bytes,
             counters: ScanCounters::default(),
+            header_buf: Vec::new(),
         }
     }
 
@@ -327,10 +330,17 @@ impl SensitiveScan {
     ) -> BTreeMap<SensitiveKind, u64> {
         let mut counts = BTreeMap::new();
         if self.scan_headers {
+            // One scan over the values joined by newlines (no pattern spans a newline)
+            // instead of one per header: a regex search has a fixed cost per call.
+            self.header_buf.clear();
             for (n, v) in headers {
                 if !self.skip_headers.contains(n.as_str()) && v.len() >= 6 {
-                    self.scanner.scan(v.as_bytes(), &mut counts);
+                    self.header_buf.extend_from_slice(v.as_bytes());
+                    self.header_buf.push(b'\n');
                 }
+            }
+            if !self.header_buf.is_empty() {
+                self.scanner.scan(&self.header_buf, &mut counts);
             }
         }
         if let Some(body) = body.filter(|b| !b.is_empty()) {

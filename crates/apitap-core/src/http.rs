@@ -191,7 +191,8 @@ anomalies! {
     InvalidTransferEncoding = "invalid_transfer_encoding",
     /// Chunk size line that does not parse or overflows.
     InvalidChunkSize = "invalid_chunk_size",
-    /// Head larger than the configured limit; the message was skipped.
+    /// Head larger than the configured limit; the message is kept from its start line and
+    /// the rest of its head is skipped.
     HeadTooLarge = "head_too_large",
     /// More header fields than the configured limit.
     TooManyHeaders = "too_many_headers",

@@ -13,5 +13,5 @@ pub use http::{
     Anomalies, Anomaly, CapturedBody, Head, HttpRequest, HttpResponse, HttpTransaction,
     HttpVersion, IncompleteReason, Span,
 };
-pub use packet::{PacketBatch, PacketMeta, TcpFlags};
+pub use packet::{Encap, PacketBatch, PacketMeta, TcpFlags, Tunnel, TunnelKind};
 pub use time::{PacketRef, SortKey, Timestamp};

@@ -38,6 +38,60 @@ impl TcpFlags {
     }
 }
 
+/// A tunnel the packet arrived in (decapsulated by the decoder).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TunnelKind {
+    /// GRE (RFC 2784/2890) carrying IPv4, IPv6 or transparent Ethernet (0x6558).
+    Gre,
+    /// ERSPAN type II (GRE protocol 0x88be).
+    ErspanII,
+    /// ERSPAN type III (GRE protocol 0x22eb).
+    ErspanIII,
+    /// VXLAN (RFC 7348, UDP port 4789).
+    Vxlan,
+    /// GENEVE (RFC 8926, UDP port 6081).
+    Geneve,
+    /// IPv4 in IP (IP protocol 4).
+    IpIp,
+    /// IPv6 in IP (IP protocol 41, e.g. 6in4).
+    Ip6Ip,
+}
+
+impl TunnelKind {
+    /// Stable name, as written in `apitap.tunnel.type`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TunnelKind::Gre => "gre",
+            TunnelKind::ErspanII => "erspan_ii",
+            TunnelKind::ErspanIII => "erspan_iii",
+            TunnelKind::Vxlan => "vxlan",
+            TunnelKind::Geneve => "geneve",
+            TunnelKind::IpIp => "ipip",
+            TunnelKind::Ip6Ip => "ip6ip",
+        }
+    }
+}
+
+/// The outermost tunnel of a packet: its kind and its identifier (VXLAN/GENEVE VNI, GRE
+/// key, ERSPAN session id) when the header has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tunnel {
+    /// Encapsulation.
+    pub kind: TunnelKind,
+    /// VNI, GRE key or ERSPAN session id.
+    pub id: Option<u32>,
+}
+
+/// Where a packet was seen: the outermost VLAN id and the outermost tunnel. Small and
+/// `Copy`, so it travels with every packet without allocating.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Encap {
+    /// VLAN id (12 bits) of the outermost 802.1Q/802.1ad tag.
+    pub vlan: Option<u16>,
+    /// The outermost tunnel.
+    pub tunnel: Option<Tunnel>,
+}
+
 /// One decoded TCP segment. Its payload lives in the owning [`PacketBatch`]'s arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PacketMeta {
@@ -61,6 +115,8 @@ pub struct PacketMeta {
     pub payload_len: u32,
     /// TCP payload length the IP header claims; larger than `payload_len` when truncated.
     pub payload_wire_len: u32,
+    /// Outermost VLAN id and tunnel the segment arrived in.
+    pub encap: Encap,
 }
 
 /// A batch of packets for one worker: records plus one shared payload arena, reused

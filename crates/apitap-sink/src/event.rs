@@ -105,6 +105,9 @@ pub struct FlowContext {
     pub flow_id: String,
     /// Community ID v1 of the flow.
     pub community_id: String,
+    /// Outermost VLAN id and tunnel of the flow's first packet
+    /// (`observer.ingress.vlan.id`, `apitap.tunnel`).
+    pub encap: apitap_core::Encap,
 }
 
 impl FlowContext {
@@ -122,7 +125,14 @@ impl FlowContext {
             server,
             flow_id: format!("F{h:016x}"),
             community_id,
+            encap: apitap_core::Encap::default(),
         }
+    }
+
+    /// The same context, seen through `encap` (VLAN and tunnel).
+    pub fn with_encap(mut self, encap: apitap_core::Encap) -> FlowContext {
+        self.encap = encap;
+        self
     }
 }
 
@@ -383,7 +393,39 @@ struct NetworkView<'a> {
 
 #[derive(Serialize)]
 struct ObserverView<'a> {
-    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ingress: Option<IngressView>,
+}
+
+/// `observer.ingress`: where the observer saw the traffic.
+#[derive(Serialize)]
+struct IngressView {
+    vlan: VlanView,
+}
+
+/// `observer.ingress.vlan`; ECS makes the id a keyword, so it is written as a string.
+#[derive(Serialize)]
+struct VlanView {
+    id: VlanId,
+}
+
+struct VlanId(u16);
+
+impl Serialize for VlanId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(itoa::Buffer::new().format(self.0))
+    }
+}
+
+/// `apitap.tunnel`: the outermost tunnel the flow arrived in.
+#[derive(Serialize)]
+struct TunnelView {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -509,6 +551,8 @@ struct ApitapView<'a> {
     anomalies: AnomalyList,
     #[serde(skip_serializing_if = "Option::is_none")]
     body: Option<BodiesView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tunnel: Option<TunnelView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sensor: Option<&'a str>,
     schema_version: &'static str,
@@ -842,7 +886,12 @@ impl<'a> EventView<'a> {
                 },
                 community_id: &flow.community_id,
             },
-            observer: sensor.map(|name| ObserverView { name }),
+            observer: (sensor.is_some() || flow.encap.vlan.is_some()).then(|| ObserverView {
+                name: sensor,
+                ingress: flow.encap.vlan.map(|id| IngressView {
+                    vlan: VlanView { id: VlanId(id) },
+                }),
+            }),
             url,
             http: HttpView {
                 version: version.map(|v| v.as_str()),
@@ -878,6 +927,10 @@ impl<'a> EventView<'a> {
                 body: (req_meta.is_some() || resp_meta.is_some()).then_some(BodiesView {
                     request: req_meta,
                     response: resp_meta,
+                }),
+                tunnel: flow.encap.tunnel.map(|t| TunnelView {
+                    kind: t.kind.name(),
+                    id: t.id,
                 }),
                 sensor,
                 schema_version: SCHEMA_VERSION,

@@ -7,10 +7,20 @@
 //! the header claims (so Ethernet trailer padding never becomes TCP payload) and accepts
 //! datagrams that the snap length cut short.
 //!
+//! Tunnels are followed to the innermost TCP segment, whose 5-tuple is the flow key: GRE
+//! (IPv4, IPv6, MPLS or transparent Ethernet inside, optional checksum/key/sequence),
+//! ERSPAN type II and III (over GRE), VXLAN (UDP 4789), GENEVE (UDP 6081), IPv4-in-IP
+//! (protocol 4) and IPv6-in-IP (protocol 41), at most [`MAX_TUNNEL_DEPTH`] deep. The
+//! outermost VLAN id (outside any tunnel) and the outermost tunnel (kind and VNI, key or
+//! session id) travel with the packet in [`PacketMeta::encap`].
+//!
+//! IP fragments are handed back by [`decode_frame`] for reassembly (see [`crate::defrag`]);
+//! the reassembled datagram goes through [`decode_reassembled`].
+//!
 //! Nothing here allocates; every frame is counted exactly once, either in
 //! [`DecodeStats::tcp`] or under one skip/drop reason.
 
-use apitap_core::{Endpoint, FlowKey, PacketMeta, PacketRef, TcpFlags};
+use apitap_core::{Encap, Endpoint, FlowKey, PacketMeta, PacketRef, TcpFlags, Tunnel, TunnelKind};
 use etherparse::err::packet::SliceError;
 use etherparse::err::{Layer, LenError};
 use etherparse::{IpNumber, LaxNetSlice, LaxSlicedPacket, LenSource, TransportSlice};
@@ -70,7 +80,9 @@ impl LinkType {
 }
 
 /// Decode counters. Every frame is counted in `packets` and in exactly one of `tcp` or a
-/// skip/drop reason (see [`DecodeStats::drops`]).
+/// skip/drop reason (see [`DecodeStats::drops`]). A fragment that completes an IP datagram
+/// is counted by what the reassembled datagram turned out to be; the other fragments are
+/// counted in `ip_fragments` (held for reassembly or dropped by it, see `defrag`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DecodeStats {
     /// Frames seen by [`decode`].
@@ -81,17 +93,32 @@ pub struct DecodeStats {
     pub tcp: u64,
     /// UDP datagrams (not analysed).
     pub skipped_udp: u64,
-    /// Other IP transports: ICMP, ICMPv6, IGMP, ESP, GRE, ...
+    /// Other IP transports: ICMP, ICMPv6, IGMP, ESP, ...
     pub skipped_other_transport: u64,
     /// Frames that do not carry IPv4/IPv6: ARP, LLDP, STP, other ether types.
     pub skipped_non_ip: u64,
-    /// IPv4/IPv6 fragments (more-fragments set or a non-zero offset): not reassembled.
+    /// IPv4/IPv6 fragments (more-fragments set or a non-zero offset): held for reassembly,
+    /// dropped by it, or (reassembly off) not reassembled.
     pub ip_fragments: u64,
     /// Frames captured too short for the headers they announce.
     pub truncated: u64,
     /// Frames whose headers are invalid (bad IP header length or version, TCP data offset
-    /// below 5, lengths that contradict each other, too many encapsulation layers).
+    /// below 5, lengths that contradict each other, too many link-layer encapsulations).
     pub malformed: u64,
+    /// Frames whose capture ends inside a tunnel header (GRE, ERSPAN, VXLAN, GENEVE, or
+    /// the Ethernet header they carry).
+    pub tunnel_truncated: u64,
+    /// Frames with an invalid tunnel header: GRE reserved bits set, VXLAN without the
+    /// I flag, GENEVE version other than 0, ERSPAN version that does not match its type.
+    pub tunnel_malformed: u64,
+    /// Tunnels we do not decode: GRE version 1 (PPTP) or with routing, GRE/GENEVE payload
+    /// protocols other than IPv4, IPv6, MPLS, Ethernet and ERSPAN; ERSPAN III frame
+    /// types other than Ethernet.
+    pub tunnel_unsupported: u64,
+    /// Frames nested in more than [`MAX_TUNNEL_DEPTH`] tunnels.
+    pub encap_too_deep: u64,
+    /// IP fragment reassembly counters (see [`crate::defrag`]).
+    pub defrag: crate::defrag::DefragStats,
 }
 
 impl DecodeStats {
@@ -108,11 +135,19 @@ impl DecodeStats {
         self.ip_fragments = self.ip_fragments.saturating_add(other.ip_fragments);
         self.truncated = self.truncated.saturating_add(other.truncated);
         self.malformed = self.malformed.saturating_add(other.malformed);
+        self.tunnel_truncated = self.tunnel_truncated.saturating_add(other.tunnel_truncated);
+        self.tunnel_malformed = self.tunnel_malformed.saturating_add(other.tunnel_malformed);
+        self.tunnel_unsupported = self
+            .tunnel_unsupported
+            .saturating_add(other.tunnel_unsupported);
+        self.encap_too_deep = self.encap_too_deep.saturating_add(other.encap_too_deep);
+        self.defrag.add(&other.defrag);
     }
 
     /// Every skip/drop counter by its stable snake_case reason name, zeros included, in a
     /// fixed order: `udp`, `other_transport`, `non_ip`, `ip_fragment`, `truncated`,
-    /// `malformed`. Their sum plus `tcp` equals `packets`.
+    /// `malformed`, `tunnel_truncated`, `tunnel_malformed`, `tunnel_unsupported`,
+    /// `encap_too_deep`. Their sum plus `tcp` equals `packets`.
     pub fn drops(&self) -> impl Iterator<Item = (&'static str, u64)> {
         [
             ("udp", self.skipped_udp),
@@ -121,8 +156,18 @@ impl DecodeStats {
             ("ip_fragment", self.ip_fragments),
             ("truncated", self.truncated),
             ("malformed", self.malformed),
+            ("tunnel_truncated", self.tunnel_truncated),
+            ("tunnel_malformed", self.tunnel_malformed),
+            ("tunnel_unsupported", self.tunnel_unsupported),
+            ("encap_too_deep", self.encap_too_deep),
         ]
         .into_iter()
+    }
+
+    /// Counts a frame that [`decode_frame`] returned as [`Decoded::Fragment`] and that did
+    /// not complete a datagram (held for reassembly, dropped by it, or reassembly off).
+    pub fn count_fragment(&mut self) {
+        self.ip_fragments = self.ip_fragments.saturating_add(1);
     }
 
     fn count(&mut self, skip: Skip) {
@@ -130,9 +175,12 @@ impl DecodeStats {
             Skip::Udp => &mut self.skipped_udp,
             Skip::OtherTransport => &mut self.skipped_other_transport,
             Skip::NonIp => &mut self.skipped_non_ip,
-            Skip::Fragment => &mut self.ip_fragments,
             Skip::Truncated => &mut self.truncated,
             Skip::Malformed => &mut self.malformed,
+            Skip::TunnelTruncated => &mut self.tunnel_truncated,
+            Skip::TunnelMalformed => &mut self.tunnel_malformed,
+            Skip::TunnelUnsupported => &mut self.tunnel_unsupported,
+            Skip::TooDeep => &mut self.encap_too_deep,
         };
         *c = c.saturating_add(1);
     }
@@ -144,9 +192,68 @@ enum Skip {
     Udp,
     OtherTransport,
     NonIp,
-    Fragment,
     Truncated,
     Malformed,
+    TunnelTruncated,
+    TunnelMalformed,
+    TunnelUnsupported,
+    TooDeep,
+}
+
+/// Tunnels (GRE, ERSPAN, VXLAN, GENEVE, IP-in-IP) followed per frame; one more is counted
+/// as `encap_too_deep`.
+pub const MAX_TUNNEL_DEPTH: u8 = 4;
+
+/// What decapsulation learned on the way to a packet: the outermost VLAN id and tunnel,
+/// and how many tunnels deep the packet sits. Small and `Copy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Decap {
+    /// Outermost VLAN id and tunnel.
+    pub encap: Encap,
+    /// Tunnels entered so far.
+    pub depth: u8,
+}
+
+impl Decap {
+    /// Enters a tunnel: the first one is the one reported; too many is a drop.
+    fn enter(&mut self, kind: TunnelKind, id: Option<u32>) -> Result<(), Skip> {
+        if self.depth >= MAX_TUNNEL_DEPTH {
+            return Err(Skip::TooDeep);
+        }
+        self.depth += 1;
+        if self.encap.tunnel.is_none() {
+            self.encap.tunnel = Some(Tunnel { kind, id });
+        }
+        Ok(())
+    }
+}
+
+/// An IP fragment found by [`decode_frame`]: where its IP header starts in the frame, and
+/// what decapsulation learned before it (so the reassembled datagram is reported with it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fragment {
+    /// Offset of the fragment's IPv4/IPv6 header in the frame.
+    pub ip_offset: usize,
+    /// VLAN, tunnel and depth outside the fragment.
+    pub decap: Decap,
+}
+
+/// What [`decode_frame`] found in a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// A TCP segment (counted in `tcp`).
+    Tcp(PacketMeta),
+    /// An IP fragment, not counted yet: see [`DecodeStats::count_fragment`] and
+    /// [`decode_reassembled`].
+    Fragment(Fragment),
+    /// Skipped or dropped, counted under its reason.
+    Dropped,
+}
+
+/// Internal result of decoding.
+enum Found {
+    Tcp(PacketMeta),
+    Fragment(Fragment),
 }
 
 /// Where the IP header starts in the frame, and the IP version the link layer announced.
@@ -174,8 +281,13 @@ fn be16(data: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Follows ether types from `offset` (the first byte after the ether type field) to the IP
-/// header.
-fn ether_payload(data: &[u8], mut ether_type: u16, mut offset: usize) -> Result<IpStart, Skip> {
+/// header. The first VLAN id outside any tunnel is recorded in `decap`.
+fn ether_payload(
+    data: &[u8],
+    mut ether_type: u16,
+    mut offset: usize,
+    decap: &mut Decap,
+) -> Result<IpStart, Skip> {
     for _ in 0..MAX_LINK_LAYERS {
         match ether_type {
             ETH_IPV4 => {
@@ -192,6 +304,13 @@ fn ether_payload(data: &[u8], mut ether_type: u16, mut offset: usize) -> Result<
             }
             ETH_VLAN | ETH_QINQ | ETH_QINQ_OLD => {
                 // TCI (2 bytes), then the inner ether type.
+                if decap.depth == 0 && decap.encap.vlan.is_none() {
+                    // VID 0 is a priority tag (no VLAN), 4095 is reserved: not recorded.
+                    let vid = be16(data, offset).ok_or(Skip::Truncated)? & 0x0fff;
+                    if vid != 0 && vid != 0x0fff {
+                        decap.encap.vlan = Some(vid);
+                    }
+                }
                 ether_type = be16(data, offset.saturating_add(2)).ok_or(Skip::Truncated)?;
                 offset = offset.saturating_add(4);
             }
@@ -264,25 +383,25 @@ fn mpls(data: &[u8], mut offset: usize) -> Result<IpStart, Skip> {
 }
 
 /// Reads the link header of `link` and finds the IP header.
-fn link_layer(link: LinkType, data: &[u8]) -> Result<IpStart, Skip> {
+fn link_layer(link: LinkType, data: &[u8], decap: &mut Decap) -> Result<IpStart, Skip> {
     match link {
         LinkType::Ethernet => {
             let ether_type = be16(data, 12).ok_or(Skip::Truncated)?;
-            ether_payload(data, ether_type, 14)
+            ether_payload(data, ether_type, 14, decap)
         }
         LinkType::LinuxSll => {
             if data.len() < 16 {
                 return Err(Skip::Truncated);
             }
             let ether_type = be16(data, 14).ok_or(Skip::Truncated)?;
-            ether_payload(data, ether_type, 16)
+            ether_payload(data, ether_type, 16, decap)
         }
         LinkType::LinuxSll2 => {
             if data.len() < 20 {
                 return Err(Skip::Truncated);
             }
             let ether_type = be16(data, 0).ok_or(Skip::Truncated)?;
-            ether_payload(data, ether_type, 20)
+            ether_payload(data, ether_type, 20, decap)
         }
         LinkType::Raw => Ok(IpStart {
             offset: 0,
@@ -325,7 +444,8 @@ fn link_layer(link: LinkType, data: &[u8]) -> Result<IpStart, Skip> {
 }
 
 /// Decodes one captured frame of link type `link` into a TCP record, or counts in `stats`
-/// why not (and returns `None`).
+/// why not (and returns `None`). IP fragments are counted in `ip_fragments` (this entry
+/// point does not reassemble; see [`decode_frame`]).
 ///
 /// In the returned record, `payload_offset`/`payload_len` locate the captured TCP payload
 /// within `data` (never outside it, never including link-layer trailer padding), and
@@ -338,134 +458,369 @@ pub fn decode(
     at: PacketRef,
     stats: &mut DecodeStats,
 ) -> Option<PacketMeta> {
+    match decode_frame(link, data, at, stats) {
+        Decoded::Tcp(meta) => Some(meta),
+        Decoded::Fragment(_) => {
+            stats.count_fragment();
+            None
+        }
+        Decoded::Dropped => None,
+    }
+}
+
+/// [`decode`], except that an IP fragment is returned (uncounted) for reassembly: the
+/// caller counts it with [`DecodeStats::count_fragment`] unless it completes a datagram,
+/// which then goes through [`decode_reassembled`].
+pub fn decode_frame(
+    link: LinkType,
+    data: &[u8],
+    at: PacketRef,
+    stats: &mut DecodeStats,
+) -> Decoded {
     stats.packets = stats.packets.saturating_add(1);
     stats.bytes = stats.bytes.saturating_add(data.len() as u64);
-    match decode_tcp(link, data, at) {
-        Ok(meta) => {
+    let mut decap = Decap::default();
+    let found =
+        link_layer(link, data, &mut decap).and_then(|start| decode_ip(data, start, decap, at));
+    outcome(found, stats)
+}
+
+/// Decodes a datagram reassembled from the fragments of one frame's [`Fragment`]: `data`
+/// starts with its IPv4/IPv6 header, `decap` is the fragment's. The frame that completed
+/// the datagram is counted here (as TCP or under a drop reason), not in `packets` again.
+/// A fragment inside (a fragmented packet in a reassembled tunnel) is returned as such.
+pub fn decode_reassembled(
+    data: &[u8],
+    decap: Decap,
+    at: PacketRef,
+    stats: &mut DecodeStats,
+) -> Decoded {
+    let start = IpStart {
+        offset: 0,
+        version: None,
+    };
+    outcome(decode_ip(data, start, decap, at), stats)
+}
+
+fn outcome(found: Result<Found, Skip>, stats: &mut DecodeStats) -> Decoded {
+    match found {
+        Ok(Found::Tcp(meta)) => {
             stats.tcp = stats.tcp.saturating_add(1);
-            Some(meta)
+            Decoded::Tcp(meta)
         }
+        Ok(Found::Fragment(f)) => Decoded::Fragment(f),
         Err(skip) => {
             stats.count(skip);
-            None
+            Decoded::Dropped
         }
     }
 }
 
-fn decode_tcp(link: LinkType, data: &[u8], at: PacketRef) -> Result<PacketMeta, Skip> {
-    let start = link_layer(link, data)?;
-    let ip = data.get(start.offset..).ok_or(Skip::Truncated)?;
-    let first = ip.first().ok_or(Skip::Truncated)?;
-    if start.version.is_some_and(|v| v != first >> 4) {
-        // The link layer said IPv4 and the header says otherwise (or the reverse).
-        return Err(Skip::Malformed);
-    }
-    let sliced = LaxSlicedPacket::from_ip(ip).map_err(|e| {
-        use etherparse::err::ip::LaxHeaderSliceError as E;
-        match e {
-            E::Len(l) => len_error(&l),
-            // Bad version nibble or IPv4 header length below 20 bytes.
-            E::Content(_) => Skip::Malformed,
-        }
-    })?;
-
-    // Addresses, and where the IP datagram ends according to its header.
-    let (src_ip, dst_ip, claimed_ip_len) = match &sliced.net {
-        Some(LaxNetSlice::Ipv4(v4)) => {
-            let h = v4.header();
-            let total = usize::from(h.total_len());
-            let header_len = h.slice().len();
-            let claimed = if total == 0 {
-                // TSO/GSO captures leave the length 0: the captured length stands.
-                None
-            } else if total < header_len {
-                return Err(Skip::Malformed);
-            } else {
-                Some(total)
-            };
-            (
-                IpAddr::V4(h.source_addr()),
-                IpAddr::V4(h.destination_addr()),
-                claimed,
-            )
-        }
-        Some(LaxNetSlice::Ipv6(v6)) => {
-            let h = v6.header();
-            let payload_len = usize::from(h.payload_length());
-            // 0: jumbogram or TSO; the captured length stands.
-            let claimed = (payload_len != 0).then(|| payload_len.saturating_add(40));
-            (
-                IpAddr::V6(h.source_addr()),
-                IpAddr::V6(h.destination_addr()),
-                claimed,
-            )
-        }
-        Some(LaxNetSlice::Arp(_)) => return Err(Skip::NonIp),
-        None => return Err(Skip::Malformed),
-    };
-    let ip_payload = sliced.ip_payload().ok_or(Skip::Malformed)?;
-    if ip_payload.fragmented {
-        return Err(Skip::Fragment);
-    }
-
-    let tcp = match &sliced.transport {
-        Some(TransportSlice::Tcp(tcp)) => tcp,
-        Some(TransportSlice::Udp(_)) => return Err(Skip::Udp),
-        Some(_) => return Err(Skip::OtherTransport),
-        None => {
-            return Err(match &sliced.stop_err {
-                // A short or odd header of a transport we skip anyway counts as that transport.
-                Some((_, Layer::UdpHeader | Layer::UdpPayload)) => Skip::Udp,
-                Some((_, Layer::Icmpv4 | Layer::Icmpv6 | Layer::Igmp)) => Skip::OtherTransport,
-                Some((SliceError::Len(l), _)) => len_error(l),
-                Some(_) => Skip::Malformed,
-                None if ip_payload.ip_number == IpNumber::TCP => Skip::Truncated,
-                None if ip_payload.ip_number == IpNumber::UDP => Skip::Udp,
-                None => Skip::OtherTransport,
-            });
-        }
-    };
-
-    let payload = tcp.payload();
-    let offset = (payload.as_ptr() as usize)
+/// Offset of `sub` (a slice of `data`) in `data`.
+fn offset_in(data: &[u8], sub: &[u8]) -> Result<usize, Skip> {
+    let offset = (sub.as_ptr() as usize)
         .checked_sub(data.as_ptr() as usize)
         .ok_or(Skip::Malformed)?;
-    let end = offset.checked_add(payload.len()).ok_or(Skip::Malformed)?;
-    if end > data.len() {
+    if offset
+        .checked_add(sub.len())
+        .is_none_or(|end| end > data.len())
+    {
         return Err(Skip::Malformed);
     }
-    let wire_len = match claimed_ip_len {
-        Some(len) => start
-            .offset
-            .saturating_add(len)
-            .saturating_sub(offset)
-            .max(payload.len()),
-        None => payload.len(),
-    };
+    Ok(offset)
+}
 
-    let src = Endpoint {
-        ip: src_ip,
-        port: tcp.source_port(),
+/// Decodes from the IP header at `start` on, through any tunnels, to the TCP segment.
+fn decode_ip(
+    data: &[u8],
+    mut start: IpStart,
+    mut decap: Decap,
+    at: PacketRef,
+) -> Result<Found, Skip> {
+    // Each turn either returns or enters a tunnel, and `Decap::enter` bounds those.
+    loop {
+        let ip = data.get(start.offset..).ok_or(Skip::Truncated)?;
+        let first = ip.first().ok_or(Skip::Truncated)?;
+        if start.version.is_some_and(|v| v != first >> 4) {
+            // The link layer said IPv4 and the header says otherwise (or the reverse).
+            return Err(Skip::Malformed);
+        }
+        let sliced = LaxSlicedPacket::from_ip(ip).map_err(|e| {
+            use etherparse::err::ip::LaxHeaderSliceError as E;
+            match e {
+                E::Len(l) => len_error(&l),
+                // Bad version nibble or IPv4 header length below 20 bytes.
+                E::Content(_) => Skip::Malformed,
+            }
+        })?;
+
+        // Addresses, and where the IP datagram ends according to its header.
+        let (src_ip, dst_ip, claimed_ip_len) = match &sliced.net {
+            Some(LaxNetSlice::Ipv4(v4)) => {
+                let h = v4.header();
+                let total = usize::from(h.total_len());
+                let header_len = h.slice().len();
+                let claimed = if total == 0 {
+                    // TSO/GSO captures leave the length 0: the captured length stands.
+                    None
+                } else if total < header_len {
+                    return Err(Skip::Malformed);
+                } else {
+                    Some(total)
+                };
+                (
+                    IpAddr::V4(h.source_addr()),
+                    IpAddr::V4(h.destination_addr()),
+                    claimed,
+                )
+            }
+            Some(LaxNetSlice::Ipv6(v6)) => {
+                let h = v6.header();
+                let payload_len = usize::from(h.payload_length());
+                // 0: jumbogram or TSO; the captured length stands.
+                let claimed = (payload_len != 0).then(|| payload_len.saturating_add(40));
+                (
+                    IpAddr::V6(h.source_addr()),
+                    IpAddr::V6(h.destination_addr()),
+                    claimed,
+                )
+            }
+            Some(LaxNetSlice::Arp(_)) => return Err(Skip::NonIp),
+            None => return Err(Skip::Malformed),
+        };
+        let ip_payload = sliced.ip_payload().ok_or(Skip::Malformed)?;
+        if ip_payload.fragmented {
+            return Ok(Found::Fragment(Fragment {
+                ip_offset: start.offset,
+                decap,
+            }));
+        }
+
+        let tcp = match &sliced.transport {
+            Some(TransportSlice::Tcp(tcp)) => tcp,
+            Some(TransportSlice::Udp(udp)) => {
+                let payload = udp.payload();
+                let at_payload = offset_in(data, payload)?;
+                start = match udp.destination_port() {
+                    VXLAN_PORT => vxlan(data, at_payload, &mut decap)?,
+                    GENEVE_PORT => geneve(data, at_payload, &mut decap)?,
+                    _ => return Err(Skip::Udp),
+                };
+                continue;
+            }
+            Some(_) => return Err(Skip::OtherTransport),
+            None => {
+                let inner = match ip_payload.ip_number {
+                    IpNumber::GRE => Some(TunnelKind::Gre),
+                    IpNumber::IPV4 => Some(TunnelKind::IpIp),
+                    IpNumber::IPV6 => Some(TunnelKind::Ip6Ip),
+                    _ => None,
+                };
+                if let (Some(kind), None) = (inner, &sliced.stop_err) {
+                    let at_payload = offset_in(data, ip_payload.payload)?;
+                    start = match kind {
+                        TunnelKind::IpIp => {
+                            decap.enter(kind, None)?;
+                            IpStart {
+                                offset: at_payload,
+                                version: Some(4),
+                            }
+                        }
+                        TunnelKind::Ip6Ip => {
+                            decap.enter(kind, None)?;
+                            IpStart {
+                                offset: at_payload,
+                                version: Some(6),
+                            }
+                        }
+                        _ => gre(data, at_payload, &mut decap)?,
+                    };
+                    continue;
+                }
+                return Err(match &sliced.stop_err {
+                    // A short or odd header of a transport we skip anyway counts as that
+                    // transport.
+                    Some((_, Layer::UdpHeader | Layer::UdpPayload)) => Skip::Udp,
+                    Some((_, Layer::Icmpv4 | Layer::Icmpv6 | Layer::Igmp)) => Skip::OtherTransport,
+                    Some((SliceError::Len(l), _)) => len_error(l),
+                    Some(_) => Skip::Malformed,
+                    None if ip_payload.ip_number == IpNumber::TCP => Skip::Truncated,
+                    None if ip_payload.ip_number == IpNumber::UDP => Skip::Udp,
+                    None => Skip::OtherTransport,
+                });
+            }
+        };
+
+        let payload = tcp.payload();
+        let offset = offset_in(data, payload)?;
+        let wire_len = match claimed_ip_len {
+            Some(len) => start
+                .offset
+                .saturating_add(len)
+                .saturating_sub(offset)
+                .max(payload.len()),
+            None => payload.len(),
+        };
+
+        let src = Endpoint {
+            ip: src_ip,
+            port: tcp.source_port(),
+        };
+        let dst = Endpoint {
+            ip: dst_ip,
+            port: tcp.destination_port(),
+        };
+        let (key, from) = FlowKey::from_packet(src, dst, 6);
+        // Byte 13 of the TCP header: CWR ECE URG ACK PSH RST SYN FIN.
+        let flags = tcp.header_slice().get(13).copied().unwrap_or(0);
+        return Ok(Found::Tcp(PacketMeta {
+            at,
+            key,
+            from,
+            seq: tcp.sequence_number(),
+            ack: tcp.acknowledgment_number(),
+            flags: TcpFlags(flags),
+            window: tcp.window_size(),
+            payload_offset: u32::try_from(offset).map_err(|_| Skip::Malformed)?,
+            payload_len: u32::try_from(payload.len()).map_err(|_| Skip::Malformed)?,
+            payload_wire_len: u32::try_from(wire_len).unwrap_or(u32::MAX),
+            encap: decap.encap,
+        }));
+    }
+}
+
+/// VXLAN destination port (RFC 7348).
+pub const VXLAN_PORT: u16 = 4789;
+/// GENEVE destination port (RFC 8926).
+pub const GENEVE_PORT: u16 = 6081;
+
+const GRE_TEB: u16 = 0x6558;
+const GRE_ERSPAN_II: u16 = 0x88be;
+const GRE_ERSPAN_III: u16 = 0x22eb;
+
+/// The `N` bytes of a tunnel header at `at`, or tunnel truncation.
+fn tunnel_bytes<const N: usize>(data: &[u8], at: usize) -> Result<&[u8; N], Skip> {
+    data.get(at..)
+        .and_then(|d| d.first_chunk::<N>())
+        .ok_or(Skip::TunnelTruncated)
+}
+
+/// An Ethernet frame carried in a tunnel, starting at `at`: follows it to the IP header.
+fn inner_ethernet(data: &[u8], at: usize, decap: &mut Decap) -> Result<IpStart, Skip> {
+    let header = tunnel_bytes::<14>(data, at)?;
+    let ether_type = u16::from_be_bytes([header[12], header[13]]);
+    ether_payload(data, ether_type, at.saturating_add(14), decap)
+}
+
+/// VXLAN (RFC 7348): flags (I = 0x08 must be set), 3 reserved bytes, 24-bit VNI, 1
+/// reserved byte; then an Ethernet frame.
+fn vxlan(data: &[u8], at: usize, decap: &mut Decap) -> Result<IpStart, Skip> {
+    let h = tunnel_bytes::<8>(data, at)?;
+    if h[0] & 0x08 == 0 {
+        return Err(Skip::TunnelMalformed);
+    }
+    let vni = u32::from_be_bytes([0, h[4], h[5], h[6]]);
+    decap.enter(TunnelKind::Vxlan, Some(vni))?;
+    inner_ethernet(data, at.saturating_add(8), decap)
+}
+
+/// GENEVE (RFC 8926): version (2 bits, 0) and option length (6 bits, in 4-byte words),
+/// flags, protocol type, 24-bit VNI, reserved; then the options and the payload
+/// (Ethernet for 0x6558; IPv4 and IPv6 are decoded too).
+fn geneve(data: &[u8], at: usize, decap: &mut Decap) -> Result<IpStart, Skip> {
+    let h = tunnel_bytes::<8>(data, at)?;
+    if h[0] >> 6 != 0 {
+        return Err(Skip::TunnelMalformed);
+    }
+    let header_len = 8 + usize::from(h[0] & 0x3f) * 4;
+    let protocol = u16::from_be_bytes([h[2], h[3]]);
+    let vni = u32::from_be_bytes([0, h[4], h[5], h[6]]);
+    let inner = at.saturating_add(header_len);
+    if data.len() < inner {
+        return Err(Skip::TunnelTruncated);
+    }
+    decap.enter(TunnelKind::Geneve, Some(vni))?;
+    match protocol {
+        GRE_TEB => inner_ethernet(data, inner, decap),
+        ETH_IPV4 | ETH_IPV6 => ether_payload(data, protocol, inner, decap),
+        _ => Err(Skip::TunnelUnsupported),
+    }
+}
+
+/// GRE (RFC 2784, with the key and sequence number of RFC 2890): flags and version, the
+/// protocol, then optional checksum (+ reserved), key and sequence number. Carries IPv4,
+/// IPv6, MPLS, Ethernet (0x6558) or ERSPAN type II/III.
+fn gre(data: &[u8], at: usize, decap: &mut Decap) -> Result<IpStart, Skip> {
+    let h = tunnel_bytes::<4>(data, at)?;
+    let (flags, version) = (h[0], h[1]);
+    if version & 0x07 != 0 || flags & 0x40 != 0 {
+        // Version 1 is PPTP's enhanced GRE; R (0x40) announces RFC 1701 source routing.
+        return Err(Skip::TunnelUnsupported);
+    }
+    if flags & 0x0f != 0 || version & 0xf8 != 0 {
+        // Strict source route and recursion control (RFC 1701), reserved bits.
+        return Err(Skip::TunnelMalformed);
+    }
+    let protocol = u16::from_be_bytes([h[2], h[3]]);
+    let has_checksum = flags & 0x80 != 0;
+    let has_key = flags & 0x20 != 0;
+    let has_seq = flags & 0x10 != 0;
+    let key_at = at.saturating_add(if has_checksum { 8 } else { 4 });
+    let key = if has_key {
+        Some(u32::from_be_bytes(*tunnel_bytes::<4>(data, key_at)?))
+    } else {
+        None
     };
-    let dst = Endpoint {
-        ip: dst_ip,
-        port: tcp.destination_port(),
-    };
-    let (key, from) = FlowKey::from_packet(src, dst, 6);
-    // Byte 13 of the TCP header: CWR ECE URG ACK PSH RST SYN FIN.
-    let flags = tcp.header_slice().get(13).copied().unwrap_or(0);
-    Ok(PacketMeta {
-        at,
-        key,
-        from,
-        seq: tcp.sequence_number(),
-        ack: tcp.acknowledgment_number(),
-        flags: TcpFlags(flags),
-        window: tcp.window_size(),
-        payload_offset: u32::try_from(offset).map_err(|_| Skip::Malformed)?,
-        payload_len: u32::try_from(payload.len()).map_err(|_| Skip::Malformed)?,
-        payload_wire_len: u32::try_from(wire_len).unwrap_or(u32::MAX),
-    })
+    let header_len =
+        4 + 4 * (usize::from(has_checksum) + usize::from(has_key) + usize::from(has_seq));
+    let inner = at.saturating_add(header_len);
+    if data.len() < inner {
+        return Err(Skip::TunnelTruncated);
+    }
+    match protocol {
+        GRE_ERSPAN_II => {
+            // Ver (4 bits, 1), VLAN (12), CoS (3), En (2), T (1), session id (10),
+            // reserved (12), index (20).
+            let e = tunnel_bytes::<8>(data, inner)?;
+            if e[0] >> 4 != 1 {
+                return Err(Skip::TunnelMalformed);
+            }
+            let session = u16::from_be_bytes([e[2], e[3]]) & 0x03ff;
+            decap.enter(TunnelKind::ErspanII, Some(u32::from(session)))?;
+            inner_ethernet(data, inner.saturating_add(8), decap)
+        }
+        GRE_ERSPAN_III => {
+            // Ver (4 bits, 2), VLAN (12), CoS (3), BSO (2), T (1), session id (10),
+            // timestamp (32), SGT (16), P (1), FT (5), hardware id (6), D (1), Gra (2),
+            // O (1); with O set an 8-byte platform-specific subheader follows.
+            let e = tunnel_bytes::<12>(data, inner)?;
+            if e[0] >> 4 != 2 {
+                return Err(Skip::TunnelMalformed);
+            }
+            let session = u16::from_be_bytes([e[2], e[3]]) & 0x03ff;
+            let frame_type = (e[10] >> 2) & 0x1f;
+            let subheader = if e[11] & 0x01 != 0 { 8 } else { 0 };
+            let frame = inner.saturating_add(12 + subheader);
+            if data.len() < frame {
+                return Err(Skip::TunnelTruncated);
+            }
+            if frame_type != 0 {
+                // 0 is Ethernet; 2 (IP) and the others are not decoded.
+                return Err(Skip::TunnelUnsupported);
+            }
+            decap.enter(TunnelKind::ErspanIII, Some(u32::from(session)))?;
+            inner_ethernet(data, frame, decap)
+        }
+        GRE_TEB => {
+            decap.enter(TunnelKind::Gre, key)?;
+            inner_ethernet(data, inner, decap)
+        }
+        ETH_IPV4 | ETH_IPV6 | ETH_MPLS_UC | ETH_MPLS_MC => {
+            decap.enter(TunnelKind::Gre, key)?;
+            ether_payload(data, protocol, inner, decap)
+        }
+        _ => Err(Skip::TunnelUnsupported),
+    }
 }
 
 /// A length error is truncation when the capture ran out, and malformed when a length

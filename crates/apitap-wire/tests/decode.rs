@@ -453,7 +453,11 @@ fn skips_and_drops_are_counted_by_reason() {
     assert_eq!(dropped(LinkType::Raw, &icmp6), "other_transport");
     let mut gre = ip_tcp(b"abc");
     gre[9] = 47;
-    assert_eq!(dropped(LinkType::Raw, &gre), "other_transport");
+    // The TCP header read as GRE has reserved bits set.
+    assert_eq!(dropped(LinkType::Raw, &gre), "tunnel_malformed");
+    let mut esp = ip_tcp(b"abc");
+    esp[9] = 50;
+    assert_eq!(dropped(LinkType::Raw, &esp), "other_transport");
     let arp = eth(&[0u8; 28], [0x08, 0x06]);
     assert_eq!(dropped(LinkType::Ethernet, &arp), "non_ip");
     let lldp = eth(&[0u8; 30], [0x88, 0xcc]);
@@ -538,7 +542,11 @@ fn stats_add_and_drop_names() {
             "non_ip",
             "ip_fragment",
             "truncated",
-            "malformed"
+            "malformed",
+            "tunnel_truncated",
+            "tunnel_malformed",
+            "tunnel_unsupported",
+            "encap_too_deep"
         ]
     );
     assert!(a.drops().all(|(_, n)| n == 0));

@@ -27,6 +27,8 @@ pub struct Config {
     pub flow: FlowConfig,
     /// TCP reassembly.
     pub reassembly: apitap_flow::ReassemblyConfig,
+    /// IPv4/IPv6 fragment reassembly (in the reader, before sharding).
+    pub defrag: DefragConfig,
     /// HTTP parsing.
     pub http: apitap_http::HttpConfig,
     /// Event content.
@@ -144,6 +146,64 @@ impl Default for PipelineConfig {
             tick_packets: 8192,
             dedup_window_us: 1000,
         }
+    }
+}
+
+/// IPv4/IPv6 fragment reassembly.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DefragConfig {
+    /// Reassemble fragments; off, they are counted (`ip_fragment`) and dropped.
+    pub enabled: bool,
+    /// A datagram not complete this long (packet time) after its first fragment is dropped.
+    pub timeout_ms: u64,
+    /// Datagrams in progress at once; a new one evicts the oldest.
+    pub max_datagrams: usize,
+    /// Fragments of one datagram; one more drops it.
+    pub max_fragments: usize,
+    /// Bytes held over all datagrams in progress; the oldest are evicted to make room.
+    pub max_bytes: usize,
+}
+
+impl Default for DefragConfig {
+    fn default() -> Self {
+        let l = apitap_wire::DefragLimits::default();
+        DefragConfig {
+            enabled: true,
+            timeout_ms: l.timeout_ms,
+            max_datagrams: l.max_datagrams,
+            max_fragments: l.max_fragments,
+            max_bytes: l.max_bytes,
+        }
+    }
+}
+
+impl DefragConfig {
+    /// The reassembler's limits.
+    pub fn limits(&self) -> apitap_wire::DefragLimits {
+        apitap_wire::DefragLimits {
+            timeout_ms: self.timeout_ms,
+            max_datagrams: self.max_datagrams,
+            max_fragments: self.max_fragments,
+            max_bytes: self.max_bytes,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.timeout_ms == 0 || self.timeout_ms > 120_000 {
+            bail!("defrag.timeout_ms must be 1..=120000");
+        }
+        if self.max_datagrams == 0 || self.max_datagrams > 1_000_000 {
+            bail!("defrag.max_datagrams must be 1..=1000000");
+        }
+        // 8191 fragment offsets of 8 bytes: no datagram needs more.
+        if self.max_fragments == 0 || self.max_fragments > 8192 {
+            bail!("defrag.max_fragments must be 1..=8192");
+        }
+        if self.max_bytes < 65_536 || self.max_bytes > 1 << 30 {
+            bail!("defrag.max_bytes must be 64 KiB..=1 GiB");
+        }
+        Ok(())
     }
 }
 
@@ -304,6 +364,7 @@ impl Config {
         if h.include_body_for.iter().any(|t| t.trim().is_empty()) {
             bail!("http.include_body_for holds an empty media type");
         }
+        self.defrag.validate()?;
         let c = &self.capture;
         if c.snaplen < 128 || c.snaplen > 262_144 {
             bail!("capture.snaplen must be 128..=262144");

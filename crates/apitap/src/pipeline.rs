@@ -17,11 +17,13 @@ use crate::stats::WorkerStats;
 use crate::telemetry::{OutputSnapshot, Shared};
 use crate::worker::{Worker, WorkerOutput};
 use anyhow::{anyhow, Context, Result};
-use apitap_core::{PacketBatch, PacketRef, Timestamp};
+use apitap_core::{PacketBatch, PacketMeta, PacketRef, Timestamp};
 use apitap_sink::{
     Encoder, EncoderConfig, KafkaSink, KafkaStats, LineSink, Redactor, Reorder, ReorderStats,
 };
-use apitap_wire::{decode, DecodeStats, FileSource, RawPacket};
+use apitap_wire::{
+    decode_frame, decode_reassembled, DecodeStats, Decoded, Defrag, FileSource, Fragment, RawPacket,
+};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -210,6 +212,9 @@ impl Pipeline {
                 decode: DecodeStats::default(),
                 queue_dropped_packets: 0,
                 dedup: Dedup::new(cfg.pipeline.dedup_window_us),
+                defrag: cfg.defrag.enabled.then(|| Defrag::new(cfg.defrag.limits())),
+                reassembled: Vec::new(),
+                scratch: Vec::new(),
             },
             workers: handles,
             sink,
@@ -300,6 +305,11 @@ pub(crate) struct Feeder {
     pub queue_dropped_packets: u64,
     /// SPAN duplicate filter.
     pub dedup: Dedup,
+    /// IP fragment reassembly (`None` when `defrag.enabled` is off).
+    defrag: Option<Defrag>,
+    /// The last reassembled datagram, and a spare (buffers reused between datagrams).
+    reassembled: Vec<u8>,
+    scratch: Vec<u8>,
 }
 
 impl Feeder {
@@ -313,27 +323,86 @@ impl Feeder {
             index,
             ts: self.clock.ts.max(raw.ts),
         };
-        if let Some(meta) = decode(raw.link, raw.data, at, &mut self.decode)
-            .filter(|_| !self.dedup.is_duplicate(raw.data, raw.ts))
-        {
-            let shard = (meta.key.shard_hash() % self.senders.len() as u64) as usize;
-            let start = meta.payload_offset as usize;
-            let payload = raw
-                .data
-                .get(start..start.saturating_add(meta.payload_len as usize))
-                .unwrap_or(&[]);
-            if let Some(batch) = self.batches.get_mut(shard) {
-                batch.push(meta, payload);
-                if batch.packets.len() >= self.batch_packets {
-                    self.send(shard)?;
+        match decode_frame(raw.link, raw.data, at, &mut self.decode) {
+            Decoded::Tcp(meta) => {
+                if !self.dedup.is_duplicate(raw.data, raw.ts) {
+                    self.queue(meta, raw.data)?;
                 }
             }
+            Decoded::Fragment(frag) => {
+                if self.dedup.is_duplicate(raw.data, raw.ts) {
+                    self.decode.count_fragment();
+                } else {
+                    self.fragment(frag, raw.data, at)?;
+                }
+            }
+            Decoded::Dropped => {}
+        }
+        if let Some(d) = self.defrag.as_mut() {
+            // Packet-time expiry; looks at the oldest datagram only.
+            d.expire(raw.ts, &mut self.decode.defrag);
         }
         if index % self.tick_packets == 0 {
             self.tick(None)?;
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Queues a decoded segment whose payload lies in `data` for its worker.
+    fn queue(&mut self, meta: PacketMeta, data: &[u8]) -> Result<()> {
+        let shard = (meta.key.shard_hash() % self.senders.len() as u64) as usize;
+        let start = meta.payload_offset as usize;
+        let payload = data
+            .get(start..start.saturating_add(meta.payload_len as usize))
+            .unwrap_or(&[]);
+        if let Some(batch) = self.batches.get_mut(shard) {
+            batch.push(meta, payload);
+            if batch.packets.len() >= self.batch_packets {
+                self.send(shard)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands an IP fragment of `data` to reassembly; a completed datagram is decoded like
+    /// a frame (with the VLAN and tunnel found outside the fragment) and queued. The frame
+    /// is counted once: as a held fragment, or as what the datagram it completed holds.
+    fn fragment(&mut self, frag: Fragment, data: &[u8], at: PacketRef) -> Result<()> {
+        let Some(mut defrag) = self.defrag.take() else {
+            self.decode.count_fragment();
+            return Ok(());
+        };
+        let mut buf = std::mem::take(&mut self.reassembled);
+        let ip = data.get(frag.ip_offset..).unwrap_or(&[]);
+        let mut done = defrag.push(ip, frag.decap, at.ts, &mut self.decode.defrag, &mut buf);
+        let mut decap = frag.decap;
+        let mut result = Ok(());
+        // A fragment inside a reassembled datagram (a fragmented packet in a fragmented
+        // tunnel) goes round again; each round is one tunnel deeper, so this ends.
+        for _ in 0..=apitap_wire::decode::MAX_TUNNEL_DEPTH {
+            if !done {
+                self.decode.count_fragment();
+                break;
+            }
+            match decode_reassembled(&buf, decap, at, &mut self.decode) {
+                Decoded::Tcp(meta) => {
+                    result = self.queue(meta, &buf);
+                    break;
+                }
+                Decoded::Fragment(inner) => {
+                    let mut next = std::mem::take(&mut self.scratch);
+                    let ip = buf.get(inner.ip_offset..).unwrap_or(&[]);
+                    done = defrag.push(ip, inner.decap, at.ts, &mut self.decode.defrag, &mut next);
+                    decap = inner.decap;
+                    self.scratch = std::mem::replace(&mut buf, next);
+                }
+                Decoded::Dropped => break,
+            }
+        }
+        self.reassembled = buf;
+        self.defrag = Some(defrag);
+        result
     }
 
     /// Broadcasts a clock tick: workers run their timeouts and report their progress.

@@ -167,6 +167,12 @@ impl RunSummary {
             .drops()
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
+        let defrag: Map<String, Value> = self
+            .decode
+            .defrag
+            .counters()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
         let mut reassembly = crate::counters::reassembly(&w.reassembly);
         if let Value::Object(m) = &mut reassembly {
             m.insert("memcap_flushes".into(), json!(w.reassembly_memcap_flushes));
@@ -199,6 +205,7 @@ impl RunSummary {
                 "tcp_packets": self.decode.tcp,
                 "duplicates_dropped": self.duplicates_dropped,
                 "skipped": decode_drops,
+                "defrag": defrag,
                 "warnings": self.warnings,
                 "error": self.input_error,
             },

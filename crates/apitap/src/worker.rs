@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::stats::WorkerStats;
 use crate::telemetry::{Shared, WorkerSnapshot};
 use apitap_core::{
-    Direction, FlowKey, HttpTransaction, PacketBatch, PacketMeta, PacketRef, Side, SortKey,
+    Direction, Encap, FlowKey, HttpTransaction, PacketBatch, PacketMeta, PacketRef, Side, SortKey,
     Timestamp,
 };
 use apitap_flow::{FlowTable, ReassemblyConfig, ReassemblyStats, Segment, StreamEvent, TcpConn};
@@ -36,6 +36,8 @@ struct Flow {
     first_packet: u64,
     /// Keys under which this flow's open transactions sit in the open-transaction index.
     open: Vec<SortKey>,
+    /// VLAN and tunnel of the flow's first packet, reported with its events.
+    encap: Encap,
 }
 
 /// Everything a worker needs besides the flow table (split so a flow can be borrowed from
@@ -244,6 +246,7 @@ impl Worker {
                 ctx: None,
                 first_packet: now.index,
                 open: Vec::new(),
+                encap: meta.encap,
             };
             env.stats.flows_created += 1;
             if let Some((old_key, old)) = self.table.insert(key, now.ts, flow) {
@@ -452,6 +455,7 @@ impl Env {
                 flow.first_packet,
             )
         });
+        ctx.encap = flow.encap;
         for mut tx in self.txs.drain(..) {
             tx.key.flow = flow.first_packet;
             if emit_at.saturating_sub(tx.key.packet) > self.reorder_window {

@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Builds fixtures/encap/*.pcap from real captures (python3 standard library only).
+
+Every frame of fixtures/pyhttp/pyhttp.pcap (python3 http.server + curl over IPv4) is wrapped
+in one encapsulation per output file, keeping its timestamp; IPv6 sources come from
+fixtures/nginx/nginx-ipv6.pcap (curl over [::1]). The IPv4/IPv6 fragment fixtures cut every
+TCP packet's IP payload into pieces (in order, and in reverse order).
+
+    python3 scripts/make-encap-fixtures.py      # rewrites fixtures/encap/
+"""
+
+import os
+import struct
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "fixtures", "encap")
+
+OUTER_SRC = bytes([192, 0, 2, 1])
+OUTER_DST = bytes([192, 0, 2, 2])
+OUTER_MACS = bytes.fromhex("020000000002" "020000000001")
+
+
+def read_pcap(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    magic = data[:4]
+    if magic == b"\xd4\xc3\xb2\xa1":
+        e = "<"
+    elif magic == b"\xa1\xb2\xc3\xd4":
+        e = ">"
+    else:
+        sys.exit(f"{path}: not a microsecond pcap")
+    linktype = struct.unpack(e + "I", data[20:24])[0]
+    if linktype != 1:
+        sys.exit(f"{path}: link type {linktype}, want Ethernet")
+    frames, pos = [], 24
+    while pos + 16 <= len(data):
+        sec, usec, incl, orig = struct.unpack(e + "IIII", data[pos : pos + 16])
+        frames.append((sec, usec, data[pos + 16 : pos + 16 + incl]))
+        pos += 16 + incl
+    return frames
+
+
+def write_pcap(name, frames):
+    path = os.path.join(OUT, name)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        for sec, usec, frame in frames:
+            f.write(struct.pack("<IIII", sec, usec, len(frame), len(frame)))
+            f.write(frame)
+    print(f"{path}: {len(frames)} frames, {os.path.getsize(path)} bytes")
+
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s > 0xFFFF:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+_ids = [0x1000]
+
+
+def ipv4(proto, payload, src=OUTER_SRC, dst=OUTER_DST):
+    _ids[0] = (_ids[0] + 1) & 0xFFFF
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), _ids[0], 0, 64, proto, 0, src, dst)
+    h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
+    return h + payload
+
+
+def eth(ether_type, payload, macs=OUTER_MACS):
+    return macs + struct.pack("!H", ether_type) + payload
+
+
+def vlan_eth(vid, ether_type, payload):
+    return OUTER_MACS + struct.pack("!HHH", 0x8100, vid, ether_type) + payload
+
+
+def udp(sport, dport, payload):
+    # Checksum 0: allowed over IPv4 (and what Linux VXLAN sends by default).
+    return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+
+
+def gre(proto, payload, checksum=False, key=None, seq=None):
+    flags = (0x80 if checksum else 0) | (0x20 if key is not None else 0) | (0x10 if seq is not None else 0)
+    h = struct.pack("!BBH", flags, 0, proto)
+    opts = b""
+    if checksum:
+        opts += b"\0\0\0\0"
+    if key is not None:
+        opts += struct.pack("!I", key)
+    if seq is not None:
+        opts += struct.pack("!I", seq)
+    out = h + opts + payload
+    if checksum:
+        c = csum(out)
+        out = out[:4] + struct.pack("!H", c) + out[6:]
+    return out
+
+
+def erspan2(session, index, frame):
+    # Ver 1, VLAN 0, CoS 0, En 0, T 0, session id; reserved, index.
+    return struct.pack("!HHI", 0x1000, session & 0x3FF, index & 0xFFFFF) + frame
+
+
+def erspan3(session, ts, frame):
+    # Ver 2, VLAN 0, CoS/BSO/T 0, session id; timestamp; SGT 0; P 0, FT 0 (Ethernet),
+    # HW id 1, D 0, Gra 1 (100 us), O 1; then the 8-byte platform subheader (type 3).
+    word3 = struct.pack("!HBB", 0, 0x00 | (1 >> 4), ((1 & 0xF) << 4) | (1 << 1) | 1)
+    platform = struct.pack("!II", (3 << 26) | 0x12345, ts & 0xFFFFFFFF)
+    return struct.pack("!HHI", 0x2000, session & 0x3FF, ts & 0xFFFFFFFF) + word3 + platform + frame
+
+
+def vxlan(vni, frame):
+    return struct.pack("!II", 0x08000000, vni << 8) + frame
+
+
+def geneve(vni, frame):
+    # One 8-byte option (class 0x0101, type 0x01, 4 bytes of data): option length 2 words.
+    opt = struct.pack("!HBB", 0x0101, 0x01, 1) + b"\xde\xad\xbe\xef"
+    return struct.pack("!BBHI", len(opt) // 4, 0, 0x6558, vni << 8) + opt + frame
+
+
+def sport_for(frame):
+    # Source port from a hash of the inner frame's addresses, as VXLAN/GENEVE senders do.
+    return 49152 + (sum(frame[26:38]) % 16384)
+
+
+def ip_of(frame):
+    ether_type = struct.unpack("!H", frame[12:14])[0]
+    return ether_type, frame[14:]
+
+
+def cuts(n, size, first=None):
+    """Fragment boundaries for n bytes: `first` bytes, then `size` (a multiple of 8), grown
+    so that no datagram has more than 32 fragments (apitap's default limit is 64)."""
+    while n / size > 32:
+        size *= 2
+    offs = [0]
+    if first is not None and first < n:
+        offs.append(first)
+    while offs[-1] + size < n:
+        offs.append(offs[-1] + size)
+    return [(a, b) for a, b in zip(offs, offs[1:] + [n])]
+
+
+def frag4(frame, size, reverse, first=None):
+    """IPv4 fragments of `frame` (IP payload cut every `size` bytes), as Ethernet frames."""
+    et, ip = ip_of(frame)
+    ihl = (ip[0] & 0x0F) * 4
+    total = struct.unpack("!H", ip[2:4])[0]
+    data = ip[ihl:total]
+    if et != 0x0800 or len(data) <= size:
+        return [frame]
+    out = []
+    for off, end in cuts(len(data), size, first):
+        chunk = data[off:end]
+        more = end < len(data)
+        h = bytearray(ip[:ihl])
+        h[2:4] = struct.pack("!H", ihl + len(chunk))
+        h[6:8] = struct.pack("!H", (0x2000 if more else 0) | (off // 8))  # DF cleared
+        h[10:12] = b"\0\0"
+        h[10:12] = struct.pack("!H", csum(bytes(h)))
+        out.append(frame[:14] + bytes(h) + chunk)
+    return out[::-1] if reverse else out
+
+
+_frag_ids = [0x5000]
+
+
+def frag6(frame, size, reverse):
+    """IPv6 fragments (fragment header after the fixed header) of `frame`."""
+    et, ip = ip_of(frame)
+    plen = struct.unpack("!H", ip[4:6])[0]
+    data = ip[40 : 40 + plen]
+    if et != 0x86DD or len(data) <= size:
+        return [frame]
+    _frag_ids[0] += 1
+    nh = ip[6]
+    out = []
+    for off, end in cuts(len(data), size):
+        chunk = data[off:end]
+        more = end < len(data)
+        h = bytearray(ip[:40])
+        h[4:6] = struct.pack("!H", 8 + len(chunk))
+        h[6] = 44
+        fh = struct.pack("!BBHI", nh, 0, (off // 8) << 3 | (1 if more else 0), _frag_ids[0])
+        out.append(frame[:14] + bytes(h) + fh + chunk)
+    return out[::-1] if reverse else out
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    v4 = read_pcap(os.path.join(ROOT, "fixtures", "pyhttp", "pyhttp.pcap"))
+    v6 = read_pcap(os.path.join(ROOT, "fixtures", "nginx", "nginx-ipv6.pcap"))
+
+    def each(frames, wrap):
+        return [(s, u, wrap(i, f)) for i, (s, u, f) in enumerate(frames)]
+
+    def ip_only(frame):
+        et, ip = ip_of(frame)
+        assert et in (0x0800, 0x86DD), hex(et)
+        return et, ip
+
+    write_pcap(
+        "gre.pcap",
+        each(v4, lambda i, f: eth(0x0800, ipv4(47, gre(ip_only(f)[0], ip_only(f)[1], checksum=True, key=1234, seq=i)))),
+    )
+    write_pcap(
+        "gre-teb.pcap",
+        each(v4, lambda i, f: eth(0x0800, ipv4(47, gre(0x6558, f)))),
+    )
+    write_pcap(
+        "erspan2.pcap",
+        each(v4, lambda i, f: eth(0x0800, ipv4(47, gre(0x88BE, erspan2(100, i, f), seq=i)))),
+    )
+    write_pcap(
+        "erspan3.pcap",
+        each(v4, lambda i, f: eth(0x0800, ipv4(47, gre(0x22EB, erspan3(200, i * 1000, f), seq=i)))),
+    )
+    write_pcap(
+        "vxlan.pcap",
+        each(v4, lambda i, f: eth(0x0800, ipv4(17, udp(sport_for(f), 4789, vxlan(1234, f))))),
+    )
+    write_pcap(
+        "geneve.pcap",
+        each(v4, lambda i, f: eth(0x0800, ipv4(17, udp(sport_for(f), 6081, geneve(5678, f))))),
+    )
+    write_pcap(
+        "ipip.pcap",
+        each(v4, lambda i, f: eth(0x0800, ipv4(4, ip_only(f)[1]))),
+    )
+    write_pcap(
+        "ip6in4.pcap",
+        each(v6, lambda i, f: eth(0x0800, ipv4(41, ip_only(f)[1]))),
+    )
+    write_pcap(
+        "vlan-vxlan.pcap",
+        each(v4, lambda i, f: vlan_eth(100, 0x0800, ipv4(17, udp(sport_for(f), 4789, vxlan(4321, f))))),
+    )
+    for name, frames, cut, size in [
+        ("frag4", v4, frag4, 64),
+        ("frag6", v6, frag6, 96),
+    ]:
+        for reverse in (False, True):
+            out = []
+            for s, u, f in frames:
+                out.extend((s, u, piece) for piece in cut(f, size, reverse))
+            write_pcap(f"{name}{'-reversed' if reverse else ''}.pcap", out)
+    # Tiny first fragments: the first holds 24 bytes, so the TCP header itself is split.
+    out = []
+    for s, u, f in v4:
+        out.extend((s, u, piece) for piece in frag4(f, 24, False, first=24))
+    write_pcap("frag4-tiny.pcap", out)
+
+
+if __name__ == "__main__":
+    main()
