@@ -57,7 +57,7 @@ stats, events, log, workers, c, n, rate = sys.argv[1:]
 s = json.load(open(stats))
 cap = s["capture"]
 kd = sum(i["kernel_dropped"] for i in cap["interfaces"])
-ev = sum(1 for _ in open(events))
+ev = sum(1 for l in open(events) if "\"kind\":\"event\"" in l)  # alerts (a banner) are not requests
 logged = sum(1 for _ in open(log))
 print(f"{workers:<8} {c:<12} {n:>10} {float(rate):>10.0f} {kd:>12} {cap['queue_dropped_packets']:>11} {ev:>10} {logged:>10}")
 PY
