@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use hashlink::LruCache;
 
-use crate::alert::stable_hash;
+use crate::alert::{stable_hash, Alert};
 use crate::config::Cidr;
 use crate::inventory::{media_type, query_pairs, EndpointKey};
 use crate::record::TxRecord;
@@ -27,6 +27,17 @@ pub(crate) struct Burst {
     pub end_ns: i64,
     pub by_status: BTreeMap<String, u64>,
     pub evidence: Vec<String>,
+}
+
+impl Burst {
+    /// Puts the burst's window, count, counts by status and evidence into `a`.
+    pub(crate) fn fill(self, a: &mut Alert) {
+        a.window_start_ns = self.start_ns;
+        a.window_end_ns = self.end_ns;
+        a.count = self.count;
+        a.counts = self.by_status;
+        a.evidence = self.evidence;
+    }
 }
 
 impl FailWindow {

@@ -331,11 +331,7 @@ impl Analytics {
                     ),
                 );
                 a.client = Some(client);
-                a.window_start_ns = b.start_ns;
-                a.window_end_ns = b.end_ns;
-                a.count = b.count;
-                a.counts = b.by_status;
-                a.evidence = b.evidence;
+                b.fill(&mut a);
                 found.push(Finding {
                     alert: a,
                     key: client.to_string(),
@@ -361,11 +357,7 @@ impl Analytics {
                     ),
                 );
                 a.client = Some(client);
-                a.window_start_ns = b.start_ns;
-                a.window_end_ns = b.end_ns;
-                a.count = b.count;
-                a.counts = b.by_status;
-                a.evidence = b.evidence;
+                b.fill(&mut a);
                 found.push(Finding {
                     alert: a,
                     key: format!("{client}|{ep_key}"),
@@ -545,11 +537,7 @@ impl Analytics {
                 ),
             );
             a.client = Some(client);
-            a.window_start_ns = b.start_ns;
-            a.window_end_ns = b.end_ns;
-            a.count = b.count;
-            a.counts = b.by_status;
-            a.evidence = b.evidence;
+            b.fill(&mut a);
             a.details.insert("partner".into(), json!(partner));
             found.push(Finding {
                 alert: a,
