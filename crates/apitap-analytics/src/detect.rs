@@ -2,7 +2,8 @@
 //! sensitive data, version banners, third parties. All state is bounded; evictions are
 //! counted.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use foldhash::HashSet;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
 use hashlink::LruCache;
@@ -10,7 +11,7 @@ use hashlink::LruCache;
 use crate::alert::{stable_hash, Alert};
 use crate::config::Cidr;
 use crate::inventory::{media_type, query_pairs, EndpointKey};
-use crate::record::TxRecord;
+use crate::record::{Headers, TxRecord};
 use crate::sensitive::{secret_value_kind, Scanner, SensitiveKind};
 
 /// Failures of one actor in a sliding window (at most `threshold` kept).
@@ -335,7 +336,7 @@ impl SensitiveScan {
     /// Counts by kind in the headers and the body sample of one direction.
     pub(crate) fn scan(
         &mut self,
-        headers: &[(String, String)],
+        headers: &Headers,
         body: Option<&[u8]>,
         content_type: Option<&str>,
     ) -> BTreeMap<SensitiveKind, u64> {
@@ -344,8 +345,8 @@ impl SensitiveScan {
             // One scan over the values joined by newlines (no pattern spans a newline)
             // instead of one per header: a regex search has a fixed cost per call.
             self.header_buf.clear();
-            for (n, v) in headers {
-                if !self.skip_headers.contains(n.as_str()) && v.len() >= 6 {
+            for (n, v) in headers.iter() {
+                if !self.skip_headers.contains(n) && v.len() >= 6 {
                     self.header_buf.extend_from_slice(v.as_bytes());
                     self.header_buf.push(b'\n');
                 }
@@ -381,18 +382,18 @@ impl SensitiveScan {
 /// and `X-Generator` count whenever present.
 pub(crate) fn version_banners(tx: &TxRecord) -> Vec<(&str, &str)> {
     let mut out = Vec::new();
-    for (n, v) in &tx.response_headers {
+    for (n, v) in tx.response_headers.iter() {
         let v = v.trim();
         if v.is_empty() {
             continue;
         }
-        let leaky = match n.as_str() {
+        let leaky = match n {
             "server" => has_version(v),
             "x-powered-by" | "x-aspnet-version" | "x-aspnetmvc-version" | "x-generator" => true,
             _ => false,
         };
         if leaky {
-            out.push((n.as_str(), v));
+            out.push((n, v));
         }
     }
     out
@@ -442,8 +443,8 @@ impl ThirdParty {
         ThirdParty {
             internal,
             partners,
-            known: HashSet::new(),
-            partner_eps: HashSet::new(),
+            known: HashSet::default(),
+            partner_eps: HashSet::default(),
             partner_fail: vec![FailWindow::default(); n],
             max_dest,
             max_partner_eps,
@@ -537,11 +538,13 @@ mod tests {
     #[test]
     fn banners() {
         let tx = TxRecord {
-            response_headers: vec![
-                ("server".into(), "nginx/1.18.0".into()),
-                ("x-powered-by".into(), "Express".into()),
-                ("content-type".into(), "text/html".into()),
-            ],
+            response_headers: [
+                ("server", "nginx/1.18.0"),
+                ("x-powered-by", "Express"),
+                ("content-type", "text/html"),
+            ]
+            .into_iter()
+            .collect(),
             ..TxRecord::default()
         };
         assert_eq!(
@@ -549,7 +552,7 @@ mod tests {
             [("server", "nginx/1.18.0"), ("x-powered-by", "Express")]
         );
         let quiet = TxRecord {
-            response_headers: vec![("server".into(), "nginx".into())],
+            response_headers: [("server", "nginx")].into_iter().collect(),
             ..TxRecord::default()
         };
         assert!(version_banners(&quiet).is_empty());
@@ -583,13 +586,13 @@ mod tests {
     #[test]
     fn binary_bodies_are_skipped() {
         let mut s = SensitiveScan::new(&SensitiveKind::ALL, &[], true, 10);
-        let c = s.scan(&[], Some(b"a@example.com"), Some("image/png"));
+        let c = s.scan(&Headers::default(), Some(b"a@example.com"), Some("image/png"));
         assert!(c.is_empty());
-        let c = s.scan(&[], Some(b"\0a@example.com"), None);
+        let c = s.scan(&Headers::default(), Some(b"\0a@example.com"), None);
         assert!(c.is_empty());
         assert_eq!(s.counters.bodies_skipped_binary, 2);
         // Truncation to max_bytes: the email after byte 10 is not seen.
-        let c = s.scan(&[], Some(b"0123456789 a@example.com"), None);
+        let c = s.scan(&Headers::default(), Some(b"0123456789 a@example.com"), None);
         assert!(c.is_empty());
         assert_eq!(s.counters.bodies_truncated, 1);
     }

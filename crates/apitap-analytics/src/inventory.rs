@@ -2,7 +2,8 @@
 //! content types, auth schemes, query parameter names, clients and body sizes. Bounded;
 //! saved and loaded as JSON; exported as OpenAPI 3.0 (see [`crate::openapi`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use foldhash::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -324,8 +325,8 @@ const API_KEY_PARAMS: &[&str] = &["api_key", "apikey", "key", "access_token", "t
 /// The auth schemes a request shows (at least `none`).
 pub fn auth_schemes(tx: &TxRecord) -> Vec<&'static str> {
     let mut out = Vec::with_capacity(2);
-    for (name, value) in &tx.request_headers {
-        match name.as_str() {
+    for (name, value) in tx.request_headers.iter() {
+        match name {
             "authorization" => {
                 let mut words = value.split_whitespace();
                 let scheme = words.next().unwrap_or("");
@@ -412,7 +413,7 @@ impl Inventory {
         Inventory {
             cfg: cfg.clone(),
             templater: Templater::new(tcfg),
-            endpoints: HashMap::new(),
+            endpoints: HashMap::default(),
             overflow_transactions: 0,
             skipped_404: 0,
         }
@@ -607,12 +608,16 @@ mod tests {
         let mut inv = Inventory::new(&cfg, &TemplatingConfig::default());
         let mut t = tx(5, "192.0.2.1", "post", "/login", 401);
         t.query = Some("next=%2Fhome&api_key=x".into());
-        t.request_headers = vec![("authorization".into(), "Basic [REDACTED]".into())];
+        t.request_headers = [("authorization", "Basic [REDACTED]")]
+            .into_iter()
+            .collect();
         t.request_content_type = Some("application/JSON; charset=utf-8".into());
         t.request_body_bytes = 10;
         inv.observe(&t);
         let mut t2 = tx(7, "192.0.2.2", "POST", "/login", 200);
-        t2.request_headers = vec![("authorization".into(), "Bearer [REDACTED]".into())];
+        t2.request_headers = [("authorization", "Bearer [REDACTED]")]
+            .into_iter()
+            .collect();
         t2.auth_jwt = true;
         t2.request_body_bytes = 30;
         inv.observe(&t2);

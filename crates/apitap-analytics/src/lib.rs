@@ -53,7 +53,8 @@ pub mod sensitive;
 pub mod spec;
 pub mod template;
 
-use std::collections::{BTreeMap, HashSet};
+use foldhash::HashSet;
+use std::collections::BTreeMap;
 
 use hashlink::LruCache;
 use serde::Serialize;
@@ -63,7 +64,7 @@ pub use alert::{rfc3339_micros, severity_label, Alert, Rule};
 pub use config::{AnalyticsConfig, Cidr, ConfigError};
 pub use inventory::{EndpointKey, EndpointStats, Inventory, InventorySnapshot};
 pub use openapi::inventory_openapi;
-pub use record::TxRecord;
+pub use record::{Headers, TxRecord};
 pub use sarif::sarif;
 pub use sensitive::SensitiveKind;
 pub use spec::{ApiSpec, SpecError};
@@ -161,6 +162,17 @@ pub struct Analytics {
     clock_ns: Option<i64>,
     seq: u64,
     stats: AnalyticsStats,
+}
+
+/// `rule-id|key`, the key of the suppression table (push_str: a `format!` per
+/// transaction showed in profiles).
+fn suppression_key(rule: Rule, key: &str) -> String {
+    let id = rule.id();
+    let mut k = String::with_capacity(id.len() + 1 + key.len());
+    k.push_str(id);
+    k.push('|');
+    k.push_str(key);
+    k
 }
 
 fn secs_ns(s: u64) -> i64 {
@@ -465,7 +477,15 @@ impl Analytics {
                 .host
                 .clone()
                 .unwrap_or_else(|| tx.server.ip().to_string());
+            let window = self.window_ns(Rule::VersionBanner);
             for (name, value) in detect::version_banners(tx) {
+                let key = format!("{server_id}|{name}|{}", value.to_ascii_lowercase());
+                // A leaky server shows its banner on every response: check suppression
+                // before building the alert, not after (emit checks again and marks).
+                if !self.peek_allowed(Rule::VersionBanner, &key, tx.ts_ns, window) {
+                    self.stats.alerts_suppressed += 1;
+                    continue;
+                }
                 let shown: String = value.chars().take(128).collect();
                 let mut a = base(
                     Rule::VersionBanner,
@@ -473,10 +493,7 @@ impl Analytics {
                 );
                 a.details.insert("header".into(), json!(name));
                 a.details.insert("banner".into(), json!(shown));
-                found.push(Finding {
-                    alert: a,
-                    key: format!("{server_id}|{name}|{}", value.to_ascii_lowercase()),
-                });
+                found.push(Finding { alert: a, key });
             }
         }
 
@@ -669,15 +686,14 @@ impl Analytics {
     }
 
     fn peek_allowed(&self, rule: Rule, key: &str, ts: i64, window: i64) -> bool {
-        let k = format!("{}|{key}", rule.id());
-        match self.suppress.peek(&k) {
+        match self.suppress.peek(&suppression_key(rule, key)) {
             Some(&last) => ts.saturating_sub(last) >= window,
             None => true,
         }
     }
 
     fn mark(&mut self, rule: Rule, key: &str, ts: i64) {
-        let k = format!("{}|{key}", rule.id());
+        let k = suppression_key(rule, key);
         if !self.suppress.contains_key(&k)
             && self.suppress.len() >= self.suppress.capacity()
             && self.suppress.remove_lru().is_some()

@@ -31,9 +31,9 @@ pub struct TxRecord {
     pub response_content_type: Option<String>,
     /// Request headers: lower-cased names. Values of secret headers are redacted upstream,
     /// but the auth scheme word (e.g. `Bearer`) is kept.
-    pub request_headers: Vec<(String, String)>,
+    pub request_headers: Headers,
     /// Response headers: lower-cased names.
-    pub response_headers: Vec<(String, String)>,
+    pub response_headers: Headers,
     /// Decoded request body sample (bounded upstream); `None` when not captured.
     pub request_body: Option<Vec<u8>>,
     /// Decoded response body sample (bounded upstream); `None` when not captured.
@@ -65,8 +65,8 @@ impl Default for TxRecord {
             status: None,
             request_content_type: None,
             response_content_type: None,
-            request_headers: Vec::new(),
-            response_headers: Vec::new(),
+            request_headers: Headers::default(),
+            response_headers: Headers::default(),
             request_body: None,
             response_body: None,
             request_body_bytes: 0,
@@ -80,18 +80,122 @@ impl Default for TxRecord {
 impl TxRecord {
     /// First value of a request header (`name` lower case).
     pub fn request_header(&self, name: &str) -> Option<&str> {
-        header(&self.request_headers, name)
+        self.request_headers.get(name)
     }
 
     /// First value of a response header (`name` lower case).
     pub fn response_header(&self, name: &str) -> Option<&str> {
-        header(&self.response_headers, name)
+        self.response_headers.get(name)
     }
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+/// Header (name, value) pairs in wire order, names lower-cased, kept in one string: two
+/// allocations per message instead of two per header (a record is built for every
+/// transaction on a worker and dropped on the sink thread).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers {
+    text: String,
+    /// (name start, name end = value start, value end) in `text`.
+    spans: Vec<(usize, usize, usize)>,
+}
+
+impl Headers {
+    /// Empty, with room for `headers` headers of `bytes` bytes in all.
+    pub fn with_capacity(headers: usize, bytes: usize) -> Headers {
+        Headers {
+            text: String::with_capacity(bytes),
+            spans: Vec::with_capacity(headers),
+        }
+    }
+
+    /// Appends a header; the name is lower-cased.
+    pub fn push(&mut self, name: &str, value: &str) {
+        let start = self.text.len();
+        self.text.push_str(name);
+        let mid = self.text.len();
+        if let Some(n) = self.text.get_mut(start..mid) {
+            n.make_ascii_lowercase();
+        }
+        self.text.push_str(value);
+        self.spans.push((start, mid, self.text.len()));
+    }
+
+    /// Appends a header from raw bytes (invalid UTF-8 replaced by U+FFFD); the name is
+    /// lower-cased.
+    pub fn push_bytes(&mut self, name: &[u8], value: &[u8]) {
+        // `from_utf8` first: its ASCII fast path beats `from_utf8_lossy` on valid text.
+        let text = |b| match std::str::from_utf8(b) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(b),
+        };
+        self.push(&text(name), &text(value));
+    }
+
+    /// (name, value) pairs in wire order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.spans.iter().map(|&(start, mid, end)| {
+            (
+                self.text.get(start..mid).unwrap_or(""),
+                self.text.get(mid..end).unwrap_or(""),
+            )
+        })
+    }
+
+    /// First value of header `name` (lower case).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// Number of headers.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// True when there are no headers.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Headers {
+        let mut h = Headers::default();
+        for (n, v) in iter {
+            h.push(n.as_ref(), v.as_ref());
+        }
+        h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_keep_order_lower_case_names_and_first_value() {
+        let mut h = Headers::with_capacity(3, 64);
+        h.push("Content-Type", "application/json");
+        h.push_bytes(b"X-A", b"1");
+        h.push_bytes(b"x-a", b"2\xff");
+        assert_eq!(h.len(), 3);
+        assert_eq!(
+            h.iter().collect::<Vec<_>>(),
+            [
+                ("content-type", "application/json"),
+                ("x-a", "1"),
+                ("x-a", "2\u{fffd}")
+            ]
+        );
+        assert_eq!(h.get("x-a"), Some("1"));
+        assert_eq!(h.get("X-A"), None, "names are looked up lower case");
+        let same: Headers = [
+            ("CONTENT-type", "application/json"),
+            ("x-a", "1"),
+            ("x-a", "2\u{fffd}"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(h, same);
+        assert!(Headers::default().is_empty());
+    }
 }

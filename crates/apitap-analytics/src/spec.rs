@@ -7,7 +7,8 @@
 //! the method is the operation's (HEAD also matches GET). Several matches: the one with the
 //! most literal segments wins (`/users/me` over `/users/{id}`). Trailing slashes are ignored.
 
-use std::collections::{BTreeSet, HashMap};
+use foldhash::HashMap;
+use std::collections::BTreeSet;
 use std::fmt;
 
 use openapiv3::{OpenAPI, ReferenceOr, Server, StatusCode};
@@ -241,7 +242,7 @@ impl ApiSpec {
                 }
             }
         }
-        let mut by_len: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut by_len: HashMap<usize, Vec<usize>> = HashMap::default();
         let mut versions = BTreeSet::new();
         for (i, op) in ops.iter().enumerate() {
             by_len.entry(op.segs.len()).or_default().push(i);

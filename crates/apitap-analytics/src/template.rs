@@ -12,7 +12,7 @@
 //!    Only transactions that were answered (status present, not 404) teach, and only at
 //!    positions >= `learn_min_depth`.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 
 use hashlink::LruCache;
 use serde::{Deserialize, Serialize};
@@ -202,7 +202,7 @@ impl Templater {
             min_depth: cfg.learn_min_depth,
             max: cfg.max_learned_positions,
             learning: LruCache::new_unbounded(),
-            variables: HashMap::new(),
+            variables: HashMap::default(),
             counters: TemplaterCounters::default(),
         }
     }
@@ -271,7 +271,7 @@ impl Templater {
                 if self.learning.len() >= self.max && self.learning.remove_lru().is_some() {
                     self.counters.positions_evicted += 1;
                 }
-                let mut set = HashSet::new();
+                let mut set = HashSet::default();
                 set.insert(value);
                 let full = set.len() > self.after;
                 self.learning.insert(key, set);

@@ -42,6 +42,19 @@ struct Args {
     /// Share of server data segments captured twice (retransmission).
     #[arg(long, default_value_t = 0.005)]
     duplicate: f64,
+    /// Response size mix: `mixed` (a tenth of responses are 20-300 KB exports, ~16 KB per
+    /// transaction on the wire) or `api` (small JSON answers, ~1.2 KB per transaction).
+    #[arg(long, value_enum, default_value_t = SizeMix::Mixed)]
+    size_mix: SizeMix,
+}
+
+/// Response size distributions.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum SizeMix {
+    /// 60% 50 B-1.5 KB, 30% 1.5-20 KB, 10% 20-300 KB.
+    Mixed,
+    /// 75% 30-600 B, 23% 600 B-3 KB, 2% 3-12 KB.
+    Api,
 }
 
 const MSS: usize = 1460;
@@ -159,7 +172,7 @@ fn json_body(rng: &mut ChaCha8Rng, target: usize) -> Vec<u8> {
 }
 
 /// One request/response pair as bytes.
-fn exchange(rng: &mut ChaCha8Rng, client_no: u32) -> (Vec<u8>, Vec<u8>) {
+fn exchange(rng: &mut ChaCha8Rng, client_no: u32, mix: SizeMix) -> (Vec<u8>, Vec<u8>) {
     let user: u32 = rng.random_range(1..50_000);
     let (method, path, req_body): (&str, String, Vec<u8>) = match rng.random_range(0..100) {
         0..=49 => ("GET", format!("/api/v1/users/{user}"), Vec::new()),
@@ -209,11 +222,15 @@ fn exchange(rng: &mut ChaCha8Rng, client_no: u32) -> (Vec<u8>, Vec<u8>) {
         94..=96 => 204,
         _ => 500,
     };
-    // Size mix: mostly small API answers, some lists, a few large exports.
-    let size = match rng.random_range(0..100) {
-        0..=59 => rng.random_range(50..1_500),
-        60..=89 => rng.random_range(1_500..20_000),
-        _ => rng.random_range(20_000..300_000),
+    let size = match (mix, rng.random_range(0..100)) {
+        // Mostly small API answers, some lists, a few large exports.
+        (SizeMix::Mixed, 0..=59) => rng.random_range(50..1_500),
+        (SizeMix::Mixed, 60..=89) => rng.random_range(1_500..20_000),
+        (SizeMix::Mixed, _) => rng.random_range(20_000..300_000),
+        // Small JSON answers, a few short lists.
+        (SizeMix::Api, 0..=74) => rng.random_range(30..600),
+        (SizeMix::Api, 75..=97) => rng.random_range(600..3_000),
+        (SizeMix::Api, _) => rng.random_range(3_000..12_000),
     };
     let mut body = if status == 204 {
         Vec::new()
@@ -307,7 +324,7 @@ fn main() -> Result<()> {
         .collect();
     for _ in 0..args.transactions {
         let i = rng.random_range(0..conns.len());
-        let (req, resp) = exchange(&mut rng, i as u32);
+        let (req, resp) = exchange(&mut rng, i as u32, args.size_mix);
         let c = &mut conns[i];
         if !c.open {
             open(&mut out, &mut rng, c)?;

@@ -687,8 +687,14 @@ impl Serialize for JoinedValues<'_> {
     }
 }
 
+/// `bytes` as text, invalid UTF-8 replaced. `from_utf8` first: its ASCII fast path is
+/// several times quicker than `from_utf8_lossy`'s chunk iterator on the valid text that
+/// nearly every header is.
 fn text(bytes: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(bytes)
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 /// Media type of a Content-Type value: the part before `;`, trimmed, lower case.

@@ -5,7 +5,7 @@
 //! into alerts, never the values.
 
 use crate::event::{host_without_port, split_target, EncodedEvent, FlowContext};
-use apitap_analytics::{Alert, TxRecord};
+use apitap_analytics::{Alert, Headers, TxRecord};
 use apitap_core::{Head, HttpTransaction, SortKey};
 use std::net::SocketAddr;
 
@@ -57,10 +57,15 @@ pub fn tx_record(flow: &FlowContext, tx: &HttpTransaction, event_id: String) -> 
 }
 
 /// Header (name lower case, value) pairs in wire order.
-fn headers(head: &Head) -> Vec<(String, String)> {
-    head.iter()
-        .map(|(n, v)| (lossy(n).to_ascii_lowercase(), lossy(v.trim_ascii())))
-        .collect()
+fn headers(head: &Head) -> Headers {
+    let (count, bytes) = head
+        .iter()
+        .fold((0, 0), |(c, b), (n, v)| (c + 1, b + n.len() + v.len()));
+    let mut out = Headers::with_capacity(count, bytes);
+    for (n, v) in head.iter() {
+        out.push_bytes(n, v.trim_ascii());
+    }
+    out
 }
 
 fn lossy(bytes: &[u8]) -> String {

@@ -5,7 +5,7 @@
 //! processed in `startedDateTime` order (stable for equal times), like packet time.
 
 use anyhow::{bail, Context, Result};
-use apitap_analytics::TxRecord;
+use apitap_analytics::{Headers, TxRecord};
 use serde_json::Value;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -103,9 +103,7 @@ fn entry_record(entry: &Value, index: usize) -> Result<TxRecord> {
         .and_then(Value::as_f64)
         .filter(|t| t.is_finite() && *t >= 0.0)
         .map(|ms| (ms * 1e6) as u64);
-    let header = |hs: &[(String, String)], name: &str| {
-        hs.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
-    };
+    let header = |hs: &Headers, name: &str| hs.get(name).map(str::to_string);
     Ok(TxRecord {
         ts_ns,
         event_id: format!("har-{index}"),
@@ -144,7 +142,7 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
     v.pointer(pointer).and_then(Value::as_str)
 }
 
-fn headers(v: Option<&Value>) -> Vec<(String, String)> {
+fn headers(v: Option<&Value>) -> Headers {
     v.and_then(Value::as_array)
         .map(|hs| {
             hs.iter()
@@ -154,10 +152,7 @@ fn headers(v: Option<&Value>) -> Vec<(String, String)> {
                     if name.starts_with(':') {
                         return None;
                     }
-                    Some((
-                        name.to_ascii_lowercase(),
-                        str_at(h, "/value").unwrap_or("").trim().to_string(),
-                    ))
+                    Some((name, str_at(h, "/value").unwrap_or("").trim()))
                 })
                 .collect()
         })

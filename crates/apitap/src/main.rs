@@ -8,6 +8,14 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+// Events are built on the worker threads and freed on the sink thread; glibc's allocator
+// spent a fifth of the CPU on that cross-thread traffic (malloc_consolidate, arena locks).
+// mimalloc's per-thread free lists do not. `no_thp`: with transparent huge pages every page
+// mimalloc purges and reuses came back as a zeroed 2 MB page (clear_page was 5% of the CPU).
+// Measured on a 120k-transaction capture: 1.0-1.6 s -> 0.72 s, peak RSS 28 -> 30 MB.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Passive API-security sensor: rebuilds TCP streams, parses HTTP/1.x API calls and writes
 /// one JSON event per transaction.
 #[derive(Parser, Debug)]
