@@ -586,7 +586,11 @@ mod tests {
     #[test]
     fn binary_bodies_are_skipped() {
         let mut s = SensitiveScan::new(&SensitiveKind::ALL, &[], true, 10);
-        let c = s.scan(&Headers::default(), Some(b"a@example.com"), Some("image/png"));
+        let c = s.scan(
+            &Headers::default(),
+            Some(b"a@example.com"),
+            Some("image/png"),
+        );
         assert!(c.is_empty());
         let c = s.scan(&Headers::default(), Some(b"\0a@example.com"), None);
         assert!(c.is_empty());
