@@ -434,8 +434,8 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// FNV-1a 64 over the parts, separated so that ("ab","c") and ("a","bc") differ. Stable
-/// across runs and platforms (used for ids and compact keys).
-pub(crate) fn stable_hash(parts: &[&[u8]]) -> u64 {
+/// across runs and platforms (used for ids and compact keys, here and in the sink).
+pub fn stable_hash(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
         for &b in part.iter().chain(std::iter::once(&0xff)) {

@@ -60,7 +60,9 @@ use hashlink::LruCache;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+pub use alert::stable_hash;
 pub use alert::{rfc3339_micros, severity_label, Alert, Rule};
+pub use config::CREDENTIAL_HEADERS;
 pub use config::{AnalyticsConfig, Cidr, ConfigError};
 pub use inventory::{EndpointKey, EndpointStats, Inventory, InventorySnapshot};
 pub use openapi::inventory_openapi;
@@ -69,7 +71,6 @@ pub use sarif::sarif;
 pub use sensitive::SensitiveKind;
 pub use spec::{ApiSpec, SpecError};
 
-use alert::stable_hash;
 use baseline::{Baselines, Finding};
 use detect::{AuthDetector, BolaDetector, SensitiveScan, ThirdParty};
 use spec::SpecMatch;

@@ -16,19 +16,8 @@ use std::net::IpAddr;
 /// Version of the event layout, carried in `apitap.schema_version`.
 pub const SCHEMA_VERSION: &str = "1";
 
-/// Header names redacted by default (lower case).
-pub const DEFAULT_REDACT_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-    "api-key",
-    "apikey",
-    "x-auth-token",
-    "x-access-token",
-    "x-amz-security-token",
-];
+/// Header names redacted by default (lower case): the credential headers.
+pub const DEFAULT_REDACT_HEADERS: &[&str] = apitap_analytics::CREDENTIAL_HEADERS;
 
 /// One encoded output event and its place in the total output order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,17 +71,7 @@ pub fn endpoint_key(domain: &str, endpoint: &str) -> String {
     )
 }
 
-/// FNV-1a over the parts, separated so that ("ab","c") and ("a","bc") differ.
-pub(crate) fn stable_hash(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for &b in part.iter().chain(std::iter::once(&0xff)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
-}
+pub(crate) use apitap_analytics::stable_hash;
 
 /// Per-flow facts every event of that flow repeats; computed once per flow.
 #[derive(Clone, Debug, PartialEq, Eq)]
