@@ -9,34 +9,46 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Arguments of `apitap inventory`.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct InventoryArgs {
-    /// Capture files.
+    /// Capture files, merged in timestamp order.
+    #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Configuration file.
+    /// Configuration file (templating and inventory bounds come from `[analytics]`).
+    #[arg(short, long)]
     pub config: Option<PathBuf>,
-    /// OpenAPI export path.
+    /// Also write the inventory as an OpenAPI 3.0 document to this file.
+    #[arg(long, value_name = "FILE")]
     pub openapi: Option<PathBuf>,
-    /// Print JSON instead of the table.
+    /// Print the inventory as JSON (the saved-state format) instead of a table.
+    #[arg(long)]
     pub json: bool,
-    /// Saved inventory to start from and write back.
+    /// Start from this saved inventory and write the result back to it.
+    #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     /// Only this host in the OpenAPI export.
+    #[arg(long)]
     pub host: Option<String>,
 }
 
 /// Arguments of `apitap check`.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// The OpenAPI spec.
+    /// The OpenAPI 3 spec (JSON or YAML).
+    #[arg(long, value_name = "FILE", required = true)]
     pub spec: PathBuf,
-    /// Capture and HAR files.
+    /// Capture files (.pcap/.pcapng) and HAR files (.har).
+    #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Configuration file.
+    /// Configuration file (`[analytics]` thresholds).
+    #[arg(short, long)]
     pub config: Option<PathBuf>,
-    /// text, json or sarif.
+    /// Output: text (default), json or sarif (SARIF 2.1.0).
+    #[arg(long, default_value = "text", value_name = "FORMAT")]
     pub format: String,
-    /// Lowest failing severity label, or `none`.
+    /// Lowest severity that fails the check: low, medium (default), high, critical,
+    /// or none (never fail).
+    #[arg(long, default_value = "medium", value_name = "SEVERITY")]
     pub fail_on: String,
 }
 

@@ -108,46 +108,10 @@ enum Command {
     },
     /// Build the API endpoint inventory of capture files: print it, or export it as an
     /// OpenAPI 3 document.
-    Inventory {
-        /// Capture files, merged in timestamp order.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Configuration file (templating and inventory bounds come from `[analytics]`).
-        #[arg(short, long)]
-        config: Option<PathBuf>,
-        /// Also write the inventory as an OpenAPI 3.0 document to this file.
-        #[arg(long, value_name = "FILE")]
-        openapi: Option<PathBuf>,
-        /// Print the inventory as JSON (the saved-state format) instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Start from this saved inventory and write the result back to it.
-        #[arg(long, value_name = "FILE")]
-        state: Option<PathBuf>,
-        /// Only this host in the OpenAPI export.
-        #[arg(long)]
-        host: Option<String>,
-    },
+    Inventory(apitap::cli::InventoryArgs),
     /// CI gate: diff recorded traffic (pcap/pcapng or HAR) against an OpenAPI spec and run
     /// every detector; exit 1 when findings at or above --fail-on are present.
-    Check {
-        /// The OpenAPI 3 spec (JSON or YAML).
-        #[arg(long, value_name = "FILE", required = true)]
-        spec: PathBuf,
-        /// Capture files (.pcap/.pcapng) and HAR files (.har).
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Configuration file (`[analytics]` thresholds).
-        #[arg(short, long)]
-        config: Option<PathBuf>,
-        /// Output: text (default), json or sarif (SARIF 2.1.0).
-        #[arg(long, default_value = "text", value_name = "FORMAT")]
-        format: String,
-        /// Lowest severity that fails the check: low, medium (default), high, critical,
-        /// or none (never fail).
-        #[arg(long, default_value = "medium", value_name = "SEVERITY")]
-        fail_on: String,
-    },
+    Check(apitap::cli::CheckArgs),
     /// List the interfaces libpcap can capture on: name, flags, addresses, description.
     Interfaces,
 }
@@ -191,34 +155,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inventory {
-            files,
-            config,
-            openapi,
-            json,
-            state,
-            host,
-        } => apitap::cli::inventory(apitap::cli::InventoryArgs {
-            files,
-            config,
-            openapi,
-            json,
-            state,
-            host,
-        }),
-        Command::Check {
-            spec,
-            files,
-            config,
-            format,
-            fail_on,
-        } => apitap::cli::check(apitap::cli::CheckArgs {
-            spec,
-            files,
-            config,
-            format,
-            fail_on,
-        }),
+        Command::Inventory(args) => apitap::cli::inventory(args),
+        Command::Check(args) => apitap::cli::check(args),
         Command::Run {
             config,
             interfaces,
