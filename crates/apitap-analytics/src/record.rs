@@ -89,6 +89,16 @@ impl TxRecord {
     }
 }
 
+/// `bytes` as text, invalid UTF-8 replaced by U+FFFD. `from_utf8` first: its ASCII fast
+/// path is several times quicker than `from_utf8_lossy`'s chunk iterator on the valid
+/// text that nearly every header is.
+pub fn utf8_lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// Header (name, value) pairs in wire order, names lower-cased, kept in one string: two
 /// allocations per message instead of two per header (a record is built for every
 /// transaction on a worker and dropped on the sink thread).
@@ -123,12 +133,7 @@ impl Headers {
     /// Appends a header from raw bytes (invalid UTF-8 replaced by U+FFFD); the name is
     /// lower-cased.
     pub fn push_bytes(&mut self, name: &[u8], value: &[u8]) {
-        // `from_utf8` first: its ASCII fast path beats `from_utf8_lossy` on valid text.
-        let text = |b| match std::str::from_utf8(b) {
-            Ok(s) => std::borrow::Cow::Borrowed(s),
-            Err(_) => String::from_utf8_lossy(b),
-        };
-        self.push(&text(name), &text(value));
+        self.push(&utf8_lossy(name), &utf8_lossy(value));
     }
 
     /// (name, value) pairs in wire order.

@@ -69,7 +69,7 @@ fn headers(head: &Head) -> Headers {
 }
 
 fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    apitap_analytics::record::utf8_lossy(bytes).into_owned()
 }
 
 /// An alert as an output event keyed right after `after` (the event that completed it),
