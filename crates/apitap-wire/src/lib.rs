@@ -1,6 +1,7 @@
 //! Packet sources and decoding for apitap.
 //!
 //! - [`source`]: pcap/pcapng files through libpcap, several merged in timestamp order.
+//! - [`offline`]: the libpcap file reader under [`source`], with a large stdio buffer.
 //! - [`live`]: live interfaces through libpcap, polled by one thread.
 //! - [`decode`]: link, tunnel, IP and TCP headers to the [`apitap_core::PacketMeta`]
 //!   record, once.
@@ -9,6 +10,7 @@
 pub mod decode;
 pub mod defrag;
 pub mod live;
+pub mod offline;
 pub mod source;
 
 pub use decode::{

@@ -1,8 +1,8 @@
 //! Capture file sources: pcap and pcapng through libpcap, several files merged by time.
 
 use crate::decode::LinkType;
+use crate::offline::{Next, OfflineCapture, Record};
 use apitap_core::Timestamp;
-use pcap::{Capture, Offline, Precision};
 use std::path::{Path, PathBuf};
 
 /// One captured frame from any source.
@@ -61,7 +61,7 @@ pub enum WireError {
 
 struct OpenFile {
     path: String,
-    cap: Capture<Offline>,
+    cap: OfflineCapture,
     link: LinkType,
     /// Lookahead frame (merging several files): timestamp, wire length, bytes.
     next: Option<(Timestamp, u32)>,
@@ -112,13 +112,11 @@ impl FileSource {
                 });
             }
             total_bytes += meta.len();
-            let cap = Capture::from_file_with_precision(path, Precision::Nano).map_err(|e| {
-                WireError::NotACapture {
-                    path: name.clone(),
-                    msg: pcap_msg(&e),
-                }
+            let cap = OfflineCapture::open(path).map_err(|msg| WireError::NotACapture {
+                path: name.clone(),
+                msg,
             })?;
-            let dlt = cap.get_datalink();
+            let dlt = pcap::Linktype(cap.datalink());
             let Some(link) = LinkType::from_linktype(dlt.0) else {
                 return Err(WireError::UnsupportedLinkType {
                     path: name,
@@ -201,20 +199,20 @@ impl FileSource {
             return Ok(None);
         }
         let link = f.link;
-        match f.cap.next_packet() {
-            Ok(p) => {
+        match f.cap.next_record() {
+            Next::Record(r) => {
                 f.read += 1;
-                self.read_bytes += u64::from(p.header.caplen) + 16;
+                self.read_bytes += r.data.len() as u64 + 16;
                 Ok(Some(RawPacket {
-                    ts: packet_time(p.header),
-                    data: p.data,
-                    wire_len: p.header.len,
+                    ts: packet_time(&r),
+                    data: r.data,
+                    wire_len: r.wire_len,
                     link,
                 }))
             }
-            Err(e) => {
+            other => {
                 f.done = true;
-                end_of_file(&f.path, f.read, &e, warnings).map(|()| None)
+                end_of_file(&f.path, f.read, &other, warnings).map(|()| None)
             }
         }
     }
@@ -235,36 +233,27 @@ impl FileSource {
     }
 }
 
-fn pcap_msg(e: &pcap::Error) -> String {
-    match e {
-        pcap::Error::PcapError(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// Reads the next record of `f` into its lookahead buffer.
 fn fill(f: &mut OpenFile, warnings: &mut Vec<String>) -> Result<(), WireError> {
-    match f.cap.next_packet() {
-        Ok(p) => {
-            let ts = packet_time(p.header);
+    match f.cap.next_record() {
+        Next::Record(r) => {
+            let ts = packet_time(&r);
             f.buf.clear();
-            f.buf.extend_from_slice(p.data);
-            f.next = Some((ts, p.header.len));
+            f.buf.extend_from_slice(r.data);
+            f.next = Some((ts, r.wire_len));
             f.read += 1;
             Ok(())
         }
-        Err(e) => {
+        other => {
             f.done = true;
-            end_of_file(&f.path, f.read, &e, warnings)
+            end_of_file(&f.path, f.read, &other, warnings)
         }
     }
 }
 
-/// Capture time of a record (libpcap gives nanoseconds in `tv_usec` at nano precision).
-// time_t/suseconds_t are i64 on 64-bit Linux but not everywhere: keep the conversions.
-#[allow(clippy::useless_conversion)]
-fn packet_time(h: &pcap::PacketHeader) -> Timestamp {
-    Timestamp::from_parts(i64::from(h.ts.tv_sec), i64::from(h.ts.tv_usec))
+/// Capture time of a record.
+fn packet_time(r: &Record<'_>) -> Timestamp {
+    Timestamp::from_parts(r.sec, r.nsec)
 }
 
 /// What a read error means: the end of the file, a truncated last record (a warning), or a
@@ -272,13 +261,13 @@ fn packet_time(h: &pcap::PacketHeader) -> Timestamp {
 fn end_of_file(
     path: &str,
     read: u64,
-    e: &pcap::Error,
+    next: &Next<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<(), WireError> {
-    if matches!(e, pcap::Error::NoMorePackets) {
-        return Ok(());
-    }
-    let msg = pcap_msg(e);
+    let msg = match next {
+        Next::Error(msg) => msg.clone(),
+        Next::End | Next::Record(_) => return Ok(()),
+    };
     // libpcap: "truncated dump file; tried to read N captured bytes, only got M" (pcap) or
     // "truncated pcapng dump file; ..." (pcapng): the writer stopped mid-record.
     if msg.contains("truncated") && msg.contains("dump file") {
