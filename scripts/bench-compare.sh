@@ -2,7 +2,8 @@
 # Compares apitap with the read floor (tcpdump), httpry and tshark on the same capture.
 #   scripts/bench-compare.sh FILE.pcap [more.pcap ...]
 # With no file, generates two with apitap-gen (seed 7): gen.pcap (20k transactions, mixed
-# sizes up to 300 KB, 326 MB) and api-120k.pcap (120k small API transactions, 151 MB).
+# sizes up to 300 KB, 326 MB) and api-120k.pcap (120k small API transactions, 151 MB), and
+# as root captures real nginx + ab traffic into ab.pcap (scripts/make-ab-capture.sh).
 # Prints wall time (best of RUNS, default 3), packets/s, Gbit/s, transactions/s and peak
 # RSS per tool, and each tool's time relative to apitap with one worker.
 # Needs: tcpdump httpry tshark (apt-get install -y tcpdump httpry tshark).
@@ -16,6 +17,12 @@ if [ ${#files[@]} -eq 0 ]; then
   target/release/apitap-gen --seed 7 --transactions 20000 --clients 200 -o target/bench/gen.pcap
   target/release/apitap-gen --seed 7 --transactions 120000 --clients 200 --size-mix api -o target/bench/api-120k.pcap
   files=(target/bench/gen.pcap target/bench/api-120k.pcap)
+  if [ "$(id -u)" -eq 0 ] && command -v nginx > /dev/null && command -v ab > /dev/null; then
+    scripts/make-ab-capture.sh target/bench/ab.pcap
+    files+=(target/bench/ab.pcap)
+  else
+    echo "not root or no nginx/ab: skipping the nginx + ab capture" >&2
+  fi
 fi
 runs=${RUNS:-3}
 tmp=$(mktemp -d)
