@@ -14,6 +14,8 @@ use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 
+use crate::json;
+
 /// Version of the event layout, carried in `apitap.schema_version`.
 pub const SCHEMA_VERSION: &str = "1";
 
@@ -39,28 +41,62 @@ pub struct EncodedEvent {
 /// Path with id-like segments replaced by `{id}`: all digits, UUIDs, and long hex strings.
 /// (`/users/123/orders/9f86d081884c7d65` -> `/users/{id}/orders/{id}`)
 pub fn path_template(path: &str) -> Cow<'_, str> {
-    fn is_id(seg: &str) -> bool {
-        let b = seg.as_bytes();
-        let digits = !b.is_empty() && b.iter().all(u8::is_ascii_digit);
-        let uuid = b.len() == 36
-            && b.iter().enumerate().all(|(i, c)| {
-                if matches!(i, 8 | 13 | 18 | 23) {
-                    *c == b'-'
-                } else {
-                    c.is_ascii_hexdigit()
-                }
-            });
-        let hex = b.len() >= 16 && b.iter().all(u8::is_ascii_hexdigit);
-        digits || uuid || hex
-    }
-    if !path.split('/').any(is_id) {
+    if !path.split('/').any(is_id_segment) {
         return Cow::Borrowed(path);
     }
-    let parts: Vec<&str> = path
-        .split('/')
-        .map(|seg| if is_id(seg) { "{id}" } else { seg })
-        .collect();
-    Cow::Owned(parts.join("/"))
+    let mut out = String::with_capacity(path.len());
+    push_path_template(&mut out, path);
+    Cow::Owned(out)
+}
+
+/// Appends [`path_template`]`(path)` to `out`.
+fn push_path_template(out: &mut String, path: &str) {
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(if is_id_segment(seg) { "{id}" } else { seg });
+    }
+}
+
+/// All digits, a UUID, or at least 16 hex digits.
+fn is_id_segment(seg: &str) -> bool {
+    let b = seg.as_bytes();
+    let digits = !b.is_empty() && b.iter().all(u8::is_ascii_digit);
+    let uuid = b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                *c == b'-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        });
+    let hex = b.len() >= 16 && b.iter().all(u8::is_ascii_hexdigit);
+    digits || uuid || hex
+}
+
+/// `apitap.endpoint`: `METHOD <path template>`, built without `format!` (once per event).
+fn endpoint_name(method: &str, path: &str, template: bool) -> String {
+    let mut s = String::with_capacity(method.len() + 1 + path.len() + 8);
+    s.push_str(method);
+    s.push(' ');
+    if template {
+        push_path_template(&mut s, path);
+    } else {
+        s.push_str(path);
+    }
+    s
+}
+
+/// `event.id`: `<flow id>-<transaction ordinal>`.
+fn event_id(flow_id: &str, ordinal: u32) -> String {
+    let mut n = itoa::Buffer::new();
+    let n = n.format(ordinal);
+    let mut s = String::with_capacity(flow_id.len() + 1 + n.len());
+    s.push_str(flow_id);
+    s.push('-');
+    s.push_str(n);
+    s
 }
 
 /// The Kafka message key of an event: 16 hex digits of a stable hash of `url.domain` and
@@ -258,12 +294,16 @@ impl Encoder {
         self.write(&view, out);
     }
 
-    /// Serialises `view` in the configured format. Serialising borrowed data into a Vec
-    /// cannot fail: every field is a plain string, number or sequence and the writer is
-    /// infallible.
+    /// Serialises `view` in the configured format: ECS with the hand-written writer (the
+    /// hot path; equal to the serde form, tested), OCSF through serde. Serialising borrowed
+    /// data into a Vec cannot fail: every field is a plain string, number or sequence and
+    /// the writer is infallible.
     fn write(&self, view: &EventView<'_>, out: &mut Vec<u8>) {
         let ok = match self.cfg.format {
-            EventFormat::Ecs => serde_json::to_writer(&mut *out, view).is_ok(),
+            EventFormat::Ecs => {
+                view.write_ecs(out);
+                true
+            }
             EventFormat::Ocsf => serde_json::to_value(view)
                 .map(|ecs| {
                     crate::ocsf::from_ecs(&ecs, view.timestamp.0 .0, env!("CARGO_PKG_VERSION"))
@@ -557,42 +597,75 @@ struct HeadersView<'a> {
     redactor: &'a Redactor,
 }
 
-impl Serialize for HeadersView<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        let headers = &self.head.headers;
+/// One entry of a [`HeadersView`].
+enum HeaderValue<'a> {
+    /// One field, valid UTF-8, written as is (the common case).
+    Plain(&'a str),
+    /// A sensitive header's replacement.
+    Redacted(Cow<'static, str>),
+    /// Repeated fields joined, or a value with invalid UTF-8.
+    Joined(JoinedValues<'a>),
+}
+
+impl<'a> HeadersView<'a> {
+    /// Calls `f` with each entry of the map, in order.
+    fn for_each<E>(
+        &self,
+        mut f: impl FnMut(LowerName<'a>, HeaderValue<'a>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let head: &'a Head = self.head;
+        let headers = &head.headers;
         for (i, &(name_span, value_span)) in headers.iter().enumerate() {
-            let name = self.head.get(name_span);
+            let name = head.get(name_span);
             let same_name = |&(n, _): &(apitap_core::Span, apitap_core::Span)| {
-                self.head.get(n).eq_ignore_ascii_case(name)
+                head.get(n).eq_ignore_ascii_case(name)
             };
             if headers.iter().take(i).any(same_name) {
                 continue;
             }
             let repeated = headers.iter().skip(i + 1).any(same_name);
-            let key = LowerName(name);
-            if self.redactor.is_sensitive(name) {
-                let joined = JoinedValues {
-                    head: self.head,
-                    name,
-                    from: i,
-                }
-                .to_string();
-                map.serialize_entry(&key, &self.redactor.redacted(joined.as_bytes()))?;
-            } else if let (false, Ok(value)) =
-                (repeated, std::str::from_utf8(self.head.get(value_span)))
+            let joined = JoinedValues {
+                head,
+                name,
+                from: i,
+            };
+            let value = if self.redactor.is_sensitive(name) {
+                HeaderValue::Redacted(self.redactor.redacted(joined.to_string().as_bytes()))
+            } else if let (false, Ok(value)) = (repeated, std::str::from_utf8(head.get(value_span)))
             {
-                // Common case: one field, valid UTF-8, written as is.
-                map.serialize_entry(&key, value)?;
+                HeaderValue::Plain(value)
             } else {
-                let joined = JoinedValues {
-                    head: self.head,
-                    name,
-                    from: i,
-                };
-                map.serialize_entry(&key, &joined)?;
-            }
+                HeaderValue::Joined(joined)
+            };
+            f(LowerName(name), value)?;
         }
+        Ok(())
+    }
+
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = json::Object::new(out);
+        let mut buf = [0u8; 64];
+        let _ = self.for_each(|name, value| -> Result<(), ()> {
+            let out = map.escaped_key(&name.lowered(&mut buf));
+            match value {
+                HeaderValue::Plain(v) => json::string(out, v),
+                HeaderValue::Redacted(v) => json::string(out, &v),
+                HeaderValue::Joined(v) => json::string(out, &v.to_string()),
+            }
+            Ok(())
+        });
+        map.end();
+    }
+}
+
+impl Serialize for HeadersView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        self.for_each(|name, value| match value {
+            HeaderValue::Plain(v) => map.serialize_entry(&name, v),
+            HeaderValue::Redacted(v) => map.serialize_entry(&name, &v),
+            HeaderValue::Joined(v) => map.serialize_entry(&name, &v),
+        })?;
         map.end()
     }
 }
@@ -614,21 +687,26 @@ impl fmt::Display for LowerName<'_> {
     }
 }
 
-impl Serialize for LowerName<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Header names are short ASCII tokens: lower-case them on the stack.
-        let mut buf = [0u8; 64];
+impl LowerName<'_> {
+    /// The lower-cased name; header names are short ASCII tokens, lower-cased on the stack.
+    fn lowered<'b>(&self, buf: &'b mut [u8; 64]) -> Cow<'b, str> {
         if let Some(dst) = buf.get_mut(..self.0.len()) {
             if self.0.is_ascii() {
                 for (d, b) in dst.iter_mut().zip(self.0) {
                     *d = b.to_ascii_lowercase();
                 }
                 if let Ok(name) = std::str::from_utf8(dst) {
-                    return s.serialize_str(name);
+                    return Cow::Borrowed(name);
                 }
             }
         }
-        s.collect_str(self)
+        Cow::Owned(self.to_string())
+    }
+}
+
+impl Serialize for LowerName<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.lowered(&mut [0u8; 64]))
     }
 }
 
@@ -806,8 +884,8 @@ impl<'a> EventView<'a> {
             .map(|ua| UserAgentView { original: text(ua) });
         let sensor = (!cfg.sensor.is_empty()).then_some(cfg.sensor.as_str());
         let endpoint = match (req, url.as_ref().and_then(|u| u.path.as_deref())) {
-            (Some(r), Some(path)) => format!("{} {}", text(r.method()), path_template(path)),
-            (Some(r), None) => format!("{} {}", text(r.method()), text(r.target())),
+            (Some(r), Some(path)) => endpoint_name(&text(r.method()), path, true),
+            (Some(r), None) => endpoint_name(&text(r.method()), &text(r.target()), false),
             (None, _) => String::new(),
         };
 
@@ -848,7 +926,7 @@ impl<'a> EventView<'a> {
                 kind_type: ["access", "protocol"],
                 outcome,
                 duration,
-                id: format!("{}-{}", flow.flow_id, tx.key.ordinal),
+                id: event_id(&flow.flow_id, tx.key.ordinal),
             },
             source: flow.client.into(),
             destination: flow.server.into(),
@@ -912,6 +990,211 @@ impl<'a> EventView<'a> {
                 schema_version: SCHEMA_VERSION,
             },
         }
+    }
+}
+
+// ---- the ECS writer: the same JSON as the serde derives above, written directly ----
+
+impl EventView<'_> {
+    /// Appends the ECS event. Field order and omissions follow the serde derives (which
+    /// OCSF uses); `tests::hand_writer_equals_serde` holds them to the same bytes.
+    fn write_ecs(&self, out: &mut Vec<u8>) {
+        out.reserve(1024);
+        let mut o = json::Object::new(out);
+        let mut ts = String::with_capacity(32);
+        self.timestamp.0.write_rfc3339_micros(&mut ts);
+        o.str("@timestamp", &ts);
+        self.event.write_json(o.key("event"));
+        self.source.write_json(o.key("source"));
+        self.destination.write_json(o.key("destination"));
+        self.network.write_json(o.key("network"));
+        if let Some(observer) = &self.observer {
+            let mut ob = json::Object::new(o.key("observer"));
+            if let Some(name) = observer.name {
+                ob.str("name", name);
+            }
+            if let Some(ingress) = &observer.ingress {
+                let mut ing = json::Object::new(ob.key("ingress"));
+                let mut vlan = json::Object::new(ing.key("vlan"));
+                vlan.str("id", itoa::Buffer::new().format(ingress.vlan.id.0));
+                vlan.end();
+                ing.end();
+            }
+            ob.end();
+        }
+        if let Some(url) = &self.url {
+            let mut u = json::Object::new(o.key("url"));
+            u.str("original", &url.original);
+            for (key, value) in [
+                ("path", &url.path),
+                ("query", &url.query),
+                ("domain", &url.domain),
+            ] {
+                if let Some(v) = value {
+                    u.str(key, v);
+                }
+            }
+            u.end();
+        }
+        self.http.write_json(o.key("http"));
+        if let Some(ua) = &self.user_agent {
+            let mut u = json::Object::new(o.key("user_agent"));
+            u.str("original", &ua.original);
+            u.end();
+        }
+        self.apitap.write_json(o.key("apitap"));
+        o.end();
+    }
+}
+
+impl EventMeta {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut o = json::Object::new(out);
+        o.str("kind", self.kind);
+        str_array(o.key("category"), self.category);
+        str_array(o.key("type"), self.kind_type);
+        if let Some(outcome) = self.outcome {
+            o.str("outcome", outcome);
+        }
+        if let Some(duration) = self.duration {
+            o.uint("duration", duration);
+        }
+        o.str("id", &self.id);
+        o.end();
+    }
+}
+
+fn str_array<'s>(out: &mut Vec<u8>, items: impl IntoIterator<Item = &'s str>) {
+    out.push(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json::string(out, item);
+    }
+    out.push(b']');
+}
+
+impl EndpointView {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut o = json::Object::new(out);
+        json::ip(o.key("ip"), self.ip);
+        o.uint("port", u64::from(self.port));
+        o.end();
+    }
+}
+
+impl NetworkView<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut o = json::Object::new(out);
+        o.str("transport", self.transport);
+        o.str("protocol", self.protocol);
+        o.str("type", self.ip_type);
+        o.str("community_id", self.community_id);
+        o.end();
+    }
+}
+
+impl HttpView<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut o = json::Object::new(out);
+        if let Some(version) = self.version {
+            o.str("version", version);
+        }
+        if let Some(r) = &self.request {
+            let mut q = json::Object::new(o.key("request"));
+            q.str("method", &r.method);
+            r.headers.write_json(q.key("headers"));
+            q.uint("bytes", r.bytes);
+            r.body.write_json(q.key("body"));
+            if let Some(m) = &r.mime_type {
+                q.str("mime_type", m);
+            }
+            q.end();
+        }
+        if let Some(r) = &self.response {
+            let mut p = json::Object::new(o.key("response"));
+            p.uint("status_code", u64::from(r.status_code));
+            r.headers.write_json(p.key("headers"));
+            p.uint("bytes", r.bytes);
+            r.body.write_json(p.key("body"));
+            if let Some(m) = &r.mime_type {
+                p.str("mime_type", m);
+            }
+            p.end();
+        }
+        o.end();
+    }
+}
+
+impl BodyView {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut o = json::Object::new(out);
+        o.uint("bytes", self.bytes);
+        if let Some(content) = &self.content {
+            o.str("content", content);
+        }
+        o.end();
+    }
+}
+
+impl BodyMetaView {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut o = json::Object::new(out);
+        o.bool("truncated", self.truncated);
+        if let Some(enc) = self.content_encoding {
+            o.str("content_encoding", enc);
+        }
+        if self.redacted_fields != 0 {
+            o.uint("redacted_fields", u64::from(self.redacted_fields));
+        }
+        if self.binary {
+            o.bool("binary", true);
+        }
+        if self.withheld {
+            o.bool("withheld", true);
+        }
+        o.end();
+    }
+}
+
+impl ApitapView<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut o = json::Object::new(out);
+        o.str("endpoint", &self.endpoint);
+        o.str("flow_id", self.flow_id);
+        o.uint("transaction", u64::from(self.transaction));
+        o.bool("complete", self.complete);
+        if let Some(reason) = self.incomplete_reason {
+            o.str("incomplete_reason", reason);
+        }
+        str_array(
+            o.key("anomalies"),
+            self.anomalies.0.iter().map(|a| a.name()),
+        );
+        if let Some(body) = &self.body {
+            let mut b = json::Object::new(o.key("body"));
+            if let Some(m) = &body.request {
+                m.write_json(b.key("request"));
+            }
+            if let Some(m) = &body.response {
+                m.write_json(b.key("response"));
+            }
+            b.end();
+        }
+        if let Some(t) = &self.tunnel {
+            let mut tu = json::Object::new(o.key("tunnel"));
+            tu.str("type", t.kind);
+            if let Some(id) = t.id {
+                tu.uint("id", u64::from(id));
+            }
+            tu.end();
+        }
+        if let Some(sensor) = self.sensor {
+            o.str("sensor", sensor);
+        }
+        o.str("schema_version", self.schema_version);
+        o.end();
     }
 }
 
@@ -1025,6 +1308,153 @@ mod tests {
         let mut out = Vec::new();
         enc.encode(&flow(), tx, &mut out);
         serde_json::from_slice(&out).unwrap()
+    }
+
+    /// The hand-written ECS writer against the serde derives it replaces, over transactions
+    /// that reach every optional field, every escape class and invalid UTF-8.
+    #[test]
+    fn hand_writer_equals_serde() {
+        let hostile = "q\"\\\u{1}\u{1f}\u{7f}\u{2028}é\t\n";
+        let long_name = format!("X-{}", "Very-Long-Header-Name-".repeat(4));
+        let mut txs = vec![sample_tx()];
+
+        // Hostile header names and values, repeated and redacted headers, odd targets.
+        for target in [
+            "GET /a%22b/12345?password=hunter2&x=%FF#f HTTP/1.1",
+            "GET http://u:p@h.example:81/v1/9f86d081884c7d65ab?q HTTP/1.1",
+            "OPTIONS * HTTP/1.1",
+            "CONNECT h.example:443 HTTP/1.1",
+            "GET /p? HTTP/1.0",
+        ] {
+            let mut tx = sample_tx();
+            let lines = [
+                ("Host", hostile),
+                ("User-Agent", hostile),
+                (long_name.as_str(), "v"),
+                ("Cookie", "a=1"),
+                ("cookie", "b=2"),
+                ("X-Repeated", "one"),
+                ("x-REPEATED", ""),
+                ("X-Repeated", hostile),
+                ("Content-Type", "text/plain"),
+            ];
+            let (qh, qw) = head(&lines, target);
+            if let Some(r) = tx.request.as_mut() {
+                r.head = qh;
+                r.method = qw[0];
+                r.target = qw[1];
+            }
+            txs.push(tx);
+        }
+
+        // Invalid UTF-8 in the target, a header value and the reason phrase.
+        let mut bad = sample_tx();
+        if let Some(r) = bad.request.as_mut() {
+            r.head.buf[7] = 0xff;
+            let last = r.head.buf.len() - 3;
+            r.head.buf[last] = 0xc3;
+        }
+        if let Some(r) = bad.response.as_mut() {
+            r.head.buf[13] = 0x80;
+        }
+        txs.push(bad);
+
+        // Captured bodies: JSON with a sensitive field, binary, truncated and decoded.
+        let mut bodies = sample_tx();
+        if let Some(r) = bodies.request.as_mut() {
+            r.body = Some(Box::new(apitap_core::CapturedBody {
+                bytes: br#"{"user":"a\"b","password":"p","n":[1,2]}"#.to_vec(),
+                truncated: false,
+                decoded_from: None,
+            }));
+        }
+        if let Some(r) = bodies.response.as_mut() {
+            r.body = Some(Box::new(apitap_core::CapturedBody {
+                bytes: vec![0, 159, 146, 150, 0xff, b'"'],
+                truncated: true,
+                decoded_from: Some("gzip"),
+            }));
+        }
+        txs.push(bodies.clone());
+
+        // Every anomaly, an incomplete reason, lone request and lone response.
+        let mut all = sample_tx();
+        for a in Anomaly::ALL {
+            all.anomalies.insert(*a);
+        }
+        all.incomplete = Some(IncompleteReason::EndOfCapture);
+        all.response = None;
+        txs.push(all);
+        let mut lone = sample_tx();
+        lone.request = None;
+        lone.incomplete = Some(IncompleteReason::RequestNotSeen);
+        txs.push(lone);
+
+        let v6 = FlowContext::new(
+            Endpoint {
+                ip: "2001:db8::2".parse().unwrap(),
+                port: 1,
+            },
+            Endpoint {
+                ip: "2001:db8::1".parse().unwrap(),
+                port: 65535,
+            },
+            u64::MAX,
+        );
+        let flows = [
+            flow(),
+            v6,
+            flow().with_encap(apitap_core::Encap {
+                vlan: Some(4095),
+                tunnel: Some(apitap_core::Tunnel {
+                    kind: apitap_core::TunnelKind::Vxlan,
+                    id: Some(u32::MAX),
+                }),
+            }),
+            flow().with_encap(apitap_core::Encap {
+                vlan: None,
+                tunnel: Some(apitap_core::Tunnel {
+                    kind: apitap_core::TunnelKind::Gre,
+                    id: None,
+                }),
+            }),
+        ];
+        let names: Vec<String> = vec!["authorization".into(), "cookie".into()];
+        let configs = [
+            EncoderConfig::default(),
+            EncoderConfig {
+                sensor: hostile.into(),
+                redactor: Redactor::new(&names, Some(b"key".to_vec())),
+                format: EventFormat::Ecs,
+                records: false,
+                body_content_for: Some(vec!["application/json".into()]),
+            },
+            EncoderConfig {
+                sensor: "s".into(),
+                redactor: Redactor::new(&[], None).with_fields(&[]),
+                format: EventFormat::Ecs,
+                records: false,
+                body_content_for: None,
+            },
+        ];
+        let mut checked = 0;
+        for cfg in &configs {
+            for fl in &flows {
+                for tx in &txs {
+                    let view = EventView::new(cfg, fl, tx);
+                    let mut hand = Vec::new();
+                    view.write_ecs(&mut hand);
+                    let serde = serde_json::to_vec(&view).unwrap();
+                    assert_eq!(
+                        String::from_utf8_lossy(&hand),
+                        String::from_utf8_lossy(&serde)
+                    );
+                    assert_eq!(hand, serde);
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, configs.len() * flows.len() * txs.len());
     }
 
     #[test]
@@ -1182,6 +1612,8 @@ mod tests {
         assert_eq!(path_template("/v1/users"), "/v1/users");
         assert_eq!(path_template("/cafe"), "/cafe");
         assert_eq!(path_template("/"), "/");
+        assert_eq!(path_template("/a//123/"), "/a//{id}/");
+        assert_eq!(path_template("123"), "{id}");
     }
 
     #[test]

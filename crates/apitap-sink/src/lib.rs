@@ -8,6 +8,7 @@
 pub mod body;
 pub mod community_id;
 pub mod event;
+mod json;
 pub mod kafka;
 pub mod lines;
 pub mod ocsf;
