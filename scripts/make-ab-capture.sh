@@ -13,45 +13,20 @@ cd "$(dirname "$0")/.."
 root=$PWD
 out=$(realpath -m "${1:-target/bench/ab.pcap}")
 mkdir -p "$(dirname "$out")"
-work=$(mktemp -d)
-chmod 755 "$work"
-srv=apitap-ab-s$$ cli=apitap-ab-c$$
-cleanup() {
-  for ns in "$srv" "$cli"; do
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
-    ip netns del "$ns" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-ip netns add "$srv"; ip netns add "$cli"
-ip link add vc$$ netns "$cli" type veth peer name vs$$ netns "$srv"
-ip -n "$srv" addr add 10.215.0.1/24 dev vs$$; ip -n "$srv" link set vs$$ up; ip -n "$srv" link set lo up
-ip -n "$cli" addr add 10.215.0.2/24 dev vc$$; ip -n "$cli" link set vc$$ up; ip -n "$cli" link set lo up
+. "$root/scripts/lib/nginx-pair.sh"
+nginx_pair ab 215
 # Segments as a 1500-byte link would carry them (no GSO super-frames in the capture).
-for ns_dev in "$srv vs$$" "$cli vc$$"; do
+for ns_dev in "$srv $sdev" "$cli $cdev"; do
   read -r ns dev <<< "$ns_dev"
   ip netns exec "$ns" ethtool -K "$dev" tso off gso off gro off 2>/dev/null || true
 done
-
-mkdir -p "$work/nginx/www"
 python3 -c "print('<html><body>' + 'apitap speed test page. ' * 200 + '</body></html>')" > "$work/nginx/www/index.html"
-log=$work/access.log
-sed -e "s|@PREFIX@|$work/nginx|g" -e "s|@LOG@|$log|g" -e "s|listen \[::1\]:8080;||" \
-    -e "s|127.0.0.1|10.215.0.1|g" -e "s|worker_connections 64;|worker_connections 1024;|" \
-    "$root/fixtures/nginx/nginx.conf" > "$work/nginx/nginx.conf"
-(ip netns exec "$srv" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>/dev/null &)
-for _ in $(seq 50); do
-  ip netns exec "$cli" curl -s -o /dev/null http://10.215.0.1:8080/index.html && break; sleep 0.1
-done
-: > "$log"
 
-ip netns exec "$srv" tcpdump -q -i vs$$ -s 0 -B 262144 -w "$out" 'tcp port 8080' 2> "$work/tcpdump.log" &
+ip netns exec "$srv" tcpdump -q -i "$sdev" -s 0 -B 262144 -w "$out" 'tcp port 8080' 2> "$work/tcpdump.log" &
 tcpdump_pid=$!
 for _ in $(seq 100); do grep -q 'listening on' "$work/tcpdump.log" && break; sleep 0.05; done
 
-url=http://10.215.0.1:8080
+url=http://$server:8080
 echo '{"name":"ada","email":"ada@example.com","roles":["admin","ops"],"note":"speed test"}' > "$work/body.json"
 ip netns exec "$cli" ab -q -k -n 100000 -c 16 "$url/api/users/7" > /dev/null
 ip netns exec "$cli" ab -q -k -n 20000 -c 8 "$url/index.html" > /dev/null
