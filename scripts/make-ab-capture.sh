@@ -16,10 +16,8 @@ mkdir -p "$(dirname "$out")"
 . "$root/scripts/lib/nginx-pair.sh"
 nginx_pair ab 215
 # Segments as a 1500-byte link would carry them (no GSO super-frames in the capture).
-for ns_dev in "$srv $sdev" "$cli $cdev"; do
-  read -r ns dev <<< "$ns_dev"
-  ip netns exec "$ns" ethtool -K "$dev" tso off gso off gro off 2>/dev/null || true
-done
+ip netns exec "$srv" ethtool -K "$sdev" tso off gso off gro off 2>/dev/null || true
+ip netns exec "$cli" ethtool -K "$cdev" tso off gso off gro off 2>/dev/null || true
 python3 -c "print('<html><body>' + 'apitap speed test page. ' * 200 + '</body></html>')" > "$work/nginx/www/index.html"
 
 ip netns exec "$srv" tcpdump -q -i "$sdev" -s 0 -B 262144 -w "$out" 'tcp port 8080' 2> "$work/tcpdump.log" &

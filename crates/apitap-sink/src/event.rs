@@ -1375,7 +1375,7 @@ mod tests {
                 decoded_from: Some("gzip"),
             }));
         }
-        txs.push(bodies.clone());
+        txs.push(bodies);
 
         // Every anomaly, an incomplete reason, lone request and lone response.
         let mut all = sample_tx();
