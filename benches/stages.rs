@@ -208,8 +208,8 @@ fn bench_encode(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("event_json", |b| {
         b.iter_batched(
-            || (),
-            |_| enc.encode_event(&ctx, black_box(&tx)),
+            || tx.clone(),
+            |tx| enc.encode_event(&ctx, black_box(tx)),
             BatchSize::SmallInput,
         )
     });

@@ -99,14 +99,14 @@ pub fn utf8_lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Header (name, value) pairs in wire order, names lower-cased, kept in one string: two
-/// allocations per message instead of two per header (a record is built for every
-/// transaction on a worker and dropped on the sink thread).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Header (name, value) pairs in wire order, names lower-cased, kept in one string: no
+/// allocation per header (a record is built for every transaction on a worker and dropped
+/// on the sink thread). [`Headers::from_text`] takes a message head as it is, without a copy.
+#[derive(Clone, Debug, Default)]
 pub struct Headers {
     text: String,
-    /// (name start, name end = value start, value end) in `text`.
-    spans: Vec<(usize, usize, usize)>,
+    /// (name start, name end, value start, value end) in `text`.
+    spans: Vec<[usize; 4]>,
 }
 
 impl Headers {
@@ -118,6 +118,47 @@ impl Headers {
         }
     }
 
+    /// The headers of a message head, keeping `head` as their text. `fields` are the
+    /// (name, value) byte ranges of each header in `head`; names are lower-cased in place and
+    /// values trimmed of ASCII white space. A head that is not valid UTF-8 is copied header by
+    /// header with invalid bytes replaced by U+FFFD; ranges outside `head` are skipped.
+    pub fn from_text(
+        head: Vec<u8>,
+        fields: impl ExactSizeIterator<Item = (std::ops::Range<usize>, std::ops::Range<usize>)>,
+    ) -> Headers {
+        let mut text = match String::from_utf8(head) {
+            Ok(text) => text,
+            Err(invalid) => {
+                let bytes = invalid.into_bytes();
+                let mut out = Headers::with_capacity(fields.len(), bytes.len());
+                for (name, value) in fields {
+                    if let (Some(n), Some(v)) = (bytes.get(name), bytes.get(value)) {
+                        out.push_bytes(n, v.trim_ascii());
+                    }
+                }
+                return out;
+            }
+        };
+        let mut spans = Vec::with_capacity(fields.len());
+        for (name, value) in fields {
+            let Some(v) = text.get(value.clone()) else {
+                continue;
+            };
+            let trimmed = v.trim_start_matches(|c: char| c.is_ascii_whitespace());
+            let start = value.start + (v.len() - trimmed.len());
+            let end = start
+                + trimmed
+                    .trim_end_matches(|c: char| c.is_ascii_whitespace())
+                    .len();
+            let Some(n) = text.get_mut(name.clone()) else {
+                continue;
+            };
+            n.make_ascii_lowercase();
+            spans.push([name.start, name.end, start, end]);
+        }
+        Headers { text, spans }
+    }
+
     /// Appends a header; the name is lower-cased.
     pub fn push(&mut self, name: &str, value: &str) {
         let start = self.text.len();
@@ -127,7 +168,7 @@ impl Headers {
             n.make_ascii_lowercase();
         }
         self.text.push_str(value);
-        self.spans.push((start, mid, self.text.len()));
+        self.spans.push([start, mid, mid, self.text.len()]);
     }
 
     /// Appends a header from raw bytes (invalid UTF-8 replaced by U+FFFD); the name is
@@ -138,12 +179,14 @@ impl Headers {
 
     /// (name, value) pairs in wire order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        self.spans.iter().map(|&(start, mid, end)| {
-            (
-                self.text.get(start..mid).unwrap_or(""),
-                self.text.get(mid..end).unwrap_or(""),
-            )
-        })
+        self.spans
+            .iter()
+            .map(|&[name_start, name_end, start, end]| {
+                (
+                    self.text.get(name_start..name_end).unwrap_or(""),
+                    self.text.get(start..end).unwrap_or(""),
+                )
+            })
     }
 
     /// First value of header `name` (lower case).
@@ -161,6 +204,16 @@ impl Headers {
         self.spans.is_empty()
     }
 }
+
+/// Two [`Headers`] are equal when they hold the same (name, value) pairs in the same order,
+/// whatever else their text holds.
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
 
 impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for Headers {
     fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Headers {
@@ -202,5 +255,31 @@ mod tests {
         .collect();
         assert_eq!(h, same);
         assert!(Headers::default().is_empty());
+    }
+
+    #[test]
+    fn headers_from_text_keep_the_head_and_match_push() {
+        let head = b"GET / HTTP/1.1\r\nHost: A.example\r\nX-Tok:  v 1 \t\r\n\r\n".to_vec();
+        let fields = [(16..20, 22..31), (33..38, 39..46), (0..3, 999..1000)];
+        let h = Headers::from_text(head.clone(), fields.iter().cloned());
+        assert_eq!(
+            h.iter().collect::<Vec<_>>(),
+            [("host", "A.example"), ("x-tok", "v 1")],
+            "names lower-cased, values trimmed, the out-of-range field skipped"
+        );
+        let mut pushed = Headers::default();
+        pushed.push("Host", "A.example");
+        pushed.push("X-Tok", "v 1");
+        assert_eq!(h, pushed);
+
+        // Invalid UTF-8 anywhere in the head: copied field by field, lossy.
+        let mut bad = head;
+        bad[6] = 0xff;
+        bad[25] = 0xfe;
+        let h = Headers::from_text(bad, fields.iter().cloned());
+        assert_eq!(
+            h.iter().collect::<Vec<_>>(),
+            [("host", "A.e\u{fffd}ample"), ("x-tok", "v 1")]
+        );
     }
 }

@@ -22,6 +22,12 @@ impl Span {
             len: u32::try_from(len).unwrap_or(0),
         }
     }
+
+    /// The byte range the span covers.
+    pub fn range(self) -> std::ops::Range<usize> {
+        let start = self.start as usize;
+        start..start.saturating_add(self.len as usize)
+    }
 }
 
 /// The bytes of one message head (start line and header fields) and spans into them.
@@ -36,9 +42,7 @@ pub struct Head {
 impl Head {
     /// The bytes of `span`; empty if it lies outside the buffer.
     pub fn get(&self, span: Span) -> &[u8] {
-        let start = span.start as usize;
-        let end = start.saturating_add(span.len as usize);
-        self.buf.get(start..end).unwrap_or(&[])
+        self.buf.get(span.range()).unwrap_or(&[])
     }
 
     /// Iterates (name, value) pairs in wire order.

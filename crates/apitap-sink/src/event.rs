@@ -317,10 +317,11 @@ impl Encoder {
         }
     }
 
-    /// Encodes into a new [`EncodedEvent`].
-    pub fn encode_event(&self, flow: &FlowContext, tx: &HttpTransaction) -> EncodedEvent {
-        let mut json = Vec::with_capacity(1024);
-        let view = EventView::new(&self.cfg, flow, tx);
+    /// Encodes into a new [`EncodedEvent`]; the analytics record, when on, takes the
+    /// transaction's heads and bodies.
+    pub fn encode_event(&self, flow: &FlowContext, tx: HttpTransaction) -> EncodedEvent {
+        let mut json = Vec::with_capacity(event_capacity(&tx));
+        let mut view = EventView::new(&self.cfg, flow, &tx);
         let endpoint_hash = {
             let domain = view
                 .url
@@ -330,18 +331,37 @@ impl Encoder {
             stable_hash(&[domain.as_bytes(), view.apitap.endpoint.as_bytes()])
         };
         self.write(&view, &mut json);
+        let event_id = std::mem::take(&mut view.event.id);
+        let key = tx.key;
         let record = self
             .cfg
             .records
-            .then(|| Box::new(crate::record::tx_record(flow, tx, view.event.id.clone())));
+            .then(|| Box::new(crate::record::tx_record(flow, tx, event_id)));
         EncodedEvent {
-            key: tx.key,
+            key,
             json,
             endpoint_hash,
             alert: false,
             record,
         }
     }
+}
+
+/// Room for the event of `tx` so that writing it rarely grows the buffer: the fixed
+/// fields, both heads (headers are written once, with a little quoting) and captured bodies.
+fn event_capacity(tx: &HttpTransaction) -> usize {
+    let head = |h: &Head| h.buf.len() + 8 * h.headers.len();
+    let body =
+        |b: Option<&Box<apitap_core::CapturedBody>>| b.map_or(0, |b| b.bytes.len() * 4 / 3 + 64);
+    let req = tx
+        .request
+        .as_ref()
+        .map_or(0, |r| head(&r.head) + body(r.body.as_ref()));
+    let resp = tx
+        .response
+        .as_ref()
+        .map_or(0, |r| head(&r.head) + body(r.body.as_ref()));
+    1024 + req + resp
 }
 
 // ---- borrowed views, serialised by serde derive ----
@@ -1463,7 +1483,7 @@ mod tests {
             records: true,
             ..EncoderConfig::default()
         });
-        let ev = enc.encode_event(&flow(), &sample_tx());
+        let ev = enc.encode_event(&flow(), sample_tx());
         let json: serde_json::Value = serde_json::from_slice(&ev.json).unwrap();
         let r = ev.record.expect("records on");
         assert_eq!(json["event"]["id"], r.event_id.as_str());
@@ -1488,7 +1508,7 @@ mod tests {
         assert_eq!(r.response_header("set-cookie"), Some("a=b"));
         assert_eq!((r.request_body_bytes, r.response_body_bytes), (13, 2));
         assert!(Encoder::default()
-            .encode_event(&flow(), &sample_tx())
+            .encode_event(&flow(), sample_tx())
             .record
             .is_none());
     }
@@ -1619,12 +1639,12 @@ mod tests {
     #[test]
     fn endpoint_hash_is_stable_and_per_endpoint() {
         let enc = Encoder::default();
-        let a = enc.encode_event(&flow(), &sample_tx());
+        let a = enc.encode_event(&flow(), sample_tx());
         let mut other = sample_tx();
         if let Some(r) = other.request.as_mut() {
             r.head.buf[15] = b'9'; // /v1/users/92 -> same template
         }
-        let b = enc.encode_event(&flow(), &other);
+        let b = enc.encode_event(&flow(), other);
         assert_eq!(a.endpoint_hash, b.endpoint_hash);
         let mut get = sample_tx();
         if let Some(r) = get.request.as_mut() {
@@ -1632,7 +1652,7 @@ mod tests {
         }
         assert_ne!(
             a.endpoint_hash,
-            enc.encode_event(&flow(), &get).endpoint_hash
+            enc.encode_event(&flow(), get).endpoint_hash
         );
         // Fixed value: the key must not change between releases or machines.
         assert_eq!(

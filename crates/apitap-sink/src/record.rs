@@ -9,8 +9,9 @@ use apitap_analytics::{Alert, Headers, TxRecord};
 use apitap_core::{Head, HttpTransaction, SortKey};
 use std::net::SocketAddr;
 
-/// Builds the analytics record of `tx`; `event_id` is the `event.id` of its event.
-pub fn tx_record(flow: &FlowContext, tx: &HttpTransaction, event_id: String) -> TxRecord {
+/// Builds the analytics record of `tx`, taking its heads and bodies rather than copying
+/// them (the event is written first); `event_id` is the `event.id` of its event.
+pub fn tx_record(flow: &FlowContext, tx: HttpTransaction, event_id: String) -> TxRecord {
     let req = tx.request.as_ref();
     let resp = tx.response.as_ref();
     let start = req
@@ -29,7 +30,7 @@ pub fn tx_record(flow: &FlowContext, tx: &HttpTransaction, event_id: String) -> 
         },
         ..TxRecord::default()
     };
-    if let Some(r) = req {
+    if let Some(r) = tx.request {
         let target = r.target();
         let (path, query, authority) = split_target(target, r.method());
         rec.method = lossy(r.method());
@@ -43,29 +44,23 @@ pub fn tx_record(flow: &FlowContext, tx: &HttpTransaction, event_id: String) -> 
             .filter(|h| !h.is_empty())
             .map(|h| lossy(h).to_ascii_lowercase());
         rec.request_content_type = r.head.header("content-type").map(lossy);
-        rec.request_headers = headers(&r.head);
-        rec.request_body = r.body.as_ref().map(|b| b.bytes.clone());
+        rec.request_headers = headers(r.head);
+        rec.request_body = r.body.map(|b| b.bytes);
         rec.request_body_bytes = r.body_bytes;
     }
-    if let Some(r) = resp {
+    if let Some(r) = tx.response {
         rec.response_content_type = r.head.header("content-type").map(lossy);
-        rec.response_headers = headers(&r.head);
-        rec.response_body = r.body.as_ref().map(|b| b.bytes.clone());
+        rec.response_headers = headers(r.head);
+        rec.response_body = r.body.map(|b| b.bytes);
         rec.response_body_bytes = r.body_bytes;
     }
     rec
 }
 
-/// Header (name lower case, value) pairs in wire order.
-fn headers(head: &Head) -> Headers {
-    let (count, bytes) = head
-        .iter()
-        .fold((0, 0), |(c, b), (n, v)| (c + 1, b + n.len() + v.len()));
-    let mut out = Headers::with_capacity(count, bytes);
-    for (n, v) in head.iter() {
-        out.push_bytes(n, v.trim_ascii());
-    }
-    out
+/// Header (name lower case, value) pairs in wire order, over the head's own bytes.
+fn headers(head: Head) -> Headers {
+    let fields = head.headers.iter().map(|&(n, v)| (n.range(), v.range()));
+    Headers::from_text(head.buf, fields)
 }
 
 fn lossy(bytes: &[u8]) -> String {

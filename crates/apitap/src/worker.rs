@@ -463,7 +463,7 @@ impl Env {
                 self.stats.transactions_keyed_late += 1;
             }
             self.stats.count_transaction(&tx);
-            self.events.push(self.encoder.encode_event(ctx, &tx));
+            self.events.push(self.encoder.encode_event(ctx, tx));
         }
     }
 }
