@@ -116,3 +116,31 @@ fn output_is_identical_with_tiny_windows_ticks_and_timeouts() {
     }
     assert!(late_total > 0, "the late-key path was not exercised");
 }
+
+/// Batches cut by payload bytes and a reader that pauses whenever the reorder stage holds
+/// more than one event change timing only: output stays byte-identical, nothing is
+/// released early, and the pauses are counted.
+#[test]
+fn byte_cut_batches_and_reader_pauses_keep_output_identical() {
+    let mut pauses = 0;
+    for capture in fixture_captures() {
+        let (expected, _) =
+            run_replay_with(std::slice::from_ref(&capture), &apitap::Config::default());
+        for workers in [2, 3] {
+            let mut cfg = apitap::Config::default();
+            cfg.pipeline.workers = workers;
+            cfg.pipeline.batch_bytes = 1;
+            cfg.pipeline.worker_queue_batches = 1;
+            cfg.pipeline.reorder_pause_events = 1;
+            let (out, summary) = run_replay_with(std::slice::from_ref(&capture), &cfg);
+            assert!(
+                out == expected,
+                "{}: {workers} workers with pauses",
+                capture.display()
+            );
+            assert_eq!(summary.reorder.forced_early, 0);
+            pauses += summary.reader_pauses;
+        }
+    }
+    assert!(pauses > 0, "the reader never paused");
+}

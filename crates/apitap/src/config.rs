@@ -120,10 +120,18 @@ pub struct PipelineConfig {
     pub workers: usize,
     /// Packets per batch sent from the reader to a worker.
     pub batch_packets: usize,
+    /// A batch is also sent once it holds this many payload bytes, so the memory the worker
+    /// queues hold is bounded in bytes (at most about `worker_queue_batches` × this per
+    /// worker), whatever the packet sizes.
+    pub batch_bytes: usize,
     /// Batches queued per worker before the reader waits (replay) or drops (live).
     pub worker_queue_batches: usize,
     /// Events held by the reorder stage before it releases them out of order (counted).
     pub reorder_max_events: usize,
+    /// Replay: while the reorder stage holds more events than this (one worker ran ahead
+    /// of another), the reader pauses until the worker queues drain; counted as
+    /// `output.reader_pauses`. Bounds memory without reordering anything. 0 = never pause.
+    pub reorder_pause_events: usize,
     /// Events are ordered by request start, except a transaction that completes more than
     /// this many packets after it started: it is placed where it completed, so one slow
     /// transaction cannot hold back (and make the sensor buffer) everything after it.
@@ -140,8 +148,10 @@ impl Default for PipelineConfig {
         PipelineConfig {
             workers: 0,
             batch_packets: 256,
+            batch_bytes: 128 * 1024,
             worker_queue_batches: 64,
             reorder_max_events: 100_000,
+            reorder_pause_events: 4096,
             reorder_window_packets: 32_768,
             tick_packets: 8192,
             dedup_window_us: 1000,
@@ -318,6 +328,9 @@ impl Config {
         if p.batch_packets == 0 || p.batch_packets > 65_536 {
             bail!("pipeline.batch_packets must be 1..=65536");
         }
+        if p.batch_bytes == 0 || p.batch_bytes > 64 << 20 {
+            bail!("pipeline.batch_bytes must be 1..=67108864");
+        }
         if p.worker_queue_batches == 0 {
             bail!("pipeline.worker_queue_batches must be at least 1");
         }
@@ -466,6 +479,7 @@ mod tests {
             "[flow]\nmax_flows = 0",
             "[http]\nmax_headers = 1000",
             "[pipeline]\nbatch_packets = 0",
+            "[pipeline]\nbatch_bytes = 0",
             "[http]\nmax_head_bytes = 10",
             "[flow]\nidle_timeout_ms = -5",
             "[capture]\nsnaplen = 10",

@@ -26,7 +26,7 @@ use apitap_wire::{
 };
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
@@ -158,6 +158,7 @@ impl Pipeline {
         let workers = cfg.worker_count();
         let max_flows_per_worker = cfg.flow.max_flows.div_ceil(workers).max(1);
         let (out_tx, out_rx) = bounded::<WorkerOutput>(workers * 4);
+        let held = Arc::new(AtomicUsize::new(0));
         let (recycle_tx, recycle_rx) =
             bounded::<PacketBatch>(workers * (cfg.pipeline.worker_queue_batches + 2));
 
@@ -166,9 +167,11 @@ impl Pipeline {
             .spawn({
                 let reorder_max = cfg.pipeline.reorder_max_events;
                 let shared = shared.clone();
+                let held = Arc::clone(&held);
                 move || {
                     run_sink(
                         out_rx,
+                        &held,
                         Outputs {
                             lines,
                             kafka,
@@ -207,8 +210,15 @@ impl Pipeline {
                 clock: PacketRef::default(),
                 index: 0,
                 batch_packets: cfg.pipeline.batch_packets,
+                batch_bytes: cfg.pipeline.batch_bytes,
                 tick_packets: cfg.pipeline.tick_packets,
                 backpressure,
+                held,
+                pause_above: match cfg.pipeline.reorder_pause_events {
+                    0 => usize::MAX,
+                    n => n,
+                },
+                reader_pauses: 0,
                 decode: DecodeStats::default(),
                 queue_dropped_packets: 0,
                 dedup: Dedup::new(cfg.pipeline.dedup_window_us),
@@ -230,6 +240,7 @@ impl Pipeline {
         }
         summary.decode = self.feeder.decode.clone();
         summary.queue_dropped_packets = self.feeder.queue_dropped_packets;
+        summary.reader_pauses = self.feeder.reader_pauses;
         summary.duplicates_dropped = self.feeder.dedup.dropped;
         drop(self.feeder);
         for handle in self.workers {
@@ -297,8 +308,15 @@ pub(crate) struct Feeder {
     /// Frames read so far (the index of the last one).
     pub index: u64,
     batch_packets: usize,
+    batch_bytes: usize,
     tick_packets: u64,
     backpressure: Backpressure,
+    /// Events the reorder stage holds (published by the sink).
+    held: Arc<AtomicUsize>,
+    /// Replay pauses while `held` is above this.
+    pause_above: usize,
+    /// Times the reader paused for the worker queues to drain.
+    pub reader_pauses: u64,
     /// Decode counters.
     pub decode: DecodeStats,
     /// Decoded packets dropped because a worker queue was full (live only).
@@ -358,7 +376,7 @@ impl Feeder {
             .unwrap_or(&[]);
         if let Some(batch) = self.batches.get_mut(shard) {
             batch.push(meta, payload);
-            if batch.packets.len() >= self.batch_packets {
+            if batch.packets.len() >= self.batch_packets || batch.arena.len() >= self.batch_bytes {
                 self.send(shard)?;
             }
         }
@@ -437,9 +455,14 @@ impl Feeder {
         let mut full = std::mem::replace(batch, fresh);
         full.clock = self.clock;
         match self.backpressure {
-            Backpressure::Wait => tx
-                .send(full)
-                .map_err(|_| anyhow!("a flow worker stopped early")),
+            Backpressure::Wait => {
+                if self.held.load(Ordering::Relaxed) > self.pause_above {
+                    self.reader_pauses += 1;
+                    self.drain_queues();
+                }
+                tx.send(full)
+                    .map_err(|_| anyhow!("a flow worker stopped early"))
+            }
             Backpressure::Drop => match tx.try_send(full) {
                 Ok(()) => Ok(()),
                 Err(TrySendError::Full(mut lost)) => {
@@ -450,6 +473,21 @@ impl Feeder {
                 }
                 Err(TrySendError::Disconnected(_)) => Err(anyhow!("a flow worker stopped early")),
             },
+        }
+    }
+}
+
+impl Feeder {
+    /// Waits until every worker queue is empty or the reorder stage holds no more than
+    /// `pause_above` events. One worker running ahead of another makes the sink hold the
+    /// leader's events until the laggard's watermark passes them; waiting here lets the
+    /// laggard catch up. Waiting for empty queues, not for the reorder stage, cannot
+    /// deadlock: a laggard that needs more packets to advance has an empty queue.
+    fn drain_queues(&self) {
+        while self.held.load(Ordering::Relaxed) > self.pause_above
+            && self.senders.iter().any(|s| !s.is_empty())
+        {
+            thread::sleep(std::time::Duration::from_micros(200));
         }
     }
 }
@@ -552,6 +590,7 @@ impl Outputs {
 
 fn run_sink(
     rx: Receiver<WorkerOutput>,
+    held: &AtomicUsize,
     mut out: Outputs,
     workers: usize,
     reorder_max: usize,
@@ -567,6 +606,7 @@ fn run_sink(
                     out.release(ev)
                 });
                 released.store(reorder.stats().released, Ordering::Relaxed);
+                held.store(reorder.buffered(), Ordering::Relaxed);
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,

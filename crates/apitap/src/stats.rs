@@ -140,6 +140,9 @@ pub struct RunSummary {
     pub queue_dropped_packets: u64,
     /// Frames dropped as SPAN duplicates (`pipeline.dedup_window_us`).
     pub duplicates_dropped: u64,
+    /// Replay: times the reader waited for the worker queues to drain because the reorder
+    /// stage held more than `pipeline.reorder_pause_events` events.
+    pub reader_pauses: u64,
     /// Analytics counters, when the analytics ran.
     pub analytics: Option<apitap_analytics::AnalyticsStats>,
 }
@@ -237,6 +240,7 @@ impl RunSummary {
                 "bytes_written": self.bytes_written,
                 "reorder_forced_early": self.reorder.forced_early,
                 "reorder_peak_buffered": self.reorder.peak_buffered,
+                "reader_pauses": self.reader_pauses,
                 "error": self.output_error,
             },
         });
