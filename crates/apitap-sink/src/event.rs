@@ -614,6 +614,9 @@ impl Serialize for AnomalyList {
 /// (RFC 9110 field combination); sensitive values redacted.
 struct HeadersView<'a> {
     head: &'a Head,
+    /// The whole head as text, when it is valid UTF-8 (nearly always): each value is then
+    /// a slice of it instead of a UTF-8 check of its own.
+    text: Option<&'a str>,
     redactor: &'a Redactor,
 }
 
@@ -628,6 +631,22 @@ enum HeaderValue<'a> {
 }
 
 impl<'a> HeadersView<'a> {
+    fn new(head: &'a Head, redactor: &'a Redactor) -> HeadersView<'a> {
+        HeadersView {
+            head,
+            text: std::str::from_utf8(&head.buf).ok(),
+            redactor,
+        }
+    }
+
+    /// The text of `span`, if it is valid UTF-8.
+    fn str(&self, span: apitap_core::Span) -> Option<&'a str> {
+        match self.text {
+            Some(text) => text.get(span.range()),
+            None => std::str::from_utf8(self.head.get(span)).ok(),
+        }
+    }
+
     /// Calls `f` with each entry of the map, in order.
     fn for_each<E>(
         &self,
@@ -651,8 +670,7 @@ impl<'a> HeadersView<'a> {
             };
             let value = if self.redactor.is_sensitive(name) {
                 HeaderValue::Redacted(self.redactor.redacted(joined.to_string().as_bytes()))
-            } else if let (false, Ok(value)) = (repeated, std::str::from_utf8(head.get(value_span)))
-            {
+            } else if let (false, Some(value)) = (repeated, self.str(value_span)) {
                 HeaderValue::Plain(value)
             } else {
                 HeaderValue::Joined(joined)
@@ -971,20 +989,14 @@ impl<'a> EventView<'a> {
                 version: version.map(|v| v.as_str()),
                 request: req.map(|r| RequestView {
                     method: text(r.method()),
-                    headers: HeadersView {
-                        head: &r.head,
-                        redactor: &cfg.redactor,
-                    },
+                    headers: HeadersView::new(&r.head, &cfg.redactor),
                     bytes: r.wire_bytes,
                     body: req_body,
                     mime_type: mime_type(&r.head),
                 }),
                 response: resp.map(|r| ResponseView {
                     status_code: r.status,
-                    headers: HeadersView {
-                        head: &r.head,
-                        redactor: &cfg.redactor,
-                    },
+                    headers: HeadersView::new(&r.head, &cfg.redactor),
                     bytes: r.wire_bytes,
                     body: resp_body,
                     mime_type: mime_type(&r.head),
