@@ -194,9 +194,12 @@ impl BolaDetector {
         window_ns: i64,
         max_evidence: usize,
     ) -> Option<Burst> {
-        let ip = tx.client.ip().to_string();
+        let ip = match tx.client.ip() {
+            std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            std::net::IpAddr::V6(a) => a.octets(),
+        };
         let k = stable_hash(&[
-            ip.as_bytes(),
+            &ip,
             key.host.as_bytes(),
             key.method.as_bytes(),
             key.template.as_bytes(),

@@ -2,6 +2,7 @@
 //! content types, auth schemes, query parameter names, clients and body sizes. Bounded;
 //! saved and loaded as JSON; exported as OpenAPI 3.0 (see [`crate::openapi`]).
 
+use std::borrow::Cow;
 use foldhash::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -26,7 +27,11 @@ pub struct EndpointKey {
 impl EndpointKey {
     /// `METHOD /template`, as in `apitap.endpoint`.
     pub fn endpoint(&self) -> String {
-        format!("{} {}", self.method, self.template)
+        let mut name = String::with_capacity(self.method.len() + 1 + self.template.len());
+        name.push_str(&self.method);
+        name.push(' ');
+        name.push_str(&self.template);
+        name
     }
 }
 
@@ -266,17 +271,18 @@ pub fn media_type(ct: &str) -> Option<String> {
 
 /// Query string pairs, names and values percent-decoded (`+` as space). Names are lower
 /// cased for matching by the callers that need it, not here.
-pub fn query_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
+pub fn query_pairs(q: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> + '_ {
     q.split('&').filter(|p| !p.is_empty()).map(|p| {
         let (n, v) = p.split_once('=').unwrap_or((p, ""));
         (percent_decode(n), percent_decode(v))
     })
 }
 
-/// Percent-decoding (`+` as space); invalid escapes are kept as they are.
-pub fn percent_decode(s: &str) -> String {
+/// Percent-decoding (`+` as space); invalid escapes are kept as they are. Borrows when
+/// there is nothing to decode.
+pub fn percent_decode(s: &str) -> Cow<'_, str> {
     if !s.contains(['%', '+']) {
-        return s.to_string();
+        return Cow::Borrowed(s);
     }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -306,7 +312,7 @@ pub fn percent_decode(s: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Header names that carry API keys.
@@ -355,7 +361,7 @@ pub fn auth_schemes(tx: &TxRecord) -> Vec<&'static str> {
     }
     if let Some(q) = &tx.query {
         if query_pairs(q).any(|(n, v)| {
-            !v.is_empty() && API_KEY_PARAMS.contains(&n.to_ascii_lowercase().as_str())
+            !v.is_empty() && API_KEY_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(&n))
         }) {
             out.push("api_key_query");
         }

@@ -292,7 +292,10 @@ impl Analytics {
         self.emit(found, out);
 
         let endpoint = key.endpoint();
-        let ep_key = format!("{}|{}", key.host, endpoint);
+        let mut ep_key = String::with_capacity(key.host.len() + 1 + endpoint.len());
+        ep_key.push_str(&key.host);
+        ep_key.push('|');
+        ep_key.push_str(&endpoint);
         let mut found: Vec<Finding> = Vec::new();
         let base = |rule: Rule, msg: String| Alert {
             rule,
