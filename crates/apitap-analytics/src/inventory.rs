@@ -261,12 +261,16 @@ pub fn status_class(status: u16) -> &'static str {
 }
 
 /// Media type of a Content-Type value: lower case, without parameters.
-pub fn media_type(ct: &str) -> Option<String> {
+pub fn media_type(ct: &str) -> Option<Cow<'_, str>> {
     let mt = ct.split(';').next().unwrap_or("").trim();
     if mt.is_empty() || mt.len() > 100 {
         return None;
     }
-    Some(mt.to_ascii_lowercase())
+    Some(if mt.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(mt.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(mt)
+    })
 }
 
 /// Query string pairs, names and values percent-decoded (`+` as space). Names are lower

@@ -42,7 +42,11 @@ pub fn tx_record(flow: &FlowContext, tx: HttpTransaction, event_id: String) -> T
             .or(authority)
             .map(host_without_port)
             .filter(|h| !h.is_empty())
-            .map(|h| lossy(h).to_ascii_lowercase());
+            .map(|h| {
+                let mut host = lossy(h);
+                host.make_ascii_lowercase();
+                host
+            });
         rec.request_content_type = r.head.header("content-type").map(lossy);
         rec.request_headers = headers(r.head);
         rec.request_body = r.body.map(|b| b.bytes);
