@@ -2,8 +2,8 @@
 //! content types, auth schemes, query parameter names, clients and body sizes. Bounded;
 //! saved and loaded as JSON; exported as OpenAPI 3.0 (see [`crate::openapi`]).
 
-use std::borrow::Cow;
 use foldhash::HashMap;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
