@@ -475,9 +475,7 @@ impl Feeder {
             },
         }
     }
-}
 
-impl Feeder {
     /// Waits until every worker queue is empty or the reorder stage holds no more than
     /// `pause_above` events. One worker running ahead of another makes the sink hold the
     /// leader's events until the laggard's watermark passes them; waiting here lets the
