@@ -1136,27 +1136,33 @@ impl HttpView<'_> {
         if let Some(r) = &self.request {
             let mut q = json::Object::new(o.key("request"));
             q.str("method", &r.method);
-            r.headers.write_json(q.key("headers"));
-            q.uint("bytes", r.bytes);
-            r.body.write_json(q.key("body"));
-            if let Some(m) = &r.mime_type {
-                q.str("mime_type", m);
-            }
-            q.end();
+            write_message_rest(q, &r.headers, r.bytes, &r.body, r.mime_type.as_deref());
         }
         if let Some(r) = &self.response {
             let mut p = json::Object::new(o.key("response"));
             p.uint("status_code", u64::from(r.status_code));
-            r.headers.write_json(p.key("headers"));
-            p.uint("bytes", r.bytes);
-            r.body.write_json(p.key("body"));
-            if let Some(m) = &r.mime_type {
-                p.str("mime_type", m);
-            }
-            p.end();
+            write_message_rest(p, &r.headers, r.bytes, &r.body, r.mime_type.as_deref());
         }
         o.end();
     }
+}
+
+/// The fields a request and a response share, after their first one, in the order serde
+/// derive writes [`RequestView`] and [`ResponseView`]; closes the object.
+fn write_message_rest(
+    mut o: json::Object<'_>,
+    headers: &HeadersView<'_>,
+    bytes: u64,
+    body: &BodyView,
+    mime_type: Option<&str>,
+) {
+    headers.write_json(o.key("headers"));
+    o.uint("bytes", bytes);
+    body.write_json(o.key("body"));
+    if let Some(m) = mime_type {
+        o.str("mime_type", m);
+    }
+    o.end();
 }
 
 impl BodyView {
