@@ -1,5 +1,6 @@
 //! Per-stage criterion benches: decode, flow lookup, reassembly (in order and out of
-//! order), HTTP head+body parsing, and event JSON encoding.
+//! order), HTTP head+body parsing, event JSON encoding, and the analytics of one
+//! transaction (the sink's serial stage).
 //!
 //! `cargo bench --bench stages`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -216,12 +217,94 @@ fn bench_encode(c: &mut Criterion) {
     g.finish();
 }
 
+/// A mix of API calls: 64 clients, object ids in the path, a versioned `Server` header
+/// and a JSON response with an email address (what the sensitive-data scan looks for).
+fn analytics_records() -> Vec<apitap_analytics::TxRecord> {
+    use apitap_analytics::{Headers, TxRecord};
+    (0..4096u32)
+        .map(|i| {
+            let client = std::net::SocketAddr::from(([10, 1, (i % 64) as u8, 7], 40000));
+            let server = std::net::SocketAddr::from(([10, 0, 0, 1], 80));
+            let (method, path) = match i % 4 {
+                0 => ("GET", format!("/api/v1/users/{}", 1000 + i % 500)),
+                1 => ("GET", format!("/api/v1/users/{}/orders", 1000 + i % 500)),
+                2 => ("POST", "/api/v1/orders".to_string()),
+                _ => ("GET", "/api/v1/products".to_string()),
+            };
+            let request_headers: Headers = [
+                ("host", "api.example.com"),
+                ("user-agent", "bench/1.0"),
+                ("accept", "application/json"),
+                ("authorization", "Bearer [redacted]"),
+                ("content-type", "application/json"),
+            ]
+            .into_iter()
+            .collect();
+            let response_headers: Headers = [
+                ("server", "nginx/1.22.1"),
+                ("date", "Mon, 01 Jan 2024 00:00:00 GMT"),
+                ("content-type", "application/json"),
+                ("content-length", "120"),
+            ]
+            .into_iter()
+            .collect();
+            let body = format!(
+                "{{\"id\":{i},\"name\":\"user {i}\",\"email\":\"user{i}@example.com\",\"items\":[1,2,3]}}"
+            );
+            TxRecord {
+                ts_ns: 0,
+                event_id: format!("{i:016x}"),
+                client,
+                server,
+                host: Some("api.example.com".into()),
+                method: method.into(),
+                path,
+                query: (i % 8 == 0).then(|| "page=2&limit=50".to_string()),
+                status: Some(200),
+                request_content_type: Some("application/json".into()),
+                response_content_type: Some("application/json".into()),
+                request_headers,
+                response_headers,
+                request_body: None,
+                response_body: Some(body.into_bytes()),
+                request_body_bytes: 0,
+                response_body_bytes: 120,
+                duration_ns: Some(1_000_000),
+                auth_jwt: true,
+            }
+        })
+        .collect()
+}
+
+fn bench_analytics(c: &mut Criterion) {
+    let mut records = analytics_records();
+    let mut engine =
+        apitap_analytics::Analytics::new(apitap_analytics::AnalyticsConfig::default()).unwrap();
+    let mut alerts = Vec::new();
+    let mut n = 0usize;
+    let mut g = c.benchmark_group("analytics");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("api_transaction", |b| {
+        b.iter(|| {
+            // Packet time keeps moving forward, 1 ms per transaction.
+            let len = records.len();
+            let tx = &mut records[n % len];
+            tx.ts_ns = n as i64 * 1_000_000;
+            n += 1;
+            engine.process_into(black_box(tx), &mut alerts);
+            alerts.clear();
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     bench_decode,
     bench_flow_lookup,
     bench_reassembly,
     bench_http,
-    bench_encode
+    bench_encode,
+    bench_analytics
 );
 criterion_main!(benches);
