@@ -383,23 +383,17 @@ impl SensitiveScan {
 /// `Server` counts when it carries a version number (`nginx/1.18.0`, `Apache/2.4.41`);
 /// `X-Powered-By` (`PHP/7.2.1`, `Express`), `X-AspNet-Version`, `X-AspNetMvc-Version`
 /// and `X-Generator` count whenever present.
-pub(crate) fn version_banners(tx: &TxRecord) -> Vec<(&str, &str)> {
-    let mut out = Vec::new();
-    for (n, v) in tx.response_headers.iter() {
+pub(crate) fn version_banners(tx: &TxRecord) -> impl Iterator<Item = (&str, &str)> {
+    tx.response_headers.iter().filter_map(|(n, v)| {
         let v = v.trim();
-        if v.is_empty() {
-            continue;
-        }
-        let leaky = match n {
-            "server" => has_version(v),
-            "x-powered-by" | "x-aspnet-version" | "x-aspnetmvc-version" | "x-generator" => true,
-            _ => false,
-        };
-        if leaky {
-            out.push((n, v));
-        }
-    }
-    out
+        let leaky = !v.is_empty()
+            && match n {
+                "server" => has_version(v),
+                "x-powered-by" | "x-aspnet-version" | "x-aspnetmvc-version" | "x-generator" => true,
+                _ => false,
+            };
+        leaky.then_some((n, v))
+    })
 }
 
 /// `name/1.2`, `name 1.2`, `1.2.3`: a digit after `/`, or digit `.` digit.
@@ -551,14 +545,14 @@ mod tests {
             ..TxRecord::default()
         };
         assert_eq!(
-            version_banners(&tx),
+            version_banners(&tx).collect::<Vec<_>>(),
             [("server", "nginx/1.18.0"), ("x-powered-by", "Express")]
         );
         let quiet = TxRecord {
             response_headers: [("server", "nginx")].into_iter().collect(),
             ..TxRecord::default()
         };
-        assert!(version_banners(&quiet).is_empty());
+        assert_eq!(version_banners(&quiet).count(), 0);
         assert!(has_version("Apache/2.4.41 (Ubuntu)"));
         assert!(has_version("Microsoft-IIS/10.0"));
         assert!(!has_version("cloudflare"));

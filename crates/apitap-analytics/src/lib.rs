@@ -158,6 +158,8 @@ pub struct Analytics {
     third: ThirdParty,
     disabled: HashSet<Rule>,
     suppress: LruCache<String, i64>,
+    /// The key of the current suppression lookup (see [`suppression_key`]).
+    suppress_key: String,
     suppress_evicted: u64,
     first_ns: Option<i64>,
     clock_ns: Option<i64>,
@@ -165,15 +167,24 @@ pub struct Analytics {
     stats: AnalyticsStats,
 }
 
-/// `rule-id|key`, the key of the suppression table (push_str: a `format!` per
-/// transaction showed in profiles).
-fn suppression_key(rule: Rule, key: &str) -> String {
-    let id = rule.id();
-    let mut k = String::with_capacity(id.len() + 1 + key.len());
-    k.push_str(id);
-    k.push('|');
-    k.push_str(key);
-    k
+/// Writes `rule-id|part|part...`, the key of the suppression table, into `buf` (a buffer
+/// reused across transactions: building a key is on the path of every transaction).
+fn suppression_key(buf: &mut String, rule: Rule, parts: &[&str]) {
+    buf.clear();
+    buf.push_str(rule.id());
+    for part in parts {
+        buf.push('|');
+        buf.push_str(part);
+    }
+}
+
+/// `s` in ASCII lower case; borrowed when it has no upper-case letter.
+fn lower_ascii(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 fn secs_ns(s: u64) -> i64 {
@@ -239,6 +250,7 @@ impl Analytics {
                 .filter_map(|r| Rule::from_id(r))
                 .collect(),
             suppress: LruCache::new(cfg.max_suppression_keys.max(1)),
+            suppress_key: String::new(),
             suppress_evicted: 0,
             first_ns: None,
             clock_ns: None,
@@ -291,11 +303,15 @@ impl Analytics {
         }
         self.emit(found, out);
 
-        let endpoint = key.endpoint();
-        let mut ep_key = String::with_capacity(key.host.len() + 1 + endpoint.len());
+        // `host|METHOD /template`; the endpoint name is its tail.
+        let mut ep_key =
+            String::with_capacity(key.host.len() + 2 + key.method.len() + key.template.len());
         ep_key.push_str(&key.host);
         ep_key.push('|');
-        ep_key.push_str(&endpoint);
+        ep_key.push_str(&key.method);
+        ep_key.push(' ');
+        ep_key.push_str(&key.template);
+        let endpoint = ep_key.get(key.host.len() + 1..).unwrap_or_default();
         let mut found: Vec<Finding> = Vec::new();
         let base = |rule: Rule, msg: String| Alert {
             rule,
@@ -305,7 +321,7 @@ impl Analytics {
             client: None,
             server: Some(tx.server),
             host: tx.host.clone(),
-            endpoint: Some(endpoint.clone()),
+            endpoint: Some(endpoint.to_string()),
             window_start_ns: tx.ts_ns,
             window_end_ns: tx.ts_ns,
             count: 1,
@@ -316,7 +332,7 @@ impl Analytics {
         };
 
         // Spec diff.
-        self.spec_diff(tx, &endpoint, &ep_key, &base, &mut found);
+        self.spec_diff(tx, endpoint, &ep_key, &base, &mut found);
 
         // Auth failure bursts.
         let max_ev = self.cfg.max_evidence;
@@ -433,16 +449,14 @@ impl Analytics {
             let fresh: Vec<SensitiveKind> = counts
                 .keys()
                 .copied()
-                .filter(|k| {
-                    self.peek_allowed(rule, &format!("{ep_key}|{}", k.name()), tx.ts_ns, window)
-                })
+                .filter(|k| self.peek_allowed(rule, &[&ep_key, k.name()], tx.ts_ns, window))
                 .collect();
             if fresh.is_empty() {
                 self.stats.alerts_suppressed += 1;
                 continue;
             }
             for k in counts.keys() {
-                self.mark(rule, &format!("{ep_key}|{}", k.name()), tx.ts_ns);
+                self.mark(rule, &[&ep_key, k.name()], tx.ts_ns);
             }
             let severity = counts
                 .keys()
@@ -475,21 +489,27 @@ impl Analytics {
             self.finish_alert(a, out);
         }
 
-        // Version banners.
+        // Version banners. A leaky server shows its banner on every response: the
+        // suppression check comes before anything is built (emit checks again and marks).
         if !self.disabled.contains(&Rule::VersionBanner) {
-            let server_id = tx
-                .host
-                .clone()
-                .unwrap_or_else(|| tx.server.ip().to_string());
             let window = self.window_ns(Rule::VersionBanner);
+            let mut server_ip = None;
             for (name, value) in detect::version_banners(tx) {
-                let key = format!("{server_id}|{name}|{}", value.to_ascii_lowercase());
-                // A leaky server shows its banner on every response: check suppression
-                // before building the alert, not after (emit checks again and marks).
-                if !self.peek_allowed(Rule::VersionBanner, &key, tx.ts_ns, window) {
+                let server_id: &str = match tx.host.as_deref() {
+                    Some(h) => h,
+                    None => server_ip.get_or_insert_with(|| tx.server.ip().to_string()),
+                };
+                let value_key = lower_ascii(value);
+                if !self.peek_allowed(
+                    Rule::VersionBanner,
+                    &[server_id, name, &value_key],
+                    tx.ts_ns,
+                    window,
+                ) {
                     self.stats.alerts_suppressed += 1;
                     continue;
                 }
+                let key = format!("{server_id}|{name}|{value_key}");
                 let shown: String = value.chars().take(128).collect();
                 let mut a = base(
                     Rule::VersionBanner,
@@ -689,22 +709,26 @@ impl Analytics {
         )
     }
 
-    fn peek_allowed(&self, rule: Rule, key: &str, ts: i64, window: i64) -> bool {
-        match self.suppress.peek(&suppression_key(rule, key)) {
+    /// Whether an alert of `rule` keyed by `parts` is out of its suppression window.
+    fn peek_allowed(&mut self, rule: Rule, parts: &[&str], ts: i64, window: i64) -> bool {
+        suppression_key(&mut self.suppress_key, rule, parts);
+        match self.suppress.peek(self.suppress_key.as_str()) {
             Some(&last) => ts.saturating_sub(last) >= window,
             None => true,
         }
     }
 
-    fn mark(&mut self, rule: Rule, key: &str, ts: i64) {
-        let k = suppression_key(rule, key);
-        if !self.suppress.contains_key(&k)
-            && self.suppress.len() >= self.suppress.capacity()
-            && self.suppress.remove_lru().is_some()
-        {
+    /// Starts the suppression window of `rule` keyed by `parts` at `ts`.
+    fn mark(&mut self, rule: Rule, parts: &[&str], ts: i64) {
+        suppression_key(&mut self.suppress_key, rule, parts);
+        if let Some(last) = self.suppress.get_mut(self.suppress_key.as_str()) {
+            *last = ts;
+            return;
+        }
+        if self.suppress.len() >= self.suppress.capacity() && self.suppress.remove_lru().is_some() {
             self.suppress_evicted += 1;
         }
-        self.suppress.insert(k, ts);
+        self.suppress.insert(self.suppress_key.clone(), ts);
     }
 
     /// Applies disabling and suppression, then emits.
@@ -716,11 +740,11 @@ impl Analytics {
                 continue;
             }
             let window = self.window_ns(rule);
-            if !self.peek_allowed(rule, &f.key, f.alert.ts_ns, window) {
+            if !self.peek_allowed(rule, &[&f.key], f.alert.ts_ns, window) {
                 self.stats.alerts_suppressed += 1;
                 continue;
             }
-            self.mark(rule, &f.key, f.alert.ts_ns);
+            self.mark(rule, &[&f.key], f.alert.ts_ns);
             self.finish_alert(f.alert, out);
         }
     }
