@@ -67,6 +67,12 @@ pub const OWASP_2023: &[(&str, &str)] = &[
 ];
 
 impl Rule {
+    /// This rule's bit in a set of rules kept as a `u32`.
+    pub fn bit(self) -> u32 {
+        const _: () = assert!(Rule::ALL.len() <= 32, "rule sets are u32 bit masks");
+        1 << (self as u32)
+    }
+
     /// Every rule, in catalogue order.
     pub const ALL: [Rule; 19] = [
         Rule::ShadowEndpoint,

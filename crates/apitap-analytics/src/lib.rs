@@ -156,7 +156,8 @@ pub struct Analytics {
     req_scan: SensitiveScan,
     resp_scan: SensitiveScan,
     third: ThirdParty,
-    disabled: HashSet<Rule>,
+    /// Bit `rule as u32` set for each disabled rule (checked several times per transaction).
+    disabled: u32,
     suppress: LruCache<String, i64>,
     /// The key of the current suppression lookup (see [`suppression_key`]).
     suppress_key: String,
@@ -248,7 +249,7 @@ impl Analytics {
                 .disabled_rules
                 .iter()
                 .filter_map(|r| Rule::from_id(r))
-                .collect(),
+                .fold(0, |mask, rule| mask | rule.bit()),
             suppress: LruCache::new(cfg.max_suppression_keys.max(1)),
             suppress_key: String::new(),
             suppress_evicted: 0,
@@ -398,7 +399,7 @@ impl Analytics {
         }
 
         // Secrets in the URL.
-        if !self.disabled.contains(&Rule::SecretInUrl) {
+        if !self.is_disabled(Rule::SecretInUrl) {
             let counts = detect::url_secrets(tx, &self.url_names);
             if !counts.is_empty() {
                 let total: u64 = counts.values().sum();
@@ -426,7 +427,7 @@ impl Analytics {
             (Rule::SensitiveDataRequest, "request"),
             (Rule::SensitiveDataResponse, "response"),
         ] {
-            if self.disabled.contains(&rule) {
+            if self.is_disabled(rule) {
                 continue;
             }
             let counts = if dir == "request" {
@@ -491,7 +492,7 @@ impl Analytics {
 
         // Version banners. A leaky server shows its banner on every response: the
         // suppression check comes before anything is built (emit checks again and marks).
-        if !self.disabled.contains(&Rule::VersionBanner) {
+        if !self.is_disabled(Rule::VersionBanner) {
             let window = self.window_ns(Rule::VersionBanner);
             let mut server_ip = None;
             for (name, value) in detect::version_banners(tx) {
@@ -699,6 +700,10 @@ impl Analytics {
         }
     }
 
+    fn is_disabled(&self, rule: Rule) -> bool {
+        self.disabled & rule.bit() != 0
+    }
+
     fn window_ns(&self, rule: Rule) -> i64 {
         secs_ns(
             self.cfg
@@ -735,7 +740,7 @@ impl Analytics {
     fn emit(&mut self, found: Vec<Finding>, out: &mut Vec<Alert>) {
         for f in found {
             let rule = f.alert.rule;
-            if self.disabled.contains(&rule) {
+            if self.is_disabled(rule) {
                 self.stats.alerts_disabled += 1;
                 continue;
             }

@@ -141,15 +141,16 @@ impl Headers {
         };
         let mut spans = Vec::with_capacity(fields.len());
         for (name, value) in fields {
-            let Some(v) = text.get(value.clone()) else {
+            // Trimming ASCII white space off text keeps its ends on character boundaries.
+            let Some(v) = text.as_bytes().get(value.clone()) else {
                 continue;
             };
-            let trimmed = v.trim_start_matches(|c: char| c.is_ascii_whitespace());
-            let start = value.start + (v.len() - trimmed.len());
-            let end = start
-                + trimmed
-                    .trim_end_matches(|c: char| c.is_ascii_whitespace())
-                    .len();
+            let start = value.start + (v.len() - v.trim_ascii_start().len());
+            let end = value.start + v.trim_ascii_end().len();
+            let end = end.max(start);
+            if !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+                continue;
+            }
             let Some(n) = text.get_mut(name.clone()) else {
                 continue;
             };
