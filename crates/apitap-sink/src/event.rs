@@ -610,6 +610,39 @@ impl Serialize for AnomalyList {
     }
 }
 
+/// A message head checked for UTF-8 once, so that the text of any part of it is a slice
+/// instead of a check of its own (a transaction's event takes a dozen parts of its heads).
+#[derive(Clone, Copy)]
+struct HeadText<'a> {
+    buf: &'a [u8],
+    /// The whole head, when it is valid UTF-8 (nearly always).
+    text: Option<&'a str>,
+}
+
+impl<'a> HeadText<'a> {
+    fn new(head: &'a Head) -> HeadText<'a> {
+        HeadText {
+            buf: &head.buf,
+            text: std::str::from_utf8(&head.buf).ok(),
+        }
+    }
+
+    /// `part` as text, invalid UTF-8 replaced by U+FFFD. A part of this head (compared by
+    /// address, as the unstable `subslice_range` does) that starts and ends on character
+    /// boundaries is sliced from the checked text; any other bytes are checked on their own.
+    fn str(&self, part: &'a [u8]) -> Cow<'a, str> {
+        let offset = (part.as_ptr() as usize).wrapping_sub(self.buf.as_ptr() as usize);
+        let inside = offset
+            .checked_add(part.len())
+            .filter(|&end| end <= self.buf.len())
+            .and_then(|end| self.text?.get(offset..end));
+        match inside {
+            Some(s) => Cow::Borrowed(s),
+            None => text(part),
+        }
+    }
+}
+
 /// Header map: lower-case names in first-seen order; repeated names are joined with ", "
 /// (RFC 9110 field combination); sensitive values redacted.
 struct HeadersView<'a> {
@@ -631,10 +664,10 @@ enum HeaderValue<'a> {
 }
 
 impl<'a> HeadersView<'a> {
-    fn new(head: &'a Head, redactor: &'a Redactor) -> HeadersView<'a> {
+    fn new(head: &'a Head, text: HeadText<'a>, redactor: &'a Redactor) -> HeadersView<'a> {
         HeadersView {
             head,
-            text: std::str::from_utf8(&head.buf).ok(),
+            text: text.text,
             redactor,
         }
     }
@@ -788,7 +821,7 @@ impl Serialize for JoinedValues<'_> {
 }
 
 /// Media type of a Content-Type value: the part before `;`, trimmed, lower case.
-fn mime_type(head: &Head) -> Option<Cow<'_, str>> {
+fn mime_type<'a>(head: &'a Head, text: HeadText<'a>) -> Option<Cow<'a, str>> {
     let value = head.header("content-type")?;
     let media = value
         .split(|&b| b == b';')
@@ -798,7 +831,7 @@ fn mime_type(head: &Head) -> Option<Cow<'_, str>> {
     if media.is_empty() {
         return None;
     }
-    Some(match text(media) {
+    Some(match text.str(media) {
         Cow::Borrowed(s) if !s.bytes().any(|b| b.is_ascii_uppercase()) => Cow::Borrowed(s),
         other => Cow::Owned(other.to_ascii_lowercase()),
     })
@@ -886,6 +919,15 @@ impl<'a> EventView<'a> {
         let outcome = resp.map(|r| if r.status < 400 { "success" } else { "failure" });
         let version = req.map(|r| r.version).or(resp.map(|r| r.version));
 
+        // Each head is checked for UTF-8 once; the parts below are slices of it.
+        let req_text = req.map(|r| HeadText::new(&r.head));
+        let resp_text = resp.map(|r| HeadText::new(&r.head));
+        let rtext = move |part: &'a [u8]| -> Cow<'a, str> {
+            match req_text {
+                Some(t) => t.str(part),
+                None => text(part),
+            }
+        };
         let url = req.map(|r| {
             let target = r.target();
             let (path, query, authority) = split_target(target, r.method());
@@ -895,14 +937,14 @@ impl<'a> EventView<'a> {
                 .or(authority)
                 .map(host_without_port)
                 .filter(|h| !h.is_empty())
-                .map(text);
+                .map(rtext);
             let redacted_query =
-                query.and_then(|q| crate::body::redact_query(&text(q), &cfg.redactor));
+                query.and_then(|q| crate::body::redact_query(&rtext(q), &cfg.redactor));
             match redacted_query {
                 None => UrlView {
-                    original: text(target),
-                    path: path.map(text),
-                    query: query.map(text),
+                    original: rtext(target),
+                    path: path.map(rtext),
+                    query: query.map(rtext),
                     domain,
                 },
                 Some(q) => {
@@ -913,8 +955,8 @@ impl<'a> EventView<'a> {
                         .and_then(|i| target.get(..=i))
                         .unwrap_or(target);
                     UrlView {
-                        original: Cow::Owned(format!("{}{q}", text(before))),
-                        path: path.map(text),
+                        original: Cow::Owned(format!("{}{q}", rtext(before))),
+                        path: path.map(rtext),
                         query: Some(Cow::Owned(q)),
                         domain,
                     }
@@ -923,11 +965,13 @@ impl<'a> EventView<'a> {
         });
         let user_agent = req
             .and_then(|r| r.head.header("user-agent"))
-            .map(|ua| UserAgentView { original: text(ua) });
+            .map(|ua| UserAgentView {
+                original: rtext(ua),
+            });
         let sensor = (!cfg.sensor.is_empty()).then_some(cfg.sensor.as_str());
         let endpoint = match (req, url.as_ref().and_then(|u| u.path.as_deref())) {
-            (Some(r), Some(path)) => endpoint_name(&text(r.method()), path, true),
-            (Some(r), None) => endpoint_name(&text(r.method()), &text(r.target()), false),
+            (Some(r), Some(path)) => endpoint_name(&rtext(r.method()), path, true),
+            (Some(r), None) => endpoint_name(&rtext(r.method()), &rtext(r.target()), false),
             (None, _) => String::new(),
         };
 
@@ -991,19 +1035,19 @@ impl<'a> EventView<'a> {
             url,
             http: HttpView {
                 version: version.map(|v| v.as_str()),
-                request: req.map(|r| RequestView {
-                    method: text(r.method()),
-                    headers: HeadersView::new(&r.head, &cfg.redactor),
+                request: req.zip(req_text).map(|(r, t)| RequestView {
+                    method: t.str(r.method()),
+                    headers: HeadersView::new(&r.head, t, &cfg.redactor),
                     bytes: r.wire_bytes,
                     body: req_body,
-                    mime_type: mime_type(&r.head),
+                    mime_type: mime_type(&r.head, t),
                 }),
-                response: resp.map(|r| ResponseView {
+                response: resp.zip(resp_text).map(|(r, t)| ResponseView {
                     status_code: r.status,
-                    headers: HeadersView::new(&r.head, &cfg.redactor),
+                    headers: HeadersView::new(&r.head, t, &cfg.redactor),
                     bytes: r.wire_bytes,
                     body: resp_body,
-                    mime_type: mime_type(&r.head),
+                    mime_type: mime_type(&r.head, t),
                 }),
             },
             user_agent,
@@ -1354,6 +1398,32 @@ mod tests {
 
     /// The hand-written ECS writer against the serde derives it replaces, over transactions
     /// that reach every optional field, every escape class and invalid UTF-8.
+    #[test]
+    fn head_text_slices_parts_of_a_checked_head_and_checks_anything_else() {
+        let head = Head {
+            buf: "GET /caf\u{e9} HTTP/1.1\r\n".as_bytes().to_vec(),
+            headers: Vec::new(),
+        };
+        let t = HeadText::new(&head);
+        let path = &head.buf[4..10];
+        assert!(matches!(t.str(path), Cow::Borrowed("/caf\u{e9}")));
+        // Half of the two-byte é: not a character boundary, replaced as before.
+        assert_eq!(t.str(&head.buf[4..9]), "/caf\u{fffd}");
+        // Bytes from elsewhere (same content, other address) are checked on their own.
+        let other = b"/caf\xc3\xa9".to_vec();
+        assert_eq!(t.str(&other), "/caf\u{e9}");
+        assert_eq!(t.str(b"\xff"), "\u{fffd}");
+        // A head that is not UTF-8: every part is checked on its own.
+        let bad = Head {
+            buf: b"GET /\xff HTTP/1.1\r\n".to_vec(),
+            headers: Vec::new(),
+        };
+        let b = HeadText::new(&bad);
+        assert!(b.text.is_none());
+        assert_eq!(b.str(&bad.buf[0..3]), "GET");
+        assert_eq!(b.str(&bad.buf[4..6]), "/\u{fffd}");
+    }
+
     #[test]
     fn hand_writer_equals_serde() {
         let hostile = "q\"\\\u{1}\u{1f}\u{7f}\u{2028}é\t\n";
