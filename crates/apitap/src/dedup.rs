@@ -20,7 +20,11 @@ const HASHED: usize = 128;
 /// Remembers the last frames' fingerprints.
 pub struct Dedup {
     window_ns: u64,
-    recent: [(u64, Timestamp); SLOTS],
+    /// Fingerprints of the last frames, apart from their times so that the scan of every
+    /// frame is one branch-free pass the compiler vectorises.
+    fingerprints: [u64; SLOTS],
+    /// Capture time of each remembered frame (`i64::MIN`: an empty slot).
+    times: [Timestamp; SLOTS],
     next: usize,
     hasher: foldhash::fast::FixedState,
     /// Frames dropped as duplicates.
@@ -32,7 +36,8 @@ impl Dedup {
     pub fn new(window_us: u64) -> Dedup {
         Dedup {
             window_ns: window_us.saturating_mul(1000),
-            recent: [(0, Timestamp(i64::MIN)); SLOTS],
+            fingerprints: [0; SLOTS],
+            times: [Timestamp(i64::MIN); SLOTS],
             next: 0,
             hasher: foldhash::fast::FixedState::with_seed(0x5eed_0fa9_17a9),
             dropped: 0,
@@ -50,16 +55,26 @@ impl Dedup {
         h.write(frame.get(..HASHED).unwrap_or(frame));
         let fp = h.finish();
         let window = self.window_ns;
-        if self
-            .recent
+        let seen = self
+            .fingerprints
             .iter()
-            .any(|&(f, t)| f == fp && ts.nanos_since(t) <= window && t.0 != i64::MIN)
+            .fold(false, |seen, &f| seen | (f == fp));
+        if seen
+            && self
+                .fingerprints
+                .iter()
+                .zip(&self.times)
+                .any(|(&f, &t)| f == fp && ts.nanos_since(t) <= window && t.0 != i64::MIN)
         {
             self.dropped += 1;
             return true;
         }
-        if let Some(slot) = self.recent.get_mut(self.next) {
-            *slot = (fp, ts);
+        if let (Some(f), Some(t)) = (
+            self.fingerprints.get_mut(self.next),
+            self.times.get_mut(self.next),
+        ) {
+            *f = fp;
+            *t = ts;
         }
         self.next = (self.next + 1) % SLOTS;
         false
