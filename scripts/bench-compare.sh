@@ -4,8 +4,9 @@
 # With no file, generates two with apitap-gen (seed 7): gen.pcap (20k transactions, mixed
 # sizes up to 300 KB, 326 MB) and api-120k.pcap (120k small API transactions, 151 MB), and
 # as root captures real nginx + ab traffic into ab.pcap (scripts/make-ab-capture.sh).
-# Prints wall time (best of RUNS, default 3), packets/s, Gbit/s, transactions/s and peak
-# RSS per tool, and each tool's time relative to apitap with one worker.
+# Runs the tools round robin RUNS times (default 3; tshark once) and prints, per tool, the
+# best wall time, packets/s, Gbit/s, transactions/s, peak RSS and the time relative to
+# apitap with one worker.
 # Needs: tcpdump httpry tshark (apt-get install -y tcpdump httpry tshark).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,16 +29,14 @@ runs=${RUNS:-3}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-measure() { # name command...  -> "name best_wall max_rss" over $runs runs
+declare -A best peak
+run_once() { # name command...: one timed run; keeps the best wall time and the peak RSS
   local name=$1; shift
-  local best="" peak=0 wall rss
-  for _ in $(seq "$runs"); do
-    /usr/bin/time -o "$tmp/time" -f "%e %M" "$@" > "$tmp/out" 2> "$tmp/err" || { echo "$name failed: $(tail -2 "$tmp/err")" >&2; return 0; }
-    read -r wall rss < "$tmp/time"
-    if [ -z "$best" ] || awk -v a="$wall" -v b="$best" 'BEGIN{exit !(a<b)}'; then best=$wall; fi
-    [ "$rss" -gt "$peak" ] && peak=$rss
-  done
-  echo "$name $best $peak"
+  local wall rss
+  /usr/bin/time -o "$tmp/time" -f "%e %M" "$@" > "$tmp/out" 2> "$tmp/err" || { echo "$name failed: $(tail -2 "$tmp/err")" >&2; return 0; }
+  read -r wall rss < "$tmp/time"
+  if [ -z "${best[$name]:-}" ] || awk -v a="$wall" -v b="${best[$name]}" 'BEGIN{exit !(a<b)}'; then best[$name]=$wall; fi
+  if [ "$rss" -gt "${peak[$name]:-0}" ]; then peak[$name]=$rss; fi
 }
 
 for f in "${files[@]}"; do
@@ -48,13 +47,18 @@ for f in "${files[@]}"; do
   packets=$(python3 -c "import json;print(json.load(open('$tmp/stats.json'))['input']['packets'])")
   txs=$(python3 -c "import json;print(json.load(open('$tmp/stats.json'))['transactions']['total'])")
   echo "== $f: $bytes bytes, $packets packets, $txs transactions ($(nproc) cores)"
-  {
-    measure "tcpdump-read" tcpdump -r "$f" -w /dev/null
-    measure "httpry" httpry -r "$f" -o /dev/null
-    measure "apitap-1w" "$apitap" replay -q --workers 1 "$f"
-    measure "apitap-2w" "$apitap" replay -q --workers 2 "$f"
-    runs=1 measure "tshark-http" tshark -r "$f" -d tcp.port==8080,http -Y http -T fields -e http.request.method -e http.request.uri -e http.response.code
-  } > "$tmp/results"
+  # Round robin, so that this VM's drift over minutes hits every tool alike.
+  best=() peak=()
+  for _ in $(seq "$runs"); do
+    run_once "tcpdump-read" tcpdump -r "$f" -w /dev/null
+    run_once "httpry" httpry -r "$f" -o /dev/null
+    run_once "apitap-1w" "$apitap" replay -q --workers 1 "$f"
+    run_once "apitap-2w" "$apitap" replay -q --workers 2 "$f"
+  done
+  run_once "tshark-http" tshark -r "$f" -d tcp.port==8080,http -Y http -T fields -e http.request.method -e http.request.uri -e http.response.code
+  for name in tcpdump-read httpry apitap-1w apitap-2w tshark-http; do
+    if [ -n "${best[$name]:-}" ]; then echo "$name ${best[$name]} ${peak[$name]}"; fi
+  done > "$tmp/results"
   base=$(awk '$1=="apitap-1w"{print $2}' "$tmp/results")
   printf "%-14s %9s %12s %9s %12s %10s %14s\n" tool wall_s packets/s Gbit/s tx/s rss_MB "time/apitap-1w"
   while read -r name wall rss; do
