@@ -1396,8 +1396,6 @@ mod tests {
         serde_json::from_slice(&out).unwrap()
     }
 
-    /// The hand-written ECS writer against the serde derives it replaces, over transactions
-    /// that reach every optional field, every escape class and invalid UTF-8.
     #[test]
     fn head_text_slices_parts_of_a_checked_head_and_checks_anything_else() {
         let head = Head {
@@ -1424,6 +1422,8 @@ mod tests {
         assert_eq!(b.str(&bad.buf[4..6]), "/\u{fffd}");
     }
 
+    /// The hand-written ECS writer against the serde derives it replaces, over transactions
+    /// that reach every optional field, every escape class and invalid UTF-8.
     #[test]
     fn hand_writer_equals_serde() {
         let hostile = "q\"\\\u{1}\u{1f}\u{7f}\u{2028}é\t\n";
