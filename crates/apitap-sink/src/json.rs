@@ -148,16 +148,22 @@ impl<'a> Object<'a> {
         Object { out, first: true }
     }
 
+    /// The comma before every member but the first.
+    #[inline(always)]
+    fn separate(&mut self) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+    }
+
     /// Writes `"key":` (with the comma before it when needed) and returns the buffer for
     /// the value. Inlined so that the copy of a literal key is a few fixed-size stores, not
     /// a `memcpy` call.
     #[inline(always)]
     pub(crate) fn key(&mut self, key: &str) -> &mut Vec<u8> {
         self.out.reserve(key.len() + 4);
-        if !self.first {
-            self.out.push(b',');
-        }
-        self.first = false;
+        self.separate();
         self.out.push(b'"');
         self.out.extend_from_slice(key.as_bytes());
         self.out.extend_from_slice(b"\":");
@@ -166,10 +172,7 @@ impl<'a> Object<'a> {
 
     /// Writes a key whose name is not known to be clean (escaped like a string value).
     pub(crate) fn escaped_key(&mut self, key: &str) -> &mut Vec<u8> {
-        if !self.first {
-            self.out.push(b',');
-        }
-        self.first = false;
+        self.separate();
         string(self.out, key);
         self.out.push(b':');
         self.out
@@ -179,10 +182,7 @@ impl<'a> Object<'a> {
     /// `\`, as every header name httparse accepts), lower-cased.
     pub(crate) fn lower_plain_key(&mut self, key: &[u8]) -> &mut Vec<u8> {
         self.out.reserve(key.len() + 4);
-        if !self.first {
-            self.out.push(b',');
-        }
-        self.first = false;
+        self.separate();
         self.out.push(b'"');
         let start = self.out.len();
         self.out.extend_from_slice(key);
