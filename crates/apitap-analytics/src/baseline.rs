@@ -253,7 +253,7 @@ fn close(
             counts.insert("4xx".to_string(), c.e4);
             counts.insert("5xx".to_string(), c.e5);
             out.push(Finding {
-                key: format!("{}|{}", key.host, key.endpoint()),
+                key: key.scoped(),
                 alert: Alert {
                     rule,
                     ts_ns: end,

@@ -33,6 +33,19 @@ impl EndpointKey {
         name.push_str(&self.template);
         name
     }
+
+    /// `host|METHOD /template`: the endpoint within its host, the key that alerts about
+    /// one endpoint are suppressed under.
+    pub fn scoped(&self) -> String {
+        let mut key =
+            String::with_capacity(self.host.len() + 2 + self.method.len() + self.template.len());
+        key.push_str(&self.host);
+        key.push('|');
+        key.push_str(&self.method);
+        key.push(' ');
+        key.push_str(&self.template);
+        key
+    }
 }
 
 /// Min / max / sum of a size.
@@ -540,6 +553,17 @@ impl Inventory {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn scoped_key_is_host_bar_endpoint() {
+        let key = EndpointKey {
+            host: "api.example.com".into(),
+            method: "GET".into(),
+            template: "/users/{id}".into(),
+        };
+        assert_eq!(key.endpoint(), "GET /users/{id}");
+        assert_eq!(key.scoped(), "api.example.com|GET /users/{id}");
+    }
     use std::net::SocketAddr;
 
     fn tx(ts: i64, client: &str, method: &str, path: &str, status: u16) -> TxRecord {

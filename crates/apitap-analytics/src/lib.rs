@@ -304,14 +304,8 @@ impl Analytics {
         }
         self.emit(found, out);
 
-        // `host|METHOD /template`; the endpoint name is its tail.
-        let mut ep_key =
-            String::with_capacity(key.host.len() + 2 + key.method.len() + key.template.len());
-        ep_key.push_str(&key.host);
-        ep_key.push('|');
-        ep_key.push_str(&key.method);
-        ep_key.push(' ');
-        ep_key.push_str(&key.template);
+        // The endpoint name is the tail of the scoped key.
+        let ep_key = key.scoped();
         let endpoint = ep_key.get(key.host.len() + 1..).unwrap_or_default();
         let mut found: Vec<Finding> = Vec::new();
         let base = |rule: Rule, msg: String| Alert {
