@@ -279,11 +279,16 @@ pub fn media_type(ct: &str) -> Option<Cow<'_, str>> {
     if mt.is_empty() || mt.len() > 100 {
         return None;
     }
-    Some(if mt.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(mt.to_ascii_lowercase())
+    Some(lower_ascii(mt))
+}
+
+/// `s` in ASCII lower case; borrowed when it has no upper-case letter.
+pub(crate) fn lower_ascii(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
     } else {
-        Cow::Borrowed(mt)
-    })
+        Cow::Borrowed(s)
+    }
 }
 
 /// Query string pairs, names and values percent-decoded (`+` as space). Names are lower

@@ -179,15 +179,6 @@ fn suppression_key(buf: &mut String, rule: Rule, parts: &[&str]) {
     }
 }
 
-/// `s` in ASCII lower case; borrowed when it has no upper-case letter.
-fn lower_ascii(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.bytes().any(|b| b.is_ascii_uppercase()) {
-        std::borrow::Cow::Owned(s.to_ascii_lowercase())
-    } else {
-        std::borrow::Cow::Borrowed(s)
-    }
-}
-
 fn secs_ns(s: u64) -> i64 {
     i64::try_from(s.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX)
 }
@@ -494,7 +485,7 @@ impl Analytics {
                     Some(h) => h,
                     None => server_ip.get_or_insert_with(|| tx.server.ip().to_string()),
                 };
-                let value_key = lower_ascii(value);
+                let value_key = inventory::lower_ascii(value);
                 if !self.peek_allowed(
                     Rule::VersionBanner,
                     &[server_id, name, &value_key],
