@@ -3,6 +3,7 @@
 //! counted.
 
 use foldhash::HashSet;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
@@ -260,19 +261,29 @@ pub(crate) fn url_secrets(tx: &TxRecord, names: &HashSet<String>) -> BTreeMap<St
             if v.is_empty() {
                 continue;
             }
-            let norm = n.to_ascii_lowercase().replace('-', "_");
-            if names.contains(&norm) {
+            let norm: Cow<'_, str> = if n.bytes().any(|b| b.is_ascii_uppercase() || b == b'-') {
+                Cow::Owned(n.to_ascii_lowercase().replace('-', "_"))
+            } else {
+                Cow::Borrowed(&n)
+            };
+            if names.contains(norm.as_ref()) {
                 *counts.entry(format!("param:{norm}")).or_insert(0) += 1;
             } else if let Some(kind) = secret_value_kind(&v) {
                 *counts.entry(kind.to_string()).or_insert(0) += 1;
             }
         }
     }
-    for seg in tx.path.split('/') {
-        if seg.len() >= 15 {
-            if let Some(kind) = secret_value_kind(seg) {
-                *counts.entry(kind.to_string()).or_insert(0) += 1;
-            }
+    // Split as bytes: most segments are short, and only long ones are looked at. A
+    // segment ends at '/' or at the end, so it is whole UTF-8.
+    let long_segments = tx
+        .path
+        .as_bytes()
+        .split(|&b| b == b'/')
+        .filter(|seg| seg.len() >= 15)
+        .filter_map(|seg| std::str::from_utf8(seg).ok());
+    for seg in long_segments {
+        if let Some(kind) = secret_value_kind(seg) {
+            *counts.entry(kind.to_string()).or_insert(0) += 1;
         }
     }
     counts
@@ -349,7 +360,7 @@ impl SensitiveScan {
             // instead of one per header: a regex search has a fixed cost per call.
             self.header_buf.clear();
             for (n, v) in headers.iter() {
-                if !self.skip_headers.contains(n) && v.len() >= 6 {
+                if v.len() >= 6 && !self.skip_headers.contains(n) {
                     self.header_buf.extend_from_slice(v.as_bytes());
                     self.header_buf.push(b'\n');
                 }

@@ -350,34 +350,69 @@ pub const API_KEY_HEADERS: &[&str] = &[
 /// Query parameter names that carry API keys (for the `api_key_query` auth scheme).
 const API_KEY_PARAMS: &[&str] = &["api_key", "apikey", "key", "access_token", "token"];
 
-/// The auth schemes a request shows (at least `none`).
-pub fn auth_schemes(tx: &TxRecord) -> Vec<&'static str> {
-    let mut out = Vec::with_capacity(2);
+/// An auth scheme a request shows. Declared in name order, the order
+/// [`auth_schemes`] yields them in.
+#[derive(Clone, Copy)]
+enum AuthScheme {
+    ApiKeyHeader,
+    ApiKeyQuery,
+    Basic,
+    Bearer,
+    BearerJwt,
+    Cookie,
+    Digest,
+    None,
+    Other,
+}
+
+impl AuthScheme {
+    fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+/// Names of [`AuthScheme`], indexed by it (sorted).
+const AUTH_SCHEME_NAMES: [&str; 9] = [
+    "api_key_header",
+    "api_key_query",
+    "basic",
+    "bearer",
+    "bearer_jwt",
+    "cookie",
+    "digest",
+    "none",
+    "other",
+];
+
+/// The auth schemes a request shows (at least `none`), each once, in name order.
+pub fn auth_schemes(tx: &TxRecord) -> impl Iterator<Item = &'static str> {
+    // A bit per scheme: no allocation, no sort.
+    let mut shown = 0u16;
     for (name, value) in tx.request_headers.iter() {
         match name {
             "authorization" => {
                 let mut words = value.split_whitespace();
                 let scheme = words.next().unwrap_or("");
                 let rest = words.next().unwrap_or("");
-                let s = if scheme.eq_ignore_ascii_case("basic") {
-                    "basic"
+                let scheme = if scheme.eq_ignore_ascii_case("basic") {
+                    AuthScheme::Basic
                 } else if scheme.eq_ignore_ascii_case("bearer") {
                     let jwt =
                         tx.auth_jwt || crate::sensitive::secret_value_kind(rest) == Some("jwt");
                     if jwt {
-                        "bearer_jwt"
+                        AuthScheme::BearerJwt
                     } else {
-                        "bearer"
+                        AuthScheme::Bearer
                     }
                 } else if scheme.eq_ignore_ascii_case("digest") {
-                    "digest"
+                    AuthScheme::Digest
                 } else {
-                    "other"
+                    AuthScheme::Other
                 };
-                out.push(s);
+                shown |= scheme.bit();
             }
-            "cookie" => out.push("cookie"),
-            n if API_KEY_HEADERS.contains(&n) => out.push("api_key_header"),
+            "cookie" => shown |= AuthScheme::Cookie.bit(),
+            n if API_KEY_HEADERS.contains(&n) => shown |= AuthScheme::ApiKeyHeader.bit(),
             _ => {}
         }
     }
@@ -385,15 +420,17 @@ pub fn auth_schemes(tx: &TxRecord) -> Vec<&'static str> {
         if query_pairs(q).any(|(n, v)| {
             !v.is_empty() && API_KEY_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(&n))
         }) {
-            out.push("api_key_query");
+            shown |= AuthScheme::ApiKeyQuery.bit();
         }
     }
-    if out.is_empty() {
-        out.push("none");
+    if shown == 0 {
+        shown |= AuthScheme::None.bit();
     }
-    out.sort_unstable();
-    out.dedup();
-    out
+    AUTH_SCHEME_NAMES
+        .iter()
+        .enumerate()
+        .filter(move |(bit, _)| shown & (1 << bit) != 0)
+        .map(|(_, name)| *name)
 }
 
 /// Saved inventory (JSON via serde): what a live sensor keeps across restarts.
@@ -587,6 +624,40 @@ mod tests {
 
     fn inv() -> Inventory {
         Inventory::new(&InventoryConfig::default(), &TemplatingConfig::default())
+    }
+
+    #[test]
+    fn auth_schemes_each_once_in_name_order() {
+        let mut names = AUTH_SCHEME_NAMES;
+        names.sort_unstable();
+        assert_eq!(names, AUTH_SCHEME_NAMES, "bit order must be name order");
+        let mut t = tx(1, "192.0.2.1", "GET", "/a", 200);
+        assert_eq!(auth_schemes(&t).collect::<Vec<_>>(), ["none"]);
+        t.request_headers = [
+            ("cookie", "a=1"),
+            ("authorization", "Digest x"),
+            ("x-api-key", "k"),
+            ("cookie", "b=2"),
+            ("authorization", "Bearer abc"),
+        ]
+        .into_iter()
+        .collect();
+        t.query = Some("token=t&q=1".into());
+        assert_eq!(
+            auth_schemes(&t).collect::<Vec<_>>(),
+            [
+                "api_key_header",
+                "api_key_query",
+                "bearer",
+                "cookie",
+                "digest"
+            ]
+        );
+        t.request_headers = [("authorization", "NTLM x"), ("authorization", "basic y")]
+            .into_iter()
+            .collect();
+        t.query = Some("token=".into());
+        assert_eq!(auth_schemes(&t).collect::<Vec<_>>(), ["basic", "other"]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use foldhash::{HashMap, HashSet};
 use hashlink::LruCache;
 use serde::{Deserialize, Serialize};
 
-use crate::alert::stable_hash;
+use crate::alert::{stable_hash, StableHasher};
 use crate::config::TemplatingConfig;
 
 /// Kind of a templated path segment.
@@ -226,7 +226,15 @@ impl Templater {
             let prev = obj.unwrap_or(0);
             obj = Some(stable_hash(&[&prev.to_le_bytes(), seg.as_bytes()]));
         };
+        // Hash of (host, method, the template so far), extended as `out` grows: the key
+        // of the position a literal segment is at, without hashing the prefix again.
+        let mut prefix = StableHasher::new();
+        prefix.part(host.as_bytes());
+        prefix.part(method.as_bytes());
+        let mut hashed = 0;
         for (depth, seg) in path[1..].split('/').enumerate() {
+            prefix.bytes(&out.as_bytes()[hashed..]);
+            hashed = out.len();
             if let Some(ph) = classify_segment(seg) {
                 out.push('/');
                 out.push_str(ph.text(self.typed));
@@ -239,7 +247,12 @@ impl Templater {
                 out.push('/');
                 continue;
             }
-            let key = Templater::key(host, method, &out);
+            let key = {
+                let mut k = prefix;
+                k.end_part();
+                k.finish()
+            };
+            debug_assert_eq!(key, Templater::key(host, method, &out));
             if self.variables.contains_key(&key) {
                 out.push_str("/{param}");
                 add_obj(seg);
