@@ -11,7 +11,7 @@ use hashlink::LruCache;
 
 use crate::alert::{stable_hash, Alert};
 use crate::config::Cidr;
-use crate::inventory::{media_type, query_pairs, EndpointKey};
+use crate::inventory::{media_type, query_pairs, split_ascii, EndpointKey};
 use crate::record::{Headers, TxRecord};
 use crate::sensitive::{secret_value_kind, Scanner, SensitiveKind};
 
@@ -273,15 +273,7 @@ pub(crate) fn url_secrets(tx: &TxRecord, names: &HashSet<String>) -> BTreeMap<St
             }
         }
     }
-    // Split as bytes: most segments are short, and only long ones are looked at. A
-    // segment ends at '/' or at the end, so it is whole UTF-8.
-    let long_segments = tx
-        .path
-        .as_bytes()
-        .split(|&b| b == b'/')
-        .filter(|seg| seg.len() >= 15)
-        .filter_map(|seg| std::str::from_utf8(seg).ok());
-    for seg in long_segments {
+    for seg in split_ascii(&tx.path, b'/').filter(|seg| seg.len() >= 15) {
         if let Some(kind) = secret_value_kind(seg) {
             *counts.entry(kind.to_string()).or_insert(0) += 1;
         }

@@ -294,16 +294,41 @@ pub(crate) fn lower_ascii(s: &str) -> Cow<'_, str> {
 /// Query string pairs, names and values percent-decoded (`+` as space). Names are lower
 /// cased for matching by the callers that need it, not here.
 pub fn query_pairs(q: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> + '_ {
-    q.split('&').filter(|p| !p.is_empty()).map(|p| {
-        let (n, v) = p.split_once('=').unwrap_or((p, ""));
+    split_ascii(q, b'&').filter(|p| !p.is_empty()).map(|p| {
+        let (n, v) = match p.bytes().position(|b| b == b'=') {
+            Some(i) => (p.get(..i).unwrap_or(p), p.get(i + 1..).unwrap_or("")),
+            None => (p, ""),
+        };
         (percent_decode(n), percent_decode(v))
+    })
+}
+
+/// `s` split at every `sep` (an ASCII byte), as `str::split` does. A plain byte loop: on
+/// the few bytes of a path segment or a query pair, the std searcher costs more to set up
+/// than to run.
+pub(crate) fn split_ascii(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    debug_assert!(sep.is_ascii());
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match r.bytes().position(|b| b == sep) {
+            Some(i) => {
+                // An ASCII byte is a character of its own: both sides are whole text.
+                rest = r.get(i + 1..);
+                r.get(..i)
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
     })
 }
 
 /// Percent-decoding (`+` as space); invalid escapes are kept as they are. Borrows when
 /// there is nothing to decode.
 pub fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.contains(['%', '+']) {
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
         return Cow::Borrowed(s);
     }
     let b = s.as_bytes();
@@ -337,15 +362,15 @@ pub fn percent_decode(s: &str) -> Cow<'_, str> {
     Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// Header names that carry API keys.
-pub const API_KEY_HEADERS: &[&str] = &[
-    "x-api-key",
-    "api-key",
-    "apikey",
-    "x-apikey",
-    "x-auth-token",
-    "x-access-token",
-];
+/// True for a (lower-case) header name that carries an API key: `x-api-key`, `api-key`,
+/// `apikey`, `x-apikey`, `x-auth-token`, `x-access-token`. A `match` compiles to a switch
+/// on the length, so most names are turned down without comparing bytes.
+pub fn is_api_key_header(name: &str) -> bool {
+    matches!(
+        name,
+        "x-api-key" | "api-key" | "apikey" | "x-apikey" | "x-auth-token" | "x-access-token"
+    )
+}
 
 /// Query parameter names that carry API keys (for the `api_key_query` auth scheme).
 const API_KEY_PARAMS: &[&str] = &["api_key", "apikey", "key", "access_token", "token"];
@@ -391,14 +416,16 @@ pub fn auth_schemes(tx: &TxRecord) -> impl Iterator<Item = &'static str> {
     for (name, value) in tx.request_headers.iter() {
         match name {
             "authorization" => {
+                // The credential after the scheme can be long: it is only looked at
+                // (word by word) for a bearer token the worker did not already see as a JWT.
                 let mut words = value.split_whitespace();
                 let scheme = words.next().unwrap_or("");
-                let rest = words.next().unwrap_or("");
                 let scheme = if scheme.eq_ignore_ascii_case("basic") {
                     AuthScheme::Basic
                 } else if scheme.eq_ignore_ascii_case("bearer") {
-                    let jwt =
-                        tx.auth_jwt || crate::sensitive::secret_value_kind(rest) == Some("jwt");
+                    let jwt = tx.auth_jwt
+                        || words.next().and_then(crate::sensitive::secret_value_kind)
+                            == Some("jwt");
                     if jwt {
                         AuthScheme::BearerJwt
                     } else {
@@ -412,7 +439,7 @@ pub fn auth_schemes(tx: &TxRecord) -> impl Iterator<Item = &'static str> {
                 shown |= scheme.bit();
             }
             "cookie" => shown |= AuthScheme::Cookie.bit(),
-            n if API_KEY_HEADERS.contains(&n) => shown |= AuthScheme::ApiKeyHeader.bit(),
+            n if is_api_key_header(n) => shown |= AuthScheme::ApiKeyHeader.bit(),
             _ => {}
         }
     }
@@ -624,6 +651,15 @@ mod tests {
 
     fn inv() -> Inventory {
         Inventory::new(&InventoryConfig::default(), &TemplatingConfig::default())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn split_ascii_is_str_split(s in "[a-z/&=%é]{0,12}", sep in proptest::sample::select(vec![b'/', b'&', b'='])) {
+            let ours: Vec<&str> = split_ascii(&s, sep).collect();
+            let std: Vec<&str> = s.split(char::from(sep)).collect();
+            proptest::prop_assert_eq!(ours, std);
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::{stable_hash, StableHasher};
 use crate::config::TemplatingConfig;
+use crate::inventory::split_ascii;
 
 /// Kind of a templated path segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -232,7 +233,7 @@ impl Templater {
         prefix.part(host.as_bytes());
         prefix.part(method.as_bytes());
         let mut hashed = 0;
-        for (depth, seg) in path[1..].split('/').enumerate() {
+        for (depth, seg) in split_ascii(&path[1..], b'/').enumerate() {
             prefix.bytes(&out.as_bytes()[hashed..]);
             hashed = out.len();
             if let Some(ph) = classify_segment(seg) {
