@@ -416,16 +416,21 @@ pub fn auth_schemes(tx: &TxRecord) -> impl Iterator<Item = &'static str> {
     for (name, value) in tx.request_headers.iter() {
         match name {
             "authorization" => {
-                // The credential after the scheme can be long: it is only looked at
-                // (word by word) for a bearer token the worker did not already see as a JWT.
-                let mut words = value.split_whitespace();
-                let scheme = words.next().unwrap_or("");
+                // The first two white-space separated words: the scheme and the credential.
+                let value = value.trim_start();
+                let (scheme, rest) = value.split_once(char::is_whitespace).unwrap_or((value, ""));
                 let scheme = if scheme.eq_ignore_ascii_case("basic") {
                     AuthScheme::Basic
                 } else if scheme.eq_ignore_ascii_case("bearer") {
+                    // A JWT starts with `eyJ`: only such a credential is measured out.
+                    let credential = rest.trim_start();
                     let jwt = tx.auth_jwt
-                        || words.next().and_then(crate::sensitive::secret_value_kind)
-                            == Some("jwt");
+                        || (credential.starts_with("eyJ")
+                            && credential
+                                .split(char::is_whitespace)
+                                .next()
+                                .and_then(crate::sensitive::secret_value_kind)
+                                == Some("jwt"));
                     if jwt {
                         AuthScheme::BearerJwt
                     } else {
@@ -694,6 +699,24 @@ mod tests {
             .collect();
         t.query = Some("token=".into());
         assert_eq!(auth_schemes(&t).collect::<Vec<_>>(), ["basic", "other"]);
+        // A bearer credential shaped like a JWT, after any white space, up to the next.
+        for (value, scheme) in [
+            (
+                "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln",
+                "bearer_jwt",
+            ),
+            (
+                " bearer\t  eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln extra",
+                "bearer_jwt",
+            ),
+            ("Bearer eyJhbGciOiJIUzI1NiJ9", "bearer"),
+            ("Bearer tok-0000001c", "bearer"),
+            ("Bearer", "bearer"),
+            ("", "other"),
+        ] {
+            t.request_headers = [("authorization", value)].into_iter().collect();
+            assert_eq!(auth_schemes(&t).collect::<Vec<_>>(), [scheme], "{value:?}");
+        }
     }
 
     #[test]
