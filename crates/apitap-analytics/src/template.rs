@@ -107,10 +107,12 @@ pub fn classify_segment(seg: &str) -> Option<Placeholder> {
     if b.len() == 10 && is_date(b) {
         return Some(Placeholder::Date);
     }
-    if (seg.contains('@') || seg.contains("%40")) && b.len() >= 5 {
-        let at = seg
-            .find('@')
-            .map_or_else(|| seg.find("%40").map(|i| i + 3), |i| Some(i + 1));
+    if b.len() >= 5 {
+        // Byte searches: `str::contains("%40")` sets up a substring searcher per segment.
+        let at = match b.iter().position(|&c| c == b'@') {
+            Some(i) => Some(i + 1),
+            None => b.windows(3).position(|w| w == b"%40").map(|i| i + 3),
+        };
         if let Some(at) = at {
             let (local, domain) = (&seg[..at.saturating_sub(1)], &seg[at..]);
             if !local.is_empty() && domain.contains('.') && !domain.ends_with('.') {
