@@ -54,9 +54,12 @@ impl Head {
 
     /// First value of header `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v)
+        let name = name.as_bytes();
+        // Names of another length are passed over on the span alone.
+        self.headers
+            .iter()
+            .find(|&&(n, _)| n.len as usize == name.len() && self.get(n).eq_ignore_ascii_case(name))
+            .map(|&(_, v)| self.get(v))
     }
 }
 
