@@ -5,6 +5,8 @@
 //! body that does not parse (cut short, or not JSON) is withheld rather than risk writing a
 //! secret.
 
+use std::borrow::Cow;
+
 use crate::event::Redactor;
 use apitap_core::{CapturedBody, Head};
 use serde_json::Value;
@@ -45,11 +47,20 @@ pub const DEFAULT_REDACT_FIELDS: &[&str] = &[
 ];
 
 /// Normalises a field name for matching: lower case, without `_` and `-`.
-pub(crate) fn normalize(name: &str) -> String {
-    name.chars()
-        .filter(|c| *c != '_' && *c != '-')
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+/// Borrowed when there is nothing to change (the common case).
+pub(crate) fn normalize(name: &str) -> Cow<'_, str> {
+    if !name
+        .bytes()
+        .any(|b| b == b'_' || b == b'-' || b.is_ascii_uppercase())
+    {
+        return Cow::Borrowed(name);
+    }
+    Cow::Owned(
+        name.chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .map(|c| c.to_ascii_lowercase())
+            .collect(),
+    )
 }
 
 /// Whether `name` is a sensitive field for `fields` (already normalised).
@@ -150,8 +161,11 @@ fn redact_pairs(text: &str, redactor: &Redactor, count: &mut u32) -> String {
 }
 
 /// A form/query name with `+` and `%XX` decoded (for matching only).
-fn decode_name(name: &str) -> String {
+fn decode_name(name: &str) -> Cow<'_, str> {
     let bytes = name.as_bytes();
+    if !bytes.iter().any(|&b| b == b'+' || b == b'%') {
+        return Cow::Borrowed(name);
+    }
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
@@ -173,7 +187,7 @@ fn decode_name(name: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// The query string with sensitive parameter values replaced, or `None` when nothing is
@@ -283,7 +297,10 @@ mod tests {
 
     #[test]
     fn field_matching_is_by_prefix_or_suffix_of_the_normalised_name() {
-        let fields: Vec<String> = DEFAULT_REDACT_FIELDS.iter().map(|f| normalize(f)).collect();
+        let fields: Vec<String> = DEFAULT_REDACT_FIELDS
+            .iter()
+            .map(|f| normalize(f).into_owned())
+            .collect();
         for yes in [
             "password",
             "newPassword",

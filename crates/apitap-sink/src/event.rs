@@ -170,7 +170,7 @@ impl Redactor {
             names: names.iter().map(|n| n.to_ascii_lowercase()).collect(),
             fields: crate::body::DEFAULT_REDACT_FIELDS
                 .iter()
-                .map(|f| crate::body::normalize(f))
+                .map(|f| crate::body::normalize(f).into_owned())
                 .collect(),
             key: hmac_key.filter(|k| !k.is_empty()),
         }
@@ -181,7 +181,7 @@ impl Redactor {
     pub fn with_fields(mut self, fields: &[String]) -> Redactor {
         self.fields = fields
             .iter()
-            .map(|f| crate::body::normalize(f))
+            .map(|f| crate::body::normalize(f).into_owned())
             .filter(|f| !f.is_empty())
             .collect();
         self
@@ -690,7 +690,7 @@ impl<'a> HeadersView<'a> {
         for (i, &(name_span, value_span)) in headers.iter().enumerate() {
             let name = head.get(name_span);
             let same_name = |&(n, _): &(apitap_core::Span, apitap_core::Span)| {
-                head.get(n).eq_ignore_ascii_case(name)
+                n.len == name_span.len && head.get(n).eq_ignore_ascii_case(name)
             };
             if headers.iter().take(i).any(same_name) {
                 continue;
@@ -702,7 +702,12 @@ impl<'a> HeadersView<'a> {
                 from: i,
             };
             let value = if self.redactor.is_sensitive(name) {
-                HeaderValue::Redacted(self.redactor.redacted(joined.to_string().as_bytes()))
+                // A single valid value is its own joined text: no formatting needed.
+                let redacted = match (repeated, self.str(value_span)) {
+                    (false, Some(value)) => self.redactor.redacted(value.as_bytes()),
+                    _ => self.redactor.redacted(joined.to_string().as_bytes()),
+                };
+                HeaderValue::Redacted(redacted)
             } else if let (false, Some(value)) = (repeated, self.str(value_span)) {
                 HeaderValue::Plain(value)
             } else {
@@ -869,7 +874,7 @@ pub(crate) fn split_target<'a>(
     }
     let mut authority = None;
     let mut rest = target;
-    if let Some(pos) = find(target, b"://") {
+    if let Some(pos) = absolute_form_scheme_end(target) {
         let after = target.get(pos + 3..).unwrap_or(&[]);
         let end = after
             .iter()
@@ -900,8 +905,17 @@ pub(crate) fn split_target<'a>(
     (Some(path), query, authority)
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// Where the scheme of an absolute-form target (`http://h/p`) ends, at its `://`. Only a
+/// scheme at the very start counts (RFC 3986: a letter, then letters, digits, `+-.`), so an
+/// origin-form target that carries a URL (`/r?to=http://x/y`) stays origin-form.
+fn absolute_form_scheme_end(target: &[u8]) -> Option<usize> {
+    if !target.first()?.is_ascii_alphabetic() {
+        return None;
+    }
+    let end = target
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))?;
+    target.get(end..)?.starts_with(b"://").then_some(end)
 }
 
 impl<'a> EventView<'a> {
@@ -1782,6 +1796,27 @@ mod tests {
         assert_eq!(
             split_target(b"/p?", b"GET"),
             (Some(&b"/p"[..]), Some(&b""[..]), None)
+        );
+        // A URL inside an origin-form target is not its authority.
+        assert_eq!(
+            split_target(b"/r?to=http://evil.example/x", b"GET"),
+            (
+                Some(&b"/r"[..]),
+                Some(&b"to=http://evil.example/x"[..]),
+                None
+            )
+        );
+        assert_eq!(
+            split_target(b"/proxy/https://h.example/p", b"GET"),
+            (Some(&b"/proxy/https://h.example/p"[..]), None, None)
+        );
+        assert_eq!(
+            split_target(b"svn+ssh://h/p", b"GET"),
+            (Some(&b"/p"[..]), None, Some(&b"h"[..]))
+        );
+        assert_eq!(
+            split_target(b"1http://h/p", b"GET"),
+            (Some(&b"1http://h/p"[..]), None, None)
         );
     }
 
