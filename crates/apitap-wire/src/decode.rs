@@ -531,7 +531,17 @@ fn offset_in(data: &[u8], sub: &[u8]) -> Result<usize, Skip> {
 }
 
 /// Decodes from the IP header at `start` on, through any tunnels, to the TCP segment.
-fn decode_ip(
+fn decode_ip(data: &[u8], start: IpStart, decap: Decap, at: PacketRef) -> Result<Found, Skip> {
+    if start.version.is_none_or(|v| v == 4) {
+        if let Some(meta) = plain_ipv4_tcp(data, start.offset, &decap, at) {
+            return Ok(Found::Tcp(meta));
+        }
+    }
+    decode_ip_general(data, start, decap, at)
+}
+
+/// [`decode_ip`] for any packet: every IP version, fragment, tunnel and error.
+fn decode_ip_general(
     data: &[u8],
     mut start: IpStart,
     mut decap: Decap,
@@ -689,6 +699,56 @@ fn decode_ip(
     }
 }
 
+/// The common case, decoded with etherparse's fixed-header slices instead of the full lax
+/// walk: an unfragmented IPv4 datagram, its total length inside the capture, carrying a
+/// whole TCP header. Anything else is `None` and takes the general path, which gives the
+/// same result for these packets (held by a property test).
+fn plain_ipv4_tcp(
+    data: &[u8],
+    ip_offset: usize,
+    decap: &Decap,
+    at: PacketRef,
+) -> Option<PacketMeta> {
+    let ip = data.get(ip_offset..)?;
+    let v4 = etherparse::Ipv4HeaderSlice::from_slice(ip).ok()?;
+    if v4.protocol() != IpNumber::TCP || v4.is_fragmenting_payload() {
+        return None;
+    }
+    let header_len = v4.slice().len();
+    let total = usize::from(v4.total_len());
+    // Length 0 (TSO) and lengths past the capture take the general path.
+    let ip_payload = ip.get(header_len..total)?;
+    let tcp = etherparse::TcpHeaderSlice::from_slice(ip_payload).ok()?;
+    let payload_start = ip_offset + header_len + tcp.slice().len();
+    let payload_len = total - header_len - tcp.slice().len();
+    let (key, from) = FlowKey::from_packet(
+        Endpoint {
+            ip: IpAddr::V4(v4.source_addr()),
+            port: tcp.source_port(),
+        },
+        Endpoint {
+            ip: IpAddr::V4(v4.destination_addr()),
+            port: tcp.destination_port(),
+        },
+        6,
+    );
+    let payload_len = u32::try_from(payload_len).ok()?;
+    Some(PacketMeta {
+        at,
+        key,
+        from,
+        seq: tcp.sequence_number(),
+        ack: tcp.acknowledgment_number(),
+        // Byte 13 of the TCP header: CWR ECE URG ACK PSH RST SYN FIN.
+        flags: TcpFlags(tcp.slice().get(13).copied().unwrap_or(0)),
+        window: tcp.window_size(),
+        payload_offset: u32::try_from(payload_start).ok()?,
+        payload_len,
+        payload_wire_len: payload_len,
+        encap: decap.encap,
+    })
+}
+
 /// VXLAN destination port (RFC 7348).
 pub const VXLAN_PORT: u16 = 4789;
 /// GENEVE destination port (RFC 8926).
@@ -830,5 +890,80 @@ fn len_error(e: &LenError) -> Skip {
         Skip::Truncated
     } else {
         Skip::Malformed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An IPv4 header (with `options` 4-byte words) and a TCP header (data offset `doff`),
+    /// then `payload` bytes; `total_len` and the fragment field as given.
+    fn ipv4_tcp(
+        options: usize,
+        total_len: Option<u16>,
+        frag: u16,
+        protocol: u8,
+        doff: u8,
+        payload: usize,
+        noise: &[u8],
+    ) -> Vec<u8> {
+        let ihl = 5 + options;
+        let tcp_len = usize::from(doff.max(5)) * 4;
+        let len = ihl * 4 + tcp_len + payload;
+        let mut p: Vec<u8> = noise.iter().copied().cycle().take(len).collect();
+        p.resize(len, 0x5a);
+        p[0] = 0x40 | u8::try_from(ihl).unwrap();
+        let total = total_len.unwrap_or(u16::try_from(len).unwrap());
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p[6..8].copy_from_slice(&frag.to_be_bytes());
+        p[9] = protocol;
+        let t = ihl * 4;
+        p[t + 12] = (doff << 4) | (p[t + 12] & 0x0f);
+        p
+    }
+
+    proptest! {
+        /// Wherever the fast path answers, the general path gives the same segment; and
+        /// it does answer for the plain packets it is for.
+        #[test]
+        fn plain_ipv4_tcp_is_the_general_path(
+            options in 0usize..=10,
+            total_delta in prop_oneof![Just(None), (-64i32..64).prop_map(Some)],
+            frag in prop_oneof![Just(0u16), Just(0x4000u16), any::<u16>()],
+            protocol in prop_oneof![Just(6u8), any::<u8>()],
+            doff in prop_oneof![Just(5u8), 0u8..16],
+            payload in 0usize..200,
+            noise in proptest::collection::vec(any::<u8>(), 1..64),
+            cut in 0usize..8,
+            at_offset in 0usize..4,
+        ) {
+            let base = ipv4_tcp(options, None, frag, protocol, doff, payload, &noise);
+            let total = total_delta.map(|d| {
+                u16::try_from((base.len() as i32 + d).clamp(0, 65535)).unwrap()
+            });
+            let pkt = ipv4_tcp(options, total, frag, protocol, doff, payload, &noise);
+            let mut data = vec![0xeeu8; at_offset];
+            data.extend_from_slice(&pkt[..pkt.len().saturating_sub(cut)]);
+            let at = PacketRef::default();
+            let start = IpStart { offset: at_offset, version: None };
+            let fast = plain_ipv4_tcp(&data, at_offset, &Decap::default(), at);
+            let general = decode_ip_general(&data, start, Decap::default(), at);
+            if let Some(meta) = fast {
+                match general {
+                    Ok(Found::Tcp(g)) => prop_assert_eq!(meta, g),
+                    _ => prop_assert!(false, "fast path decoded what the general path did not"),
+                }
+            }
+            let plain = total_delta.is_none()
+                && cut == 0
+                && frag & 0x3fff == 0
+                && protocol == 6
+                && doff >= 5;
+            if plain {
+                prop_assert!(fast.is_some(), "a plain IPv4/TCP packet took the slow path");
+            }
+        }
     }
 }
