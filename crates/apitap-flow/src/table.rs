@@ -86,6 +86,11 @@ impl<V> FlowTable<V> {
         self.map.get(key).map(|e| e.last_seen)
     }
 
+    /// A flow and its last activity time, without counting the lookup as activity.
+    pub fn peek_with_last_seen(&mut self, key: &FlowKey) -> Option<(Timestamp, &mut V)> {
+        self.map.get_mut(key).map(|e| (e.last_seen, &mut e.value))
+    }
+
     /// Removes and returns the least recently active flow if it has been idle for more
     /// than `idle_ns` at `now`; call in a loop.
     pub fn pop_idle(&mut self, now: Timestamp, idle_ns: u64) -> Option<(FlowKey, V)> {

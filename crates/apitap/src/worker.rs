@@ -210,30 +210,32 @@ impl Worker {
         let now = meta.at;
         let key = meta.key;
 
-        // Lazy idle expiry: decided by this packet's time alone, so the result does not
-        // depend on how often the periodic sweep runs.
-        if let Some(last) = self.table.last_seen(&key) {
-            if now.ts.nanos_since(last) > env.idle_ns {
-                if let Some(flow) = self.table.remove(&key) {
-                    env.stats.flows_idle_expired += 1;
-                    env.close(key, flow, FinishCause::IdleTimeout, now, now.index);
-                }
-            }
-        }
-        // A new SYN on a 5-tuple still in the table: the port was reused.
+        // One lookup decides what becomes of a flow already in the table. Lazy idle expiry
+        // is decided by this packet's time alone, so the result does not depend on how
+        // often the periodic sweep runs; a new SYN on a 5-tuple still in the table means
+        // the port was reused.
         let seg = segment(meta);
-        if self
-            .table
-            .peek_mut(&key)
-            .is_some_and(|f| f.tcp.is_new_connection(&seg))
-        {
+        let (tracked, ended) = match self.table.peek_with_last_seen(&key) {
+            None => (false, None),
+            Some((last, _)) if now.ts.nanos_since(last) > env.idle_ns => {
+                (true, Some(FinishCause::IdleTimeout))
+            }
+            Some((_, flow)) if flow.tcp.is_new_connection(&seg) => {
+                (true, Some(FinishCause::ConnectionClosed))
+            }
+            Some(_) => (true, None),
+        };
+        if let Some(cause) = ended {
             if let Some(flow) = self.table.remove(&key) {
-                env.stats.flows_reused += 1;
-                env.close(key, flow, FinishCause::ConnectionClosed, now, now.index);
+                match cause {
+                    FinishCause::IdleTimeout => env.stats.flows_idle_expired += 1,
+                    _ => env.stats.flows_reused += 1,
+                }
+                env.close(key, flow, cause, now, now.index);
             }
         }
 
-        if self.table.get_mut(&key, now.ts).is_none() {
+        if !tracked || ended.is_some() {
             if !meta.flags.syn() && meta.payload_wire_len == 0 {
                 // Pure ACK/FIN/RST of a connection we do not track: nothing to reassemble.
                 env.stats.packets_without_flow += 1;
