@@ -82,14 +82,14 @@ impl SensitiveKind {
     }
 }
 
-/// Precompiled scanner for a set of kinds. One pass with all patterns as one regex tells
-/// whether any kind occurs: most data holds none, and that search stops at the first match
-/// and runs the DFA's fast loop. Only then does a `RegexSet` pass tell which kinds occur,
-/// and only those kinds are counted (with Luhn / SSN validation).
+/// Precompiled scanner for a set of kinds. A `RegexSet::is_match` pass tells whether any
+/// kind occurs: most data holds none, and that search stops at the first match and runs
+/// the DFA's fast loop. Only then does a `RegexSet::matches` pass (which has to read the
+/// whole input) tell which kinds occur, and only those kinds are counted (with Luhn / SSN
+/// validation).
 #[derive(Clone, Debug)]
 pub struct Scanner {
     kinds: Vec<SensitiveKind>,
-    any: Regex,
     set: RegexSet,
     each: Vec<Regex>,
 }
@@ -104,20 +104,12 @@ impl Scanner {
         // The patterns are constants covered by tests; a failure here is a programming error.
         #[allow(clippy::expect_used)]
         let set = RegexSet::new(&pats).expect("sensitive patterns compile");
-        let alternation: Vec<String> = pats.iter().map(|p| format!("(?:{p})")).collect();
-        #[allow(clippy::expect_used)]
-        let any = Regex::new(&alternation.join("|")).expect("sensitive patterns compile");
         #[allow(clippy::expect_used)]
         let each = pats
             .iter()
             .map(|p| Regex::new(p).expect("sensitive pattern compiles"))
             .collect();
-        Scanner {
-            kinds,
-            any,
-            set,
-            each,
-        }
+        Scanner { kinds, set, each }
     }
 
     /// Adds the counts of each kind found in `data` to `counts`.
@@ -125,7 +117,7 @@ impl Scanner {
         if self.kinds.is_empty() {
             return;
         }
-        if !self.any.is_match(data) {
+        if !self.set.is_match(data) {
             return;
         }
         let hits = self.set.matches(data);
