@@ -215,27 +215,30 @@ impl Worker {
         // often the periodic sweep runs; a new SYN on a 5-tuple still in the table means
         // the port was reused.
         let seg = segment(meta);
-        let (tracked, ended) = match self.table.peek_with_last_seen(&key) {
+        let (tracked, stale) = match self.table.peek_with_last_seen(&key) {
             None => (false, None),
-            Some((last, _)) if now.ts.nanos_since(last) > env.idle_ns => {
-                (true, Some(FinishCause::IdleTimeout))
-            }
-            Some((_, flow)) if flow.tcp.is_new_connection(&seg) => {
-                (true, Some(FinishCause::ConnectionClosed))
-            }
+            Some((last, _)) if now.ts.nanos_since(last) > env.idle_ns => (true, Some(Stale::Idle)),
+            Some((_, flow)) if flow.tcp.is_new_connection(&seg) => (true, Some(Stale::Reused)),
             Some(_) => (true, None),
         };
-        if let Some(cause) = ended {
+        if let Some(stale) = stale {
             if let Some(flow) = self.table.remove(&key) {
-                match cause {
-                    FinishCause::IdleTimeout => env.stats.flows_idle_expired += 1,
-                    _ => env.stats.flows_reused += 1,
-                }
+                let cause = match stale {
+                    Stale::Idle => {
+                        env.stats.flows_idle_expired += 1;
+                        FinishCause::IdleTimeout
+                    }
+                    Stale::Reused => {
+                        env.stats.flows_reused += 1;
+                        FinishCause::ConnectionClosed
+                    }
+                };
                 env.close(key, flow, cause, now, now.index);
             }
         }
 
-        if !tracked || ended.is_some() {
+        let in_table = tracked && stale.is_none();
+        if !in_table {
             if !meta.flags.syn() && meta.payload_wire_len == 0 {
                 // Pure ACK/FIN/RST of a connection we do not track: nothing to reassemble.
                 env.stats.packets_without_flow += 1;
@@ -468,6 +471,15 @@ impl Env {
             self.events.push(self.encoder.encode_event(ctx, tx));
         }
     }
+}
+
+/// Why a flow found in the table ends before a packet is fed to it.
+#[derive(Clone, Copy)]
+enum Stale {
+    /// Idle for longer than the timeout.
+    Idle,
+    /// A new connection (SYN) on its 5-tuple.
+    Reused,
 }
 
 fn segment(meta: &PacketMeta) -> Segment {

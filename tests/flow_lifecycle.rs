@@ -1,0 +1,167 @@
+//! How a tracked flow ends before a packet of its 5-tuple is fed on: a new SYN on a
+//! 5-tuple still in the table (port reuse) closes the old connection, and a packet after
+//! more than `flow.idle_timeout_ms` of silence closes the idle one first. Both are counted,
+//! and the transactions on either side of the cut are all written, under their own flows.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+use apitap::config::Config;
+use common::*;
+use etherparse::PacketBuilder;
+use std::path::PathBuf;
+
+const CLIENT: [u8; 4] = [10, 2, 0, 2];
+const SERVER: [u8; 4] = [10, 2, 0, 1];
+const CPORT: u16 = 40555;
+const SPORT: u16 = 8080;
+
+/// A classic pcap being written, with packet times in microseconds.
+struct Capture {
+    out: Vec<u8>,
+}
+
+impl Capture {
+    fn new() -> Capture {
+        let mut out = Vec::new();
+        out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+        out.extend_from_slice(&2u16.to_le_bytes());
+        out.extend_from_slice(&4u16.to_le_bytes());
+        out.extend_from_slice(&[0; 8]);
+        out.extend_from_slice(&65_535u32.to_le_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes());
+        Capture { out }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn frame(
+        &mut self,
+        at_us: u64,
+        from_client: bool,
+        seq: u32,
+        ack: u32,
+        syn: bool,
+        payload: &[u8],
+    ) {
+        let (src, dst, sp, dp) = if from_client {
+            (CLIENT, SERVER, CPORT, SPORT)
+        } else {
+            (SERVER, CLIENT, SPORT, CPORT)
+        };
+        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src, dst, 64)
+            .tcp(sp, dp, seq, 65_000);
+        if syn {
+            b = b.syn();
+        }
+        if !(syn && from_client) {
+            b = b.ack(ack);
+        }
+        let mut f = Vec::new();
+        b.write(&mut f, payload).unwrap();
+        let secs = 1_700_000_000 + at_us / 1_000_000;
+        self.out.extend_from_slice(&(secs as u32).to_le_bytes());
+        self.out
+            .extend_from_slice(&((at_us % 1_000_000) as u32).to_le_bytes());
+        self.out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        self.out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        self.out.extend_from_slice(&f);
+    }
+
+    /// A handshake with initial sequence numbers `isn` (client, server) at `at_us`; returns
+    /// the next sequence numbers.
+    fn handshake(&mut self, at_us: u64, isn: (u32, u32)) -> (u32, u32) {
+        let (c, s) = (isn.0.wrapping_add(1), isn.1.wrapping_add(1));
+        self.frame(at_us, true, isn.0, 0, true, b"");
+        self.frame(at_us + 100, false, isn.1, c, true, b"");
+        self.frame(at_us + 200, true, c, s, false, b"");
+        (c, s)
+    }
+
+    /// One GET of `path` and its answer at `at_us`, from sequence numbers `seq` (client,
+    /// server); no FIN, so the connection stays open. Returns the next sequence numbers.
+    fn exchange(&mut self, at_us: u64, seq: (u32, u32), path: &str) -> (u32, u32) {
+        let (c, s) = seq;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: api.test\r\n\r\n");
+        let resp =
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+        let c_next = c.wrapping_add(req.len() as u32);
+        self.frame(at_us, true, c, s, false, req.as_bytes());
+        self.frame(at_us + 100, false, s, c_next, false, resp);
+        (c_next, s.wrapping_add(resp.len() as u32))
+    }
+
+    fn write(self, name: &str) -> PathBuf {
+        let path = scratch(name).join("capture.pcap");
+        std::fs::write(&path, self.out).unwrap();
+        path
+    }
+}
+
+fn flow_ids(events: &[serde_json::Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| field(e, "apitap.flow_id").as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_new_syn_on_a_tracked_5_tuple_closes_the_old_connection() {
+    let mut cap = Capture::new();
+    let seq = cap.handshake(0, (1_000, 50_000));
+    cap.exchange(300, seq, "/first");
+    // One second later the client reuses its port: a new handshake, other sequence numbers.
+    let seq = cap.handshake(1_000_000, (900_000, 7_000_000));
+    cap.exchange(1_000_300, seq, "/second");
+    let pcap = cap.write("flow-reuse");
+    for workers in [1, 2] {
+        let (out, summary) = run_replay(std::slice::from_ref(&pcap), workers);
+        let events = parse_lines(&out);
+        let paths: Vec<&str> = events
+            .iter()
+            .map(|e| field(e, "url.path").as_str().unwrap())
+            .collect();
+        assert_eq!(paths, ["/first", "/second"], "{workers} workers");
+        let ids = flow_ids(&events);
+        assert_ne!(ids[0], ids[1], "the reused port is a new flow");
+        assert_eq!(summary.workers.flows_reused, 1);
+        assert_eq!(summary.workers.flows_idle_expired, 0);
+        assert_eq!(summary.workers.flows_created, 2);
+        assert!(events
+            .iter()
+            .all(|e| field(e, "apitap.complete") == &serde_json::Value::Bool(true)));
+    }
+}
+
+#[test]
+fn a_packet_after_the_idle_timeout_closes_the_idle_flow_first() {
+    let mut cap = Capture::new();
+    let seq = cap.handshake(0, (1_000, 50_000));
+    let seq = cap.exchange(300, seq, "/before");
+    // Three seconds of silence, then the same connection carries on (no SYN).
+    cap.exchange(3_000_000, seq, "/after");
+    let pcap = cap.write("flow-idle");
+
+    let mut cfg = Config::default();
+    cfg.flow.idle_timeout_ms = 1_000;
+    let (out, summary) = run_replay_with(std::slice::from_ref(&pcap), &cfg);
+    let events = parse_lines(&out);
+    let paths: Vec<&str> = events
+        .iter()
+        .map(|e| field(e, "url.path").as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/before", "/after"]);
+    let ids = flow_ids(&events);
+    assert_ne!(ids[0], ids[1], "picked up again as a new flow");
+    assert_eq!(summary.workers.flows_idle_expired, 1);
+    assert_eq!(summary.workers.flows_reused, 0);
+    assert_eq!(summary.workers.flows_created, 2);
+
+    // Within the timeout it is one flow carrying both exchanges.
+    cfg.flow.idle_timeout_ms = 10_000;
+    let (out, summary) = run_replay_with(std::slice::from_ref(&pcap), &cfg);
+    let ids = flow_ids(&parse_lines(&out));
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(summary.workers.flows_idle_expired, 0);
+    assert_eq!(summary.workers.flows_created, 1);
+}
