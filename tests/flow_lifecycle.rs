@@ -22,14 +22,9 @@ struct Capture {
 
 impl Capture {
     fn new() -> Capture {
-        let mut out = Vec::new();
-        out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-        out.extend_from_slice(&2u16.to_le_bytes());
-        out.extend_from_slice(&4u16.to_le_bytes());
-        out.extend_from_slice(&[0; 8]);
-        out.extend_from_slice(&65_535u32.to_le_bytes());
-        out.extend_from_slice(&1u32.to_le_bytes());
-        Capture { out }
+        Capture {
+            out: pcap_header().to_vec(),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -58,12 +53,8 @@ impl Capture {
         }
         let mut f = Vec::new();
         b.write(&mut f, payload).unwrap();
-        let secs = 1_700_000_000 + at_us / 1_000_000;
-        self.out.extend_from_slice(&(secs as u32).to_le_bytes());
         self.out
-            .extend_from_slice(&((at_us % 1_000_000) as u32).to_le_bytes());
-        self.out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        self.out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            .extend_from_slice(&pcap_record_header(at_us, f.len()));
         self.out.extend_from_slice(&f);
     }
 

@@ -18,6 +18,8 @@
 //! `cargo build --release && cargo test --release -p apitap --test memory_bound -- --ignored --nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+use common::{pcap_header, pcap_record_header, root};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,10 +34,6 @@ const DEFRAG_BYTES: usize = 8 << 20;
 const MAX_FLOWS: usize = 262_144;
 const FIXED_OVERHEAD: usize = 96 << 20;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 struct Pcap {
     w: BufWriter<std::fs::File>,
     /// Microseconds since the start.
@@ -46,23 +44,15 @@ struct Pcap {
 impl Pcap {
     fn create(path: &Path) -> Pcap {
         let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
-        w.write_all(&0xa1b2_c3d4u32.to_le_bytes()).unwrap();
-        w.write_all(&2u16.to_le_bytes()).unwrap();
-        w.write_all(&4u16.to_le_bytes()).unwrap();
-        w.write_all(&[0; 8]).unwrap();
-        w.write_all(&65535u32.to_le_bytes()).unwrap();
-        w.write_all(&1u32.to_le_bytes()).unwrap();
+        w.write_all(&pcap_header()).unwrap();
         Pcap { w, t: 0, frames: 0 }
     }
 
     fn frame(&mut self, f: &[u8]) {
         self.t += 1;
-        let sec = 1_700_000_000 + self.t / 1_000_000;
-        let usec = self.t % 1_000_000;
-        let len = f.len() as u32;
-        for v in [sec as u32, usec as u32, len, len] {
-            self.w.write_all(&v.to_le_bytes()).unwrap();
-        }
+        self.w
+            .write_all(&pcap_record_header(self.t, f.len()))
+            .unwrap();
         self.w.write_all(f).unwrap();
         self.frames += 1;
     }

@@ -55,14 +55,8 @@ struct Seg {
 
 /// Writes a capture: handshake, the segments in the given order, FINs.
 fn write_pcap(path: &PathBuf, segs: &[Seg], c_len: u32, s_len: u32) {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&65_535u32.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
-    let mut usec = 0u32;
+    let mut out = pcap_header().to_vec();
+    let mut usec = 0u64;
     let mut frame = |from_client: bool, seq: u32, ack: u32, flags: &str, payload: &[u8]| {
         let (src, dst, sp, dp) = if from_client {
             (CLIENT, SERVER, CPORT, SPORT)
@@ -84,10 +78,7 @@ fn write_pcap(path: &PathBuf, segs: &[Seg], c_len: u32, s_len: u32) {
         let mut f = Vec::new();
         b.write(&mut f, payload).unwrap();
         usec += 100;
-        out.extend_from_slice(&1_700_000_000u32.to_le_bytes());
-        out.extend_from_slice(&usec.to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(&pcap_record_header(usec, f.len()));
         out.extend_from_slice(&f);
     };
     let c0 = C_ISN.wrapping_add(1);

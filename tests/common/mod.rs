@@ -61,6 +61,30 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The 24-byte header of a classic little-endian pcap: microsecond times, Ethernet.
+pub fn pcap_header() -> [u8; 24] {
+    let mut h = [0u8; 24];
+    h[0..4].copy_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    h[4..6].copy_from_slice(&2u16.to_le_bytes());
+    h[6..8].copy_from_slice(&4u16.to_le_bytes());
+    h[16..20].copy_from_slice(&65_535u32.to_le_bytes());
+    h[20..24].copy_from_slice(&1u32.to_le_bytes());
+    h
+}
+
+/// The 16-byte record header of `frame_len` bytes captured whole, `at_us` microseconds
+/// after 2023-11-14 22:13:20 UTC (Unix time 1,700,000,000).
+pub fn pcap_record_header(at_us: u64, frame_len: usize) -> [u8; 16] {
+    let secs = 1_700_000_000 + at_us / 1_000_000;
+    let len = u32::try_from(frame_len).unwrap();
+    let mut h = [0u8; 16];
+    h[0..4].copy_from_slice(&u32::try_from(secs).unwrap().to_le_bytes());
+    h[4..8].copy_from_slice(&((at_us % 1_000_000) as u32).to_le_bytes());
+    h[8..12].copy_from_slice(&len.to_le_bytes());
+    h[12..16].copy_from_slice(&len.to_le_bytes());
+    h
+}
+
 /// Golden events file of a capture: `NAME.events.jsonl` beside it.
 pub fn golden_path(capture: &Path) -> PathBuf {
     let stem = capture.file_stem().unwrap().to_string_lossy().to_string();
