@@ -7,7 +7,6 @@
 mod common;
 use apitap::config::Config;
 use common::*;
-use etherparse::PacketBuilder;
 use std::path::PathBuf;
 
 const CLIENT: [u8; 4] = [10, 2, 0, 2];
@@ -27,32 +26,25 @@ impl Capture {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A frame at `at_us`; `flags` as for [`tcp_frame`].
     fn frame(
         &mut self,
         at_us: u64,
         from_client: bool,
         seq: u32,
         ack: u32,
-        syn: bool,
+        flags: &str,
         payload: &[u8],
     ) {
-        let (src, dst, sp, dp) = if from_client {
-            (CLIENT, SERVER, CPORT, SPORT)
-        } else {
-            (SERVER, CLIENT, SPORT, CPORT)
-        };
-        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv4(src, dst, 64)
-            .tcp(sp, dp, seq, 65_000);
-        if syn {
-            b = b.syn();
-        }
-        if !(syn && from_client) {
-            b = b.ack(ack);
-        }
-        let mut f = Vec::new();
-        b.write(&mut f, payload).unwrap();
+        let f = tcp_frame(
+            (CLIENT, CPORT),
+            (SERVER, SPORT),
+            from_client,
+            seq,
+            ack,
+            flags,
+            payload,
+        );
         self.out
             .extend_from_slice(&pcap_record_header(at_us, f.len()));
         self.out.extend_from_slice(&f);
@@ -62,9 +54,9 @@ impl Capture {
     /// the next sequence numbers.
     fn handshake(&mut self, at_us: u64, isn: (u32, u32)) -> (u32, u32) {
         let (c, s) = (isn.0.wrapping_add(1), isn.1.wrapping_add(1));
-        self.frame(at_us, true, isn.0, 0, true, b"");
-        self.frame(at_us + 100, false, isn.1, c, true, b"");
-        self.frame(at_us + 200, true, c, s, false, b"");
+        self.frame(at_us, true, isn.0, 0, "S", b"");
+        self.frame(at_us + 100, false, isn.1, c, "SA", b"");
+        self.frame(at_us + 200, true, c, s, "A", b"");
         (c, s)
     }
 
@@ -76,8 +68,8 @@ impl Capture {
         let resp =
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
         let c_next = c.wrapping_add(req.len() as u32);
-        self.frame(at_us, true, c, s, false, req.as_bytes());
-        self.frame(at_us + 100, false, s, c_next, false, resp);
+        self.frame(at_us, true, c, s, "A", req.as_bytes());
+        self.frame(at_us + 100, false, s, c_next, "A", resp);
         (c_next, s.wrapping_add(resp.len() as u32))
     }
 

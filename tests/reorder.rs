@@ -6,7 +6,6 @@
 
 mod common;
 use common::*;
-use etherparse::PacketBuilder;
 use proptest::prelude::*;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -58,25 +57,15 @@ fn write_pcap(path: &PathBuf, segs: &[Seg], c_len: u32, s_len: u32) {
     let mut out = pcap_header().to_vec();
     let mut usec = 0u64;
     let mut frame = |from_client: bool, seq: u32, ack: u32, flags: &str, payload: &[u8]| {
-        let (src, dst, sp, dp) = if from_client {
-            (CLIENT, SERVER, CPORT, SPORT)
-        } else {
-            (SERVER, CLIENT, SPORT, CPORT)
-        };
-        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv4(src, dst, 64)
-            .tcp(sp, dp, seq, 65_000);
-        if flags.contains('S') {
-            b = b.syn();
-        }
-        if flags.contains('F') {
-            b = b.fin();
-        }
-        if flags.contains('A') {
-            b = b.ack(ack);
-        }
-        let mut f = Vec::new();
-        b.write(&mut f, payload).unwrap();
+        let f = tcp_frame(
+            (CLIENT, CPORT),
+            (SERVER, SPORT),
+            from_client,
+            seq,
+            ack,
+            flags,
+            payload,
+        );
         usec += 100;
         out.extend_from_slice(&pcap_record_header(usec, f.len()));
         out.extend_from_slice(&f);

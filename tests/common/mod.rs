@@ -85,6 +85,40 @@ pub fn pcap_record_header(at_us: u64, frame_len: usize) -> [u8; 16] {
     h
 }
 
+/// One Ethernet/IPv4/TCP frame of the connection between `client` and `server` (address,
+/// port), sent by the client when `from_client`. `flags` holds `S`, `F`, `A` for SYN, FIN
+/// and ACK (with `ack`).
+pub fn tcp_frame(
+    client: ([u8; 4], u16),
+    server: ([u8; 4], u16),
+    from_client: bool,
+    seq: u32,
+    ack: u32,
+    flags: &str,
+    payload: &[u8],
+) -> Vec<u8> {
+    let ((src, sp), (dst, dp)) = if from_client {
+        (client, server)
+    } else {
+        (server, client)
+    };
+    let mut b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .tcp(sp, dp, seq, 65_000);
+    if flags.contains('S') {
+        b = b.syn();
+    }
+    if flags.contains('F') {
+        b = b.fin();
+    }
+    if flags.contains('A') {
+        b = b.ack(ack);
+    }
+    let mut f = Vec::new();
+    b.write(&mut f, payload).unwrap();
+    f
+}
+
 /// Golden events file of a capture: `NAME.events.jsonl` beside it.
 pub fn golden_path(capture: &Path) -> PathBuf {
     let stem = capture.file_stem().unwrap().to_string_lossy().to_string();
