@@ -5,7 +5,8 @@
 //! (the nginx fixture's golden events, cycled) and waits until the broker acknowledged all.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use apitap_sink::{EncodedEvent, KafkaConfig, KafkaSink};
+use apitap_core::EncodedEvent;
+use apitap_sink::{KafkaConfig, KafkaSink};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -70,7 +71,7 @@ fn main() {
                 json: line.as_bytes().to_vec(),
                 endpoint_hash: i % 50,
                 alert: false,
-                record: None,
+                endpoint_at: None,
             });
         }
         let stats = sink.close();

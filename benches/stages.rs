@@ -6,9 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use apitap_core::{Direction, Endpoint, FlowKey, PacketRef, Side, TcpFlags, Timestamp};
+use apitap_event::{Encoder, FlowContext};
 use apitap_flow::{FlowTable, ReassemblyConfig, ReassemblyStats, Segment, StreamEvent, TcpConn};
 use apitap_http::{FinishCause, HttpConfig, HttpConn, HttpStats};
-use apitap_sink::{Encoder, FlowContext};
 use apitap_wire::{decode, DecodeStats, LinkType};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
@@ -210,7 +210,7 @@ fn bench_encode(c: &mut Criterion) {
     g.bench_function("event_json", |b| {
         b.iter_batched(
             || tx.clone(),
-            |tx| enc.encode_event(&ctx, black_box(tx)),
+            |tx| enc.encode_event(&ctx, black_box(&tx)),
             BatchSize::SmallInput,
         )
     });

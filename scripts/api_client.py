@@ -160,6 +160,30 @@ def bola_normal():
         c.get("/api/users/8")
 
 
+def endpoint_shapes():
+    """One client walks objects named by ids of every shape (each fires an enumeration
+    alert), asks for two fixed names a few times each (they stay literal), and walks 120
+    free-form file names: after 50 distinct names the position is learned as `{param}`
+    and the walk goes on under that template."""
+    c = Client("127.0.0.120")
+    shapes = {
+        "id": lambda i: str(1000 + i),
+        "uuid": lambda i: f"123e4567-e89b-42d3-a456-{i:012x}",
+        "hex": lambda i: f"{0x9f86d081 + i:08x}",
+        "token": lambda i: f"aGVsbG8gd29ybGQ{i:04d}Xy",
+        "date": lambda i: f"2024-01-{1 + i % 28:02d}",
+        "email": lambda i: f"user{i}%40example.com",
+    }
+    for make in shapes.values():
+        for i in range(60):
+            c.get(f"/api/things/{make(i)}")
+    for _ in range(3):
+        c.get("/api/things/me")
+        c.get("/api/things/search")
+    for i in range(120):
+        c.get(f"/api/files/report-{chr(ord('a') + i % 26)}{i}/meta")
+
+
 def url_secret():
     Client("127.0.0.108").get("/api/search?q=widgets&api_key=sk_live_51Habcdef0123456789")
 

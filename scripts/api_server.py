@@ -110,6 +110,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_json(200, {"rows": [{"n": i, "v": "x" * 40} for i in range(rows)]})
         if p == "/api/rate":
             return self.send_json(200, {"ok": True})
+        # Objects named by ids of every shape, and files named by free-form slugs
+        # (endpoint-shapes): any name is found.
+        if len(parts) == 4 and parts[1:3] == ["api", "things"]:
+            return self.send_json(200, {"thing": urllib.parse.unquote(parts[3])})
+        if len(parts) == 5 and parts[1:3] == ["api", "files"] and parts[4] == "meta":
+            return self.send_json(200, {"file": parts[3], "size": 123})
         return self.send_json(404, {"error": "not found"})
 
     def do_GET(self):

@@ -4,7 +4,9 @@
 # python http.client clients (scripts/api_client.py), each on its own 127.x address,
 # captured on lo by tcpdump. One capture per rule that fires it (NAME.pcap), one with
 # normal use of the same endpoint (NAME-normal.pcap), and mixed.pcap: ten normal clients
-# and a partner throughout, plus one misbehaving client per rule.
+# and a partner throughout, plus one misbehaving client per rule; endpoint-shapes.pcap: ids
+# of every shape and a learned `{param}` position.
+# `scripts/make-analytics-fixtures.sh NAME...` makes only those captures.
 # Afterwards: UPDATE_GOLDEN=1 cargo test --test analytics (and review the diff).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +33,11 @@ capture() { # scenario
   kill -INT $dump; wait $dump 2>/dev/null || true
 }
 
+if (($#)); then
+  for name in "$@"; do capture "$name"; done
+  exit 0
+fi
+
 scenarios=(shadow deprecated superseded drift login-burst auth-burst bola url-secret
   sensitive-request sensitive-response banner rate-spike server-errors client-errors
   latency-spike size-jump new-destination partner-endpoint partner-auth)
@@ -39,4 +46,6 @@ for s in "${scenarios[@]}"; do
   capture "$s-normal"
 done
 capture mixed
+# Ids of every shape and a learned {param}: events and alerts name endpoints alike.
+capture endpoint-shapes
 ls -l "$out"

@@ -6,7 +6,9 @@
 
 mod common;
 use apitap::{replay, Config, Output};
-use apitap_sink::{endpoint_key, DropPolicy, EncodedEvent, KafkaConfig, KafkaSink};
+use apitap_core::endpoint::endpoint_hash;
+use apitap_core::EncodedEvent;
+use apitap_sink::{DropPolicy, KafkaConfig, KafkaSink};
 use common::kafka::*;
 use common::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -77,9 +79,12 @@ fn replay_to_kafka_gives_exactly_the_stdout_events_keyed_by_endpoint() {
     let mut partition_of: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
     for r in &records {
         let ev: serde_json::Value = serde_json::from_str(&r.payload).unwrap();
-        let expected_key = endpoint_key(
-            field(&ev, "url.domain").as_str().unwrap_or(""),
-            field(&ev, "apitap.endpoint").as_str().unwrap_or(""),
+        let expected_key = format!(
+            "{:016x}",
+            endpoint_hash(
+                field(&ev, "url.domain").as_str().unwrap_or(""),
+                field(&ev, "apitap.endpoint").as_str().unwrap_or(""),
+            )
         );
         assert_eq!(r.key, expected_key);
         partition_of
@@ -117,7 +122,7 @@ fn event(i: u64, alert: bool) -> EncodedEvent {
         json: format!("{{\"n\":{i},\"alert\":{alert}}}").into_bytes(),
         endpoint_hash: i % 7,
         alert,
-        record: None,
+        endpoint_at: None,
     }
 }
 

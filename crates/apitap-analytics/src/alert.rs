@@ -439,61 +439,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// FNV-1a 64 over the parts, separated so that ("ab","c") and ("a","bc") differ. Stable
-/// across runs and platforms (used for ids and compact keys, here and in the sink).
-pub fn stable_hash(parts: &[&[u8]]) -> u64 {
-    let mut h = StableHasher::new();
-    for part in parts {
-        h.part(part);
-    }
-    h.finish()
-}
-
-/// [`stable_hash`] fed part by part, so a key over a growing prefix is extended rather
-/// than hashed again from the start.
-#[derive(Clone, Copy, Debug)]
-pub struct StableHasher(u64);
-
-impl StableHasher {
-    /// The state before any part.
-    pub fn new() -> StableHasher {
-        StableHasher(0xcbf2_9ce4_8422_2325)
-    }
-
-    /// Feeds bytes of the current part (a part may be fed in pieces).
-    #[inline]
-    pub fn bytes(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    /// Ends the current part.
-    #[inline]
-    pub fn end_part(&mut self) {
-        self.bytes(&[0xff]);
-    }
-
-    /// Feeds one whole part.
-    #[inline]
-    pub fn part(&mut self, part: &[u8]) {
-        self.bytes(part);
-        self.end_part();
-    }
-
-    /// The hash of the parts fed so far.
-    pub fn finish(self) -> u64 {
-        self.0
-    }
-}
-
-impl Default for StableHasher {
-    fn default() -> StableHasher {
-        StableHasher::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

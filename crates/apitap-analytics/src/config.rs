@@ -335,22 +335,6 @@ pub struct SensitiveConfig {
     pub skip_headers: Vec<String>,
 }
 
-/// Headers that carry credentials (lower case): the sink redacts them by default and the
-/// sensitive-data scan skips them (a token there is expected, not a leak). Kept here, the
-/// lowest crate that needs it, so the two lists cannot drift apart.
-pub const CREDENTIAL_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-    "api-key",
-    "apikey",
-    "x-auth-token",
-    "x-access-token",
-    "x-amz-security-token",
-];
-
 impl Default for SensitiveConfig {
     fn default() -> Self {
         SensitiveConfig {
@@ -361,7 +345,7 @@ impl Default for SensitiveConfig {
             max_scan_bytes: 65_536,
             scan_headers: true,
             scan_bodies: false,
-            skip_headers: CREDENTIAL_HEADERS
+            skip_headers: apitap_core::CREDENTIAL_HEADERS
                 .iter()
                 .chain(&["x-csrf-token", "x-xsrf-token"])
                 .map(|s| s.to_string())

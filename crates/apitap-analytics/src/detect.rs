@@ -9,11 +9,13 @@ use std::net::IpAddr;
 
 use hashlink::LruCache;
 
-use crate::alert::{stable_hash, Alert};
+use crate::alert::Alert;
 use crate::config::Cidr;
-use crate::inventory::{media_type, query_pairs, split_ascii, EndpointKey};
+use crate::inventory::{media_type, query_pairs, EndpointKey};
 use crate::record::{Headers, TxRecord};
 use crate::sensitive::{secret_value_kind, Scanner, SensitiveKind};
+use apitap_core::stable_hash;
+use apitap_core::text::split_ascii;
 
 /// Failures of one actor in a sliding window (at most `threshold` kept).
 #[derive(Clone, Debug, Default)]

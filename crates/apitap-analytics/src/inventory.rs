@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{InventoryConfig, TemplatingConfig};
 use crate::record::TxRecord;
 use crate::template::{LearnedVariable, Templated, Templater};
+use apitap_core::text::{lower_ascii, percent_decode, split_ascii};
 
 /// Identity of an endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -282,15 +283,6 @@ pub fn media_type(ct: &str) -> Option<Cow<'_, str>> {
     Some(lower_ascii(mt))
 }
 
-/// `s` in ASCII lower case; borrowed when it has no upper-case letter.
-pub(crate) fn lower_ascii(s: &str) -> Cow<'_, str> {
-    if s.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(s.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(s)
-    }
-}
-
 /// Query string pairs, names and values percent-decoded (`+` as space). Names are lower
 /// cased for matching by the callers that need it, not here.
 pub fn query_pairs(q: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> + '_ {
@@ -301,65 +293,6 @@ pub fn query_pairs(q: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)
         };
         (percent_decode(n), percent_decode(v))
     })
-}
-
-/// `s` split at every `sep` (an ASCII byte), as `str::split` does. A plain byte loop: on
-/// the few bytes of a path segment or a query pair, the std searcher costs more to set up
-/// than to run.
-pub(crate) fn split_ascii(s: &str, sep: u8) -> impl Iterator<Item = &str> {
-    debug_assert!(sep.is_ascii());
-    let mut rest = Some(s);
-    std::iter::from_fn(move || {
-        let r = rest?;
-        match r.bytes().position(|b| b == sep) {
-            Some(i) => {
-                // An ASCII byte is a character of its own: both sides are whole text.
-                rest = r.get(i + 1..);
-                r.get(..i)
-            }
-            None => {
-                rest = None;
-                Some(r)
-            }
-        }
-    })
-}
-
-/// Percent-decoding (`+` as space); invalid escapes are kept as they are. Borrows when
-/// there is nothing to decode.
-pub fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.bytes().any(|b| b == b'%' || b == b'+') {
-        return Cow::Borrowed(s);
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' if i + 2 < b.len() => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                    }
-                    _ => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// True for a (lower-case) header name that carries an API key: `x-api-key`, `api-key`,
@@ -658,15 +591,6 @@ mod tests {
         Inventory::new(&InventoryConfig::default(), &TemplatingConfig::default())
     }
 
-    proptest::proptest! {
-        #[test]
-        fn split_ascii_is_str_split(s in "[a-z/&=%é]{0,12}", sep in proptest::sample::select(vec![b'/', b'&', b'='])) {
-            let ours: Vec<&str> = split_ascii(&s, sep).collect();
-            let std: Vec<&str> = s.split(char::from(sep)).collect();
-            proptest::prop_assert_eq!(ours, std);
-        }
-    }
-
     #[test]
     fn auth_schemes_each_once_in_name_order() {
         let mut names = AUTH_SCHEME_NAMES;
@@ -848,12 +772,5 @@ mod tests {
         assert_eq!(eps.len(), 1);
         assert_eq!(eps[0].count, 101);
         assert_eq!(eps[0].clients.len(), 2);
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%2Fb+c"), "a/b c");
-        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
-        assert_eq!(percent_decode("%4"), "%4");
     }
 }

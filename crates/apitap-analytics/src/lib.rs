@@ -53,6 +53,8 @@ pub mod sensitive;
 pub mod spec;
 pub mod template;
 
+use apitap_core::stable_hash;
+use apitap_core::text::lower_ascii;
 use foldhash::HashSet;
 use std::collections::BTreeMap;
 
@@ -60,9 +62,7 @@ use hashlink::LruCache;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-pub use alert::stable_hash;
 pub use alert::{rfc3339_micros, severity_label, Alert, Rule};
-pub use config::CREDENTIAL_HEADERS;
 pub use config::{AnalyticsConfig, Cidr, ConfigError};
 pub use inventory::{EndpointKey, EndpointStats, Inventory, InventorySnapshot};
 pub use openapi::inventory_openapi;
@@ -162,6 +162,9 @@ pub struct Analytics {
     /// The key of the current suppression lookup (see [`suppression_key`]).
     suppress_key: String,
     suppress_evicted: u64,
+    /// The scoped key of the last transaction; [`Analytics::process_into`] returns its
+    /// endpoint part.
+    endpoint_name: String,
     first_ns: Option<i64>,
     clock_ns: Option<i64>,
     seq: u64,
@@ -244,6 +247,7 @@ impl Analytics {
             suppress: LruCache::new(cfg.max_suppression_keys.max(1)),
             suppress_key: String::new(),
             suppress_evicted: 0,
+            endpoint_name: String::new(),
             first_ns: None,
             clock_ns: None,
             seq: 0,
@@ -271,10 +275,12 @@ impl Analytics {
         out
     }
 
-    /// [`Analytics::process`] appending to `out`.
-    pub fn process_into(&mut self, tx: &TxRecord, out: &mut Vec<Alert>) {
+    /// [`Analytics::process`] appending to `out`. Returns `apitap.endpoint` as the
+    /// inventory names the transaction (`METHOD /template`), or `None` when the analytics
+    /// are off or no request was seen.
+    pub fn process_into(&mut self, tx: &TxRecord, out: &mut Vec<Alert>) -> Option<&str> {
         if !self.cfg.enabled {
-            return;
+            return None;
         }
         self.stats.transactions += 1;
         match self.clock_ns {
@@ -297,7 +303,10 @@ impl Analytics {
 
         // The endpoint name is the tail of the scoped key.
         let ep_key = key.scoped();
-        let endpoint = ep_key.get(key.host.len() + 1..).unwrap_or_default();
+        let endpoint_from = key.host.len() + 1;
+        let endpoint = ep_key.get(endpoint_from..).unwrap_or_default();
+        // Without a request there is no endpoint to name.
+        let requested = !tx.method.is_empty();
         let mut found: Vec<Finding> = Vec::new();
         let base = |rule: Rule, msg: String| Alert {
             rule,
@@ -307,7 +316,7 @@ impl Analytics {
             client: None,
             server: Some(tx.server),
             host: tx.host.clone(),
-            endpoint: Some(endpoint.to_string()),
+            endpoint: requested.then(|| endpoint.to_string()),
             window_start_ns: tx.ts_ns,
             window_end_ns: tx.ts_ns,
             count: 1,
@@ -485,7 +494,7 @@ impl Analytics {
                     Some(h) => h,
                     None => server_ip.get_or_insert_with(|| tx.server.ip().to_string()),
                 };
-                let value_key = inventory::lower_ascii(value);
+                let value_key = lower_ascii(value);
                 if !self.peek_allowed(
                     Rule::VersionBanner,
                     &[server_id, name, &value_key],
@@ -572,6 +581,11 @@ impl Analytics {
             });
         }
         self.emit(found, out);
+        if !requested {
+            return None;
+        }
+        self.endpoint_name = ep_key;
+        self.endpoint_name.get(endpoint_from..)
     }
 
     fn spec_diff(

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::alert::rfc3339_micros;
 use crate::inventory::EndpointStats;
-use crate::template::Placeholder;
+use apitap_core::endpoint::Placeholder;
 
 #[derive(Default)]
 struct Agg {

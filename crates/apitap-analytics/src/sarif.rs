@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use crate::alert::{rfc3339_micros, stable_hash, Alert, Rule};
+use crate::alert::{rfc3339_micros, Alert, Rule};
+use apitap_core::stable_hash;
 
 /// SARIF `level` of a severity: `error` (>= 70), `warning` (>= 40), `note`.
 pub fn sarif_level(severity: u8) -> &'static str {

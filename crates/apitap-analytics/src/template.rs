@@ -1,9 +1,10 @@
 //! Path templating: `/users/123/orders/5f0c...` -> `/users/{id}/orders/{hex}`.
 //!
 //! Two stages:
-//! 1. Shape rules per segment ([`classify_segment`]): integers `{id}`, UUIDs `{uuid}`, hex
-//!    strings of 8+ chars with a digit (or 16+ chars) `{hex}`, long mixed base64/base64url
-//!    tokens `{token}`, dates `2024-01-31` `{date}`, emails `{email}`. With
+//! 1. Shape rules per segment ([`classify_segment`], in apitap-core, the same rules every
+//!    event's `apitap.endpoint` uses): integers `{id}`, UUIDs `{uuid}`, hex strings of 8+
+//!    chars with a digit (or 16+ chars) `{hex}`, long mixed base64/base64url tokens
+//!    `{token}`, dates `2024-01-31` `{date}`, emails `{email}`. With
 //!    `typed_placeholders = false` every one of them is `{id}`.
 //! 2. Learned variable segments: per (host, method, parent template, position) the distinct
 //!    literal values are counted (as 64-bit hashes); once a position has seen more than
@@ -17,139 +18,10 @@ use foldhash::{HashMap, HashSet};
 use hashlink::LruCache;
 use serde::{Deserialize, Serialize};
 
-use crate::alert::{stable_hash, StableHasher};
 use crate::config::TemplatingConfig;
-use crate::inventory::split_ascii;
-
-/// Kind of a templated path segment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Placeholder {
-    /// All digits.
-    Id,
-    /// 8-4-4-4-12 hex UUID.
-    Uuid,
-    /// Hex string: 8+ chars with a digit, or 16+ chars.
-    Hex,
-    /// Long mixed base64 / base64url token.
-    Token,
-    /// `YYYY-MM-DD` date.
-    Date,
-    /// Email address.
-    Email,
-    /// Learned variable segment.
-    Param,
-}
-
-impl Placeholder {
-    /// Name inside the braces.
-    pub fn name(self) -> &'static str {
-        match self {
-            Placeholder::Id => "id",
-            Placeholder::Uuid => "uuid",
-            Placeholder::Hex => "hex",
-            Placeholder::Token => "token",
-            Placeholder::Date => "date",
-            Placeholder::Email => "email",
-            Placeholder::Param => "param",
-        }
-    }
-
-    fn text(self, typed: bool) -> &'static str {
-        if !typed && self != Placeholder::Param {
-            return "{id}";
-        }
-        match self {
-            Placeholder::Id => "{id}",
-            Placeholder::Uuid => "{uuid}",
-            Placeholder::Hex => "{hex}",
-            Placeholder::Token => "{token}",
-            Placeholder::Date => "{date}",
-            Placeholder::Email => "{email}",
-            Placeholder::Param => "{param}",
-        }
-    }
-
-    /// The placeholder a template segment (`{uuid}`) stands for.
-    pub fn from_template_segment(seg: &str) -> Option<Placeholder> {
-        Some(match seg {
-            "{id}" => Placeholder::Id,
-            "{uuid}" => Placeholder::Uuid,
-            "{hex}" => Placeholder::Hex,
-            "{token}" => Placeholder::Token,
-            "{date}" => Placeholder::Date,
-            "{email}" => Placeholder::Email,
-            "{param}" => Placeholder::Param,
-            _ => return None,
-        })
-    }
-}
-
-/// The shape rule a literal path segment matches, if any.
-pub fn classify_segment(seg: &str) -> Option<Placeholder> {
-    let b = seg.as_bytes();
-    if b.is_empty() {
-        return None;
-    }
-    if b.iter().all(u8::is_ascii_digit) {
-        return Some(Placeholder::Id);
-    }
-    if b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                *c == b'-'
-            } else {
-                c.is_ascii_hexdigit()
-            }
-        })
-    {
-        return Some(Placeholder::Uuid);
-    }
-    if b.len() == 10 && is_date(b) {
-        return Some(Placeholder::Date);
-    }
-    if b.len() >= 5 {
-        // Byte searches: `str::contains("%40")` sets up a substring searcher per segment.
-        let at = match b.iter().position(|&c| c == b'@') {
-            Some(i) => Some(i + 1),
-            None => b.windows(3).position(|w| w == b"%40").map(|i| i + 3),
-        };
-        if let Some(at) = at {
-            let (local, domain) = (&seg[..at.saturating_sub(1)], &seg[at..]);
-            if !local.is_empty() && domain.contains('.') && !domain.ends_with('.') {
-                return Some(Placeholder::Email);
-            }
-        }
-    }
-    let has_digit = b.iter().any(u8::is_ascii_digit);
-    if b.len() >= 8 && b.iter().all(u8::is_ascii_hexdigit) && (has_digit || b.len() >= 16) {
-        return Some(Placeholder::Hex);
-    }
-    if b.len() >= 16
-        && b.iter().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~' | b'=' | b'+')
-        })
-    {
-        let upper = b.iter().any(u8::is_ascii_uppercase);
-        let lower = b.iter().any(u8::is_ascii_lowercase);
-        let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
-        if (upper && lower && digits > 0)
-            || (b.len() >= 24 && digits * 4 >= b.len() && (upper || lower))
-        {
-            return Some(Placeholder::Token);
-        }
-    }
-    None
-}
-
-fn is_date(b: &[u8]) -> bool {
-    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    if !(digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10)) {
-        return false;
-    }
-    let month = (b[5] - b'0') * 10 + (b[6] - b'0');
-    let day = (b[8] - b'0') * 10 + (b[9] - b'0');
-    (1..=12).contains(&month) && (1..=31).contains(&day)
-}
+pub use apitap_core::endpoint::{classify_segment, Placeholder};
+use apitap_core::text::split_ascii;
+use apitap_core::{stable_hash, StableHasher};
 
 /// A variable segment position learned from traffic: the segment after `parent` (a
 /// template) is `{param}` for `method` on `host`.
@@ -367,31 +239,36 @@ impl Templater {
 mod tests {
     use super::*;
 
-    fn t(path: &str) -> String {
-        let mut tp = Templater::new(&TemplatingConfig::default());
-        tp.template("h", "GET", path, true).template
-    }
-
     #[test]
-    fn shapes() {
-        assert_eq!(t("/users/123/orders"), "/users/{id}/orders");
-        assert_eq!(t("/o/123e4567-e89b-12d3-a456-426614174000"), "/o/{uuid}");
-        assert_eq!(t("/blob/9f86d081"), "/blob/{hex}");
-        assert_eq!(t("/blob/abcdefabcdefabcd"), "/blob/{hex}");
-        assert_eq!(t("/words/deadbeef"), "/words/deadbeef");
-        assert_eq!(t("/r/2024-01-31"), "/r/{date}");
-        assert_eq!(t("/r/2024-13-31"), "/r/2024-13-31");
-        assert_eq!(t("/u/alice@example.com/x"), "/u/{email}/x");
-        assert_eq!(t("/u/alice%40example.com"), "/u/{email}");
-        assert_eq!(t("/t/aGVsbG8gd29ybGQhIQ1Xy"), "/t/{token}");
-        assert_eq!(
-            t("/posts/my-first-blog-post-2024"),
-            "/posts/my-first-blog-post-2024"
-        );
-        assert_eq!(t("/v1/users"), "/v1/users");
-        assert_eq!(t("/"), "/");
-        assert_eq!(t("/a//b/"), "/a//b/");
-        assert_eq!(t("*"), "*");
+    fn before_any_learning_a_template_is_the_shape_template() {
+        // Events of a run without analytics carry core's shape template: the templater
+        // must not add rules of its own.
+        for path in [
+            "/users/123/orders",
+            "/o/123e4567-e89b-12d3-a456-426614174000",
+            "/blob/9f86d081",
+            "/words/deadbeef",
+            "/r/2024-01-31",
+            "/u/alice%40example.com",
+            "/t/aGVsbG8gd29ybGQhIQ1Xy",
+            "/posts/my-first-blog-post-2024",
+            "/a//b/",
+            "/",
+            "*",
+        ] {
+            for typed in [true, false] {
+                let cfg = TemplatingConfig {
+                    typed_placeholders: typed,
+                    ..TemplatingConfig::default()
+                };
+                let mut tp = Templater::new(&cfg);
+                assert_eq!(
+                    tp.template("h", "GET", path, true).template,
+                    apitap_core::endpoint::shape_template(path, typed),
+                    "{path}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -61,7 +61,36 @@ impl Head {
             .find(|&&(n, _)| n.len as usize == name.len() && self.get(n).eq_ignore_ascii_case(name))
             .map(|&(_, v)| self.get(v))
     }
+
+    /// Whether the Content-Type value starts with one of `prefixes` (ASCII
+    /// case-insensitive, leading white space ignored): `http.include_body_for` matching.
+    pub fn content_type_starts_with(&self, prefixes: &[String]) -> bool {
+        let Some(ct) = self.header("content-type") else {
+            return false;
+        };
+        let ct = ct.trim_ascii_start();
+        prefixes.iter().any(|want| {
+            ct.get(..want.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(want.as_bytes()))
+        })
+    }
 }
+
+/// Header names that carry credentials (lower case): events redact them by default and
+/// the sensitive-data scan skips them (a token there is expected, not a leak). One list,
+/// so the two cannot drift apart.
+pub const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+    "apikey",
+    "x-auth-token",
+    "x-access-token",
+    "x-amz-security-token",
+];
 
 /// HTTP protocol version from the start line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

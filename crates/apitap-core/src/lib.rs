@@ -1,17 +1,26 @@
 //! Shared types for apitap: packet time, flow keys, the decoded packet record that crosses
-//! threads, and the HTTP transaction that the parser hands to the encoder.
+//! threads, the HTTP transaction a parser produces, and the small helpers more than one
+//! stage needs (stable hash, text, URL parts, the endpoint templater's shape rules).
 //!
-//! Nothing in here parses untrusted bytes; it is plain data plus small helpers.
+//! Nothing in here parses untrusted packets; it is plain data plus small helpers.
 
+pub mod endpoint;
 pub mod flow;
+pub mod hash;
 pub mod http;
+pub mod output;
 pub mod packet;
+pub mod text;
 pub mod time;
+pub mod url;
 
 pub use flow::{Direction, Endpoint, FlowKey, Side};
+pub use hash::{stable_hash, StableHasher};
 pub use http::{
     Anomalies, Anomaly, CapturedBody, Head, HttpRequest, HttpResponse, HttpTransaction,
-    HttpVersion, IncompleteReason, Span,
+    HttpVersion, IncompleteReason, Span, CREDENTIAL_HEADERS,
 };
+pub use output::EncodedEvent;
 pub use packet::{Encap, PacketBatch, PacketMeta, TcpFlags, Tunnel, TunnelKind};
+pub use text::utf8_lossy;
 pub use time::{PacketRef, SortKey, Timestamp};

@@ -1,6 +1,6 @@
 //! JSON-lines output to stdout or a file.
 
-use crate::event::EncodedEvent;
+use apitap_core::EncodedEvent;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;

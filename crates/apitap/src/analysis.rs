@@ -2,11 +2,11 @@
 //! order, to [`apitap_analytics::Analytics`] and emits its alerts right after the event
 //! that completed them. Output order is deterministic, so the alerts are too.
 
+use crate::bridge::{alert_event, name_endpoint};
 use crate::Config;
 use anyhow::{Context, Result};
-use apitap_analytics::{Alert, Analytics, AnalyticsStats, ApiSpec, InventorySnapshot};
-use apitap_core::SortKey;
-use apitap_sink::{alert_event, EncodedEvent};
+use apitap_analytics::{Alert, Analytics, AnalyticsStats, ApiSpec, InventorySnapshot, TxRecord};
+use apitap_core::{EncodedEvent, SortKey};
 use std::path::{Path, PathBuf};
 
 /// Reads an OpenAPI 3 document (JSON or YAML).
@@ -70,6 +70,8 @@ pub(crate) struct Stage {
     collected: Option<Vec<Alert>>,
     /// Last inventory save error (reported once in the summary).
     pub save_error: Option<String>,
+    /// Scratch buffer for the escaped endpoint name.
+    scratch: Vec<u8>,
 }
 
 /// What the analytics of a finished run leave: the engine (inventory, stats) and, when
@@ -100,17 +102,18 @@ impl Stage {
             base_stats: AnalyticsStats::default(),
             collected: collect.then(Vec::new),
             save_error: None,
+            scratch: Vec::new(),
         }))
     }
 
-    /// Takes the record off `ev` (written next by the caller) and returns the alerts the
-    /// transaction completed, keyed right after it.
-    pub fn observe(&mut self, ev: &mut EncodedEvent) -> Vec<EncodedEvent> {
-        let Some(record) = ev.record.take() else {
-            return Vec::new();
-        };
+    /// Runs the analytics on the transaction of `ev` (written next by the caller), names
+    /// its endpoint as the inventory does, and returns the alerts it completed, keyed
+    /// right after it.
+    pub fn observe(&mut self, ev: &mut EncodedEvent, record: &TxRecord) -> Vec<EncodedEvent> {
         self.last_key = ev.key;
-        self.engine.process_into(&record, &mut self.alerts);
+        if let Some(endpoint) = self.engine.process_into(record, &mut self.alerts) {
+            name_endpoint(ev, record.host.as_deref(), endpoint, &mut self.scratch);
+        }
         self.drain()
     }
 

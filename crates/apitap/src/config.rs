@@ -257,24 +257,24 @@ pub struct OutputConfig {
     /// with one of these.
     pub redact_fields: Vec<String>,
     /// Event layout: "ecs" (default) or "ocsf" (OCSF 1.1.0 HTTP Activity).
-    pub format: apitap_sink::EventFormat,
+    pub format: apitap_event::EventFormat,
 }
 
 impl Default for OutputConfig {
     fn default() -> Self {
         OutputConfig {
             sensor_name: String::new(),
-            redact_headers: apitap_sink::event::DEFAULT_REDACT_HEADERS
+            redact_headers: apitap_event::DEFAULT_REDACT_HEADERS
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
             redact_hmac_key_file: None,
             redact_key_per_run: false,
-            redact_fields: apitap_sink::body::DEFAULT_REDACT_FIELDS
+            redact_fields: apitap_event::DEFAULT_REDACT_FIELDS
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
-            format: apitap_sink::EventFormat::Ecs,
+            format: apitap_event::EventFormat::Ecs,
         }
     }
 }

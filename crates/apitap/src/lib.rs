@@ -2,6 +2,7 @@
 //! `apitap` binary so tests and benches can drive it in-process.
 
 pub mod analysis;
+pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod counters;
@@ -11,6 +12,7 @@ pub mod live;
 pub mod metrics;
 pub mod pipeline;
 pub mod privileges;
+pub mod reorder;
 pub mod stats;
 pub mod telemetry;
 pub mod worker;

@@ -254,10 +254,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn parse_format(f: &str) -> Result<apitap_sink::EventFormat> {
+fn parse_format(f: &str) -> Result<apitap_event::EventFormat> {
     match f {
-        "ecs" => Ok(apitap_sink::EventFormat::Ecs),
-        "ocsf" => Ok(apitap_sink::EventFormat::Ocsf),
+        "ecs" => Ok(apitap_event::EventFormat::Ecs),
+        "ocsf" => Ok(apitap_event::EventFormat::Ocsf),
         other => anyhow::bail!("--format {other:?}: use ecs or ocsf"),
     }
 }

@@ -12,15 +12,16 @@
 use crate::analysis::AnalyticsOutcome;
 use crate::config::Config;
 use crate::dedup::Dedup;
+use crate::reorder::{Reorder, ReorderStats};
 use crate::stats::RunSummary;
 use crate::stats::WorkerStats;
 use crate::telemetry::{OutputSnapshot, Shared};
-use crate::worker::{Worker, WorkerOutput};
+use crate::worker::{Finished, Worker, WorkerOutput};
 use anyhow::{anyhow, Context, Result};
+use apitap_core::EncodedEvent;
 use apitap_core::{PacketBatch, PacketMeta, PacketRef, Timestamp};
-use apitap_sink::{
-    Encoder, EncoderConfig, KafkaSink, KafkaStats, LineSink, Redactor, Reorder, ReorderStats,
-};
+use apitap_event::{Encoder, EncoderConfig, Redactor};
+use apitap_sink::{KafkaSink, KafkaStats, LineSink};
 use apitap_wire::{
     decode_frame, decode_reassembled, DecodeStats, Decoded, Defrag, FileSource, Fragment, RawPacket,
 };
@@ -45,8 +46,8 @@ pub fn encoder(cfg: &Config) -> Result<Encoder> {
         redactor: Redactor::new(&cfg.output.redact_headers, cfg.redact_key()?)
             .with_fields(&cfg.output.redact_fields),
         format: cfg.output.format,
-        records: cfg.analytics.enabled,
         body_content_for: Some(cfg.http.include_body_for.clone()),
+        typed_placeholders: cfg.analytics.templating.typed_placeholders,
     }))
 }
 
@@ -551,13 +552,14 @@ struct Outputs {
 }
 
 impl Outputs {
-    /// Writes `ev`, then the alerts its transaction completed.
-    fn release(&mut self, mut ev: apitap_sink::EncodedEvent) {
-        let alerts = match self.analytics.as_mut() {
-            Some(a) => a.observe(&mut ev),
-            None => Vec::new(),
+    /// Writes the event of a finished transaction, then the alerts it completed.
+    fn release(&mut self, finished: Finished) {
+        let Finished { mut event, record } = finished;
+        let alerts = match (self.analytics.as_mut(), record) {
+            (Some(a), Some(record)) => a.observe(&mut event, &record),
+            _ => Vec::new(),
         };
-        self.write(ev);
+        self.write(event);
         for alert in alerts {
             self.write(alert);
         }
@@ -574,7 +576,7 @@ impl Outputs {
         }
     }
 
-    fn write(&mut self, ev: apitap_sink::EncodedEvent) {
+    fn write(&mut self, ev: EncodedEvent) {
         if let (Some(l), None) = (self.lines.as_mut(), &self.error) {
             if let Err(e) = l.write(&ev) {
                 self.error = Some(format!("cannot write events: {e}"));
@@ -595,7 +597,7 @@ fn run_sink(
     released: &AtomicU64,
     shared: Option<Arc<Shared>>,
 ) -> SinkResult {
-    let mut reorder = Reorder::new(workers, reorder_max);
+    let mut reorder: Reorder<Finished> = Reorder::new(workers, reorder_max);
     let mut last_publish = std::time::Instant::now();
     loop {
         match rx.recv_timeout(std::time::Duration::from_millis(100)) {

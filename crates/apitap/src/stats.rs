@@ -1,9 +1,9 @@
 //! Counters of a run and the summary printed at its end.
 
+use crate::reorder::ReorderStats;
 use apitap_core::{Anomaly, HttpTransaction, IncompleteReason};
 use apitap_flow::ReassemblyStats;
 use apitap_http::HttpStats;
-use apitap_sink::ReorderStats;
 use apitap_wire::DecodeStats;
 use serde_json::{json, Map, Value};
 

@@ -6,8 +6,10 @@
 //! tick, the sink twice a second, the reader once a second), so the hot path never touches
 //! a shared cache line per packet.
 
+use crate::reorder::ReorderStats;
 use crate::stats::{RunSummary, WorkerStats};
-use apitap_sink::{Encoder, KafkaStats, ReorderStats};
+use apitap_event::Encoder;
+use apitap_sink::KafkaStats;
 use apitap_wire::{DecodeStats, InterfaceStats};
 use serde_json::Value;
 use std::fmt::Write as _;

@@ -2,25 +2,42 @@
 //! events, and tells the reorder stage how far its output has progressed.
 
 use crate::config::Config;
+use crate::reorder::Keyed;
 use crate::stats::WorkerStats;
 use crate::telemetry::{Shared, WorkerSnapshot};
+use apitap_analytics::TxRecord;
+use apitap_core::EncodedEvent;
 use apitap_core::{
     Direction, Encap, FlowKey, HttpTransaction, PacketBatch, PacketMeta, PacketRef, Side, SortKey,
     Timestamp,
 };
+use apitap_event::{event_id, Encoder, FlowContext};
 use apitap_flow::{FlowTable, ReassemblyConfig, ReassemblyStats, Segment, StreamEvent, TcpConn};
 use apitap_http::{sniff_direction, FinishCause, HttpConfig, HttpConn, HttpStats};
-use apitap_sink::{EncodedEvent, Encoder, FlowContext};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// A finished transaction: its event, and its analytics record when the analytics run.
+pub struct Finished {
+    /// The encoded event.
+    pub event: EncodedEvent,
+    /// The transaction as the analytics sees it.
+    pub record: Option<Box<TxRecord>>,
+}
+
+impl Keyed for Finished {
+    fn sort_key(&self) -> SortKey {
+        self.event.key
+    }
+}
 
 /// What a worker sends to the reorder stage after each batch.
 pub struct WorkerOutput {
     /// Worker number.
     pub worker: usize,
-    /// Events finished in this batch, any order.
-    pub events: Vec<EncodedEvent>,
+    /// Transactions finished in this batch, any order.
+    pub events: Vec<Finished>,
     /// No later message from this worker carries a key below this.
     pub watermark: SortKey,
 }
@@ -46,6 +63,8 @@ struct Env {
     reassembly: ReassemblyConfig,
     http: HttpConfig,
     encoder: Encoder,
+    /// Build an analytics record for every transaction (the analytics are on).
+    records: bool,
     idle_ns: u64,
     tx_timeout_ns: u64,
     reorder_window: u64,
@@ -57,7 +76,7 @@ struct Env {
     reassembly_stats: ReassemblyStats,
     http_stats: HttpStats,
     txs: Vec<HttpTransaction>,
-    events: Vec<EncodedEvent>,
+    events: Vec<Finished>,
     /// Every open transaction of every flow: drives the watermark and transaction
     /// timeouts.
     open: BTreeMap<SortKey, (Timestamp, FlowKey)>,
@@ -85,6 +104,7 @@ impl Worker {
                 reassembly: cfg.reassembly.clone(),
                 http: cfg.effective_http(),
                 encoder,
+                records: cfg.analytics.enabled,
                 idle_ns: cfg.flow.idle_timeout_ms.saturating_mul(1_000_000),
                 tx_timeout_ns: cfg.http.transaction_timeout_ms.saturating_mul(1_000_000),
                 reorder_window: cfg.pipeline.reorder_window_packets.max(1),
@@ -468,7 +488,12 @@ impl Env {
                 self.stats.transactions_keyed_late += 1;
             }
             self.stats.count_transaction(&tx);
-            self.events.push(self.encoder.encode_event(ctx, tx));
+            let event = self.encoder.encode_event(ctx, &tx);
+            let record = self.records.then(|| {
+                let id = event_id(&ctx.flow_id, tx.key.ordinal);
+                Box::new(crate::bridge::tx_record(ctx, tx, id))
+            });
+            self.events.push(Finished { event, record });
         }
     }
 }

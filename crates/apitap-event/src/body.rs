@@ -5,9 +5,7 @@
 //! body that does not parse (cut short, or not JSON) is withheld rather than risk writing a
 //! secret.
 
-use std::borrow::Cow;
-
-use crate::event::Redactor;
+use crate::redact::{redact_pairs, Redactor};
 use apitap_core::{CapturedBody, Head};
 use serde_json::Value;
 
@@ -22,54 +20,6 @@ pub(crate) struct RenderedBody {
     pub binary: bool,
     /// JSON that did not parse: content left out so no secret can slip through.
     pub withheld: bool,
-}
-
-/// Default body fields and query parameters whose values are redacted. A field matches when
-/// its name, lower-cased without `_` and `-`, starts or ends with one of these.
-pub const DEFAULT_REDACT_FIELDS: &[&str] = &[
-    "password",
-    "passwd",
-    "pwd",
-    "secret",
-    "token",
-    "apikey",
-    "accesskey",
-    "privatekey",
-    "authorization",
-    "credential",
-    "session",
-    "card",
-    "cvv",
-    "cvc",
-    "ssn",
-    "pin",
-    "otp",
-];
-
-/// Normalises a field name for matching: lower case, without `_` and `-`.
-/// Borrowed when there is nothing to change (the common case).
-pub(crate) fn normalize(name: &str) -> Cow<'_, str> {
-    if !name
-        .bytes()
-        .any(|b| b == b'_' || b == b'-' || b.is_ascii_uppercase())
-    {
-        return Cow::Borrowed(name);
-    }
-    Cow::Owned(
-        name.chars()
-            .filter(|c| *c != '_' && *c != '-')
-            .map(|c| c.to_ascii_lowercase())
-            .collect(),
-    )
-}
-
-/// Whether `name` is a sensitive field for `fields` (already normalised).
-pub(crate) fn is_sensitive_field(name: &str, fields: &[String]) -> bool {
-    let n = normalize(name);
-    !n.is_empty()
-        && fields
-            .iter()
-            .any(|f| n.starts_with(f.as_str()) || n.ends_with(f.as_str()))
 }
 
 /// Renders a captured body for the event.
@@ -140,73 +90,10 @@ fn redact_json(v: &mut Value, redactor: &Redactor, count: &mut u32) {
     }
 }
 
-/// `a=1&password=x` with sensitive values replaced (names kept as sent).
-fn redact_pairs(text: &str, redactor: &Redactor, count: &mut u32) -> String {
-    let mut out = String::with_capacity(text.len());
-    for (i, pair) in text.split('&').enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        match pair.split_once('=') {
-            Some((name, value)) if redactor.is_sensitive_field(&decode_name(name)) => {
-                out.push_str(name);
-                out.push('=');
-                out.push_str(&redactor.redact_value(value.as_bytes()));
-                *count += 1;
-            }
-            _ => out.push_str(pair),
-        }
-    }
-    out
-}
-
-/// A form/query name with `+` and `%XX` decoded (for matching only).
-fn decode_name(name: &str) -> Cow<'_, str> {
-    let bytes = name.as_bytes();
-    if !bytes.iter().any(|&b| b == b'+' || b == b'%') {
-        return Cow::Borrowed(name);
-    }
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                if let Some(v) = hex {
-                    out.push(v);
-                    i += 2;
-                } else {
-                    out.push(b'%');
-                }
-            }
-            _ => out.push(b),
-        }
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-/// The query string with sensitive parameter values replaced, or `None` when nothing is
-/// sensitive (the common case: no allocation).
-pub(crate) fn redact_query(query: &str, redactor: &Redactor) -> Option<String> {
-    let any = query.split('&').any(|pair| {
-        pair.split_once('=')
-            .is_some_and(|(n, _)| redactor.is_sensitive_field(&decode_name(n)))
-    });
-    if !any {
-        return None;
-    }
-    let mut n = 0;
-    Some(redact_pairs(query, redactor, &mut n))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact::{is_sensitive_field, normalize, redact_query, DEFAULT_REDACT_FIELDS};
     use apitap_core::Span;
 
     fn head(ct: &str) -> Head {

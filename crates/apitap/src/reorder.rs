@@ -6,8 +6,7 @@
 //! buffered events keeps memory finite when a long-open transaction holds a watermark back;
 //! forcing events out early is counted (output order is then no longer guaranteed).
 
-use crate::event::EncodedEvent;
-use apitap_core::SortKey;
+use apitap_core::{EncodedEvent, SortKey};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -22,36 +21,48 @@ pub struct ReorderStats {
     pub peak_buffered: u64,
 }
 
-struct Entry(EncodedEvent);
+/// Something with a place in the output order.
+pub trait Keyed {
+    /// Its output order key.
+    fn sort_key(&self) -> SortKey;
+}
 
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.key == other.0.key
+impl Keyed for EncodedEvent {
+    fn sort_key(&self) -> SortKey {
+        self.key
     }
 }
-impl Eq for Entry {}
-impl PartialOrd for Entry {
+
+struct Entry<T>(T);
+
+impl<T: Keyed> PartialEq for Entry<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.sort_key() == other.0.sort_key()
+    }
+}
+impl<T: Keyed> Eq for Entry<T> {}
+impl<T: Keyed> PartialOrd for Entry<T> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Entry {
+impl<T: Keyed> Ord for Entry<T> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.key.cmp(&other.0.key)
+        self.0.sort_key().cmp(&other.0.sort_key())
     }
 }
 
 /// Watermark-based reorder buffer.
-pub struct Reorder {
-    heap: BinaryHeap<Reverse<Entry>>,
+pub struct Reorder<T> {
+    heap: BinaryHeap<Reverse<Entry<T>>>,
     watermarks: Vec<SortKey>,
     max_buffered: usize,
     stats: ReorderStats,
 }
 
-impl Reorder {
+impl<T: Keyed> Reorder<T> {
     /// A buffer for `workers` producers holding at most `max_buffered` events.
-    pub fn new(workers: usize, max_buffered: usize) -> Reorder {
+    pub fn new(workers: usize, max_buffered: usize) -> Reorder<T> {
         Reorder {
             heap: BinaryHeap::new(),
             watermarks: vec![SortKey::default(); workers.max(1)],
@@ -65,9 +76,9 @@ impl Reorder {
     pub fn push(
         &mut self,
         worker: usize,
-        events: impl IntoIterator<Item = EncodedEvent>,
+        events: impl IntoIterator<Item = T>,
         watermark: SortKey,
-        release: &mut impl FnMut(EncodedEvent),
+        release: &mut impl FnMut(T),
     ) {
         for ev in events {
             self.heap.push(Reverse(Entry(ev)));
@@ -85,7 +96,7 @@ impl Reorder {
             .min()
             .unwrap_or(SortKey::MAX);
         while let Some(Reverse(top)) = self.heap.peek() {
-            if top.0.key < low {
+            if top.0.sort_key() < low {
                 self.pop(release, false);
             } else if self.heap.len() > self.max_buffered {
                 self.pop(release, true);
@@ -96,7 +107,7 @@ impl Reorder {
     }
 
     /// Releases everything still buffered, in order (end of input).
-    pub fn finish(&mut self, release: &mut impl FnMut(EncodedEvent)) {
+    pub fn finish(&mut self, release: &mut impl FnMut(T)) {
         while !self.heap.is_empty() {
             self.pop(release, false);
         }
@@ -112,7 +123,7 @@ impl Reorder {
         &self.stats
     }
 
-    fn pop(&mut self, release: &mut impl FnMut(EncodedEvent), forced: bool) {
+    fn pop(&mut self, release: &mut impl FnMut(T), forced: bool) {
         if let Some(Reverse(Entry(ev))) = self.heap.pop() {
             self.stats.released += 1;
             if forced {
@@ -137,7 +148,7 @@ mod tests {
             json: format!("{packet}.{ordinal}").into_bytes(),
             endpoint_hash: 0,
             alert: false,
-            record: None,
+            endpoint_at: None,
         }
     }
 

@@ -164,6 +164,24 @@ pub fn from_ecs(ecs: &Value, start_ns: i64, product_version: &str) -> Value {
     Value::Object(out)
 }
 
+/// Where the value of `unmapped.apitap.endpoint` (inside its quotes) lies in an OCSF
+/// record written by [`from_ecs`]. The key sequence `"apitap":{"endpoint":"` occurs once:
+/// every other string is escaped and headers are a list, not a map.
+pub fn endpoint_at(json: &[u8]) -> Option<std::ops::Range<usize>> {
+    const KEY: &[u8] = br#""apitap":{"endpoint":""#;
+    let start = memchr::memmem::find(json, KEY)? + KEY.len();
+    let mut escaped = false;
+    for (i, &b) in json.get(start..)?.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' => escaped = true,
+            b'"' => return Some(start..start + i),
+            _ => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
