@@ -27,7 +27,7 @@
 //! headers before the fragment header) of the fragment at offset 0, with the lengths and
 //! the fragment fields fixed up.
 
-use crate::decode::Decap;
+use crate::decap::Decap;
 use apitap_core::Timestamp;
 use hashlink::LinkedHashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -3,19 +3,29 @@
 //! - [`source`]: pcap/pcapng files through libpcap, several merged in timestamp order.
 //! - [`offline`]: the libpcap file reader under [`source`], with a large stdio buffer.
 //! - [`live`]: live interfaces through libpcap, polled by one thread.
-//! - [`decode`]: link, tunnel, IP and TCP headers to the [`apitap_core::PacketMeta`]
+//! - [`decoder`]: the reader's path from a frame to a TCP segment: [`mod@decode`], [`dedup`]
+//!   and [`defrag`] in one [`Decoder`].
+//! - [`mod@decode`]: link, tunnel, IP and TCP headers to the [`apitap_core::PacketMeta`]
 //!   record, once.
+//! - [`dedup`]: the SPAN duplicate filter.
 //! - [`defrag`]: bounded IPv4/IPv6 fragment reassembly.
 
+mod decap;
 pub mod decode;
+pub mod decoder;
+pub mod dedup;
 pub mod defrag;
+mod link;
 pub mod live;
 pub mod offline;
 pub mod source;
+mod stats;
+mod tunnel;
 
-pub use decode::{
-    decode, decode_frame, decode_reassembled, Decap, DecodeStats, Decoded, Fragment, LinkType,
-};
+pub use decap::Decap;
+pub use decode::{decode, decode_frame, decode_reassembled, Decoded, Fragment, LinkType};
+pub use decoder::Decoder;
 pub use defrag::{Defrag, DefragLimits, DefragStats};
 pub use live::{list_interfaces, CaptureOptions, InterfaceStats, LiveSource};
 pub use source::{FileSource, RawPacket, WireError};
+pub use stats::DecodeStats;

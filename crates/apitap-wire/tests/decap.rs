@@ -4,10 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use apitap_core::{Encap, PacketMeta, PacketRef, Timestamp, Tunnel, TunnelKind};
-use apitap_wire::{
-    decode, decode_frame, decode_reassembled, DecodeStats, Decoded, Defrag, DefragLimits,
-    DefragStats, LinkType,
-};
+use apitap_wire::{decode, DecodeStats, Decoder, DefragLimits, LinkType};
 use etherparse::PacketBuilder;
 use proptest::prelude::*;
 
@@ -431,37 +428,25 @@ fn fragments(ip: &[u8], size: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// What the reader does: fragments to the reassembler, the datagram decoded with the
-/// fragment's VLAN and tunnel.
+/// What the reader does: every frame through the [`Decoder`] (duplicates off).
 fn through_defrag(frames: &[Vec<u8>]) -> (Vec<PacketMeta>, Vec<Vec<u8>>, DecodeStats) {
-    let mut stats = DecodeStats::default();
-    let mut defrag = Defrag::new(DefragLimits::default());
-    let mut out = Vec::new();
+    through_decoder(frames, 0)
+}
+
+fn through_decoder(
+    frames: &[Vec<u8>],
+    dedup_window_us: u64,
+) -> (Vec<PacketMeta>, Vec<Vec<u8>>, DecodeStats) {
+    let mut decoder = Decoder::new(dedup_window_us, Some(DefragLimits::default()));
     let mut metas = Vec::new();
     let mut buffers = Vec::new();
     for f in frames {
-        match decode_frame(LinkType::Ethernet, f, at(), &mut stats) {
-            Decoded::Tcp(m) => {
-                metas.push(m);
-                buffers.push(f.clone());
-            }
-            Decoded::Fragment(frag) => {
-                let mut ds = DefragStats::default();
-                if defrag.push(&f[frag.ip_offset..], frag.decap, at().ts, &mut ds, &mut out) {
-                    if let Decoded::Tcp(m) = decode_reassembled(&out, frag.decap, at(), &mut stats)
-                    {
-                        metas.push(m);
-                        buffers.push(out.clone());
-                    }
-                } else {
-                    stats.count_fragment();
-                }
-                stats.defrag.add(&ds);
-            }
-            Decoded::Dropped => {}
+        if let Some((m, bytes)) = decoder.frame(LinkType::Ethernet, f, at()) {
+            metas.push(m);
+            buffers.push(bytes.to_vec());
         }
     }
-    (metas, buffers, stats)
+    (metas, buffers, decoder.stats().clone())
 }
 
 #[test]
@@ -506,6 +491,57 @@ fn fragments_inside_and_outside_a_tunnel() {
         stats.packets,
         stats.tcp + stats.drops().map(|(_, n)| n).sum::<u64>()
     );
+}
+
+/// A fragmented packet inside a fragmented tunnel: the outer datagram is reassembled,
+/// the fragment found in it goes round again, and every frame is counted once; a SPAN copy
+/// of a fragment is dropped before it reaches reassembly.
+#[test]
+fn a_fragment_inside_a_reassembled_datagram_goes_round_again() {
+    let ip = ip_tcp(PAYLOAD);
+    let inner = fragments(&ip, 16);
+    assert_eq!(inner.len(), 3);
+    let mut frames = Vec::new();
+    for (i, frag) in inner.iter().enumerate() {
+        let mut outer = outer4(47, &gre(0x0800, false, Some(5), None, frag));
+        // Each outer datagram its own IP id.
+        outer[5] = i as u8;
+        frames.extend(fragments(&outer, 24).iter().map(|f| eth(0x0800, f)));
+    }
+    let (metas, bufs, stats) = through_defrag(&frames);
+    assert_eq!(metas.len(), 1);
+    let m = metas[0];
+    let start = m.payload_offset as usize;
+    assert_eq!(&bufs[0][start..start + m.payload_len as usize], PAYLOAD);
+    assert_eq!(m.encap, tunnel(TunnelKind::Gre, Some(5)));
+    assert_eq!(stats.packets, frames.len() as u64);
+    assert_eq!(
+        (stats.tcp, stats.ip_fragments),
+        (1, frames.len() as u64 - 1)
+    );
+    assert_eq!(
+        stats.defrag.reassembled, 4,
+        "three outer datagrams and the inner one"
+    );
+
+    let mut doubled = Vec::new();
+    for f in &frames {
+        doubled.push(f.clone());
+        doubled.push(f.clone());
+    }
+    let mut decoder = Decoder::new(1000, Some(DefragLimits::default()));
+    let found = doubled
+        .iter()
+        .filter(|f| decoder.frame(LinkType::Ethernet, f, at()).is_some())
+        .count();
+    assert_eq!(found, 1);
+    assert_eq!(decoder.duplicates_dropped(), frames.len() as u64);
+    assert_eq!(
+        decoder.stats().defrag.overlaps,
+        0,
+        "copies never reach reassembly"
+    );
+    assert_eq!(decoder.stats().packets, doubled.len() as u64);
 }
 
 fn tunnel_frames() -> Vec<Vec<u8>> {

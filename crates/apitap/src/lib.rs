@@ -6,7 +6,6 @@ pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod counters;
-pub mod dedup;
 pub mod har;
 pub mod live;
 pub mod metrics;

@@ -245,9 +245,9 @@ pub fn run_live(run: LiveRun) -> Result<RunSummary> {
 
 fn publish_input(shared: &Shared, source: &mut LiveSource, pipeline: &Pipeline) {
     shared.publish_input(InputSnapshot {
-        decode: pipeline.feeder.decode.clone(),
+        decode: pipeline.feeder.decoder.stats().clone(),
         interfaces: source.stats(),
-        queue_dropped_packets: pipeline.feeder.queue_dropped_packets,
+        queue_dropped_packets: pipeline.feeder.queue_dropped_packets(),
     });
 }
 

@@ -11,7 +11,6 @@
 
 use crate::analysis::AnalyticsOutcome;
 use crate::config::Config;
-use crate::dedup::Dedup;
 use crate::reorder::{Reorder, ReorderStats};
 use crate::stats::RunSummary;
 use crate::stats::WorkerStats;
@@ -22,9 +21,7 @@ use apitap_core::EncodedEvent;
 use apitap_core::{PacketBatch, PacketMeta, PacketRef, Timestamp};
 use apitap_event::{Encoder, EncoderConfig, Redactor};
 use apitap_sink::{KafkaSink, KafkaStats, LineSink};
-use apitap_wire::{
-    decode_frame, decode_reassembled, DecodeStats, Decoded, Defrag, FileSource, Fragment, RawPacket,
-};
+use apitap_wire::{Decoder, FileSource, RawPacket};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -205,27 +202,28 @@ impl Pipeline {
         }
         Ok(Pipeline {
             feeder: Feeder {
-                batches: (0..senders.len()).map(|_| PacketBatch::default()).collect(),
-                senders,
-                recycle: recycle_rx,
-                clock: PacketRef::default(),
-                index: 0,
-                batch_packets: cfg.pipeline.batch_packets,
-                batch_bytes: cfg.pipeline.batch_bytes,
-                tick_packets: cfg.pipeline.tick_packets,
-                backpressure,
-                held,
-                pause_above: match cfg.pipeline.reorder_pause_events {
-                    0 => usize::MAX,
-                    n => n,
+                decoder: Decoder::new(
+                    cfg.pipeline.dedup_window_us,
+                    cfg.defrag.enabled.then(|| cfg.defrag.limits()),
+                ),
+                shards: Shards {
+                    batches: (0..senders.len()).map(|_| PacketBatch::default()).collect(),
+                    senders,
+                    recycle: recycle_rx,
+                    clock: PacketRef::default(),
+                    batch_packets: cfg.pipeline.batch_packets,
+                    batch_bytes: cfg.pipeline.batch_bytes,
+                    backpressure,
+                    held,
+                    pause_above: match cfg.pipeline.reorder_pause_events {
+                        0 => usize::MAX,
+                        n => n,
+                    },
+                    reader_pauses: 0,
+                    queue_dropped_packets: 0,
                 },
-                reader_pauses: 0,
-                decode: DecodeStats::default(),
-                queue_dropped_packets: 0,
-                dedup: Dedup::new(cfg.pipeline.dedup_window_us),
-                defrag: cfg.defrag.enabled.then(|| Defrag::new(cfg.defrag.limits())),
-                reassembled: Vec::new(),
-                scratch: Vec::new(),
+                index: 0,
+                tick_packets: cfg.pipeline.tick_packets,
             },
             workers: handles,
             sink,
@@ -239,10 +237,10 @@ impl Pipeline {
         if let Err(e) = self.feeder.flush() {
             summary.input_error.get_or_insert_with(|| format!("{e:#}"));
         }
-        summary.decode = self.feeder.decode.clone();
-        summary.queue_dropped_packets = self.feeder.queue_dropped_packets;
-        summary.reader_pauses = self.feeder.reader_pauses;
-        summary.duplicates_dropped = self.feeder.dedup.dropped;
+        summary.decode = self.feeder.decoder.stats().clone();
+        summary.queue_dropped_packets = self.feeder.queue_dropped_packets();
+        summary.reader_pauses = self.feeder.reader_pauses();
+        summary.duplicates_dropped = self.feeder.decoder.duplicates_dropped();
         drop(self.feeder);
         for handle in self.workers {
             let stats = handle
@@ -302,15 +300,23 @@ fn read_files(
 /// The reader side of the pipeline: decodes frames, shards them to the workers by a
 /// symmetric flow hash, batches them, and broadcasts clock ticks.
 pub(crate) struct Feeder {
+    /// Frames to TCP segments: decoding, duplicates, fragment reassembly.
+    pub decoder: Decoder,
+    /// Batches per worker and the queues they go out on.
+    shards: Shards,
+    /// Frames read so far (the index of the last one).
+    pub index: u64,
+    tick_packets: u64,
+}
+
+/// The per-worker batches and the bounded queues to the workers.
+pub(crate) struct Shards {
     senders: Vec<Sender<PacketBatch>>,
     recycle: Receiver<PacketBatch>,
     batches: Vec<PacketBatch>,
     clock: PacketRef,
-    /// Frames read so far (the index of the last one).
-    pub index: u64,
     batch_packets: usize,
     batch_bytes: usize,
-    tick_packets: u64,
     backpressure: Backpressure,
     /// Events the reorder stage holds (published by the sink).
     held: Arc<AtomicUsize>,
@@ -318,17 +324,8 @@ pub(crate) struct Feeder {
     pause_above: usize,
     /// Times the reader paused for the worker queues to drain.
     pub reader_pauses: u64,
-    /// Decode counters.
-    pub decode: DecodeStats,
     /// Decoded packets dropped because a worker queue was full (live only).
     pub queue_dropped_packets: u64,
-    /// SPAN duplicate filter.
-    pub dedup: Dedup,
-    /// IP fragment reassembly (`None` when `defrag.enabled` is off).
-    defrag: Option<Defrag>,
-    /// The last reassembled datagram, and a spare (buffers reused between datagrams).
-    reassembled: Vec<u8>,
-    scratch: Vec<u8>,
 }
 
 impl Feeder {
@@ -338,28 +335,12 @@ impl Feeder {
         self.index += 1;
         let index = self.index;
         let at = PacketRef { index, ts: raw.ts };
-        self.clock = PacketRef {
+        self.shards.clock = PacketRef {
             index,
-            ts: self.clock.ts.max(raw.ts),
+            ts: self.shards.clock.ts.max(raw.ts),
         };
-        match decode_frame(raw.link, raw.data, at, &mut self.decode) {
-            Decoded::Tcp(meta) => {
-                if !self.dedup.is_duplicate(raw.data, raw.ts) {
-                    self.queue(meta, raw.data)?;
-                }
-            }
-            Decoded::Fragment(frag) => {
-                if self.dedup.is_duplicate(raw.data, raw.ts) {
-                    self.decode.count_fragment();
-                } else {
-                    self.fragment(frag, raw.data, at)?;
-                }
-            }
-            Decoded::Dropped => {}
-        }
-        if let Some(d) = self.defrag.as_mut() {
-            // Packet-time expiry; looks at the oldest datagram only.
-            d.expire(raw.ts, &mut self.decode.defrag);
+        if let Some((meta, data)) = self.decoder.frame(raw.link, raw.data, at) {
+            self.shards.queue(meta, data)?;
         }
         if index % self.tick_packets == 0 {
             self.tick(None)?;
@@ -368,6 +349,43 @@ impl Feeder {
         Ok(false)
     }
 
+    /// Broadcasts a clock tick: workers run their timeouts and report their progress.
+    /// `now` moves the clock to that time first (live capture on a quiet link, where
+    /// packet time is wall time); a replay never passes it.
+    pub fn tick(&mut self, now: Option<Timestamp>) -> Result<()> {
+        if let Some(now) = now {
+            self.shards.clock.ts = self.shards.clock.ts.max(now);
+            self.decoder.expire(now);
+        }
+        for shard in 0..self.shards.batches.len() {
+            if let Some(b) = self.shards.batches.get_mut(shard) {
+                b.tick = true;
+            }
+            self.shards.send(shard)?;
+        }
+        Ok(())
+    }
+
+    /// Sends every partly filled batch.
+    pub fn flush(&mut self) -> Result<()> {
+        for shard in 0..self.shards.batches.len() {
+            self.shards.send(shard)?;
+        }
+        Ok(())
+    }
+
+    /// Times the reader paused for the worker queues to drain.
+    pub fn reader_pauses(&self) -> u64 {
+        self.shards.reader_pauses
+    }
+
+    /// Decoded packets dropped because a worker queue was full (live only).
+    pub fn queue_dropped_packets(&self) -> u64 {
+        self.shards.queue_dropped_packets
+    }
+}
+
+impl Shards {
     /// Queues a decoded segment whose payload lies in `data` for its worker.
     fn queue(&mut self, meta: PacketMeta, data: &[u8]) -> Result<()> {
         let shard = (meta.key.shard_hash() % self.senders.len() as u64) as usize;
@@ -380,70 +398,6 @@ impl Feeder {
             if batch.packets.len() >= self.batch_packets || batch.arena.len() >= self.batch_bytes {
                 self.send(shard)?;
             }
-        }
-        Ok(())
-    }
-
-    /// Hands an IP fragment of `data` to reassembly; a completed datagram is decoded like
-    /// a frame (with the VLAN and tunnel found outside the fragment) and queued. The frame
-    /// is counted once: as a held fragment, or as what the datagram it completed holds.
-    fn fragment(&mut self, frag: Fragment, data: &[u8], at: PacketRef) -> Result<()> {
-        let Some(mut defrag) = self.defrag.take() else {
-            self.decode.count_fragment();
-            return Ok(());
-        };
-        let mut buf = std::mem::take(&mut self.reassembled);
-        let ip = data.get(frag.ip_offset..).unwrap_or(&[]);
-        let mut done = defrag.push(ip, frag.decap, at.ts, &mut self.decode.defrag, &mut buf);
-        let mut decap = frag.decap;
-        let mut result = Ok(());
-        // A fragment inside a reassembled datagram (a fragmented packet in a fragmented
-        // tunnel) goes round again; each round is one tunnel deeper, so this ends.
-        for _ in 0..=apitap_wire::decode::MAX_TUNNEL_DEPTH {
-            if !done {
-                self.decode.count_fragment();
-                break;
-            }
-            match decode_reassembled(&buf, decap, at, &mut self.decode) {
-                Decoded::Tcp(meta) => {
-                    result = self.queue(meta, &buf);
-                    break;
-                }
-                Decoded::Fragment(inner) => {
-                    let mut next = std::mem::take(&mut self.scratch);
-                    let ip = buf.get(inner.ip_offset..).unwrap_or(&[]);
-                    done = defrag.push(ip, inner.decap, at.ts, &mut self.decode.defrag, &mut next);
-                    decap = inner.decap;
-                    self.scratch = std::mem::replace(&mut buf, next);
-                }
-                Decoded::Dropped => break,
-            }
-        }
-        self.reassembled = buf;
-        self.defrag = Some(defrag);
-        result
-    }
-
-    /// Broadcasts a clock tick: workers run their timeouts and report their progress.
-    /// `now` moves the clock to that time first (live capture on a quiet link, where
-    /// packet time is wall time); a replay never passes it.
-    pub fn tick(&mut self, now: Option<Timestamp>) -> Result<()> {
-        if let Some(now) = now {
-            self.clock.ts = self.clock.ts.max(now);
-        }
-        for shard in 0..self.batches.len() {
-            if let Some(b) = self.batches.get_mut(shard) {
-                b.tick = true;
-            }
-            self.send(shard)?;
-        }
-        Ok(())
-    }
-
-    /// Sends every partly filled batch.
-    pub fn flush(&mut self) -> Result<()> {
-        for shard in 0..self.batches.len() {
-            self.send(shard)?;
         }
         Ok(())
     }
