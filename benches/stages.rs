@@ -5,10 +5,11 @@
 //! `cargo bench --bench stages`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use apitap_core::{AppParser, FinishCause, ParserEnv};
 use apitap_core::{Direction, Endpoint, FlowKey, PacketRef, Side, TcpFlags, Timestamp};
 use apitap_event::{Encoder, FlowContext};
 use apitap_flow::{FlowTable, ReassemblyConfig, ReassemblyStats, Segment, StreamEvent, TcpConn};
-use apitap_http::{FinishCause, HttpConfig, HttpConn, HttpStats};
+use apitap_http::{HttpConfig, HttpConn, HttpStats};
 use apitap_wire::{decode, DecodeStats, LinkType};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
@@ -167,18 +168,16 @@ fn response() -> Vec<u8> {
 }
 
 fn parse_exchange(resp: &[u8]) -> Vec<apitap_core::HttpTransaction> {
-    let cfg = HttpConfig::default();
-    let mut stats = HttpStats::default();
-    let mut out = Vec::new();
+    let mut env: ParserEnv<HttpConfig, HttpStats> = ParserEnv::new(HttpConfig::default());
     let mut conn = HttpConn::new();
     let at = PacketRef {
         index: 1,
         ts: Timestamp(0),
     };
-    conn.on_data(Direction::ToServer, REQUEST, at, &cfg, &mut stats, &mut out);
-    conn.on_data(Direction::ToClient, resp, at, &cfg, &mut stats, &mut out);
-    conn.finish(FinishCause::EndOfCapture, at, &cfg, &mut stats, &mut out);
-    out
+    conn.on_data(Direction::ToServer, REQUEST, &mut env.cx(at));
+    conn.on_data(Direction::ToClient, resp, &mut env.cx(at));
+    conn.finish(FinishCause::EndOfCapture, &mut env.cx(at));
+    env.out
 }
 
 fn bench_http(c: &mut Criterion) {

@@ -106,9 +106,9 @@ fn a_new_syn_on_a_tracked_5_tuple_closes_the_old_connection() {
         assert_eq!(paths, ["/first", "/second"], "{workers} workers");
         let ids = flow_ids(&events);
         assert_ne!(ids[0], ids[1], "the reused port is a new flow");
-        assert_eq!(summary.workers.flows_reused, 1);
-        assert_eq!(summary.workers.flows_idle_expired, 0);
-        assert_eq!(summary.workers.flows_created, 2);
+        assert_eq!(summary.workers.flows.reused, 1);
+        assert_eq!(summary.workers.flows.idle_expired, 0);
+        assert_eq!(summary.workers.flows.created, 2);
         assert!(events
             .iter()
             .all(|e| field(e, "apitap.complete") == &serde_json::Value::Bool(true)));
@@ -135,9 +135,9 @@ fn a_packet_after_the_idle_timeout_closes_the_idle_flow_first() {
     assert_eq!(paths, ["/before", "/after"]);
     let ids = flow_ids(&events);
     assert_ne!(ids[0], ids[1], "picked up again as a new flow");
-    assert_eq!(summary.workers.flows_idle_expired, 1);
-    assert_eq!(summary.workers.flows_reused, 0);
-    assert_eq!(summary.workers.flows_created, 2);
+    assert_eq!(summary.workers.flows.idle_expired, 1);
+    assert_eq!(summary.workers.flows.reused, 0);
+    assert_eq!(summary.workers.flows.created, 2);
 
     // Within the timeout it is one flow carrying both exchanges.
     cfg.flow.idle_timeout_ms = 10_000;
@@ -145,6 +145,6 @@ fn a_packet_after_the_idle_timeout_closes_the_idle_flow_first() {
     let ids = flow_ids(&parse_lines(&out));
     assert_eq!(ids.len(), 2);
     assert_eq!(ids[0], ids[1]);
-    assert_eq!(summary.workers.flows_idle_expired, 0);
-    assert_eq!(summary.workers.flows_created, 1);
+    assert_eq!(summary.workers.flows.idle_expired, 0);
+    assert_eq!(summary.workers.flows.created, 1);
 }

@@ -99,7 +99,7 @@ fn output_is_identical_with_tiny_windows_ticks_and_timeouts() {
                 cfg.http.transaction_timeout_ms = 1;
                 cfg.flow.idle_timeout_ms = 50;
                 let (out, summary) = run_replay_with(std::slice::from_ref(&capture), &cfg);
-                late_total += summary.workers.transactions_keyed_late;
+                late_total += summary.workers.transactions.keyed_late;
                 assert_eq!(summary.reorder.forced_early, 0);
                 outputs.push(out);
             }

@@ -11,6 +11,7 @@ use common::kafka::{consume, topics};
 use common::nginx::{logged, mismatches};
 use common::*;
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -739,6 +740,102 @@ fn sighup_reloads_redaction_and_names_what_needs_a_restart() {
         .collect();
     assert_eq!(before.len(), 1);
     assert_eq!(ua(before[0]), "[REDACTED]");
+}
+
+/// Every counter of `/metrics` (Prometheus text): `name{labels}` to value, counters only.
+fn counters(text: &str) -> BTreeMap<String, f64> {
+    let counter_families: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(name, _)| counter_families.contains(name.split('{').next().unwrap_or("")))
+        .filter_map(|(name, v)| Some((name.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+/// A SIGHUP swaps in a new analytics engine and encoder: no counter of `/metrics` (which
+/// renders the run summary) may go back, including the analytics' own, whose engine starts
+/// over.
+#[test]
+fn sighup_never_turns_a_counter_back() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new("live-counters");
+    lab.start_nginx();
+    let config = lab.dir.join("sensor.toml");
+    std::fs::write(&config, "[output]\nsensor_name = \"a\"\n").unwrap();
+    let sensor = lab.start_apitap(&[
+        "--user",
+        "nobody",
+        "--config",
+        config.to_str().unwrap(),
+        "--metrics-addr",
+        "127.0.0.1:19188",
+    ]);
+    // Answered (baseline, inventory) and 404 (not stored, counted) transactions, and a
+    // secret in a URL (an alert).
+    for path in [
+        "/api/users",
+        "/no/such/page",
+        "/api/users?api_key=abc",
+        "/missing",
+    ] {
+        assert!(lab
+            .cli_cmd(&["curl", "-s", "-o", "/dev/null", &lab.url(path)])
+            .status
+            .success());
+    }
+    let scrape = || {
+        let out = lab.cli_cmd(&["curl", "-s", "http://127.0.0.1:19188/metrics"]);
+        counters(&String::from_utf8(out.stdout).unwrap())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        let c = scrape();
+        if c.get("apitap_analytics_transactions_total") == Some(&4.0) {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "analytics never saw 4: {c:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        before.get("apitap_analytics_endpoints_404_skipped_total") >= Some(&1.0),
+        "{before:?}"
+    );
+    assert!(
+        before.get("apitap_analytics_alerts_total") >= Some(&1.0),
+        "{before:?}"
+    );
+    std::fs::write(
+        &config,
+        "[output]\nsensor_name = \"b\"\n[analytics]\nsuppression_window_s = 60\n",
+    )
+    .unwrap();
+    sh(&["kill", "-HUP", &sensor.pid().to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sensor.log_text().contains("SIGHUP: config reloaded") {
+        assert!(
+            Instant::now() < deadline,
+            "no reload:\n{}",
+            sensor.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The sink takes the new engine and publishes within a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = scrape();
+    let backwards: Vec<String> = before
+        .iter()
+        .filter(|(name, v)| after.get(*name).is_none_or(|a| a < *v))
+        .map(|(name, v)| format!("{name}: {v} -> {:?}", after.get(name)))
+        .collect();
+    assert!(backwards.is_empty(), "counters went back: {backwards:#?}");
+    sensor.stop();
 }
 
 /// The daemon's observability: `/metrics` (Prometheus text) and `/health` on its metrics

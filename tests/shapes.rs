@@ -193,7 +193,7 @@ fn expect_100_continue_is_one_transaction() {
 }
 
 #[test]
-fn websocket_upgrade_emits_the_101_and_stops_parsing() {
+fn websocket_upgrade_emits_the_101_and_hands_the_frames_to_a_websocket_layer() {
     let (events, sum) = replay("websocket-upgrade");
     assert_eq!(events.len(), 1, "{events:#?}");
     let e = &events[0];
@@ -201,11 +201,13 @@ fn websocket_upgrade_emits_the_101_and_stops_parsing() {
     assert_eq!(s(e, "http.request.headers.upgrade"), "websocket");
     assert_eq!(s(e, "http.response.headers.upgrade"), "websocket");
     assert_clean(&events);
-    // The frames after the 101 are not parsed, though the server's frame carries text that
-    // looks like a status line ("...\r\nHTTP/1.1 200 OK\r\n...").
+    // The frames after the 101 are a WebSocket layer, not parsed, though the server's frame
+    // carries text that looks like a status line ("...\r\nHTTP/1.1 200 OK\r\n...").
     assert_eq!(sum["http"]["upgrades"], 1);
+    assert_eq!(sum["session"]["handoffs"], 1);
+    assert_eq!(sum["session"]["layers"]["websocket"], 1);
     assert!(
-        sum["http"]["passthrough_bytes"].as_u64().unwrap() > 100,
+        sum["session"]["unparsed_bytes"].as_u64().unwrap() > 100,
         "{sum}"
     );
     assert_eq!(sum["http"]["responses"], 1);
@@ -213,22 +215,25 @@ fn websocket_upgrade_emits_the_101_and_stops_parsing() {
 }
 
 #[test]
-fn connect_opens_a_tunnel_that_is_not_parsed() {
+fn connect_opens_a_tunnel_whose_http_is_parsed_as_a_layer_of_its_own() {
     let (events, sum) = replay("connect-tunnel");
-    assert_eq!(events.len(), 1, "the GET inside the tunnel is not parsed");
+    assert_eq!(events.len(), 2, "the CONNECT and the GET inside the tunnel");
     let e = &events[0];
     assert_tx(e, "CONNECT", "api.example:18480", 200, 0, 0);
     assert_eq!(s(e, "url.domain"), "api.example");
     assert!(field(e, "url.path").is_null());
     assert_eq!(s(e, "apitap.endpoint"), "CONNECT api.example:18480");
+    // The tunnelled request: same connection, the next transaction, nginx's answer.
+    let inner = &events[1];
+    assert_tx(inner, "GET", "/v1/tunneled", 200, 0, NGINX_OK);
+    assert_eq!(s(inner, "apitap.flow_id"), s(e, "apitap.flow_id"));
+    assert_eq!(n(inner, "apitap.transaction"), 1);
     assert_clean(&events);
     assert_eq!(sum["http"]["upgrades"], 1);
-    assert_eq!(sum["http"]["requests"], 1);
-    // The tunnelled GET and nginx's answer pass through uncounted as HTTP.
-    assert!(
-        sum["http"]["passthrough_bytes"].as_u64().unwrap() > 200,
-        "{sum}"
-    );
+    assert_eq!(sum["http"]["requests"], 2);
+    assert_eq!(sum["session"]["handoffs"], 1);
+    assert_eq!(sum["session"]["layers"]["http1"], 2);
+    assert_eq!(sum["session"]["unparsed_bytes"], 0);
 }
 
 #[test]

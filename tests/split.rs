@@ -10,9 +10,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
+use apitap_core::{AppParser, FinishCause, ParserEnv};
 use apitap_core::{Direction, FlowKey, HttpTransaction, PacketRef, Side, Timestamp};
 use apitap_flow::{ReassemblyConfig, ReassemblyStats, Segment, StreamEvent, TcpConn};
-use apitap_http::{FinishCause, HttpConfig, HttpConn, HttpStats};
+use apitap_http::{HttpConfig, HttpConn, HttpStats};
 use apitap_wire::{decode, DecodeStats, FileSource};
 use common::*;
 use std::collections::BTreeMap;
@@ -128,8 +129,7 @@ fn parse(
     cut: [Option<usize>; 2],
     cfg: &HttpConfig,
 ) -> Vec<HttpTransaction> {
-    let mut stats = HttpStats::default();
-    let mut out: Vec<HttpTransaction> = Vec::new();
+    let mut env: ParserEnv<HttpConfig, HttpStats> = ParserEnv::new(cfg.clone());
     let mut conn = HttpConn::new();
     let at = PacketRef {
         index: 1,
@@ -140,11 +140,12 @@ fn parse(
         .enumerate()
     {
         let c = cut[i].unwrap_or(0).min(data.len());
-        conn.on_data(dir, &data[..c], at, cfg, &mut stats, &mut out);
-        conn.on_data(dir, &data[c..], at, cfg, &mut stats, &mut out);
+        conn.on_data(dir, &data[..c], &mut env.cx(at));
+        conn.on_data(dir, &data[c..], &mut env.cx(at));
     }
-    conn.on_fin(Direction::ToClient, at, cfg, &mut stats, &mut out);
-    conn.finish(FinishCause::ConnectionClosed, at, cfg, &mut stats, &mut out);
+    conn.on_fin(Direction::ToClient, &mut env.cx(at));
+    conn.finish(FinishCause::ConnectionClosed, &mut env.cx(at));
+    let mut out: Vec<HttpTransaction> = env.out;
     out.sort_by_key(|t| t.key);
     // Keys number transactions by delivery (a split adds one); everything else must match.
     for t in &mut out {

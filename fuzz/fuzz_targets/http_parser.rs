@@ -2,8 +2,8 @@
 //! both directions.
 #![no_main]
 
-use apitap_core::{Direction, PacketRef, Timestamp};
-use apitap_http::{FinishCause, HttpConfig, HttpConn, HttpStats};
+use apitap_core::{AppParser, Direction, FinishCause, PacketRef, ParserEnv, Timestamp};
+use apitap_http::{HttpConfig, HttpConn, HttpStats};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,8 +20,7 @@ fuzz_target!(|data: &[u8]| {
         max_decoded_body_bytes: 4096,
         max_decompression_ratio: 20,
     };
-    let mut stats = HttpStats::default();
-    let mut out = Vec::new();
+    let mut env: ParserEnv<HttpConfig, HttpStats> = ParserEnv::new(cfg.clone());
     let mut conn = HttpConn::new();
     let mut at = PacketRef::default();
     // Records: control byte (direction, gap flag, time step), length byte, bytes.
@@ -34,17 +33,19 @@ fuzz_target!(|data: &[u8]| {
         at.index += 1;
         at.ts = Timestamp(at.ts.0 + i64::from(ctl >> 4) * 100_000_000);
         if ctl & 2 != 0 {
-            conn.on_gap(dir, n as u64 + 1, at, &cfg, &mut stats, &mut out);
+            conn.on_gap(dir, n as u64 + 1, &mut env.cx(at));
         } else if ctl & 4 != 0 {
-            conn.on_fin(dir, at, &cfg, &mut stats, &mut out);
+            conn.on_fin(dir, &mut env.cx(at));
         } else {
-            conn.on_data(dir, &body[..n], at, &cfg, &mut stats, &mut out);
+            let used = conn.on_data(dir, &body[..n], &mut env.cx(at));
+            assert!(used <= n);
+            assert!(used == n || conn.handoff().is_some());
         }
         rest = &body[n..];
     }
-    conn.finish(FinishCause::EndOfCapture, at, &cfg, &mut stats, &mut out);
+    conn.finish(FinishCause::EndOfCapture, &mut env.cx(at));
     assert!(conn.oldest_open().is_none());
-    for tx in &out {
+    for tx in &env.out {
         assert!(tx.request.is_some() || tx.response.is_some());
         if let Some(r) = &tx.request {
             assert!(r.head.buf.len() <= cfg.max_head_bytes);

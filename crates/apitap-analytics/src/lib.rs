@@ -53,13 +53,12 @@ pub mod sensitive;
 pub mod spec;
 pub mod template;
 
-use apitap_core::stable_hash;
 use apitap_core::text::lower_ascii;
+use apitap_core::{stable_hash, Level};
 use foldhash::HashSet;
 use std::collections::BTreeMap;
 
 use hashlink::LruCache;
-use serde::Serialize;
 use serde_json::{json, Value};
 
 pub use alert::{rfc3339_micros, severity_label, Alert, Rule};
@@ -75,72 +74,73 @@ use baseline::{Baselines, Finding};
 use detect::{AuthDetector, BolaDetector, SensitiveScan, ThirdParty};
 use spec::SpecMatch;
 
-/// Counters and sizes of the analytics, for the run summary and metrics. Every bound that
-/// acted has a counter here.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct AnalyticsStats {
-    /// Transactions processed.
-    pub transactions: u64,
-    /// Transactions whose time was before the clock (processed at the clock).
-    pub out_of_order: u64,
-    /// Alerts emitted.
-    pub alerts: u64,
-    /// Alerts emitted, by rule id.
-    pub alerts_by_rule: BTreeMap<String, u64>,
-    /// Alerts held back by suppression.
-    pub alerts_suppressed: u64,
-    /// Alerts of disabled rules (not emitted).
-    pub alerts_disabled: u64,
-    /// Endpoints stored in the inventory.
-    pub endpoints: u64,
-    /// Transactions of new endpoints not stored because the inventory was full.
-    pub endpoints_overflow_transactions: u64,
-    /// Transactions answered 404 on endpoints not in the inventory (not stored).
-    pub endpoints_404_skipped: u64,
-    /// Segment positions being learned.
-    pub template_positions: u64,
-    /// Learned `{param}` positions.
-    pub template_variables: u64,
-    /// Positions forgotten while learning (bound).
-    pub template_positions_evicted: u64,
-    /// Promotions not recorded (bound).
-    pub template_variables_overflow: u64,
-    /// Endpoint baselines.
-    pub baselines: u64,
-    /// Baselines forgotten (bound).
-    pub baselines_evicted: u64,
-    /// Clients tracked for auth failures.
-    pub auth_clients: u64,
-    /// Auth clients forgotten (bound).
-    pub auth_clients_evicted: u64,
-    /// (client, endpoint) pairs tracked for enumeration.
-    pub bola_keys: u64,
-    /// Enumeration pairs forgotten (bound).
-    pub bola_keys_evicted: u64,
-    /// Suppression keys remembered.
-    pub suppression_keys: u64,
-    /// Suppression keys forgotten (bound; such an alert may repeat early).
-    pub suppression_keys_evicted: u64,
-    /// Known destinations (third parties).
-    pub destinations: u64,
-    /// Destinations not remembered (bound).
-    pub destinations_overflow: u64,
-    /// Known (partner, endpoint) pairs.
-    pub partner_endpoints: u64,
-    /// Partner endpoints not remembered (bound).
-    pub partner_endpoints_overflow: u64,
-    /// Transactions matched to a spec operation.
-    pub spec_matched: u64,
-    /// Transactions matching no spec operation.
-    pub spec_unmatched: u64,
-    /// Body samples scanned for sensitive data.
-    pub bodies_scanned: u64,
-    /// Bytes scanned.
-    pub body_bytes_scanned: u64,
-    /// Body samples not scanned (binary).
-    pub bodies_skipped_binary: u64,
-    /// Body samples cut to `sensitive.max_scan_bytes`.
-    pub bodies_truncated: u64,
+apitap_core::counters! {
+    /// Counters and sizes of the analytics, for the run summary and metrics. Every bound that
+    /// acted has a counter here; sizes of the moment are [`Level`]s.
+    pub struct AnalyticsStats {
+        /// Transactions processed.
+        pub transactions: u64,
+        /// Transactions whose time was before the clock (processed at the clock).
+        pub out_of_order: u64,
+        /// Alerts emitted.
+        pub alerts: u64,
+        /// Alerts emitted, by rule id.
+        pub alerts_by_rule: BTreeMap<String, u64>,
+        /// Alerts held back by suppression.
+        pub alerts_suppressed: u64,
+        /// Alerts of disabled rules (not emitted).
+        pub alerts_disabled: u64,
+        /// Endpoints stored in the inventory.
+        pub endpoints: Level,
+        /// Transactions of new endpoints not stored because the inventory was full.
+        pub endpoints_overflow_transactions: u64,
+        /// Transactions answered 404 on endpoints not in the inventory (not stored).
+        pub endpoints_404_skipped: u64,
+        /// Segment positions being learned.
+        pub template_positions: Level,
+        /// Learned `{param}` positions.
+        pub template_variables: Level,
+        /// Positions forgotten while learning (bound).
+        pub template_positions_evicted: u64,
+        /// Promotions not recorded (bound).
+        pub template_variables_overflow: u64,
+        /// Endpoint baselines.
+        pub baselines: Level,
+        /// Baselines forgotten (bound).
+        pub baselines_evicted: u64,
+        /// Clients tracked for auth failures.
+        pub auth_clients: Level,
+        /// Auth clients forgotten (bound).
+        pub auth_clients_evicted: u64,
+        /// (client, endpoint) pairs tracked for enumeration.
+        pub bola_keys: Level,
+        /// Enumeration pairs forgotten (bound).
+        pub bola_keys_evicted: u64,
+        /// Suppression keys remembered.
+        pub suppression_keys: Level,
+        /// Suppression keys forgotten (bound; such an alert may repeat early).
+        pub suppression_keys_evicted: u64,
+        /// Known destinations (third parties).
+        pub destinations: Level,
+        /// Destinations not remembered (bound).
+        pub destinations_overflow: u64,
+        /// Known (partner, endpoint) pairs.
+        pub partner_endpoints: Level,
+        /// Partner endpoints not remembered (bound).
+        pub partner_endpoints_overflow: u64,
+        /// Transactions matched to a spec operation.
+        pub spec_matched: u64,
+        /// Transactions matching no spec operation.
+        pub spec_unmatched: u64,
+        /// Body samples scanned for sensitive data.
+        pub bodies_scanned: u64,
+        /// Bytes scanned.
+        pub body_bytes_scanned: u64,
+        /// Body samples not scanned (binary).
+        pub bodies_skipped_binary: u64,
+        /// Body samples cut to `sensitive.max_scan_bytes`.
+        pub bodies_truncated: u64,
+    }
 }
 
 /// The analytics engine. Single-threaded; feed transactions in order.
@@ -826,26 +826,26 @@ impl Analytics {
     /// Counters and sizes.
     pub fn stats(&self) -> AnalyticsStats {
         let mut s = self.stats.clone();
-        s.endpoints = self.inventory.len() as u64;
+        s.endpoints = Level(self.inventory.len() as u64);
         s.endpoints_overflow_transactions = self.inventory.overflow_transactions;
         s.endpoints_404_skipped = self.inventory.skipped_404;
         let (learning, vars) = self.inventory.templater.sizes();
-        s.template_positions = learning as u64;
-        s.template_variables = vars as u64;
+        s.template_positions = Level(learning as u64);
+        s.template_variables = Level(vars as u64);
         s.template_positions_evicted = self.inventory.templater.counters.positions_evicted;
         s.template_variables_overflow = self.inventory.templater.counters.variables_overflow;
-        s.baselines = self.baselines.len() as u64;
+        s.baselines = Level(self.baselines.len() as u64);
         s.baselines_evicted = self.baselines.evicted;
-        s.auth_clients = self.auth.len() as u64;
+        s.auth_clients = Level(self.auth.len() as u64);
         s.auth_clients_evicted = self.auth.evicted;
-        s.bola_keys = self.bola.len() as u64;
+        s.bola_keys = Level(self.bola.len() as u64);
         s.bola_keys_evicted = self.bola.evicted;
-        s.suppression_keys = self.suppress.len() as u64;
+        s.suppression_keys = Level(self.suppress.len() as u64);
         s.suppression_keys_evicted = self.suppress_evicted;
         let (dests, peps) = self.third.sizes();
-        s.destinations = dests as u64;
+        s.destinations = Level(dests as u64);
         s.destinations_overflow = self.third.dest_overflow;
-        s.partner_endpoints = peps as u64;
+        s.partner_endpoints = Level(peps as u64);
         s.partner_endpoints_overflow = self.third.partner_overflow;
         for c in [self.req_scan.counters, self.resp_scan.counters] {
             s.bodies_scanned += c.bodies_scanned;

@@ -4,16 +4,19 @@
 //!
 //! Nothing in here parses untrusted packets; it is plain data plus small helpers.
 
+pub mod counters;
 pub mod endpoint;
 pub mod flow;
 pub mod hash;
 pub mod http;
 pub mod output;
 pub mod packet;
+pub mod parser;
 pub mod text;
 pub mod time;
 pub mod url;
 
+pub use counters::{Level, Merge, Peak};
 pub use flow::{Direction, Endpoint, FlowKey, Side};
 pub use hash::{stable_hash, StableHasher};
 pub use http::{
@@ -22,5 +25,6 @@ pub use http::{
 };
 pub use output::EncodedEvent;
 pub use packet::{Encap, PacketBatch, PacketMeta, TcpFlags, Tunnel, TunnelKind};
+pub use parser::{AppParser, FinishCause, Handoff, ParseCx, ParserEnv, Probe, UpgradeTo};
 pub use text::utf8_lossy;
 pub use time::{PacketRef, SortKey, Timestamp};

@@ -49,52 +49,35 @@ impl Default for ReassemblyConfig {
     }
 }
 
-/// Reassembly counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReassemblyStats {
-    /// Segments seen (with or without payload).
-    pub segments: u64,
-    /// Segments delivered straight from the caller's payload (possibly after trimming an
-    /// already delivered prefix).
-    pub in_order_segments: u64,
-    /// Segments buffered because they arrived ahead of a hole.
-    pub ooo_segments_buffered: u64,
-    /// Segments whose data had all been seen already, delivered or buffered (dropped).
-    pub retransmitted_segments: u64,
-    /// Segments partly overlapping data already delivered or buffered (trimmed).
-    pub partial_overlaps: u64,
-    /// Overlaps whose bytes differ from the copy kept (first copy wins): an evasion sign.
-    pub overlap_conflicts: u64,
-    /// Times the out-of-order buffer was full and the hole in front of it was declared a gap.
-    pub ooo_overflow_flushes: u64,
-    /// Segments too far ahead of the stream to be plausible (dropped).
-    pub out_of_window: u64,
-    /// Gaps reported.
-    pub gaps: u64,
-    /// Bytes reported as gaps.
-    pub gap_bytes: u64,
-    /// Payload bytes missing because the capture's snap length cut the frame (these bytes
-    /// are also reported as gaps, then or later).
-    pub truncated_payload_bytes: u64,
-    /// Payload bytes after a RST or beyond a FIN (ignored). Counts bytes, not segments.
-    pub data_after_close: u64,
-}
-
-impl ReassemblyStats {
-    /// Adds another set of counters.
-    pub fn add(&mut self, o: &ReassemblyStats) {
-        self.segments += o.segments;
-        self.in_order_segments += o.in_order_segments;
-        self.ooo_segments_buffered += o.ooo_segments_buffered;
-        self.retransmitted_segments += o.retransmitted_segments;
-        self.partial_overlaps += o.partial_overlaps;
-        self.overlap_conflicts += o.overlap_conflicts;
-        self.ooo_overflow_flushes += o.ooo_overflow_flushes;
-        self.out_of_window += o.out_of_window;
-        self.gaps += o.gaps;
-        self.gap_bytes += o.gap_bytes;
-        self.truncated_payload_bytes += o.truncated_payload_bytes;
-        self.data_after_close += o.data_after_close;
+apitap_core::counters! {
+    /// Reassembly counters.
+    pub struct ReassemblyStats {
+        /// Segments seen (with or without payload).
+        pub segments: u64,
+        /// Segments delivered straight from the caller's payload (possibly after trimming an
+        /// already delivered prefix).
+        pub in_order_segments: u64,
+        /// Segments buffered because they arrived ahead of a hole.
+        pub ooo_segments_buffered: u64,
+        /// Segments whose data had all been seen already, delivered or buffered (dropped).
+        pub retransmitted_segments: u64,
+        /// Segments partly overlapping data already delivered or buffered (trimmed).
+        pub partial_overlaps: u64,
+        /// Overlaps whose bytes differ from the copy kept (first copy wins): an evasion sign.
+        pub overlap_conflicts: u64,
+        /// Times the out-of-order buffer was full and the hole in front of it was declared a gap.
+        pub ooo_overflow_flushes: u64,
+        /// Segments too far ahead of the stream to be plausible (dropped).
+        pub out_of_window: u64,
+        /// Gaps reported.
+        pub gaps: u64,
+        /// Bytes reported as gaps.
+        pub gap_bytes: u64,
+        /// Payload bytes missing because the capture's snap length cut the frame (these bytes
+        /// are also reported as gaps, then or later).
+        pub truncated_payload_bytes: u64,
+        /// Payload bytes after a RST or beyond a FIN (ignored). Counts bytes, not segments.
+        pub data_after_close: u64,
     }
 }
 

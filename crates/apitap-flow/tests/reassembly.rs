@@ -1,7 +1,7 @@
 //! Reassembly behaviour, rule by rule, plus properties over random segmentations.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use apitap_core::{Side, TcpFlags};
+use apitap_core::{Merge, Side, TcpFlags};
 use apitap_flow::{ReassemblyConfig, ReassemblyStats, Segment, StreamEvent, TcpConn};
 use proptest::prelude::*;
 
@@ -846,7 +846,7 @@ fn stats_add_sums_every_counter() {
         data_after_close: 12,
     };
     let b = a.clone();
-    a.add(&b);
+    a.merge(&b);
     assert_eq!(
         a,
         ReassemblyStats {

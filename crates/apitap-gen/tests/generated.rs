@@ -147,9 +147,9 @@ fn reassembly_memory_cap_holds_and_is_counted() {
     );
     // One segment (at most 1460 bytes here) may land before the cap acts.
     assert!(
-        tight.workers.ooo_bytes_peak <= (cap + 1460) as u64,
+        tight.workers.ooo_bytes_peak.0 <= (cap + 1460) as u64,
         "{}",
-        tight.workers.ooo_bytes_peak
+        tight.workers.ooo_bytes_peak.0
     );
     // Transactions are still reported (with gap anomalies), none lost silently.
     assert!(tight_events >= 590, "{tight_events}");

@@ -1,7 +1,7 @@
 //! Body capture: which bodies are kept, and content decoding (gzip, deflate, br) with
 //! decompression-bomb limits.
 
-use crate::conn::{HttpConfig, HttpStats};
+use crate::{HttpConfig, HttpStats};
 use apitap_core::{Anomalies, Anomaly, CapturedBody, Head};
 use std::io::Read;
 

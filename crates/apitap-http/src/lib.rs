@@ -1,15 +1,26 @@
 //! HTTP/1.x stream parser and transaction pairing for apitap.
 //!
-//! The parser contract follows Suricata's app-layer one: it is fed reassembled bytes per
-//! direction in arbitrary splits (`on_data`), told about holes (`on_gap`) after which it
-//! resynchronises at the next request or status line, and told when a side or the whole
-//! connection ends. Requests and responses are paired first-in first-out; every started
-//! transaction is eventually emitted, complete or with a reason.
+//! [`HttpConn`] implements [`apitap_core::AppParser`], the contract every application
+//! parser follows (after Suricata's app-layer one): it is fed reassembled bytes per
+//! direction in arbitrary splits, told about holes (after which it resynchronises at the
+//! next request or status line) and told when a side or the whole connection ends.
+//! Requests and responses are paired first in first out; every started transaction is
+//! eventually handed out, complete or with a reason. A 101 or a CONNECT tunnel hands the
+//! rest of the stream on ([`apitap_core::Handoff`]).
+//!
+//! - [`config`], [`stats`]: bounds and counters.
+//! - `conn`: the connection: pairing, and framing per direction.
+//! - `head`: the head parser (httparse); `body`: capture and content decoding.
+//! - [`sniff`]: the cheap first-bytes probe.
 
 mod body;
+pub mod config;
 mod conn;
 mod head;
-mod sniff;
+pub mod sniff;
+pub mod stats;
 
-pub use conn::{FinishCause, HttpConfig, HttpConn, HttpStats};
-pub use sniff::sniff_direction;
+pub use config::HttpConfig;
+pub use conn::HttpConn;
+pub use sniff::probe;
+pub use stats::HttpStats;

@@ -1,7 +1,7 @@
 //! Cheap checks on the first bytes of a message: does this look like a request line or a
-//! status line?
+//! status line? [`probe`] is HTTP/1.x's answer to protocol detection.
 
-use apitap_core::Direction;
+use apitap_core::{Direction, Probe};
 
 /// Answer of a prefix check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,16 +52,14 @@ pub(crate) fn looks_like_response(data: &[u8]) -> Looks {
     }
 }
 
-/// Which way the first payload of a connection whose handshake was not seen goes:
-/// `Some(ToServer)` for a request line, `Some(ToClient)` for a status line, `None` when
-/// unsure.
-pub fn sniff_direction(data: &[u8]) -> Option<Direction> {
-    if looks_like_response(data) == Looks::Yes {
-        Some(Direction::ToClient)
-    } else if looks_like_request(data) == Looks::Yes {
-        Some(Direction::ToServer)
-    } else {
-        None
+/// Is this the start of HTTP/1.x, and which way does it go? A status line goes to the
+/// client, a request line to the server.
+pub fn probe(data: &[u8]) -> Probe {
+    match (looks_like_response(data), looks_like_request(data)) {
+        (Looks::Yes, _) => Probe::Yes(Some(Direction::ToClient)),
+        (_, Looks::Yes) => Probe::Yes(Some(Direction::ToServer)),
+        (Looks::No, Looks::No) => Probe::No,
+        _ => Probe::NeedMore,
     }
 }
 
@@ -92,12 +90,17 @@ mod tests {
         assert_eq!(looks_like_response(b"HTTP/1.1 200 OK"), Looks::Yes);
         assert_eq!(looks_like_response(b"HTT"), Looks::NeedMore);
         assert_eq!(looks_like_response(b"HTTP/2 200"), Looks::No);
-        assert_eq!(sniff_direction(b"HTTP/1.0 404"), Some(Direction::ToClient));
         assert_eq!(
-            sniff_direction(b"POST /x HTTP/1.1"),
-            Some(Direction::ToServer)
+            probe(b"HTTP/1.0 404"),
+            Probe::Yes(Some(Direction::ToClient))
         );
-        assert_eq!(sniff_direction(b"GE"), None);
-        assert_eq!(sniff_direction(b"\x00\x01"), None);
+        assert_eq!(
+            probe(b"POST /x HTTP/1.1"),
+            Probe::Yes(Some(Direction::ToServer))
+        );
+        assert_eq!(probe(b"GE"), Probe::NeedMore);
+        assert_eq!(probe(b"HT"), Probe::NeedMore);
+        assert_eq!(probe(b"\x00\x01"), Probe::No);
+        assert_eq!(probe(b"\x16\x03\x01"), Probe::No);
     }
 }

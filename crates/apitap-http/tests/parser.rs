@@ -2,16 +2,17 @@
 //! anywhere" properties.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use apitap_core::{Anomaly, Direction, HttpTransaction, IncompleteReason, PacketRef, Timestamp};
-use apitap_http::{FinishCause, HttpConfig, HttpConn, HttpStats};
+use apitap_core::{
+    Anomaly, AppParser, Direction, FinishCause, Handoff, HttpTransaction, IncompleteReason,
+    PacketRef, ParserEnv, Timestamp, UpgradeTo,
+};
+use apitap_http::{HttpConfig, HttpConn, HttpStats};
 use proptest::prelude::*;
 use Direction::{ToClient as S2C, ToServer as C2S};
 
 struct H {
     conn: HttpConn,
-    cfg: HttpConfig,
-    stats: HttpStats,
-    out: Vec<HttpTransaction>,
+    env: ParserEnv<HttpConfig, HttpStats>,
     at: PacketRef,
 }
 
@@ -22,9 +23,7 @@ impl H {
     fn with(cfg: HttpConfig) -> Self {
         H {
             conn: HttpConn::new(),
-            cfg,
-            stats: HttpStats::default(),
-            out: Vec::new(),
+            env: ParserEnv::new(cfg),
             at: PacketRef {
                 index: 1,
                 ts: Timestamp::from_millis(1_000),
@@ -35,35 +34,26 @@ impl H {
         self.at.index += 1;
         self.at.ts = Timestamp(self.at.ts.0 + ms * 1_000_000);
     }
-    fn send(&mut self, dir: Direction, data: &[u8]) {
+    /// Feeds `data`; returns the bytes the parser used.
+    fn send(&mut self, dir: Direction, data: &[u8]) -> usize {
         self.tick(1);
-        self.conn.on_data(
-            dir,
-            data,
-            self.at,
-            &self.cfg,
-            &mut self.stats,
-            &mut self.out,
-        );
+        self.conn.on_data(dir, data, &mut self.env.cx(self.at))
     }
     fn gap(&mut self, dir: Direction, len: u64) {
         self.tick(1);
-        self.conn
-            .on_gap(dir, len, self.at, &self.cfg, &mut self.stats, &mut self.out);
+        self.conn.on_gap(dir, len, &mut self.env.cx(self.at));
     }
     fn fin(&mut self, dir: Direction) {
         self.tick(1);
-        self.conn
-            .on_fin(dir, self.at, &self.cfg, &mut self.stats, &mut self.out);
+        self.conn.on_fin(dir, &mut self.env.cx(self.at));
     }
     fn finish(&mut self, cause: FinishCause) {
         self.tick(1);
-        self.conn
-            .finish(cause, self.at, &self.cfg, &mut self.stats, &mut self.out);
+        self.conn.finish(cause, &mut self.env.cx(self.at));
     }
     /// (method, target, status, req body, resp body, incomplete) per transaction, by key.
     fn summary(&self) -> Vec<(String, String, u16, u64, u64, Option<IncompleteReason>)> {
-        let mut txs = self.out.clone();
+        let mut txs = self.env.out.clone();
         txs.sort_by_key(|t| t.key);
         txs.iter()
             .map(|t| {
@@ -88,7 +78,7 @@ impl H {
             .collect()
     }
     fn anomalies(&self, i: usize) -> Vec<Anomaly> {
-        let mut txs = self.out.clone();
+        let mut txs = self.env.out.clone();
         txs.sort_by_key(|t| t.key);
         txs[i].anomalies.iter().collect()
     }
@@ -108,12 +98,12 @@ fn row(
 fn simple_get() {
     let mut h = H::new();
     h.send(C2S, b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(h.out.is_empty());
+    assert!(h.env.out.is_empty());
     assert!(h.conn.oldest_open().is_some());
     h.send(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
     assert_eq!(h.summary(), vec![row("GET", "/a?b=1", 200, 0, 5)]);
     assert!(h.conn.oldest_open().is_none());
-    let tx = &h.out[0];
+    let tx = &h.env.out[0];
     assert_eq!(
         tx.request.as_ref().unwrap().head.header("host"),
         Some(&b"x"[..])
@@ -138,7 +128,7 @@ fn keep_alive_and_pipelining_pair_fifo() {
             row("POST", "/3", 201, 3, 0)
         ]
     );
-    let ords: Vec<u32> = h.out.iter().map(|t| t.key.ordinal).collect();
+    let ords: Vec<u32> = h.env.out.iter().map(|t| t.key.ordinal).collect();
     assert_eq!(ords, [0, 1, 2]);
 }
 
@@ -150,10 +140,10 @@ fn chunked_with_extensions_and_trailers() {
     h.send(S2C, resp);
     assert_eq!(h.summary(), vec![row("GET", "/", 200, 0, 11)]);
     assert_eq!(
-        h.out[0].response.as_ref().unwrap().wire_bytes,
+        h.env.out[0].response.as_ref().unwrap().wire_bytes,
         resp.len() as u64
     );
-    assert_eq!(h.out[0].request.as_ref().unwrap().wire_bytes, 18);
+    assert_eq!(h.env.out[0].request.as_ref().unwrap().wire_bytes, 18);
     assert_eq!(h.anomalies(0), vec![Anomaly::Trailers]);
 }
 
@@ -174,7 +164,7 @@ fn close_delimited_response_ends_at_fin() {
     h.send(C2S, b"GET / HTTP/1.0\r\n\r\n");
     h.send(S2C, b"HTTP/1.0 200 OK\r\n\r\nsome ");
     h.send(S2C, b"bytes");
-    assert!(h.out.is_empty());
+    assert!(h.env.out.is_empty());
     h.fin(S2C);
     assert_eq!(h.summary(), vec![row("GET", "/", 200, 0, 10)]);
 }
@@ -214,29 +204,58 @@ fn expect_100_continue_is_one_transaction() {
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     );
     assert_eq!(h.summary(), vec![row("POST", "/up", 200, 4, 2)]);
-    assert_eq!(h.out[0].response.as_ref().unwrap().interim_count, 2);
+    assert_eq!(h.env.out[0].response.as_ref().unwrap().interim_count, 2);
     // Both interim heads (25 + 25) and the final response (40 + 2) are on the wire.
-    assert_eq!(h.out[0].response.as_ref().unwrap().wire_bytes, 25 + 25 + 40);
-    assert_eq!(h.out[0].request.as_ref().unwrap().wire_bytes, 62 + 4);
-    assert_eq!(h.stats.interim_responses, 2);
+    assert_eq!(
+        h.env.out[0].response.as_ref().unwrap().wire_bytes,
+        25 + 25 + 40
+    );
+    assert_eq!(h.env.out[0].request.as_ref().unwrap().wire_bytes, 62 + 4);
+    assert_eq!(h.env.stats.interim_responses, 2);
 }
 
 #[test]
-fn upgrade_101_stops_parsing() {
+fn upgrade_101_hands_the_rest_of_the_stream_on() {
     let mut h = H::new();
     h.send(
         C2S,
         b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
     );
-    h.send(
-        S2C,
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello",
+    let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+    let mut delivery = head.to_vec();
+    delivery.extend_from_slice(b"\x81\x05hello");
+    assert_eq!(
+        h.send(S2C, &delivery),
+        head.len(),
+        "the frame is the next layer's"
     );
-    h.send(C2S, b"\x81\x85garbage");
+    assert_eq!(h.send(C2S, b"\x81\x85garbage"), 0);
     assert_eq!(h.summary(), vec![row("GET", "/ws", 101, 0, 0)]);
     assert!(h.conn.is_passthrough());
-    assert_eq!(h.stats.upgrades, 1);
-    assert!(h.stats.passthrough_bytes > 0);
+    assert_eq!(
+        h.conn.handoff(),
+        Some(Handoff::Upgrade(UpgradeTo::WebSocket))
+    );
+    assert_eq!(h.env.stats.upgrades, 1);
+    assert_eq!(h.env.stats.non_http_bytes, 0);
+}
+
+#[test]
+fn upgrade_names_h2c_and_anything_else() {
+    for (header, to) in [
+        ("Upgrade: h2c\r\n", UpgradeTo::H2c),
+        ("Upgrade: WebSocket, foo\r\n", UpgradeTo::WebSocket),
+        ("Upgrade: irc/6.9\r\n", UpgradeTo::Other),
+        ("", UpgradeTo::Other),
+    ] {
+        let mut h = H::new();
+        h.send(C2S, b"GET / HTTP/1.1\r\n\r\n");
+        h.send(
+            S2C,
+            format!("HTTP/1.1 101 Switching\r\n{header}\r\n").as_bytes(),
+        );
+        assert_eq!(h.conn.handoff(), Some(Handoff::Upgrade(to)), "{header:?}");
+    }
 }
 
 #[test]
@@ -247,12 +266,17 @@ fn connect_200_makes_a_tunnel() {
         b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
     );
     h.send(S2C, b"HTTP/1.1 200 Connection established\r\n\r\n");
-    h.send(C2S, b"\x16\x03\x01\x02\x00");
+    assert_eq!(
+        h.send(C2S, b"\x16\x03\x01\x02\x00"),
+        0,
+        "the tunnel's bytes"
+    );
     assert_eq!(
         h.summary(),
         vec![row("CONNECT", "example.com:443", 200, 0, 0)]
     );
     assert!(h.conn.is_passthrough());
+    assert_eq!(h.conn.handoff(), Some(Handoff::Tunnel));
 }
 
 #[test]
@@ -274,8 +298,8 @@ fn timeout_by_expire_and_lazily() {
     });
     h.send(C2S, b"GET /slow HTTP/1.1\r\n\r\n");
     h.tick(500);
-    h.conn.expire(h.at, &h.cfg, &mut h.stats, &mut h.out);
-    assert!(h.out.is_empty());
+    h.conn.expire(&mut h.env.cx(h.at));
+    assert!(h.env.out.is_empty());
     h.tick(600);
     // No sweep: the late response itself triggers the check first.
     h.send(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
@@ -336,7 +360,7 @@ fn gap_in_head_resyncs_at_next_request() {
     assert_eq!(s[0].1, "/next");
     assert!(h.anomalies(0).contains(&Anomaly::Gap));
     assert!(h.anomalies(0).contains(&Anomaly::SkippedBytes));
-    assert!(h.stats.bytes_skipped > 0);
+    assert!(h.env.stats.bytes_skipped > 0);
 }
 
 #[test]
@@ -393,9 +417,9 @@ fn garbage_never_becomes_a_transaction() {
     h.send(C2S, b"hello world\r\n\r\n");
     h.send(S2C, &[0u8; 500]);
     h.finish(FinishCause::EndOfCapture);
-    assert!(h.out.is_empty());
-    assert!(h.stats.bytes_skipped > 0);
-    assert!(h.stats.invalid_start_lines >= 2);
+    assert!(h.env.out.is_empty());
+    assert!(h.env.stats.bytes_skipped > 0);
+    assert!(h.env.stats.invalid_start_lines >= 2);
 }
 
 #[test]
@@ -410,9 +434,9 @@ fn tls_is_given_up_at_once() {
     h.send(S2C, &[0x16, 0x03, 0x03, 0x00, 0x5a, 0x02]);
     h.send(C2S, b"GET / HTTP/1.1\r\n\r\n"); // inside the tunnel: not parsed
     h.finish(FinishCause::ConnectionClosed);
-    assert!(h.out.is_empty());
+    assert!(h.env.out.is_empty());
     assert!(h.conn.is_passthrough());
-    assert_eq!(h.stats.non_http_connections, 1);
+    assert_eq!(h.env.stats.non_http_connections, 1);
     assert!(h.conn.oldest_open().is_none());
 }
 
@@ -426,11 +450,11 @@ fn non_http_bytes_are_given_up_after_the_bound() {
         h.send(C2S, &[0u8; 300]);
     }
     assert!(h.conn.is_passthrough());
-    assert_eq!(h.stats.non_http_connections, 1);
-    let skipped = h.stats.bytes_skipped;
+    assert_eq!(h.env.stats.non_http_connections, 1);
+    let skipped = h.env.stats.bytes_skipped;
     h.send(C2S, &[0u8; 300]);
     assert_eq!(
-        h.stats.bytes_skipped, skipped,
+        h.env.stats.bytes_skipped, skipped,
         "no more scanning once given up"
     );
     // A connection that spoke HTTP once is never given up, however much garbage follows.
@@ -443,7 +467,7 @@ fn non_http_bytes_are_given_up_after_the_bound() {
         ok.send(C2S, &[0u8; 300]);
     }
     assert!(!ok.conn.is_passthrough());
-    assert_eq!(ok.stats.non_http_connections, 0);
+    assert_eq!(ok.env.stats.non_http_connections, 0);
 }
 
 #[test]
@@ -457,21 +481,27 @@ fn head_too_large_is_skipped_and_counted() {
     h.send(C2S, &big);
     h.send(C2S, b"\r\n\r\nGET /ok HTTP/1.1\r\n\r\n");
     h.send(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-    assert_eq!(h.stats.heads_too_large, 1);
+    assert_eq!(h.env.stats.heads_too_large, 1);
     // The oversize request is kept from its request line and answered by the first
     // response; the next request waits for its own.
     let s = h.summary();
     assert_eq!(s, vec![row("GET", "/", 200, 0, 0)]);
     assert_eq!(h.anomalies(0), vec![Anomaly::HeadTooLarge]);
-    assert!(h.out[0].request.as_ref().unwrap().head.headers.is_empty());
+    assert!(h.env.out[0]
+        .request
+        .as_ref()
+        .unwrap()
+        .head
+        .headers
+        .is_empty());
     assert_eq!(
-        h.out[0].request.as_ref().unwrap().wire_bytes,
+        h.env.out[0].request.as_ref().unwrap().wire_bytes,
         big.len() as u64 + 4
     );
     h.send(S2C, b"HTTP/1.1 204 No Content\r\n\r\n");
     assert_eq!(h.summary()[1], row("GET", "/ok", 204, 0, 0));
     assert!(h.anomalies(1).is_empty(), "{:?}", h.anomalies(1));
-    assert_eq!(h.stats.bytes_skipped, 0);
+    assert_eq!(h.env.stats.bytes_skipped, 0);
 
     // A request line too long to parse within the limit: skipped, flagged on the next one.
     let mut h = H::with(HttpConfig {
@@ -575,7 +605,7 @@ fn pending_overflow_gives_up_oldest() {
         C2S,
         b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n",
     );
-    assert_eq!(h.stats.pipeline_overflows, 1);
+    assert_eq!(h.env.stats.pipeline_overflows, 1);
     assert_eq!(h.summary()[0].5, Some(IncompleteReason::PipelineOverflow));
     assert_eq!(h.summary()[0].1, "/1");
 }
@@ -611,8 +641,7 @@ fn run_with(
     req_cuts: &[usize],
     resp_cuts: &[usize],
 ) -> Vec<HttpTransaction> {
-    let mut stats = HttpStats::default();
-    let mut out = Vec::new();
+    let mut env: ParserEnv<HttpConfig, HttpStats> = ParserEnv::new(cfg.clone());
     let mut conn = HttpConn::new();
     let at = PacketRef {
         index: 1,
@@ -625,11 +654,12 @@ fn run_with(
         points.sort_unstable();
         points.dedup();
         for w in points.windows(2) {
-            conn.on_data(dir, &data[w[0]..w[1]], at, cfg, &mut stats, &mut out);
+            conn.on_data(dir, &data[w[0]..w[1]], &mut env.cx(at));
         }
     }
-    conn.on_fin(S2C, at, cfg, &mut stats, &mut out);
-    conn.finish(FinishCause::ConnectionClosed, at, cfg, &mut stats, &mut out);
+    conn.on_fin(S2C, &mut env.cx(at));
+    conn.finish(FinishCause::ConnectionClosed, &mut env.cx(at));
+    let mut out = env.out;
     out.sort_by_key(|t| t.key);
     out
 }
@@ -677,25 +707,24 @@ proptest! {
         ], 0..20),
     ) {
         let cfg = HttpConfig { max_head_bytes: 256, ..HttpConfig::default() };
-        let mut stats = HttpStats::default();
-        let mut out = Vec::new();
+        let mut env: ParserEnv<HttpConfig, HttpStats> = ParserEnv::new(cfg);
         let mut conn = HttpConn::new();
         let mut at = PacketRef { index: 1, ts: Timestamp(0) };
         for (i, s) in seed.iter().enumerate() {
             let dir = if i % 2 == 0 { C2S } else { S2C };
-            conn.on_data(dir, s, at, &cfg, &mut stats, &mut out);
+            conn.on_data(dir, s, &mut env.cx(at));
         }
         for (to_server, bytes, gap) in &chunks {
             at.index += 1;
             let dir = if *to_server { C2S } else { S2C };
-            conn.on_data(dir, bytes, at, &cfg, &mut stats, &mut out);
+            conn.on_data(dir, bytes, &mut env.cx(at));
             if *gap > 40 {
-                conn.on_gap(dir, *gap, at, &cfg, &mut stats, &mut out);
+                conn.on_gap(dir, *gap, &mut env.cx(at));
             }
         }
-        conn.finish(FinishCause::EndOfCapture, at, &cfg, &mut stats, &mut out);
+        conn.finish(FinishCause::EndOfCapture, &mut env.cx(at));
         prop_assert!(conn.oldest_open().is_none());
-        for t in &out {
+        for t in &env.out {
             prop_assert!(t.request.is_some() || t.response.is_some());
         }
     }

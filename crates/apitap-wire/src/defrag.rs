@@ -56,57 +56,27 @@ impl Default for DefragLimits {
     }
 }
 
-/// Reassembly counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DefragStats {
-    /// Fragments handed to reassembly.
-    pub fragments: u64,
-    /// Datagrams reassembled.
-    pub reassembled: u64,
-    /// Fragments that overlapped bytes already held (first wins; not a drop).
-    pub overlaps: u64,
-    /// Datagrams dropped incomplete after `timeout_ms`.
-    pub timed_out: u64,
-    /// Datagrams dropped to stay within `max_datagrams` or `max_bytes`.
-    pub evicted: u64,
-    /// Datagrams dropped for having more than `max_fragments` fragments.
-    pub too_many_fragments: u64,
-    /// Datagrams dropped for being longer than IP allows.
-    pub too_big: u64,
-    /// Fragments dropped for impossible offsets or lengths, or headers that do not parse.
-    pub bad_fragments: u64,
-    /// Fragments discarded in all (those of dropped datagrams included).
-    pub fragments_dropped: u64,
-}
-
-impl DefragStats {
-    /// Adds every counter of `other` to this one.
-    pub fn add(&mut self, o: &DefragStats) {
-        self.fragments = self.fragments.saturating_add(o.fragments);
-        self.reassembled = self.reassembled.saturating_add(o.reassembled);
-        self.overlaps = self.overlaps.saturating_add(o.overlaps);
-        self.timed_out = self.timed_out.saturating_add(o.timed_out);
-        self.evicted = self.evicted.saturating_add(o.evicted);
-        self.too_many_fragments = self.too_many_fragments.saturating_add(o.too_many_fragments);
-        self.too_big = self.too_big.saturating_add(o.too_big);
-        self.bad_fragments = self.bad_fragments.saturating_add(o.bad_fragments);
-        self.fragments_dropped = self.fragments_dropped.saturating_add(o.fragments_dropped);
-    }
-
-    /// Every counter by its stable snake_case name, in a fixed order.
-    pub fn counters(&self) -> impl Iterator<Item = (&'static str, u64)> {
-        [
-            ("fragments", self.fragments),
-            ("reassembled", self.reassembled),
-            ("overlaps", self.overlaps),
-            ("timed_out", self.timed_out),
-            ("evicted", self.evicted),
-            ("too_many_fragments", self.too_many_fragments),
-            ("too_big", self.too_big),
-            ("bad_fragments", self.bad_fragments),
-            ("fragments_dropped", self.fragments_dropped),
-        ]
-        .into_iter()
+apitap_core::counters! {
+    /// Reassembly counters.
+    pub struct DefragStats {
+        /// Fragments handed to reassembly.
+        pub fragments: u64,
+        /// Datagrams reassembled.
+        pub reassembled: u64,
+        /// Fragments that overlapped bytes already held (first wins; not a drop).
+        pub overlaps: u64,
+        /// Datagrams dropped incomplete after `timeout_ms`.
+        pub timed_out: u64,
+        /// Datagrams dropped to stay within `max_datagrams` or `max_bytes`.
+        pub evicted: u64,
+        /// Datagrams dropped for having more than `max_fragments` fragments.
+        pub too_many_fragments: u64,
+        /// Datagrams dropped for being longer than IP allows.
+        pub too_big: u64,
+        /// Fragments dropped for impossible offsets or lengths, or headers that do not parse.
+        pub bad_fragments: u64,
+        /// Fragments discarded in all (those of dropped datagrams included).
+        pub fragments_dropped: u64,
     }
 }
 

@@ -28,4 +28,4 @@ pub use decoder::Decoder;
 pub use defrag::{Defrag, DefragLimits, DefragStats};
 pub use live::{list_interfaces, CaptureOptions, InterfaceStats, LiveSource};
 pub use source::{FileSource, RawPacket, WireError};
-pub use stats::DecodeStats;
+pub use stats::{DecodeStats, Skip, Skipped};

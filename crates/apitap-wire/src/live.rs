@@ -29,7 +29,7 @@ pub struct CaptureOptions {
 }
 
 /// Counters of one interface, from libpcap and from reading.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct InterfaceStats {
     /// Interface name.
     pub name: String,

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use apitap_core::{Encap, PacketMeta, PacketRef, Timestamp, Tunnel, TunnelKind};
-use apitap_wire::{decode, DecodeStats, Decoder, DefragLimits, LinkType};
+use apitap_wire::{decode, DecodeStats, Decoder, DefragLimits, LinkType, Skip};
 use etherparse::PacketBuilder;
 use proptest::prelude::*;
 
@@ -475,7 +475,14 @@ fn fragments_inside_and_outside_a_tunnel() {
         m.encap.tunnel.map(|t| (t.kind, t.id)),
         Some((TunnelKind::Vxlan, Some(42)))
     );
-    assert_eq!((stats.packets, stats.tcp, stats.ip_fragments), (3, 1, 2));
+    assert_eq!(
+        (
+            stats.packets,
+            stats.tcp,
+            stats.skipped.get(Skip::IpFragment)
+        ),
+        (3, 1, 2)
+    );
     assert_eq!(stats.defrag.reassembled, 1);
 
     // The outer (GRE) packet fragmented.
@@ -516,7 +523,7 @@ fn a_fragment_inside_a_reassembled_datagram_goes_round_again() {
     assert_eq!(m.encap, tunnel(TunnelKind::Gre, Some(5)));
     assert_eq!(stats.packets, frames.len() as u64);
     assert_eq!(
-        (stats.tcp, stats.ip_fragments),
+        (stats.tcp, stats.skipped.get(Skip::IpFragment)),
         (1, frames.len() as u64 - 1)
     );
     assert_eq!(

@@ -1,8 +1,9 @@
 //! Decoding per link type, skips and drops by reason, and no panic on any bytes.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use apitap_core::Merge;
 use apitap_core::{PacketMeta, PacketRef, Side, TcpFlags, Timestamp};
-use apitap_wire::{decode, DecodeStats, LinkType};
+use apitap_wire::{decode, DecodeStats, LinkType, Skip};
 use etherparse::{LinuxSllPacketType, PacketBuilder, VlanId};
 use proptest::prelude::*;
 
@@ -555,8 +556,11 @@ fn stats_add_and_drop_names() {
     decode(LinkType::Ethernet, &frame[..5], at(), &mut a);
     let mut b = DecodeStats::default();
     decode(LinkType::Ethernet, &frame, at(), &mut b);
-    b.add(&a);
-    assert_eq!((b.packets, b.tcp, b.truncated), (3, 2, 1));
+    b.merge(&a);
+    assert_eq!(
+        (b.packets, b.tcp, b.skipped.get(Skip::Truncated)),
+        (3, 2, 1)
+    );
     assert_eq!(b.bytes, 2 * frame.len() as u64 + 5);
 }
 

@@ -6,7 +6,7 @@ use crate::bridge::{alert_event, name_endpoint};
 use crate::Config;
 use anyhow::{Context, Result};
 use apitap_analytics::{Alert, Analytics, AnalyticsStats, ApiSpec, InventorySnapshot, TxRecord};
-use apitap_core::{EncodedEvent, SortKey};
+use apitap_core::{EncodedEvent, Merge, SortKey};
 use std::path::{Path, PathBuf};
 
 /// Reads an OpenAPI 3 document (JSON or YAML).
@@ -156,22 +156,10 @@ impl Stage {
         self.engine = engine;
     }
 
-    /// Counters of the engine (summed over SIGHUP reloads; sizes are the current ones).
+    /// Counters of the engine, merged over SIGHUP reloads (sizes are the current engine's).
     pub fn stats(&self) -> AnalyticsStats {
-        let mut s = self.engine.stats();
-        let b = &self.base_stats;
-        s.transactions += b.transactions;
-        s.out_of_order += b.out_of_order;
-        s.alerts += b.alerts;
-        s.alerts_suppressed += b.alerts_suppressed;
-        s.alerts_disabled += b.alerts_disabled;
-        s.spec_matched += b.spec_matched;
-        s.spec_unmatched += b.spec_unmatched;
-        s.bodies_scanned += b.bodies_scanned;
-        s.body_bytes_scanned += b.body_bytes_scanned;
-        for (rule, n) in &b.alerts_by_rule {
-            *s.alerts_by_rule.entry(rule.clone()).or_insert(0) += n;
-        }
+        let mut s = self.base_stats.clone();
+        s.merge(&self.engine.stats());
         s
     }
 

@@ -127,18 +127,16 @@ pub fn name_endpoint(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use apitap_core::{Direction, Endpoint, PacketRef, Timestamp};
+    use apitap_core::{AppParser, Direction, Endpoint, PacketRef, ParserEnv, Timestamp};
     use apitap_http::{HttpConfig, HttpConn, HttpStats};
 
     /// One transaction as the HTTP parser makes it from wire bytes.
     fn transaction() -> HttpTransaction {
-        let cfg = HttpConfig {
+        let mut env: ParserEnv<HttpConfig, HttpStats> = ParserEnv::new(HttpConfig {
             include_body_for: vec!["application/json".into()],
             ..HttpConfig::default()
-        };
+        });
         let mut conn = HttpConn::new();
-        let mut stats = HttpStats::default();
-        let mut out = Vec::new();
         let at = |i: u64| PacketRef {
             index: i,
             ts: Timestamp(1_714_564_800_000_001_000 + i as i64 * 1000),
@@ -148,21 +146,15 @@ mod tests {
             b"POST /v1/users/42?x=1&y=%20#frag HTTP/1.1\r\nHost: API.example.com:8080\r\n\
               Authorization: Bearer secret-token\r\nContent-Type: Application/JSON\r\n\
               Content-Length: 13\r\n\r\n{\"email\":\"a\"}",
-            at(1),
-            &cfg,
-            &mut stats,
-            &mut out,
+            &mut env.cx(at(1)),
         );
         conn.on_data(
             Direction::ToClient,
             b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nSet-Cookie: a=b\r\n\r\nok",
-            at(2),
-            &cfg,
-            &mut stats,
-            &mut out,
+            &mut env.cx(at(2)),
         );
-        assert_eq!(out.len(), 1);
-        out.remove(0)
+        assert_eq!(env.out.len(), 1);
+        env.out.remove(0)
     }
 
     fn flow() -> FlowContext {

@@ -31,6 +31,8 @@ pub struct Config {
     pub defrag: DefragConfig,
     /// HTTP parsing.
     pub http: apitap_http::HttpConfig,
+    /// The session layer: protocol layers per connection.
+    pub session: SessionConfig,
     /// Event content.
     pub output: OutputConfig,
     /// Kafka output; present (or `--kafka`) turns it on.
@@ -217,6 +219,24 @@ impl DefragConfig {
     }
 }
 
+/// The session layer (`[session]`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Protocol layers one connection may have: the connection itself and one more per
+    /// CONNECT tunnel or 101 upgrade inside it; deeper ones are not parsed
+    /// (`session.depth_exceeded`).
+    pub max_depth: u8,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            max_depth: apitap_session::SessionConfig::default().max_depth,
+        }
+    }
+}
+
 /// Flow table.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -376,6 +396,9 @@ impl Config {
         }
         if h.include_body_for.iter().any(|t| t.trim().is_empty()) {
             bail!("http.include_body_for holds an empty media type");
+        }
+        if self.session.max_depth == 0 || self.session.max_depth > 16 {
+            bail!("session.max_depth must be 1..=16");
         }
         self.defrag.validate()?;
         let c = &self.capture;

@@ -5,7 +5,6 @@ pub mod analysis;
 pub mod bridge;
 pub mod cli;
 pub mod config;
-pub mod counters;
 pub mod har;
 pub mod live;
 pub mod metrics;

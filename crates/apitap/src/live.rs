@@ -236,7 +236,7 @@ pub fn run_live(run: LiveRun) -> Result<RunSummary> {
     telemetry.stop();
     tracing::info!(
         packets = summary.decode.packets,
-        transactions = summary.workers.transactions,
+        transactions = summary.workers.transactions.total,
         events = summary.events_written,
         "stopped"
     );

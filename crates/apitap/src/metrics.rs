@@ -152,7 +152,7 @@ fn health(shared: &Shared) -> (bool, String) {
         "uptime_s": shared.uptime_s().round(),
         "packets": summary.decode.packets,
         "last_packet_age_s": age,
-        "transactions": summary.workers.transactions,
+        "transactions": summary.workers.transactions.total,
         "output_error": output_error,
     });
     (healthy, format!("{body}\n"))
@@ -211,7 +211,7 @@ impl Totals {
         let g = shared.gauges();
         Totals {
             packets: s.decode.packets,
-            transactions: s.workers.transactions,
+            transactions: s.workers.transactions.total,
             events: s.events_written + s.kafka.as_ref().map_or(0, |k| k.delivered),
             kernel_drops: s.interfaces.iter().map(|i| i.kernel_dropped).sum(),
             queue_drops: s.queue_dropped_packets,

@@ -18,6 +18,7 @@ use crate::telemetry::{OutputSnapshot, Shared};
 use crate::worker::{Finished, Worker, WorkerOutput};
 use anyhow::{anyhow, Context, Result};
 use apitap_core::EncodedEvent;
+use apitap_core::Merge;
 use apitap_core::{PacketBatch, PacketMeta, PacketRef, Timestamp};
 use apitap_event::{Encoder, EncoderConfig, Redactor};
 use apitap_sink::{KafkaSink, KafkaStats, LineSink};
@@ -246,7 +247,7 @@ impl Pipeline {
             let stats = handle
                 .join()
                 .map_err(|_| anyhow!("a flow worker panicked"))?;
-            summary.workers.add(&stats);
+            summary.workers.merge(&stats);
         }
         let sink = self
             .sink

@@ -6,19 +6,20 @@
 //! buffered events keeps memory finite when a long-open transaction holds a watermark back;
 //! forcing events out early is counted (output order is then no longer guaranteed).
 
-use apitap_core::{EncodedEvent, SortKey};
+use apitap_core::{EncodedEvent, Peak, SortKey};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-/// Counters of the reorder stage.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReorderStats {
-    /// Events released.
-    pub released: u64,
-    /// Events released before their watermark because the buffer was full.
-    pub forced_early: u64,
-    /// Largest number of events buffered at once.
-    pub peak_buffered: u64,
+apitap_core::counters! {
+    /// Counters of the reorder stage.
+    pub struct ReorderStats {
+        /// Events released.
+        pub released: u64,
+        /// Events released before their watermark because the buffer was full.
+        pub forced_early: u64,
+        /// Largest number of events buffered at once.
+        pub peak_buffered: Peak,
+    }
 }
 
 /// Something with a place in the output order.
@@ -88,7 +89,7 @@ impl<T: Keyed> Reorder<T> {
                 *w = watermark;
             }
         }
-        self.stats.peak_buffered = self.stats.peak_buffered.max(self.heap.len() as u64);
+        self.stats.peak_buffered.raise(self.heap.len() as u64);
         let low = self
             .watermarks
             .iter()

@@ -1,113 +1,157 @@
 //! Counters of a run and the summary printed at its end.
 
 use crate::reorder::ReorderStats;
-use apitap_core::{Anomaly, HttpTransaction, IncompleteReason};
+use apitap_core::{Anomaly, HttpTransaction, IncompleteReason, Merge, Peak};
 use apitap_flow::ReassemblyStats;
-use apitap_http::HttpStats;
+use apitap_session::SessionStats;
 use apitap_wire::DecodeStats;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{json, Value};
 
-/// Counters of one flow worker (summed over workers for the summary).
-#[derive(Clone, Debug, Default)]
-pub struct WorkerStats {
-    /// TCP packets processed.
-    pub packets: u64,
-    /// TCP payload bytes processed.
-    pub payload_bytes: u64,
-    /// Packets without payload or SYN for a connection not tracked (ignored).
-    pub packets_without_flow: u64,
-    /// Connections created.
-    pub flows_created: u64,
-    /// Connections closed by FIN/RST.
-    pub flows_closed: u64,
-    /// Connections closed after `flow.idle_timeout_ms` without packets.
-    pub flows_idle_expired: u64,
-    /// Connections evicted because the flow table was full (`flow.max_flows`).
-    pub flows_evicted: u64,
-    /// Connections closed because a new SYN reused their 5-tuple.
-    pub flows_reused: u64,
-    /// Times the out-of-order memory cap made a connection give up its holes.
-    pub reassembly_memcap_flushes: u64,
-    /// Most out-of-order bytes one worker held at once.
-    pub ooo_bytes_peak: u64,
-    /// Connections still open at the end of input.
-    pub flows_open_at_end: u64,
-    /// Connections whose client was known from the handshake.
-    pub role_from_handshake: u64,
-    /// Connections whose client was guessed from the first payload.
-    pub role_from_payload: u64,
-    /// Connections whose client was guessed from the ports.
-    pub role_from_port: u64,
-    /// Bytes lost to gaps before a connection's roles were known.
-    pub gap_bytes_before_role: u64,
-    /// Transactions emitted.
-    pub transactions: u64,
-    /// Transactions with both halves complete.
-    pub transactions_complete: u64,
-    /// Transactions placed where they completed, not where they started, because they took
-    /// longer than `pipeline.reorder_window_packets`.
-    pub transactions_keyed_late: u64,
-    /// Incomplete transactions by reason (index: `IncompleteReason::ALL`).
-    pub incomplete: [u64; 8],
-    /// Transactions carrying each anomaly (index: `Anomaly` discriminant).
-    pub anomalies: [u64; 32],
-    /// TCP reassembly counters.
-    pub reassembly: ReassemblyStats,
-    /// HTTP parser counters.
-    pub http: HttpStats,
+apitap_core::counters! {
+    /// Counters of one flow worker (merged over workers for the summary).
+    pub struct WorkerStats {
+        /// TCP packets processed.
+        pub packets: u64,
+        /// TCP payload bytes processed.
+        pub payload_bytes: u64,
+        /// Connections.
+        pub flows: FlowCounts,
+        /// Times the out-of-order memory cap made a connection give up its holes.
+        pub reassembly_memcap_flushes: u64,
+        /// Most out-of-order bytes one worker held at once.
+        pub ooo_bytes_peak: Peak,
+        /// TCP reassembly counters.
+        pub reassembly: ReassemblyStats,
+        /// Session counters: roles, protocol layers, the parsers' own counters.
+        pub session: SessionStats,
+        /// Transactions emitted.
+        pub transactions: TransactionCounts,
+    }
+}
+
+apitap_core::counters! {
+    /// Connections of a worker.
+    pub struct FlowCounts {
+        /// Connections created.
+        pub created: u64,
+        /// Connections closed by FIN/RST.
+        pub closed: u64,
+        /// Connections closed after `flow.idle_timeout_ms` without packets.
+        pub idle_expired: u64,
+        /// Connections evicted because the flow table was full (`flow.max_flows`).
+        pub evicted: u64,
+        /// Connections closed because a new SYN reused their 5-tuple.
+        pub reused: u64,
+        /// Connections still open at the end of input.
+        pub open_at_end: u64,
+        /// Packets without payload or SYN for a connection not tracked (ignored).
+        pub packets_without_flow: u64,
+    }
+}
+
+apitap_core::counters! {
+    /// Transactions a worker emitted.
+    pub struct TransactionCounts {
+        /// Transactions emitted.
+        pub total: u64,
+        /// Transactions with both halves complete.
+        pub complete: u64,
+        /// Transactions placed where they completed, not where they started, because they
+        /// took longer than `pipeline.reorder_window_packets`.
+        pub keyed_late: u64,
+        /// Incomplete transactions by reason.
+        pub incomplete: ByName<IncompleteReason, 8>,
+        /// Transactions carrying each anomaly.
+        pub anomalies: ByName<Anomaly, 32>,
+    }
+}
+
+/// A count per value of a named enum (incomplete reasons, anomalies), indexed by the
+/// value's position in its `ALL` list; serialised as a map by name, zeros included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByName<T, const N: usize> {
+    counts: [u64; N],
+    _kind: std::marker::PhantomData<T>,
+}
+
+/// An enum whose values have stable names, in a fixed order.
+pub trait Named: Copy + PartialEq + 'static {
+    /// Every value.
+    const ALL: &'static [Self];
+    /// The value's stable name.
+    fn name(self) -> &'static str;
+}
+
+impl Named for IncompleteReason {
+    const ALL: &'static [Self] = IncompleteReason::ALL;
+    fn name(self) -> &'static str {
+        IncompleteReason::name(self)
+    }
+}
+
+impl Named for Anomaly {
+    const ALL: &'static [Self] = Anomaly::ALL;
+    fn name(self) -> &'static str {
+        Anomaly::name(self)
+    }
+}
+
+impl<T, const N: usize> Default for ByName<T, N> {
+    fn default() -> Self {
+        ByName {
+            counts: [0; N],
+            _kind: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: Named, const N: usize> ByName<T, N> {
+    /// Counts one `value`.
+    pub fn count(&mut self, value: T) {
+        if let Some(c) = T::ALL
+            .iter()
+            .position(|v| *v == value)
+            .and_then(|i| self.counts.get_mut(i))
+        {
+            *c += 1;
+        }
+    }
+
+    /// The count of `value`.
+    pub fn get(&self, value: T) -> u64 {
+        T::ALL
+            .iter()
+            .position(|v| *v == value)
+            .and_then(|i| self.counts.get(i).copied())
+            .unwrap_or(0)
+    }
+}
+
+impl<T, const N: usize> Merge for ByName<T, N> {
+    fn merge(&mut self, other: &Self) {
+        self.counts.merge(&other.counts);
+    }
+}
+
+impl<T: Named, const N: usize> Serialize for ByName<T, N> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(T::ALL.iter().map(|v| (v.name(), self.get(*v))))
+    }
 }
 
 impl WorkerStats {
     /// Counts one emitted transaction.
     pub fn count_transaction(&mut self, tx: &HttpTransaction) {
-        self.transactions += 1;
+        let t = &mut self.transactions;
+        t.total += 1;
         match tx.incomplete {
-            None => self.transactions_complete += 1,
-            Some(reason) => {
-                if let Some(slot) = IncompleteReason::ALL
-                    .iter()
-                    .position(|r| *r == reason)
-                    .and_then(|i| self.incomplete.get_mut(i))
-                {
-                    *slot += 1;
-                }
-            }
+            None => t.complete += 1,
+            Some(reason) => t.incomplete.count(reason),
         }
         for a in tx.anomalies.iter() {
-            if let Some(slot) = self.anomalies.get_mut(a as usize) {
-                *slot += 1;
-            }
+            t.anomalies.count(a);
         }
-    }
-
-    /// Adds another worker's counters.
-    pub fn add(&mut self, o: &WorkerStats) {
-        self.packets += o.packets;
-        self.payload_bytes += o.payload_bytes;
-        self.packets_without_flow += o.packets_without_flow;
-        self.flows_created += o.flows_created;
-        self.flows_closed += o.flows_closed;
-        self.flows_idle_expired += o.flows_idle_expired;
-        self.flows_evicted += o.flows_evicted;
-        self.flows_reused += o.flows_reused;
-        self.reassembly_memcap_flushes += o.reassembly_memcap_flushes;
-        self.ooo_bytes_peak = self.ooo_bytes_peak.max(o.ooo_bytes_peak);
-        self.transactions_keyed_late += o.transactions_keyed_late;
-        self.flows_open_at_end += o.flows_open_at_end;
-        self.role_from_handshake += o.role_from_handshake;
-        self.role_from_payload += o.role_from_payload;
-        self.role_from_port += o.role_from_port;
-        self.gap_bytes_before_role += o.gap_bytes_before_role;
-        self.transactions += o.transactions;
-        self.transactions_complete += o.transactions_complete;
-        for (a, b) in self.incomplete.iter_mut().zip(o.incomplete.iter()) {
-            *a += b;
-        }
-        for (a, b) in self.anomalies.iter_mut().zip(o.anomalies.iter()) {
-            *a += b;
-        }
-        self.reassembly.add(&o.reassembly);
-        self.http.add(&o.http);
     }
 }
 
@@ -148,58 +192,24 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    /// The summary as one JSON object (stable keys; `--stats-json`).
+    /// The summary as one JSON object (stable keys; `--stats-json`); `/metrics` renders
+    /// the same object. Every section is a stats struct serialised as it is declared.
     pub fn to_json(&self) -> Value {
         let w = &self.workers;
-        let mut incomplete = Map::new();
-        for (i, r) in IncompleteReason::ALL.iter().enumerate() {
-            incomplete.insert(
-                r.name().into(),
-                json!(w.incomplete.get(i).copied().unwrap_or(0)),
-            );
-        }
-        let mut anomalies = Map::new();
-        for a in Anomaly::ALL {
-            anomalies.insert(
-                a.name().into(),
-                json!(w.anomalies.get(*a as usize).copied().unwrap_or(0)),
-            );
-        }
-        let decode_drops: Map<String, Value> = self
-            .decode
-            .drops()
-            .map(|(k, v)| (k.to_string(), json!(v)))
-            .collect();
-        let defrag: Map<String, Value> = self
-            .decode
-            .defrag
-            .counters()
-            .map(|(k, v)| (k.to_string(), json!(v)))
-            .collect();
-        let mut reassembly = crate::counters::reassembly(&w.reassembly);
-        if let Value::Object(m) = &mut reassembly {
-            m.insert("memcap_flushes".into(), json!(w.reassembly_memcap_flushes));
-            m.insert("ooo_bytes_peak_per_worker".into(), json!(w.ooo_bytes_peak));
-        }
         let capture = (!self.interfaces.is_empty()).then(|| {
-            let ifaces: Vec<Value> = self
-                .interfaces
-                .iter()
-                .map(|i| {
-                    json!({
-                        "name": i.name,
-                        "packets": i.packets,
-                        "bytes": i.bytes,
-                        "kernel_dropped": i.kernel_dropped,
-                        "interface_dropped": i.interface_dropped,
-                    })
-                })
-                .collect();
             json!({
-                "interfaces": ifaces,
+                "interfaces": section(&self.interfaces),
                 "queue_dropped_packets": self.queue_dropped_packets,
             })
         });
+        let mut reassembly = section(&w.reassembly);
+        if let Value::Object(m) = &mut reassembly {
+            m.insert("memcap_flushes".into(), json!(w.reassembly_memcap_flushes));
+            m.insert(
+                "ooo_bytes_peak_per_worker".into(),
+                section(&w.ooo_bytes_peak),
+            );
+        }
         let mut summary = json!({
             "input": {
                 "files": self.files,
@@ -207,39 +217,22 @@ impl RunSummary {
                 "bytes": self.decode.bytes,
                 "tcp_packets": self.decode.tcp,
                 "duplicates_dropped": self.duplicates_dropped,
-                "skipped": decode_drops,
-                "defrag": defrag,
+                "skipped": section(&self.decode.skipped),
+                "defrag": section(&self.decode.defrag),
                 "warnings": self.warnings,
                 "error": self.input_error,
             },
-            "flows": {
-                "created": w.flows_created,
-                "closed": w.flows_closed,
-                "idle_expired": w.flows_idle_expired,
-                "evicted": w.flows_evicted,
-                "reused": w.flows_reused,
-                "open_at_end": w.flows_open_at_end,
-                "packets_without_flow": w.packets_without_flow,
-                "role_from_handshake": w.role_from_handshake,
-                "role_from_payload": w.role_from_payload,
-                "role_from_port": w.role_from_port,
-                "gap_bytes_before_role": w.gap_bytes_before_role,
-            },
+            "flows": section(&w.flows),
             "reassembly": reassembly,
-            "http": crate::counters::http(&w.http),
-            "transactions": {
-                "total": w.transactions,
-                "complete": w.transactions_complete,
-                "keyed_late": w.transactions_keyed_late,
-                "incomplete": incomplete,
-                "anomalies": anomalies,
-            },
-            "kafka": self.kafka.as_ref().map(crate::counters::kafka),
+            "session": section(&w.session),
+            "http": section(&w.session.http),
+            "transactions": section(&w.transactions),
+            "kafka": self.kafka.as_ref().map(kafka_section),
             "output": {
                 "events_written": self.events_written,
                 "bytes_written": self.bytes_written,
                 "reorder_forced_early": self.reorder.forced_early,
-                "reorder_peak_buffered": self.reorder.peak_buffered,
+                "reorder_peak_buffered": section(&self.reorder.peak_buffered),
                 "reader_pauses": self.reader_pauses,
                 "error": self.output_error,
             },
@@ -248,11 +241,7 @@ impl RunSummary {
             m.insert("capture".into(), capture);
         }
         if let (Some(a), Value::Object(m)) = (&self.analytics, &mut summary) {
-            // Serialising a struct of numbers and maps of numbers cannot fail.
-            m.insert(
-                "analytics".into(),
-                serde_json::to_value(a).unwrap_or(Value::Null),
-            );
+            m.insert("analytics".into(), section(a));
         }
         summary
     }
@@ -295,4 +284,24 @@ fn flatten(line: &mut String, prefix: &str, v: &Value) {
         }
         other => line.push_str(&format!(" {prefix}={other}")),
     }
+}
+
+/// A stats struct as JSON. Serialising counters (numbers, maps and lists of numbers and
+/// strings) cannot fail.
+fn section(v: &impl Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// Kafka counters, with the average delivery latency in place of its running sum.
+fn kafka_section(k: &apitap_sink::KafkaStats) -> Value {
+    let mut v = section(k);
+    if let Value::Object(m) = &mut v {
+        m.remove("delivery_latency_us_sum");
+        let avg = k
+            .delivery_latency_us_sum
+            .checked_div(k.delivered)
+            .unwrap_or(0);
+        m.insert("delivery_latency_us_avg".into(), json!(avg));
+    }
+    v
 }

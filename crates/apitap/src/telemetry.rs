@@ -8,6 +8,7 @@
 
 use crate::reorder::ReorderStats;
 use crate::stats::{RunSummary, WorkerStats};
+use apitap_core::Merge;
 use apitap_event::Encoder;
 use apitap_sink::KafkaStats;
 use apitap_wire::{DecodeStats, InterfaceStats};
@@ -162,7 +163,7 @@ impl Shared {
             ..RunSummary::default()
         };
         for w in &self.workers {
-            summary.workers.add(&lock(w).stats);
+            summary.workers.merge(&lock(w).stats);
         }
         summary
     }
@@ -344,12 +345,15 @@ mod tests {
     #[test]
     fn every_summary_counter_becomes_one_metric_line() {
         let shared = Shared::new(2, Encoder::default());
-        let w = WorkerStats {
-            flows_created: 7,
-            transactions: 3,
-            incomplete: [2, 0, 0, 0, 0, 0, 0, 0],
-            ..WorkerStats::default()
-        };
+        let mut w = WorkerStats::default();
+        w.flows.created = 7;
+        w.transactions.total = 3;
+        w.transactions
+            .incomplete
+            .count(apitap_core::IncompleteReason::ResponseTimeout);
+        w.transactions
+            .incomplete
+            .count(apitap_core::IncompleteReason::ResponseTimeout);
         shared.publish_worker(
             0,
             WorkerSnapshot {

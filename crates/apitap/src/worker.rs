@@ -1,19 +1,19 @@
-//! A flow worker: owns one shard of the flow table, reassembles TCP, parses HTTP, encodes
-//! events, and tells the reorder stage how far its output has progressed.
+//! A flow worker: owns one shard of the flow table, reassembles TCP, hands each
+//! connection's stream to its session (which parses it), encodes events, and tells the
+//! reorder stage how far its output has progressed.
 
 use crate::config::Config;
 use crate::reorder::Keyed;
 use crate::stats::WorkerStats;
 use crate::telemetry::{Shared, WorkerSnapshot};
 use apitap_analytics::TxRecord;
-use apitap_core::EncodedEvent;
 use apitap_core::{
-    Direction, Encap, FlowKey, HttpTransaction, PacketBatch, PacketMeta, PacketRef, Side, SortKey,
-    Timestamp,
+    Encap, EncodedEvent, FinishCause, FlowKey, HttpTransaction, PacketBatch, PacketMeta, PacketRef,
+    SortKey, Timestamp,
 };
 use apitap_event::{event_id, Encoder, FlowContext};
 use apitap_flow::{FlowTable, ReassemblyConfig, ReassemblyStats, Segment, StreamEvent, TcpConn};
-use apitap_http::{sniff_direction, FinishCause, HttpConfig, HttpConn, HttpStats};
+use apitap_session::{Session, SessionConfig, SessionCx, SessionStats};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,10 +45,9 @@ pub struct WorkerOutput {
 /// Per-connection state.
 struct Flow {
     tcp: TcpConn,
-    /// HTTP state, created with the first payload byte: a flow that never carries data
-    /// (a SYN flood, a port scan) costs only its TCP state.
-    http: Option<Box<HttpConn>>,
-    client: Option<Side>,
+    /// Roles and parsers; a parser is allocated with the first payload byte, so a flow
+    /// that never carries data (a SYN flood, a port scan) costs only its TCP state.
+    session: Session,
     ctx: Option<FlowContext>,
     first_packet: u64,
     /// Keys under which this flow's open transactions sit in the open-transaction index.
@@ -61,7 +60,7 @@ struct Flow {
 /// the table while the rest is borrowed mutably).
 struct Env {
     reassembly: ReassemblyConfig,
-    http: HttpConfig,
+    session: SessionConfig,
     encoder: Encoder,
     /// Build an analytics record for every transaction (the analytics are on).
     records: bool,
@@ -74,7 +73,7 @@ struct Env {
     ooo_bytes: usize,
     stats: WorkerStats,
     reassembly_stats: ReassemblyStats,
-    http_stats: HttpStats,
+    session_stats: SessionStats,
     txs: Vec<HttpTransaction>,
     events: Vec<Finished>,
     /// Every open transaction of every flow: drives the watermark and transaction
@@ -102,7 +101,10 @@ impl Worker {
             table: FlowTable::new(max_flows.max(1)),
             env: Env {
                 reassembly: cfg.reassembly.clone(),
-                http: cfg.effective_http(),
+                session: SessionConfig {
+                    http: cfg.effective_http(),
+                    max_depth: cfg.session.max_depth,
+                },
                 encoder,
                 records: cfg.analytics.enabled,
                 idle_ns: cfg.flow.idle_timeout_ms.saturating_mul(1_000_000),
@@ -112,7 +114,7 @@ impl Worker {
                 ooo_bytes: 0,
                 stats: WorkerStats::default(),
                 reassembly_stats: ReassemblyStats::default(),
-                http_stats: HttpStats::default(),
+                session_stats: SessionStats::default(),
                 txs: Vec::new(),
                 events: Vec::new(),
                 open: BTreeMap::new(),
@@ -134,7 +136,7 @@ impl Worker {
     fn stats(&self) -> WorkerStats {
         let mut stats = self.env.stats.clone();
         stats.reassembly = self.env.reassembly_stats.clone();
-        stats.http = self.env.http_stats.clone();
+        stats.session = self.env.session_stats.clone();
         stats
     }
 
@@ -245,11 +247,11 @@ impl Worker {
             if let Some(flow) = self.table.remove(&key) {
                 let cause = match stale {
                     Stale::Idle => {
-                        env.stats.flows_idle_expired += 1;
+                        env.stats.flows.idle_expired += 1;
                         FinishCause::IdleTimeout
                     }
                     Stale::Reused => {
-                        env.stats.flows_reused += 1;
+                        env.stats.flows.reused += 1;
                         FinishCause::ConnectionClosed
                     }
                 };
@@ -261,39 +263,34 @@ impl Worker {
         if !in_table {
             if !meta.flags.syn() && meta.payload_wire_len == 0 {
                 // Pure ACK/FIN/RST of a connection we do not track: nothing to reassemble.
-                env.stats.packets_without_flow += 1;
+                env.stats.flows.packets_without_flow += 1;
                 return;
             }
             let flow = Flow {
                 tcp: TcpConn::new(),
-                http: None,
-                client: None,
+                session: Session::new(),
                 ctx: None,
                 first_packet: now.index,
                 open: Vec::new(),
                 encap: meta.encap,
             };
-            env.stats.flows_created += 1;
+            env.stats.flows.created += 1;
             if let Some((old_key, old)) = self.table.insert(key, now.ts, flow) {
-                env.stats.flows_evicted += 1;
+                env.stats.flows.evicted += 1;
                 env.close(old_key, old, FinishCause::ConnectionClosed, now, now.index);
             }
         }
         let Some(flow) = self.table.get_mut(&key, now.ts) else {
             return;
         };
-        if flow.client.is_none() && meta.flags.syn() {
-            flow.client = Some(if meta.flags.ack() {
-                meta.from.other()
-            } else {
-                meta.from
-            });
-            env.stats.role_from_handshake += 1;
+        if meta.flags.syn() {
+            flow.session
+                .on_syn(meta.from, meta.flags.ack(), &mut env.session_stats);
         }
         env.segment(key, flow, &seg, meta.at, payload);
         if flow.tcp.is_finished() {
             if let Some(flow) = self.table.remove(&key) {
-                env.stats.flows_closed += 1;
+                env.stats.flows.closed += 1;
                 env.close(key, flow, FinishCause::ConnectionClosed, now, now.index);
             }
         } else {
@@ -306,7 +303,7 @@ impl Worker {
     fn tick(&mut self, now: PacketRef) {
         let env = &mut self.env;
         while let Some((key, flow)) = self.table.pop_idle(now.ts, env.idle_ns) {
-            env.stats.flows_idle_expired += 1;
+            env.stats.flows.idle_expired += 1;
             env.close(key, flow, FinishCause::IdleTimeout, now, now.index);
         }
         // Transactions waiting longer than the timeout: the index is ordered by start packet,
@@ -322,9 +319,13 @@ impl Worker {
         }
         for fk in due {
             if let Some(flow) = self.table.peek_mut(&fk) {
-                if let Some(http) = flow.http.as_mut() {
-                    http.expire(now, &env.http, &mut env.http_stats, &mut env.txs);
-                }
+                flow.session.expire(&mut SessionCx {
+                    key: &fk,
+                    at: now,
+                    cfg: &env.session,
+                    stats: &mut env.session_stats,
+                    out: &mut env.txs,
+                });
                 env.sync_open(fk, flow);
                 env.encode(fk, flow, now.index);
             }
@@ -335,7 +336,7 @@ impl Worker {
     fn finish(&mut self, now: PacketRef) {
         let after_last = now.index.saturating_add(1);
         for (key, flow) in self.table.drain() {
-            self.env.stats.flows_open_at_end += 1;
+            self.env.stats.flows.open_at_end += 1;
             self.env
                 .close(key, flow, FinishCause::EndOfCapture, now, after_last);
         }
@@ -343,7 +344,7 @@ impl Worker {
 }
 
 impl Env {
-    /// Feeds one segment through reassembly into the HTTP parser.
+    /// Feeds one segment through reassembly into the flow's session.
     fn segment(
         &mut self,
         key: FlowKey,
@@ -352,42 +353,50 @@ impl Env {
         at: PacketRef,
         payload: &[u8],
     ) {
-        let Flow {
+        let before = flow.tcp.buffered_bytes();
+        let Parts {
             tcp,
-            http,
-            client,
-            ctx,
-            first_packet,
-            ..
-        } = flow;
-        let mut d = Dispatch {
-            key,
-            at,
-            first_packet: *first_packet,
-            client,
-            ctx,
-            http,
-            cfg: &self.http,
-            http_stats: &mut self.http_stats,
-            stats: &mut self.stats,
-            txs: &mut self.txs,
-        };
-        let before = tcp.buffered_bytes();
-        tcp.on_segment(
-            seg,
-            payload,
-            &self.reassembly,
-            &mut self.reassembly_stats,
-            &mut |ev| d.event(ev),
-        );
+            reassembly,
+            reassembly_stats,
+            mut input,
+        } = self.parts(&key, flow, at);
+        tcp.on_segment(seg, payload, reassembly, reassembly_stats, &mut |ev| {
+            input.event(ev)
+        });
         let after = tcp.buffered_bytes();
         self.ooo_bytes = (self.ooo_bytes + after).saturating_sub(before);
-        d.stats.ooo_bytes_peak = d.stats.ooo_bytes_peak.max(self.ooo_bytes as u64);
+        self.stats.ooo_bytes_peak.raise(self.ooo_bytes as u64);
         if self.ooo_bytes > self.ooo_memcap && after > 0 {
             // Over the memory cap: this flow, which just grew, gives up its holes.
-            d.stats.reassembly_memcap_flushes += 1;
-            tcp.flush_buffered(&mut self.reassembly_stats, &mut |ev| d.event(ev));
+            self.stats.reassembly_memcap_flushes += 1;
+            let Parts {
+                tcp,
+                reassembly_stats,
+                mut input,
+                ..
+            } = self.parts(&key, flow, at);
+            tcp.flush_buffered(reassembly_stats, &mut |ev| input.event(ev));
             self.ooo_bytes = self.ooo_bytes.saturating_sub(after);
+        }
+    }
+
+    /// The flow's TCP state with its settings and counters, and what hands its stream
+    /// events to its session.
+    fn parts<'a>(&'a mut self, key: &'a FlowKey, flow: &'a mut Flow, at: PacketRef) -> Parts<'a> {
+        Parts {
+            tcp: &mut flow.tcp,
+            reassembly: &self.reassembly,
+            reassembly_stats: &mut self.reassembly_stats,
+            input: SessionInput {
+                session: &mut flow.session,
+                cx: SessionCx {
+                    key,
+                    at,
+                    cfg: &self.session,
+                    stats: &mut self.session_stats,
+                    out: &mut self.txs,
+                },
+            },
         }
     }
 
@@ -404,32 +413,14 @@ impl Env {
     ) {
         self.ooo_bytes = self.ooo_bytes.saturating_sub(flow.tcp.buffered_bytes());
         {
-            let Flow {
+            let Parts {
                 tcp,
-                http,
-                client,
-                ctx,
-                first_packet,
-                ..
-            } = &mut flow;
-            let mut d = Dispatch {
-                key,
-                at: now,
-                first_packet: *first_packet,
-                client,
-                ctx,
-                http,
-                cfg: &self.http,
-                http_stats: &mut self.http_stats,
-                stats: &mut self.stats,
-                txs: &mut self.txs,
-            };
-            tcp.flush(&self.reassembly, &mut self.reassembly_stats, &mut |ev| {
-                d.event(ev)
-            });
-        }
-        if let Some(http) = flow.http.as_mut() {
-            http.finish(cause, now, &self.http, &mut self.http_stats, &mut self.txs);
+                reassembly,
+                reassembly_stats,
+                mut input,
+            } = self.parts(&key, &mut flow, now);
+            tcp.flush(reassembly, reassembly_stats, &mut |ev| input.event(ev));
+            input.session.finish(cause, &mut input.cx);
         }
         for k in flow.open.drain(..) {
             self.open.remove(&k);
@@ -440,9 +431,7 @@ impl Env {
     /// Keeps the open-transaction index in step with the flow's open transactions.
     fn sync_open(&mut self, key: FlowKey, flow: &mut Flow) {
         self.scratch.clear();
-        if let Some(http) = &flow.http {
-            http.open_transactions(&mut self.scratch);
-        }
+        flow.session.open_transactions(&mut self.scratch);
         for (k, _) in self.scratch.iter_mut() {
             k.flow = flow.first_packet;
         }
@@ -472,8 +461,12 @@ impl Env {
             return;
         }
         let ctx = flow.ctx.get_or_insert_with(|| {
-            // Transactions without any data seen cannot happen; fall back to port order.
-            let client = guess_client_by_port(&key);
+            // A transaction means data was seen, so the client is known; port order is
+            // the fallback.
+            let client = flow
+                .session
+                .client()
+                .unwrap_or_else(|| apitap_session::role::client_by_port(&key));
             FlowContext::new(
                 key.endpoint(client),
                 key.endpoint(client.other()),
@@ -485,7 +478,7 @@ impl Env {
             tx.key.flow = flow.first_packet;
             if emit_at.saturating_sub(tx.key.packet) > self.reorder_window {
                 tx.key.packet = emit_at;
-                self.stats.transactions_keyed_late += 1;
+                self.stats.transactions.keyed_late += 1;
             }
             self.stats.count_transaction(&tx);
             let event = self.encoder.encode_event(ctx, &tx);
@@ -517,150 +510,23 @@ fn segment(meta: &PacketMeta) -> Segment {
     }
 }
 
-/// Routes reassembled stream events of one flow to its HTTP parser.
-struct Dispatch<'a> {
-    key: FlowKey,
-    at: PacketRef,
-    first_packet: u64,
-    client: &'a mut Option<Side>,
-    ctx: &'a mut Option<FlowContext>,
-    http: &'a mut Option<Box<HttpConn>>,
-    cfg: &'a HttpConfig,
-    http_stats: &'a mut HttpStats,
-    stats: &'a mut WorkerStats,
-    txs: &'a mut Vec<HttpTransaction>,
+/// One flow's TCP state, with what reassembly needs and what takes its output.
+struct Parts<'a> {
+    tcp: &'a mut TcpConn,
+    reassembly: &'a ReassemblyConfig,
+    reassembly_stats: &'a mut ReassemblyStats,
+    input: SessionInput<'a>,
 }
 
-impl Dispatch<'_> {
+/// Hands the reassembled stream events of one flow to its session.
+struct SessionInput<'a> {
+    session: &'a mut Session,
+    cx: SessionCx<'a>,
+}
+
+impl SessionInput<'_> {
     fn event(&mut self, ev: StreamEvent<'_>) {
-        match ev {
-            StreamEvent::Data { side, bytes } => {
-                let client = self.client_for(side, bytes);
-                let dir = direction(side, client);
-                self.http.get_or_insert_with(Box::default).on_data(
-                    dir,
-                    bytes,
-                    self.at,
-                    self.cfg,
-                    self.http_stats,
-                    self.txs,
-                );
-            }
-            StreamEvent::Gap { side, len } => match (*self.client, self.http.as_mut()) {
-                (Some(client), Some(http)) => http.on_gap(
-                    direction(side, client),
-                    len,
-                    self.at,
-                    self.cfg,
-                    self.http_stats,
-                    self.txs,
-                ),
-                _ => self.stats.gap_bytes_before_role += len,
-            },
-            StreamEvent::Fin { side } => {
-                if let (Some(client), Some(http)) = (*self.client, self.http.as_mut()) {
-                    http.on_fin(
-                        direction(side, client),
-                        self.at,
-                        self.cfg,
-                        self.http_stats,
-                        self.txs,
-                    );
-                }
-            }
-            StreamEvent::Reset { .. } => {}
-            StreamEvent::OverlapConflict { side } => {
-                // Often before any byte was delivered (the conflict is between buffered
-                // copies): the parser is created to carry it to the next message.
-                if let Some(client) = *self.client {
-                    self.http.get_or_insert_with(Box::default).on_anomaly(
-                        direction(side, client),
-                        apitap_core::Anomaly::OverlapConflict,
-                    );
-                }
-            }
-        }
-    }
-
-    /// The client side, deciding it from the first payload when the handshake was not seen:
-    /// whoever sends a request line is the client, whoever sends a status line the server,
-    /// else the well-known/lower port is the server.
-    fn client_for(&mut self, side: Side, first_bytes: &[u8]) -> Side {
-        let client = match *self.client {
-            Some(c) => c,
-            None => {
-                let c = match sniff_direction(first_bytes) {
-                    Some(Direction::ToServer) => {
-                        self.stats.role_from_payload += 1;
-                        side
-                    }
-                    Some(Direction::ToClient) => {
-                        self.stats.role_from_payload += 1;
-                        side.other()
-                    }
-                    None => {
-                        self.stats.role_from_port += 1;
-                        guess_client_by_port(&self.key)
-                    }
-                };
-                *self.client = Some(c);
-                c
-            }
-        };
-        if self.ctx.is_none() {
-            *self.ctx = Some(FlowContext::new(
-                self.key.endpoint(client),
-                self.key.endpoint(client.other()),
-                self.first_packet,
-            ));
-        }
-        client
-    }
-}
-
-fn direction(side: Side, client: Side) -> Direction {
-    if side == client {
-        Direction::ToServer
-    } else {
-        Direction::ToClient
-    }
-}
-
-/// Ports that are usually HTTP servers.
-const SERVER_PORTS: &[u16] = &[
-    80, 8080, 8000, 8008, 8081, 8443, 8888, 3000, 5000, 9000, 443,
-];
-
-/// The client side by port: a well-known HTTP port is the server; else the lower port is.
-fn guess_client_by_port(key: &FlowKey) -> Side {
-    let lo_server = SERVER_PORTS.contains(&key.lo.port);
-    let hi_server = SERVER_PORTS.contains(&key.hi.port);
-    match (lo_server, hi_server) {
-        (true, false) => Side::Hi,
-        (false, true) => Side::Lo,
-        _ if key.lo.port <= key.hi.port => Side::Hi,
-        _ => Side::Lo,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use apitap_core::Endpoint;
-
-    fn key(a: u16, b: u16) -> FlowKey {
-        let ip = "10.0.0.1".parse().unwrap();
-        FlowKey::from_packet(Endpoint { ip, port: a }, Endpoint { ip, port: b }, 6).0
-    }
-
-    #[test]
-    fn port_guess_prefers_known_http_ports_then_lower_port() {
-        let k = key(8080, 1000);
-        assert_eq!(k.endpoint(guess_client_by_port(&k)).port, 1000);
-        let k = key(40000, 5555);
-        assert_eq!(k.endpoint(guess_client_by_port(&k)).port, 40000);
-        let k = key(80, 8080);
-        assert_eq!(k.endpoint(guess_client_by_port(&k)).port, 8080);
+        self.session.on_stream(ev, &mut self.cx);
     }
 }
 
@@ -670,7 +536,7 @@ mod size_tests {
 
     /// Memory per idle tracked flow (no payload yet, e.g. SYN only): the table entry (key,
     /// last-seen time, flow state) plus hashlink's per-entry links and hash slot. Must stay
-    /// under 1 KB (speed issue target); a flow with HTTP data adds one boxed `HttpConn`.
+    /// under 1 KB (speed issue target); a flow with data adds its session's boxed layers.
     #[test]
     fn idle_flow_costs_under_one_kilobyte() {
         let entry = std::mem::size_of::<FlowKey>()
@@ -679,10 +545,10 @@ mod size_tests {
             + 2 * std::mem::size_of::<usize>() // linked-list pointers
             + std::mem::size_of::<usize>() * 2; // hash slot + control bytes (rounded up)
         eprintln!(
-            "bytes per idle flow: {entry} (Flow {}, TcpConn {}, HttpConn {}, FlowContext {})",
+            "bytes per idle flow: {entry} (Flow {}, TcpConn {}, Session {}, FlowContext {})",
             std::mem::size_of::<Flow>(),
             std::mem::size_of::<TcpConn>(),
-            std::mem::size_of::<HttpConn>(),
+            std::mem::size_of::<Session>(),
             std::mem::size_of::<Option<FlowContext>>()
         );
         assert!(entry < 1024, "{entry}");

@@ -11,7 +11,7 @@ mod config;
 
 pub use config::{DropPolicy, KafkaConfig, KafkaSetupError, SaslConfig, TlsConfig};
 
-use apitap_core::EncodedEvent;
+use apitap_core::{EncodedEvent, Level, Peak};
 use config::in_flight_cap;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -24,31 +24,32 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Kafka sink counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct KafkaStats {
-    /// Events handed to the sink.
-    pub produced: u64,
-    /// Events the broker acknowledged.
-    pub delivered: u64,
-    /// Deliveries that failed and were queued again.
-    pub retried: u64,
-    /// Delivery failures reported by librdkafka (each is retried, or dropped at shutdown).
-    pub failed: u64,
-    /// Events dropped because the queue was full.
-    pub dropped: u64,
-    /// Events larger than `message_max_bytes` (dropped).
-    pub too_large: u64,
-    /// Events not delivered when the sink closed.
-    pub undelivered_at_close: u64,
-    /// Events queued now (sink queue plus librdkafka).
-    pub queue_depth: u64,
-    /// Largest queue depth seen.
-    pub queue_depth_max: u64,
-    /// Sum of delivery latencies (enqueue to acknowledgement), microseconds.
-    pub delivery_latency_us_sum: u64,
-    /// Largest delivery latency, microseconds.
-    pub delivery_latency_us_max: u64,
+apitap_core::counters! {
+    /// Kafka sink counters.
+    pub struct KafkaStats {
+        /// Events handed to the sink.
+        pub produced: u64,
+        /// Events the broker acknowledged.
+        pub delivered: u64,
+        /// Deliveries that failed and were queued again.
+        pub retried: u64,
+        /// Delivery failures reported by librdkafka (each is retried, or dropped at shutdown).
+        pub failed: u64,
+        /// Events dropped because the queue was full.
+        pub dropped: u64,
+        /// Events larger than `message_max_bytes` (dropped).
+        pub too_large: u64,
+        /// Events not delivered when the sink closed.
+        pub undelivered_at_close: u64,
+        /// Events queued now (sink queue plus librdkafka).
+        pub queue_depth: Level,
+        /// Largest queue depth seen.
+        pub queue_depth_max: Peak,
+        /// Sum of delivery latencies (enqueue to acknowledgement), microseconds.
+        pub delivery_latency_us_sum: u64,
+        /// Largest delivery latency, microseconds.
+        pub delivery_latency_us_max: Peak,
+    }
 }
 
 struct Queued {
@@ -202,8 +203,8 @@ impl KafkaSink {
 
     fn update_depth(&mut self) {
         let depth = (self.queue.len() + self.in_flight) as u64;
-        self.stats.queue_depth = depth;
-        self.stats.queue_depth_max = self.stats.queue_depth_max.max(depth);
+        self.stats.queue_depth = Level(depth);
+        self.stats.queue_depth_max.raise(depth);
     }
 
     /// Moves queued events into librdkafka while it has room.
@@ -300,7 +301,7 @@ impl KafkaSink {
             let us = u64::try_from(now.duration_since(enqueued).as_micros()).unwrap_or(u64::MAX);
             self.stats.delivery_latency_us_sum =
                 self.stats.delivery_latency_us_sum.saturating_add(us);
-            self.stats.delivery_latency_us_max = self.stats.delivery_latency_us_max.max(us);
+            self.stats.delivery_latency_us_max.raise(us);
         }
         for failed in reports.failed.into_iter().rev() {
             self.in_flight = self.in_flight.saturating_sub(1);

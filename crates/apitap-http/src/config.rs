@@ -1,0 +1,44 @@
+//! HTTP/1.x parsing bounds (`[http]` in sensor.toml).
+
+/// HTTP parsing bounds (`[http]` in sensor.toml).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest head (start line + fields) parsed; larger ones are skipped and counted.
+    pub max_head_bytes: usize,
+    /// Header fields kept per message (at most 256).
+    pub max_headers: usize,
+    /// Requests waiting for a response before the oldest is given up.
+    pub max_pending_requests: usize,
+    /// Packet time after which a request without a response start is emitted alone.
+    pub transaction_timeout_ms: u64,
+    /// A connection that skipped this many bytes without a single HTTP message is not
+    /// HTTP: it is no longer parsed (counted in `non_http_connections`).
+    pub max_non_http_bytes: u64,
+    /// Media-type prefixes whose bodies are captured (e.g. "application/json", "text/");
+    /// empty (the default) captures none.
+    pub include_body_for: Vec<String>,
+    /// Body bytes kept per message, before decoding; the rest is counted, not kept.
+    pub max_body_bytes: usize,
+    /// Most bytes a compressed body may inflate to; past it decoding stops
+    /// (anomaly `decompression_bomb`).
+    pub max_decoded_body_bytes: usize,
+    /// Most a compressed body may inflate relative to its compressed size.
+    pub max_decompression_ratio: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_head_bytes: 65_536,
+            max_headers: 128,
+            max_pending_requests: 64,
+            transaction_timeout_ms: 60_000,
+            max_non_http_bytes: 16_384,
+            include_body_for: Vec::new(),
+            max_body_bytes: 65_536,
+            max_decoded_body_bytes: 1 << 20,
+            max_decompression_ratio: 100,
+        }
+    }
+}

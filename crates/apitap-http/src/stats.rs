@@ -1,0 +1,48 @@
+//! HTTP/1.x parser counters.
+
+apitap_core::counters! {
+    /// HTTP parser counters.
+    pub struct HttpStats {
+        /// Request heads parsed.
+        pub requests: u64,
+        /// Final response heads parsed.
+        pub responses: u64,
+        /// Interim (1xx other than 101) responses parsed.
+        pub interim_responses: u64,
+        /// Transactions emitted.
+        pub transactions_emitted: u64,
+        /// Bytes skipped while looking for the next message start.
+        pub bytes_skipped: u64,
+        /// Times a direction lost sync (invalid data or a gap) and had to resync.
+        pub resyncs: u64,
+        /// Heads larger than `max_head_bytes` (skipped).
+        pub heads_too_large: u64,
+        /// Bytes where a request or status line was expected but none was.
+        pub invalid_start_lines: u64,
+        /// Requests given up because too many were waiting for responses.
+        pub pipeline_overflows: u64,
+        /// Connections handed on to another protocol (101 Switching Protocols, a CONNECT
+        /// tunnel); what follows is the next layer's.
+        pub upgrades: u64,
+        /// Bytes not parsed on connections given up as not HTTP.
+        pub non_http_bytes: u64,
+        /// Gaps that fell inside a body and were absorbed.
+        pub gaps_in_body: u64,
+        /// Gaps that broke framing and forced a resync.
+        pub gaps_resync: u64,
+        /// Connections given up as not HTTP (TLS, or `max_non_http_bytes` of non-HTTP bytes).
+        pub non_http_connections: u64,
+        /// Message bodies captured (`include_body_for`).
+        pub bodies_captured: u64,
+        /// Bytes of captured bodies kept (after decoding).
+        pub body_bytes_captured: u64,
+        /// Captured bodies not kept whole (size limit, gap, cut short, decode limit).
+        pub bodies_truncated: u64,
+        /// Captured bodies whose content coding was removed.
+        pub bodies_decoded: u64,
+        /// Bodies that inflated past `max_decoded_body_bytes` or `max_decompression_ratio`.
+        pub decompression_bombs: u64,
+        /// Bodies whose content coding could not be decoded.
+        pub body_decode_errors: u64,
+    }
+}

@@ -1,0 +1,123 @@
+//! Which protocol a stream speaks, from its first bytes: each protocol answers with its
+//! own small probe. The outermost layer of a connection is HTTP/1.x unless another
+//! protocol is recognised (HTTP/1.x finds its way into a stream joined midway, and gives
+//! up on one that is not HTTP); a layer opened by a handoff needs a probe that says yes.
+
+use apitap_core::{Direction, Handoff, Probe, UpgradeTo};
+
+/// A protocol a layer of a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.0 and 1.1 (parsed).
+    Http1,
+    /// TLS (recognised; not parsed yet).
+    Tls,
+    /// WebSocket after an HTTP/1.1 upgrade (not parsed).
+    WebSocket,
+    /// HTTP/2 after an `Upgrade: h2c` (not parsed yet).
+    H2c,
+    /// No parser recognises it.
+    Unknown,
+}
+
+impl Protocol {
+    /// Stable snake_case name, as in the counters.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::Tls => "tls",
+            Protocol::WebSocket => "websocket",
+            Protocol::H2c => "h2c",
+            Protocol::Unknown => "unknown",
+        }
+    }
+}
+
+/// The protocol of a connection's outermost layer, from its first bytes.
+pub(crate) fn outermost(first: &[u8]) -> Protocol {
+    if let Probe::Yes(_) = tls_probe(first) {
+        return Protocol::Tls;
+    }
+    Protocol::Http1
+}
+
+/// The protocol of a layer that `handoff` opened, from its first bytes.
+pub(crate) fn after(handoff: Handoff, first: &[u8]) -> Protocol {
+    match handoff {
+        Handoff::Upgrade(UpgradeTo::WebSocket) => Protocol::WebSocket,
+        Handoff::Upgrade(UpgradeTo::H2c) => Protocol::H2c,
+        Handoff::Upgrade(UpgradeTo::Other) | Handoff::Tunnel => {
+            if let Probe::Yes(_) = tls_probe(first) {
+                Protocol::Tls
+            } else if apitap_http::probe(first) != Probe::No {
+                Protocol::Http1
+            } else {
+                Protocol::Unknown
+            }
+        }
+    }
+}
+
+/// Which way the first bytes of a stream go, when a protocol can tell.
+pub(crate) fn direction_of(first: &[u8]) -> Option<Direction> {
+    crate::role::probe_direction(apitap_http::probe(first))
+        .or_else(|| crate::role::probe_direction(tls_probe(first)))
+}
+
+/// A TLS record at the start of a stream: a handshake (22) or alert (21) record of
+/// version 3.x. A ClientHello goes to the server, a ServerHello to the client.
+pub(crate) fn tls_probe(data: &[u8]) -> Probe {
+    match data {
+        [0x15 | 0x16, 0x03, rest @ ..] => {
+            let direction = match (data.first(), rest.get(3)) {
+                (Some(0x16), Some(1)) => Some(Direction::ToServer),
+                (Some(0x16), Some(2)) => Some(Direction::ToClient),
+                _ => None,
+            };
+            Probe::Yes(direction)
+        }
+        [0x15 | 0x16] | [] => Probe::NeedMore,
+        _ => Probe::No,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outermost_is_http1_unless_tls() {
+        assert_eq!(outermost(b"GET / HTTP/1.1\r\n"), Protocol::Http1);
+        assert_eq!(
+            outermost(b"garbage in the middle of a body"),
+            Protocol::Http1
+        );
+        assert_eq!(outermost(&[0x16, 3, 1, 2, 0, 1]), Protocol::Tls);
+        assert_eq!(outermost(&[0x15, 3, 3]), Protocol::Tls);
+        assert_eq!(outermost(&[0x17, 3, 3]), Protocol::Http1);
+    }
+
+    #[test]
+    fn after_a_handoff_a_probe_must_say_yes() {
+        let tunnel = Handoff::Tunnel;
+        assert_eq!(after(tunnel, b"GET /x HTTP/1.1\r\n"), Protocol::Http1);
+        assert_eq!(after(tunnel, &[0x16, 3, 1, 2, 0, 1]), Protocol::Tls);
+        assert_eq!(after(tunnel, b"\x00\x00\x12\x04"), Protocol::Unknown);
+        let ws = Handoff::Upgrade(UpgradeTo::WebSocket);
+        assert_eq!(after(ws, b"GET / HTTP/1.1\r\n"), Protocol::WebSocket);
+        let h2c = Handoff::Upgrade(UpgradeTo::H2c);
+        assert_eq!(after(h2c, b"PRI * HTTP/2.0"), Protocol::H2c);
+    }
+
+    #[test]
+    fn tls_records() {
+        assert_eq!(tls_probe(&[0x16]), Probe::NeedMore);
+        assert_eq!(tls_probe(&[0x16, 3, 1, 0, 5]), Probe::Yes(None));
+        assert_eq!(
+            tls_probe(&[0x16, 3, 1, 0, 5, 1]),
+            Probe::Yes(Some(Direction::ToServer))
+        );
+        assert_eq!(tls_probe(&[0x17, 3, 3]), Probe::No);
+        assert_eq!(tls_probe(b"GET"), Probe::No);
+    }
+}

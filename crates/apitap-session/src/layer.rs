@@ -1,0 +1,214 @@
+//! One layer of a connection: the parser reading it, and the layer inside it once the
+//! parser hands the stream on. Dispatch is a `match` over the parsers apitap has (no
+//! trait objects on the per-byte path).
+
+use crate::detect::{self, Protocol};
+use crate::{SessionConfig, SessionCx, SessionStats};
+use apitap_core::{
+    Anomaly, AppParser, Direction, FinishCause, Handoff, HttpTransaction, PacketRef, ParseCx,
+    SortKey, Timestamp,
+};
+use apitap_http::HttpConn;
+
+/// A layer's parser. Layers are boxed, so the HTTP/1.x state sits inline: one allocation
+/// per parsed connection; an unparsed layer carries that room unused.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+enum Parser {
+    /// HTTP/1.x.
+    Http1(HttpConn),
+    /// Opened by a handoff; its protocol is decided by its first bytes.
+    Undecided(Handoff),
+    /// Not parsed (recognised or not; counted by protocol when decided): its bytes are
+    /// counted.
+    Unparsed,
+}
+
+/// One layer of a connection.
+#[derive(Debug)]
+pub(crate) struct Layer {
+    parser: Parser,
+    /// 1 for the connection itself, one more per handoff.
+    depth: u8,
+    /// The layer the parser handed the stream on to.
+    inner: Option<Box<Layer>>,
+}
+
+/// What a layer call needs: the session's context and the connection's ordinals.
+pub(crate) struct Cx<'s, 'a> {
+    at: PacketRef,
+    cfg: &'a SessionConfig,
+    stats: &'s mut SessionStats,
+    out: &'s mut Vec<HttpTransaction>,
+    ordinal: &'s mut u32,
+}
+
+impl<'s, 'a> Cx<'s, 'a> {
+    pub(crate) fn new(cx: &'s mut SessionCx<'a>, ordinal: &'s mut u32) -> Cx<'s, 'a> {
+        Cx {
+            at: cx.at,
+            cfg: cx.cfg,
+            stats: &mut *cx.stats,
+            out: &mut *cx.out,
+            ordinal,
+        }
+    }
+
+    /// The HTTP/1.x parser's context.
+    fn http(&mut self) -> ParseCx<'_, apitap_http::HttpConfig, apitap_http::HttpStats> {
+        ParseCx {
+            at: self.at,
+            cfg: &self.cfg.http,
+            stats: &mut self.stats.http,
+            out: &mut *self.out,
+            ordinal: &mut *self.ordinal,
+        }
+    }
+}
+
+impl Layer {
+    /// A connection's outermost layer, from its first bytes.
+    pub(crate) fn outermost(first: &[u8], stats: &mut SessionStats) -> Box<Layer> {
+        Box::new(Layer {
+            parser: Parser::decided(detect::outermost(first), stats),
+            depth: 1,
+            inner: None,
+        })
+    }
+
+    pub(crate) fn on_data(&mut self, dir: Direction, data: &[u8], cx: &mut Cx<'_, '_>) {
+        if let Some(inner) = self.inner.as_mut() {
+            return inner.on_data(dir, data, cx);
+        }
+        let mut data = data;
+        if let Parser::Undecided(handoff) = self.parser {
+            // Line ends left over from the message that opened the layer (a proxy's
+            // answer followed by a stray CRLF) say nothing about what follows.
+            let start = data
+                .iter()
+                .position(|b| !matches!(b, b'\r' | b'\n'))
+                .unwrap_or(data.len());
+            cx.stats.unparsed_bytes += start as u64;
+            data = data.get(start..).unwrap_or(&[]);
+            if data.is_empty() {
+                return;
+            }
+            self.parser = Parser::decided(detect::after(handoff, data), cx.stats);
+        }
+        let used = match &mut self.parser {
+            Parser::Http1(h) => h.on_data(dir, data, &mut cx.http()),
+            Parser::Undecided(_) | Parser::Unparsed => {
+                cx.stats.unparsed_bytes += data.len() as u64;
+                data.len()
+            }
+        };
+        if let Some(handoff) = self.parser.handoff() {
+            let inner = self.open(handoff, cx.cfg, cx.stats);
+            if let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
+                inner.on_data(dir, rest, cx);
+            }
+        }
+    }
+
+    /// The layer the parser handed the stream on to (opened on first use).
+    fn open(
+        &mut self,
+        handoff: Handoff,
+        cfg: &SessionConfig,
+        stats: &mut SessionStats,
+    ) -> &mut Layer {
+        let depth = self.depth.saturating_add(1);
+        self.inner.get_or_insert_with(|| {
+            let parser = if depth > cfg.max_depth {
+                stats.depth_exceeded += 1;
+                Parser::Unparsed
+            } else {
+                stats.handoffs += 1;
+                Parser::Undecided(handoff)
+            };
+            Box::new(Layer {
+                parser,
+                depth,
+                inner: None,
+            })
+        })
+    }
+
+    pub(crate) fn on_gap(&mut self, dir: Direction, len: u64, cx: &mut Cx<'_, '_>) {
+        if let Some(inner) = self.inner.as_mut() {
+            return inner.on_gap(dir, len, cx);
+        }
+        match &mut self.parser {
+            Parser::Http1(h) => h.on_gap(dir, len, &mut cx.http()),
+            Parser::Undecided(_) => {
+                // Nothing to tell the protocol by: the layer is not parsed.
+                self.parser = Parser::decided(Protocol::Unknown, cx.stats);
+                cx.stats.unparsed_bytes += len;
+            }
+            Parser::Unparsed => cx.stats.unparsed_bytes += len,
+        }
+    }
+
+    pub(crate) fn on_fin(&mut self, dir: Direction, cx: &mut Cx<'_, '_>) {
+        if let Some(inner) = self.inner.as_mut() {
+            return inner.on_fin(dir, cx);
+        }
+        if let Parser::Http1(h) = &mut self.parser {
+            h.on_fin(dir, &mut cx.http());
+        }
+    }
+
+    pub(crate) fn on_anomaly(&mut self, dir: Direction, anomaly: Anomaly) {
+        if let Some(inner) = self.inner.as_mut() {
+            return inner.on_anomaly(dir, anomaly);
+        }
+        if let Parser::Http1(h) = &mut self.parser {
+            h.on_anomaly(dir, anomaly);
+        }
+    }
+
+    pub(crate) fn expire(&mut self, cx: &mut Cx<'_, '_>) {
+        if let Parser::Http1(h) = &mut self.parser {
+            h.expire(&mut cx.http());
+        }
+        if let Some(inner) = self.inner.as_mut() {
+            inner.expire(cx);
+        }
+    }
+
+    pub(crate) fn finish(&mut self, cause: FinishCause, cx: &mut Cx<'_, '_>) {
+        if let Parser::Http1(h) = &mut self.parser {
+            h.finish(cause, &mut cx.http());
+        }
+        if let Some(inner) = self.inner.as_mut() {
+            inner.finish(cause, cx);
+        }
+    }
+
+    pub(crate) fn open_transactions(&self, out: &mut Vec<(SortKey, Timestamp)>) {
+        if let Parser::Http1(h) = &self.parser {
+            h.open_transactions(out);
+        }
+        if let Some(inner) = &self.inner {
+            inner.open_transactions(out);
+        }
+    }
+}
+
+impl Parser {
+    /// The parser for `protocol`, counted.
+    fn decided(protocol: Protocol, stats: &mut SessionStats) -> Parser {
+        stats.layers.count(protocol);
+        match protocol {
+            Protocol::Http1 => Parser::Http1(HttpConn::new()),
+            _ => Parser::Unparsed,
+        }
+    }
+
+    fn handoff(&self) -> Option<Handoff> {
+        match self {
+            Parser::Http1(h) => h.handoff(),
+            Parser::Undecided(_) | Parser::Unparsed => None,
+        }
+    }
+}
