@@ -41,6 +41,7 @@ impl Decoder {
     /// Decodes one frame captured at `at`. Returns the TCP segment it carries (or that the
     /// datagram it completed carries) and the bytes its payload offsets point into: the
     /// frame itself, or the reassembled datagram.
+    #[inline]
     pub fn frame<'a>(
         &'a mut self,
         link: LinkType,
@@ -53,7 +54,13 @@ impl Decoder {
             d.expire(at.ts, &mut self.stats.defrag);
         }
         match decoded {
-            Decoded::Tcp(meta) => (!self.dedup.is_duplicate(data, at.ts)).then_some((meta, data)),
+            Decoded::Tcp(meta) => {
+                if self.dedup.is_duplicate(data, at.ts) {
+                    None
+                } else {
+                    Some((meta, data))
+                }
+            }
             Decoded::Fragment(frag) => {
                 if self.dedup.is_duplicate(data, at.ts) {
                     self.stats.count_fragment();

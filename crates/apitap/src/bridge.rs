@@ -107,6 +107,13 @@ pub fn name_endpoint(
     endpoint: &str,
     scratch: &mut Vec<u8>,
 ) {
+    // Nearly always the event already carries the name. Equal bytes without a backslash
+    // mean equal names: with no escape in the event's value, neither name needed one.
+    if let Some(current) = ev.endpoint() {
+        if current == endpoint.as_bytes() && !current.contains(&b'\\') {
+            return;
+        }
+    }
     scratch.clear();
     // A string always serialises; the quotes are dropped below.
     if serde_json::to_writer(&mut *scratch, endpoint).is_err() {
@@ -115,10 +122,7 @@ pub fn name_endpoint(
     let escaped = scratch
         .get(1..scratch.len().saturating_sub(1))
         .unwrap_or(&[]);
-    if ev.endpoint() == Some(escaped) {
-        return;
-    }
-    if ev.replace_endpoint(escaped) {
+    if ev.endpoint() != Some(escaped) && ev.replace_endpoint(escaped) {
         ev.endpoint_hash = endpoint_hash(host.unwrap_or(""), endpoint);
     }
 }
@@ -221,6 +225,24 @@ mod tests {
             renamed.endpoint_hash,
             endpoint_hash("api.example.com", "POST /v1/users/{param}")
         );
+        // A name that needs escaping is compared and written escaped.
+        let mut quoted = ev.clone();
+        name_endpoint(
+            &mut quoted,
+            Some("api.example.com"),
+            "POST /v1/\"x\\y\u{1}",
+            &mut scratch,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&quoted.json).unwrap();
+        assert_eq!(v["apitap"]["endpoint"], "POST /v1/\"x\\y\u{1}");
+        let again = quoted.clone();
+        name_endpoint(
+            &mut quoted,
+            Some("api.example.com"),
+            "POST /v1/\"x\\y\u{1}",
+            &mut scratch,
+        );
+        assert_eq!(quoted, again);
         // An alert about that endpoint shares the event's Kafka key.
         let alert = Alert {
             rule: apitap_analytics::Rule::ObjectEnumeration,

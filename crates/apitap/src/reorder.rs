@@ -34,28 +34,12 @@ impl Keyed for EncodedEvent {
     }
 }
 
-struct Entry<T>(T);
-
-impl<T: Keyed> PartialEq for Entry<T> {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.sort_key() == other.0.sort_key()
-    }
-}
-impl<T: Keyed> Eq for Entry<T> {}
-impl<T: Keyed> PartialOrd for Entry<T> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl<T: Keyed> Ord for Entry<T> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.sort_key().cmp(&other.0.sort_key())
-    }
-}
-
-/// Watermark-based reorder buffer.
+/// Watermark-based reorder buffer. The heap orders small (key, slot) entries; the items
+/// wait in a slab, so reordering never moves them.
 pub struct Reorder<T> {
-    heap: BinaryHeap<Reverse<Entry<T>>>,
+    heap: BinaryHeap<Reverse<(SortKey, usize)>>,
+    slots: Vec<Option<T>>,
+    free: Vec<usize>,
     watermarks: Vec<SortKey>,
     max_buffered: usize,
     stats: ReorderStats,
@@ -66,6 +50,8 @@ impl<T: Keyed> Reorder<T> {
     pub fn new(workers: usize, max_buffered: usize) -> Reorder<T> {
         Reorder {
             heap: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             watermarks: vec![SortKey::default(); workers.max(1)],
             max_buffered: max_buffered.max(1),
             stats: ReorderStats::default(),
@@ -82,7 +68,20 @@ impl<T: Keyed> Reorder<T> {
         release: &mut impl FnMut(T),
     ) {
         for ev in events {
-            self.heap.push(Reverse(Entry(ev)));
+            let key = ev.sort_key();
+            let slot = match self.free.pop() {
+                Some(i) => {
+                    if let Some(s) = self.slots.get_mut(i) {
+                        *s = Some(ev);
+                    }
+                    i
+                }
+                None => {
+                    self.slots.push(Some(ev));
+                    self.slots.len() - 1
+                }
+            };
+            self.heap.push(Reverse((key, slot)));
         }
         if let Some(w) = self.watermarks.get_mut(worker) {
             if watermark > *w {
@@ -96,8 +95,8 @@ impl<T: Keyed> Reorder<T> {
             .copied()
             .min()
             .unwrap_or(SortKey::MAX);
-        while let Some(Reverse(top)) = self.heap.peek() {
-            if top.0.sort_key() < low {
+        while let Some(&Reverse((key, _))) = self.heap.peek() {
+            if key < low {
                 self.pop(release, false);
             } else if self.heap.len() > self.max_buffered {
                 self.pop(release, true);
@@ -125,7 +124,11 @@ impl<T: Keyed> Reorder<T> {
     }
 
     fn pop(&mut self, release: &mut impl FnMut(T), forced: bool) {
-        if let Some(Reverse(Entry(ev))) = self.heap.pop() {
+        let Some(Reverse((_, slot))) = self.heap.pop() else {
+            return;
+        };
+        self.free.push(slot);
+        if let Some(ev) = self.slots.get_mut(slot).and_then(Option::take) {
             self.stats.released += 1;
             if forced {
                 self.stats.forced_early += 1;
