@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::alert::{Alert, Rule};
 use crate::config::BaselineConfig;
+use crate::emit::Finding;
 use crate::inventory::EndpointKey;
 use crate::record::TxRecord;
 
@@ -75,12 +76,6 @@ struct EndpointBaseline {
     r5: Ewma,
     latency_ms: Ewma,
     size: Ewma,
-}
-
-/// An alert candidate with its suppression key.
-pub(crate) struct Finding {
-    pub alert: Alert,
-    pub key: String,
 }
 
 /// All endpoint baselines.
@@ -253,7 +248,7 @@ fn close(
             counts.insert("4xx".to_string(), c.e4);
             counts.insert("5xx".to_string(), c.e5);
             out.push(Finding {
-                key: key.scoped(),
+                keys: vec![key.scoped()],
                 alert: Alert {
                     rule,
                     ts_ns: end,

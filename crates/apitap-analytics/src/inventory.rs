@@ -421,6 +421,8 @@ pub struct Observed {
     pub object_key: Option<u64>,
     /// The endpoint is in the inventory (false: table full, or a 404-only endpoint).
     pub recorded: bool,
+    /// The template holds a learned `{param}` (see [`Templated::learned`]).
+    pub learned: bool,
 }
 
 /// The endpoint inventory (with its templater).
@@ -457,6 +459,7 @@ impl Inventory {
         let Templated {
             template,
             object_key,
+            learned,
         } = self.templater.template(host, &method, &tx.path, learn);
         let key = EndpointKey {
             host: host.to_string(),
@@ -482,6 +485,7 @@ impl Inventory {
             key,
             object_key,
             recorded,
+            learned,
         }
     }
 

@@ -45,6 +45,7 @@ pub mod alert;
 pub mod baseline;
 pub mod config;
 mod detect;
+mod emit;
 pub mod inventory;
 pub mod openapi;
 pub mod record;
@@ -53,13 +54,9 @@ pub mod sensitive;
 pub mod spec;
 pub mod template;
 
-use apitap_core::text::lower_ascii;
-use apitap_core::{stable_hash, Level};
-use foldhash::HashSet;
+use apitap_core::Level;
+use serde_json::Value;
 use std::collections::BTreeMap;
-
-use hashlink::LruCache;
-use serde_json::{json, Value};
 
 pub use alert::{rfc3339_micros, severity_label, Alert, Rule};
 pub use config::{AnalyticsConfig, Cidr, ConfigError};
@@ -70,9 +67,16 @@ pub use sarif::sarif;
 pub use sensitive::SensitiveKind;
 pub use spec::{ApiSpec, SpecError};
 
-use baseline::{Baselines, Finding};
-use detect::{AuthDetector, BolaDetector, SensitiveScan, ThirdParty};
-use spec::SpecMatch;
+use baseline::Baselines;
+use detect::auth::AuthDetector;
+use detect::banner::Banners;
+use detect::bola::BolaDetector;
+use detect::exposure::{Exposure, Flow, SensitiveScan};
+use detect::spec_diff::SpecDiff;
+use detect::third_party::ThirdParty;
+use detect::url_secrets::UrlSecrets;
+use detect::{Detector, TxContext};
+use emit::{secs_ns, Finding, Gate};
 
 apitap_core::counters! {
     /// Counters and sizes of the analytics, for the run summary and metrics. Every bound that
@@ -143,47 +147,40 @@ apitap_core::counters! {
     }
 }
 
+/// How the inventory names one transaction's endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Named<'a> {
+    /// `METHOD /template`, the value of `apitap.endpoint`.
+    pub endpoint: &'a str,
+    /// A learned `{param}` is in the template, so it differs from the shape template of
+    /// the path alone (which is what an event carries until it is renamed).
+    pub learned: bool,
+}
+
 /// The analytics engine. Single-threaded; feed transactions in order.
 pub struct Analytics {
     cfg: AnalyticsConfig,
     inventory: Inventory,
-    spec: Option<ApiSpec>,
-    spec_hosts: HashSet<String>,
     baselines: Baselines,
+    spec: SpecDiff,
     auth: AuthDetector,
     bola: BolaDetector,
-    url_names: HashSet<String>,
-    req_scan: SensitiveScan,
-    resp_scan: SensitiveScan,
+    url_secrets: UrlSecrets,
+    request_data: Exposure,
+    response_data: Exposure,
+    banners: Banners,
     third: ThirdParty,
-    /// Bit `rule as u32` set for each disabled rule (checked several times per transaction).
-    disabled: u32,
-    suppress: LruCache<String, i64>,
-    /// The key of the current suppression lookup (see [`suppression_key`]).
-    suppress_key: String,
-    suppress_evicted: u64,
+    /// Disabled rules, suppression, alert ids.
+    gate: Gate,
+    /// Findings of the current transaction (reused).
+    found: Vec<Finding>,
     /// The scoped key of the last transaction; [`Analytics::process_into`] returns its
     /// endpoint part.
     endpoint_name: String,
     first_ns: Option<i64>,
     clock_ns: Option<i64>,
-    seq: u64,
-    stats: AnalyticsStats,
-}
-
-/// Writes `rule-id|part|part...`, the key of the suppression table, into `buf` (a buffer
-/// reused across transactions: building a key is on the path of every transaction).
-fn suppression_key(buf: &mut String, rule: Rule, parts: &[&str]) {
-    buf.clear();
-    buf.push_str(rule.id());
-    for part in parts {
-        buf.push('|');
-        buf.push_str(part);
-    }
-}
-
-fn secs_ns(s: u64) -> i64 {
-    i64::try_from(s.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX)
+    transactions: u64,
+    out_of_order: u64,
 }
 
 impl Analytics {
@@ -215,50 +212,34 @@ impl Analytics {
         };
         Ok(Analytics {
             inventory: Inventory::new(&cfg.inventory, &cfg.templating),
-            spec: None,
-            spec_hosts: cfg
-                .spec
-                .hosts
-                .iter()
-                .map(|h| h.to_ascii_lowercase())
-                .collect(),
             baselines: Baselines::new(
                 &cfg.baseline,
                 cfg.learning_period_s,
                 cfg.inventory.max_endpoints,
                 cfg.max_evidence,
             ),
+            spec: SpecDiff::new(&cfg.spec.hosts),
             auth: AuthDetector::new(cfg.auth.max_clients, &cfg.auth.login_keywords),
             bola: BolaDetector::new(cfg.bola.max_keys),
-            url_names: cfg
-                .url_secrets
-                .param_names
-                .iter()
-                .map(|n| n.to_ascii_lowercase().replace('-', "_"))
-                .collect(),
-            req_scan: scan(),
-            resp_scan: scan(),
+            url_secrets: UrlSecrets::new(&cfg.url_secrets.param_names),
+            request_data: Exposure::new(Flow::Request, scan()),
+            response_data: Exposure::new(Flow::Response, scan()),
+            banners: Banners,
             third,
-            disabled: cfg
-                .disabled_rules
-                .iter()
-                .filter_map(|r| Rule::from_id(r))
-                .fold(0, |mask, rule| mask | rule.bit()),
-            suppress: LruCache::new(cfg.max_suppression_keys.max(1)),
-            suppress_key: String::new(),
-            suppress_evicted: 0,
+            gate: Gate::new(&cfg),
+            found: Vec::new(),
             endpoint_name: String::new(),
             first_ns: None,
             clock_ns: None,
-            seq: 0,
-            stats: AnalyticsStats::default(),
+            transactions: 0,
+            out_of_order: 0,
             cfg,
         })
     }
 
     /// Adds an OpenAPI spec to diff traffic against (replaces an earlier one).
     pub fn with_spec(mut self, spec: ApiSpec) -> Analytics {
-        self.spec = Some(spec);
+        self.spec.spec = Some(spec);
         self
     }
 
@@ -276,15 +257,15 @@ impl Analytics {
     }
 
     /// [`Analytics::process`] appending to `out`. Returns `apitap.endpoint` as the
-    /// inventory names the transaction (`METHOD /template`), or `None` when the analytics
-    /// are off or no request was seen.
-    pub fn process_into(&mut self, tx: &TxRecord, out: &mut Vec<Alert>) -> Option<&str> {
+    /// inventory names the transaction, or `None` when the analytics are off or no
+    /// request was seen.
+    pub fn process_into(&mut self, tx: &TxRecord, out: &mut Vec<Alert>) -> Option<Named<'_>> {
         if !self.cfg.enabled {
             return None;
         }
-        self.stats.transactions += 1;
+        self.transactions += 1;
         match self.clock_ns {
-            Some(c) if tx.ts_ns < c => self.stats.out_of_order += 1,
+            Some(c) if tx.ts_ns < c => self.out_of_order += 1,
             _ => self.clock_ns = Some(tx.ts_ns),
         }
         let first = *self.first_ns.get_or_insert(tx.ts_ns);
@@ -292,486 +273,47 @@ impl Analytics {
 
         let obs = self.inventory.observe(tx);
         let key = &obs.key;
-        let mut found: Vec<Finding> = Vec::new();
         if obs.recorded {
-            self.baselines.observe(key, tx, &mut found);
+            self.baselines.observe(key, tx, &mut self.found);
         } else {
             let idx = tx.ts_ns.div_euclid(secs_ns(self.cfg.baseline.bucket_s));
-            self.baselines.advance_to(idx, &mut found);
+            self.baselines.advance_to(idx, &mut self.found);
         }
-        self.emit(found, out);
+        self.gate.emit(&mut self.found, out);
 
-        // The endpoint name is the tail of the scoped key.
-        let ep_key = key.scoped();
+        let scoped = key.scoped();
         let endpoint_from = key.host.len() + 1;
-        let endpoint = ep_key.get(endpoint_from..).unwrap_or_default();
-        // Without a request there is no endpoint to name.
         let requested = !tx.method.is_empty();
-        let mut found: Vec<Finding> = Vec::new();
-        let base = |rule: Rule, msg: String| Alert {
-            rule,
-            ts_ns: tx.ts_ns,
-            severity: rule.default_severity(),
-            id: String::new(),
-            client: None,
-            server: Some(tx.server),
-            host: tx.host.clone(),
-            endpoint: requested.then(|| endpoint.to_string()),
-            window_start_ns: tx.ts_ns,
-            window_end_ns: tx.ts_ns,
-            count: 1,
-            counts: BTreeMap::new(),
-            details: BTreeMap::new(),
-            evidence: vec![tx.event_id.clone()],
-            message: msg,
-        };
-
-        // Spec diff.
-        self.spec_diff(tx, endpoint, &ep_key, &base, &mut found);
-
-        // Auth failure bursts.
-        let max_ev = self.cfg.max_evidence;
-        let bursts = self.auth.observe(
-            tx,
-            self.cfg.auth.login_failures,
-            self.cfg.auth.any_failures,
-            secs_ns(self.cfg.auth.window_s),
-            max_ev,
-        );
-        let client = tx.client.ip();
-        for (rule, burst, what) in [
-            (
-                Rule::LoginFailureBurst,
-                bursts.login,
-                "login-like endpoints",
-            ),
-            (Rule::AuthFailureBurst, bursts.any, "the API"),
-        ] {
-            if let Some(b) = burst {
-                let mut a = base(
-                    rule,
-                    format!(
-                        "{} authentication failures (401/403) for client {client} on {what} within {} s; last on {} {endpoint}",
-                        b.count,
-                        self.cfg.auth.window_s,
-                        tx.host.as_deref().unwrap_or("")
-                    ),
-                );
-                a.client = Some(client);
-                b.fill(&mut a);
-                found.push(Finding {
-                    alert: a,
-                    key: client.to_string(),
-                });
-            }
-        }
-
-        // Object id enumeration.
-        if let Some(obj) = obs.object_key {
-            if let Some(b) = self.bola.observe(
-                tx,
-                key,
-                obj,
-                self.cfg.bola.distinct_ids,
-                secs_ns(self.cfg.bola.window_s),
-                max_ev,
-            ) {
-                let mut a = base(
-                    Rule::ObjectEnumeration,
-                    format!(
-                        "Client {client} requested {} distinct object ids of {endpoint} within {} s",
-                        b.count, self.cfg.bola.window_s
-                    ),
-                );
-                a.client = Some(client);
-                b.fill(&mut a);
-                found.push(Finding {
-                    alert: a,
-                    key: format!("{client}|{ep_key}"),
-                });
-            }
-        }
-
-        // Secrets in the URL.
-        if !self.is_disabled(Rule::SecretInUrl) {
-            let counts = detect::url_secrets(tx, &self.url_names);
-            if !counts.is_empty() {
-                let total: u64 = counts.values().sum();
-                let kinds: Vec<&str> = counts.keys().map(String::as_str).collect();
-                let mut a = base(
-                    Rule::SecretInUrl,
-                    format!(
-                        "Secrets in the URL of {endpoint}: {} (values not recorded)",
-                        kinds.join(", ")
-                    ),
-                );
-                a.client = Some(client);
-                a.count = total;
-                a.counts = counts;
-                found.push(Finding {
-                    alert: a,
-                    key: ep_key.clone(),
-                });
-            }
-        }
-
-        // Sensitive data, per direction; one suppression key per kind so a new kind on
-        // the same endpoint still fires.
-        for (rule, dir) in [
-            (Rule::SensitiveDataRequest, "request"),
-            (Rule::SensitiveDataResponse, "response"),
-        ] {
-            if self.is_disabled(rule) {
-                continue;
-            }
-            let counts = if dir == "request" {
-                self.req_scan.scan(
-                    &tx.request_headers,
-                    tx.request_body.as_deref(),
-                    tx.request_content_type.as_deref(),
-                )
-            } else {
-                self.resp_scan.scan(
-                    &tx.response_headers,
-                    tx.response_body.as_deref(),
-                    tx.response_content_type.as_deref(),
-                )
-            };
-            if counts.is_empty() {
-                continue;
-            }
-            let window = self.window_ns(rule);
-            let fresh: Vec<SensitiveKind> = counts
-                .keys()
-                .copied()
-                .filter(|k| self.peek_allowed(rule, &[&ep_key, k.name()], tx.ts_ns, window))
-                .collect();
-            if fresh.is_empty() {
-                self.stats.alerts_suppressed += 1;
-                continue;
-            }
-            for k in counts.keys() {
-                self.mark(rule, &[&ep_key, k.name()], tx.ts_ns);
-            }
-            let severity = counts
-                .keys()
-                .map(|k| k.severity())
-                .max()
-                .unwrap_or(rule.default_severity());
-            let names: Vec<&str> = counts.keys().map(|k| k.name()).collect();
-            let mut a = base(
-                rule,
-                format!(
-                    "Sensitive data in the {dir} of {endpoint}: {} (values not recorded)",
-                    names.join(", ")
-                ),
-            );
-            if dir == "request" {
-                a.client = Some(client);
-            }
-            a.severity = if dir == "request" {
-                severity.saturating_sub(10).max(1)
-            } else {
-                severity
-            };
-            a.count = counts.values().sum();
-            a.counts = counts
-                .iter()
-                .map(|(k, v)| (k.name().to_string(), *v))
-                .collect();
-            a.details.insert("direction".into(), json!(dir));
-            // Suppression already applied per kind above.
-            self.finish_alert(a, out);
-        }
-
-        // Version banners. A leaky server shows its banner on every response: the
-        // suppression check comes before anything is built (emit checks again and marks).
-        if !self.is_disabled(Rule::VersionBanner) {
-            let window = self.window_ns(Rule::VersionBanner);
-            let mut server_ip = None;
-            for (name, value) in detect::version_banners(tx) {
-                let server_id: &str = match tx.host.as_deref() {
-                    Some(h) => h,
-                    None => server_ip.get_or_insert_with(|| tx.server.ip().to_string()),
-                };
-                let value_key = lower_ascii(value);
-                if !self.peek_allowed(
-                    Rule::VersionBanner,
-                    &[server_id, name, &value_key],
-                    tx.ts_ns,
-                    window,
-                ) {
-                    self.stats.alerts_suppressed += 1;
-                    continue;
-                }
-                let key = format!("{server_id}|{name}|{value_key}");
-                let shown: String = value.chars().take(128).collect();
-                let mut a = base(
-                    Rule::VersionBanner,
-                    format!("{server_id} discloses its software in {name}: {shown}"),
-                );
-                a.details.insert("header".into(), json!(name));
-                a.details.insert("banner".into(), json!(shown));
-                found.push(Finding { alert: a, key });
-            }
-        }
-
-        // Third parties.
-        let hits = self.third.observe(
+        let cx = TxContext {
             tx,
             key,
+            scoped: &scoped,
+            endpoint: scoped.get(endpoint_from..).unwrap_or_default(),
+            requested,
+            object_key: obs.object_key,
             learning,
-            self.cfg.third_party.partner_auth_failures,
-            secs_ns(self.cfg.auth.window_s),
-            max_ev,
-        );
-        if let Some(dest) = hits.new_destination {
-            let mut a = base(
-                Rule::NewExternalDestination,
-                format!(
-                    "Internal client {client} contacted a new external API destination {dest} ({})",
-                    tx.server
-                ),
-            );
-            a.client = Some(client);
-            a.host = Some(dest.clone());
-            found.push(Finding {
-                alert: a,
-                key: dest,
-            });
-        }
-        if let Some(p) = hits.partner_new_endpoint {
-            let partner = self
-                .third
-                .partners
-                .get(p)
-                .map(|c| c.to_string())
-                .unwrap_or_default();
-            let mut a = base(
-                Rule::PartnerNewEndpoint,
-                format!("Partner network {partner} called {endpoint}, which it did not use during learning"),
-            );
-            a.client = Some(client);
-            a.details.insert("partner".into(), json!(partner));
-            found.push(Finding {
-                alert: a,
-                key: format!("{partner}|{ep_key}"),
-            });
-        }
-        if let Some((p, b)) = hits.partner_auth {
-            let partner = self
-                .third
-                .partners
-                .get(p)
-                .map(|c| c.to_string())
-                .unwrap_or_default();
-            let mut a = base(
-                Rule::PartnerAuthFailures,
-                format!(
-                    "Partner network {partner}: {} authentication failures within {} s",
-                    b.count, self.cfg.auth.window_s
-                ),
-            );
-            a.client = Some(client);
-            b.fill(&mut a);
-            a.details.insert("partner".into(), json!(partner));
-            found.push(Finding {
-                alert: a,
-                key: partner,
-            });
-        }
-        self.emit(found, out);
+            cfg: &self.cfg,
+        };
+        // Every detector in a fixed order (alert ids number alerts in this order);
+        // static calls, not a list of trait objects: this runs for every transaction.
+        let (gate, found) = (&mut self.gate, &mut self.found);
+        self.request_data.observe(&cx, gate, found);
+        self.response_data.observe(&cx, gate, found);
+        self.spec.observe(&cx, gate, found);
+        self.auth.observe(&cx, gate, found);
+        self.bola.observe(&cx, gate, found);
+        self.url_secrets.observe(&cx, gate, found);
+        self.banners.observe(&cx, gate, found);
+        self.third.observe(&cx, gate, found);
+        self.gate.emit(&mut self.found, out);
         if !requested {
             return None;
         }
-        self.endpoint_name = ep_key;
-        self.endpoint_name.get(endpoint_from..)
-    }
-
-    fn spec_diff(
-        &mut self,
-        tx: &TxRecord,
-        endpoint: &str,
-        ep_key: &str,
-        base: &dyn Fn(Rule, String) -> Alert,
-        found: &mut Vec<Finding>,
-    ) {
-        let Some(spec) = &self.spec else {
-            return;
-        };
-        if !self.spec_hosts.is_empty() {
-            let host_ok = tx
-                .host
-                .as_ref()
-                .is_some_and(|h| self.spec_hosts.contains(h));
-            if !host_ok && !self.spec_hosts.contains(&tx.server.ip().to_string()) {
-                return;
-            }
-        }
-        let ok2xx = matches!(tx.status, Some(200..=299));
-        match spec.match_request(&tx.method, &tx.path) {
-            SpecMatch::Operation(op) => {
-                self.stats.spec_matched += 1;
-                if op.deprecated && ok2xx {
-                    let mut a = base(
-                        Rule::DeprecatedOperation,
-                        format!(
-                            "Deprecated operation {} still answers {} ({endpoint})",
-                            op.display(),
-                            tx.status.unwrap_or(0)
-                        ),
-                    );
-                    a.details
-                        .insert("spec_operation".into(), json!(op.display()));
-                    found.push(Finding {
-                        alert: a,
-                        key: ep_key.to_string(),
-                    });
-                }
-                if let Some(s) = tx.status {
-                    if !op.documents(s) {
-                        let mut a = base(
-                            Rule::UndocumentedStatus,
-                            format!(
-                                "{} answered {s}, which the spec does not document for it",
-                                op.display()
-                            ),
-                        );
-                        a.details
-                            .insert("spec_operation".into(), json!(op.display()));
-                        a.details.insert("status".into(), json!(s));
-                        found.push(Finding {
-                            alert: a,
-                            key: format!("{ep_key}|{s}"),
-                        });
-                    }
-                }
-            }
-            m => {
-                self.stats.spec_unmatched += 1;
-                if m == SpecMatch::MethodNotDocumented && tx.method.eq_ignore_ascii_case("OPTIONS")
-                {
-                    return; // CORS preflight on a documented path
-                }
-                if ok2xx {
-                    if let Some(sup) = spec.superseded(&tx.path) {
-                        let mut a = base(
-                            Rule::SupersededVersion,
-                            format!(
-                                "{endpoint} uses API version v{} while the spec documents v{}, and it still answers {}",
-                                sup.requested, sup.current, tx.status.unwrap_or(0)
-                            ),
-                        );
-                        a.details
-                            .insert("requested_version".into(), json!(sup.requested));
-                        a.details
-                            .insert("current_version".into(), json!(sup.current));
-                        if let Some(s) = sup.successor {
-                            a.details.insert("successor".into(), json!(s));
-                        }
-                        found.push(Finding {
-                            alert: a,
-                            key: ep_key.to_string(),
-                        });
-                        return;
-                    }
-                }
-                if let Some(s) = tx.status {
-                    if !self.cfg.spec.shadow_ignore_status.contains(&s) {
-                        let why = if m == SpecMatch::MethodNotDocumented {
-                            "method not documented for this path"
-                        } else {
-                            "path not documented"
-                        };
-                        let mut a = base(
-                            Rule::ShadowEndpoint,
-                            format!("Undocumented endpoint {endpoint} answered {s} ({why})"),
-                        );
-                        a.details.insert("reason".into(), json!(why));
-                        a.details.insert("status".into(), json!(s));
-                        found.push(Finding {
-                            alert: a,
-                            key: ep_key.to_string(),
-                        });
-                    }
-                }
-            }
-        }
-    }
-
-    fn is_disabled(&self, rule: Rule) -> bool {
-        self.disabled & rule.bit() != 0
-    }
-
-    fn window_ns(&self, rule: Rule) -> i64 {
-        secs_ns(
-            self.cfg
-                .rule_suppression_s
-                .get(rule.id())
-                .copied()
-                .unwrap_or(self.cfg.suppression_window_s),
-        )
-    }
-
-    /// Whether an alert of `rule` keyed by `parts` is out of its suppression window.
-    fn peek_allowed(&mut self, rule: Rule, parts: &[&str], ts: i64, window: i64) -> bool {
-        suppression_key(&mut self.suppress_key, rule, parts);
-        match self.suppress.peek(self.suppress_key.as_str()) {
-            Some(&last) => ts.saturating_sub(last) >= window,
-            None => true,
-        }
-    }
-
-    /// Starts the suppression window of `rule` keyed by `parts` at `ts`.
-    fn mark(&mut self, rule: Rule, parts: &[&str], ts: i64) {
-        suppression_key(&mut self.suppress_key, rule, parts);
-        if let Some(last) = self.suppress.get_mut(self.suppress_key.as_str()) {
-            *last = ts;
-            return;
-        }
-        if self.suppress.len() >= self.suppress.capacity() && self.suppress.remove_lru().is_some() {
-            self.suppress_evicted += 1;
-        }
-        self.suppress.insert(self.suppress_key.clone(), ts);
-    }
-
-    /// Applies disabling and suppression, then emits.
-    fn emit(&mut self, found: Vec<Finding>, out: &mut Vec<Alert>) {
-        for f in found {
-            let rule = f.alert.rule;
-            if self.is_disabled(rule) {
-                self.stats.alerts_disabled += 1;
-                continue;
-            }
-            let window = self.window_ns(rule);
-            if !self.peek_allowed(rule, &[&f.key], f.alert.ts_ns, window) {
-                self.stats.alerts_suppressed += 1;
-                continue;
-            }
-            self.mark(rule, &[&f.key], f.alert.ts_ns);
-            self.finish_alert(f.alert, out);
-        }
-    }
-
-    /// Gives the alert its id, caps its evidence, counts it and emits it.
-    fn finish_alert(&mut self, mut a: Alert, out: &mut Vec<Alert>) {
-        self.seq += 1;
-        let h = stable_hash(&[
-            a.rule.id().as_bytes(),
-            &a.ts_ns.to_le_bytes(),
-            &self.seq.to_le_bytes(),
-            a.endpoint.as_deref().unwrap_or("").as_bytes(),
-            a.host.as_deref().unwrap_or("").as_bytes(),
-        ]);
-        a.id = format!("{h:016x}");
-        a.evidence.truncate(self.cfg.max_evidence);
-        self.stats.alerts += 1;
-        *self
-            .stats
-            .alerts_by_rule
-            .entry(a.rule.id().to_string())
-            .or_insert(0) += 1;
-        out.push(a);
+        self.endpoint_name = scoped;
+        Some(Named {
+            endpoint: self.endpoint_name.get(endpoint_from..)?,
+            learned: obs.learned,
+        })
     }
 
     /// Advances the packet clock without a transaction (a quiet live link): closes the
@@ -784,7 +326,7 @@ impl Analytics {
             self.baselines.advance_to(idx, &mut found);
         }
         let mut out = Vec::new();
-        self.emit(found, &mut out);
+        self.gate.emit(&mut found, &mut out);
         out
     }
 
@@ -795,7 +337,7 @@ impl Analytics {
             self.baselines.finish(&mut found);
         }
         let mut out = Vec::new();
-        self.emit(found, &mut out);
+        self.gate.emit(&mut found, &mut out);
         out
     }
 
@@ -823,31 +365,43 @@ impl Analytics {
         )
     }
 
-    /// Counters and sizes.
+    /// Counters and sizes, read off the parts that keep them.
     pub fn stats(&self) -> AnalyticsStats {
-        let mut s = self.stats.clone();
-        s.endpoints = Level(self.inventory.len() as u64);
-        s.endpoints_overflow_transactions = self.inventory.overflow_transactions;
-        s.endpoints_404_skipped = self.inventory.skipped_404;
+        let g = &self.gate.counters;
         let (learning, vars) = self.inventory.templater.sizes();
-        s.template_positions = Level(learning as u64);
-        s.template_variables = Level(vars as u64);
-        s.template_positions_evicted = self.inventory.templater.counters.positions_evicted;
-        s.template_variables_overflow = self.inventory.templater.counters.variables_overflow;
-        s.baselines = Level(self.baselines.len() as u64);
-        s.baselines_evicted = self.baselines.evicted;
-        s.auth_clients = Level(self.auth.len() as u64);
-        s.auth_clients_evicted = self.auth.evicted;
-        s.bola_keys = Level(self.bola.len() as u64);
-        s.bola_keys_evicted = self.bola.evicted;
-        s.suppression_keys = Level(self.suppress.len() as u64);
-        s.suppression_keys_evicted = self.suppress_evicted;
+        let templater = &self.inventory.templater.counters;
         let (dests, peps) = self.third.sizes();
-        s.destinations = Level(dests as u64);
-        s.destinations_overflow = self.third.dest_overflow;
-        s.partner_endpoints = Level(peps as u64);
-        s.partner_endpoints_overflow = self.third.partner_overflow;
-        for c in [self.req_scan.counters, self.resp_scan.counters] {
+        let mut s = AnalyticsStats {
+            transactions: self.transactions,
+            out_of_order: self.out_of_order,
+            alerts: g.alerts,
+            alerts_by_rule: g.alerts_by_rule.clone(),
+            alerts_suppressed: g.alerts_suppressed,
+            alerts_disabled: g.alerts_disabled,
+            endpoints: Level(self.inventory.len() as u64),
+            endpoints_overflow_transactions: self.inventory.overflow_transactions,
+            endpoints_404_skipped: self.inventory.skipped_404,
+            template_positions: Level(learning as u64),
+            template_variables: Level(vars as u64),
+            template_positions_evicted: templater.positions_evicted,
+            template_variables_overflow: templater.variables_overflow,
+            baselines: Level(self.baselines.len() as u64),
+            baselines_evicted: self.baselines.evicted,
+            auth_clients: Level(self.auth.len() as u64),
+            auth_clients_evicted: self.auth.evicted,
+            bola_keys: Level(self.bola.len() as u64),
+            bola_keys_evicted: self.bola.evicted,
+            suppression_keys: Level(self.gate.keys() as u64),
+            suppression_keys_evicted: g.suppression_keys_evicted,
+            destinations: Level(dests as u64),
+            destinations_overflow: self.third.dest_overflow,
+            partner_endpoints: Level(peps as u64),
+            partner_endpoints_overflow: self.third.partner_overflow,
+            spec_matched: self.spec.matched,
+            spec_unmatched: self.spec.unmatched,
+            ..AnalyticsStats::default()
+        };
+        for c in [self.request_data.counters(), self.response_data.counters()] {
             s.bodies_scanned += c.bodies_scanned;
             s.body_bytes_scanned += c.body_bytes_scanned;
             s.bodies_skipped_binary += c.bodies_skipped_binary;

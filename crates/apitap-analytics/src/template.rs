@@ -44,6 +44,9 @@ pub struct Templated {
     /// Hash of the literal values behind the object-like placeholders (everything but
     /// `{date}`), `None` when there are none: one value per distinct object.
     pub object_key: Option<u64>,
+    /// A learned `{param}` is in the template: it differs from the shape template of the
+    /// path alone ([`apitap_core::endpoint::shape_template`]).
+    pub learned: bool,
 }
 
 /// Counters of the templater.
@@ -93,6 +96,7 @@ impl Templater {
             return Templated {
                 template: path.to_string(),
                 object_key: None,
+                learned: false,
             };
         }
         let mut out = String::with_capacity(path.len() + 8);
@@ -107,6 +111,7 @@ impl Templater {
         prefix.part(host.as_bytes());
         prefix.part(method.as_bytes());
         let mut hashed = 0;
+        let mut learned = false;
         for (depth, seg) in split_ascii(&path[1..], b'/').enumerate() {
             prefix.bytes(&out.as_bytes()[hashed..]);
             hashed = out.len();
@@ -128,14 +133,12 @@ impl Templater {
                 k.finish()
             };
             debug_assert_eq!(key, Templater::key(host, method, &out));
-            if self.variables.contains_key(&key) {
+            if self.variables.contains_key(&key)
+                || (learn && depth >= self.min_depth && self.learn(key, seg, host, method, &out))
+            {
                 out.push_str("/{param}");
                 add_obj(seg);
-                continue;
-            }
-            if learn && depth >= self.min_depth && self.learn(key, seg, host, method, &out) {
-                out.push_str("/{param}");
-                add_obj(seg);
+                learned = true;
                 continue;
             }
             out.push('/');
@@ -144,6 +147,7 @@ impl Templater {
         Templated {
             template: out,
             object_key: obj,
+            learned,
         }
     }
 

@@ -2,7 +2,7 @@
 //! order, to [`apitap_analytics::Analytics`] and emits its alerts right after the event
 //! that completed them. Output order is deterministic, so the alerts are too.
 
-use crate::bridge::{alert_event, name_endpoint};
+use crate::bridge::{alert_event, carries_endpoint, name_endpoint};
 use crate::Config;
 use anyhow::{Context, Result};
 use apitap_analytics::{Alert, Analytics, AnalyticsStats, ApiSpec, InventorySnapshot, TxRecord};
@@ -111,8 +111,23 @@ impl Stage {
     /// right after it.
     pub fn observe(&mut self, ev: &mut EncodedEvent, record: &TxRecord) -> Vec<EncodedEvent> {
         self.last_key = ev.key;
-        if let Some(endpoint) = self.engine.process_into(record, &mut self.alerts) {
-            name_endpoint(ev, record.host.as_deref(), endpoint, &mut self.scratch);
+        if let Some(named) = self.engine.process_into(record, &mut self.alerts) {
+            if named.learned {
+                name_endpoint(
+                    ev,
+                    record.host.as_deref(),
+                    named.endpoint,
+                    &mut self.scratch,
+                );
+            } else {
+                // Same shape rules, same settings: the event already carries the name.
+                debug_assert!(
+                    carries_endpoint(ev, named.endpoint),
+                    "event endpoint {:?} is not the inventory's {:?}",
+                    ev.endpoint().map(String::from_utf8_lossy),
+                    named.endpoint
+                );
+            }
         }
         self.drain()
     }

@@ -98,6 +98,14 @@ pub fn alert_event(alert: &Alert, after: SortKey, sensor: &str) -> EncodedEvent 
     }
 }
 
+/// Whether `ev` carries exactly `endpoint` as its `apitap.endpoint`.
+pub fn carries_endpoint(ev: &EncodedEvent, endpoint: &str) -> bool {
+    let mut scratch = Vec::new();
+    // A string always serialises.
+    serde_json::to_writer(&mut scratch, endpoint).is_ok()
+        && ev.endpoint() == scratch.get(1..scratch.len().saturating_sub(1))
+}
+
 /// Names the event's endpoint as the inventory does (`endpoint`, from the analytics), and
 /// keys it by that name: an alert and the events it cites then carry the same
 /// `apitap.endpoint` and share a Kafka partition. `scratch` is a reused buffer.
