@@ -30,8 +30,9 @@ pub struct TxRecord {
     pub request_content_type: Option<String>,
     /// Content-Type of the response (as sent; parameters are ignored).
     pub response_content_type: Option<String>,
-    /// Request headers: lower-cased names. Values of secret headers are redacted upstream,
-    /// but the auth scheme word (e.g. `Bearer`) is kept.
+    /// Request headers: lower-cased names, values as sent. The sensor passes credentials
+    /// unredacted (the detectors tell a JWT from an opaque token, and a credential header
+    /// from a leak); only counts and kinds of them ever reach an alert.
     pub request_headers: Headers,
     /// Response headers: lower-cased names.
     pub response_headers: Headers,
@@ -45,9 +46,10 @@ pub struct TxRecord {
     pub response_body_bytes: u64,
     /// Request start to response end, ns; `None` without a complete response.
     pub duration_ns: Option<u64>,
-    /// Added field: `true` when the bearer token of `Authorization` had the shape of a JWT
-    /// (`eyJ...`.`...`.`...`) before it was redacted upstream. The analytics also recognizes
-    /// an unredacted JWT itself, so this only matters when redaction hid the token.
+    /// `true` when the bearer token of `Authorization` had the shape of a JWT
+    /// (`eyJ...`.`...`.`...`) before a producer redacted it. The sensor passes the token
+    /// itself (and leaves this `false`); the analytics recognise a JWT in it directly, so
+    /// this matters only for records built from redacted data.
     pub auth_jwt: bool,
 }
 

@@ -1,4 +1,4 @@
-//! Counters: every stats struct of every stage is declared with [`counters!`], which
+//! Counters: every stats struct of every stage is declared with [`crate::counters!`], which
 //! derives `Serialize` (the run summary, `--stats-json` and `/metrics` all read that one
 //! form) and [`Merge`] (how the counters of two workers, or of an engine before and after
 //! a reload, combine). A new counter is one field; nothing else is written by hand.

@@ -2,9 +2,9 @@
 //! (ECS) field names so a SIEM ingests events without mapping (or OCSF 1.1.0 HTTP
 //! Activity with `--format ocsf`); apitap's own fields live under `apitap.*`.
 //!
-//! - [`view`]: borrowed views of a transaction, in event field order (serde derive).
-//! - [`ecs`]: the hand-written ECS writer, byte-equal to the serde form (the hot path).
-//! - [`headers`], [`body`], [`redact`]: header maps, captured bodies, redaction.
+//! - `view`: borrowed views of a transaction, in event field order (serde derive).
+//! - `ecs`: the hand-written ECS writer, byte-equal to the serde form (the hot path).
+//! - `headers`, [`body`], [`redact`]: header maps, captured bodies, redaction.
 //! - [`ocsf`]: the OCSF mapping; [`community_id`]: Community ID v1.
 //!
 //! The encoder runs on the flow workers; it never sees the analytics, and the outputs only

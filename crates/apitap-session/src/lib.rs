@@ -8,7 +8,7 @@
 //! bytes, at most [`SessionConfig::max_depth`] layers deep (counted beyond).
 //!
 //! Adding a protocol means: its parser module behind `AppParser`, a probe in [`detect`],
-//! a variant in [`layer`]'s dispatch and its counters in [`SessionStats`]; the worker,
+//! a variant in `layer`'s dispatch and its counters in [`SessionStats`]; the worker,
 //! reassembly, reorder and outputs do not change.
 
 pub mod detect;
