@@ -160,6 +160,28 @@ impl Lab {
         format!("http://{}:8080{path}", self.srv_ip)
     }
 
+    /// GETs `path` from nginx with curl in the client namespace; it must succeed.
+    fn request(&self, path: &str) {
+        assert!(self
+            .cli_cmd(&["curl", "-s", "-o", "/dev/null", &self.url(path)])
+            .status
+            .success());
+    }
+
+    /// GETs `path` of the sensor's metrics address: (HTTP status, body).
+    fn sensor_http(&self, addr: &str, path: &str) -> (String, String) {
+        let out = self.cli_cmd(&[
+            "curl",
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            &format!("http://{addr}{path}"),
+        ]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.to_string(), body.to_string())
+    }
+
     /// Starts `apitap run` in the client namespace on the veth; returns once the capture
     /// is open (the log says so).
     fn start_apitap(&self, extra: &[&str]) -> Sensor {
@@ -785,15 +807,9 @@ fn sighup_never_turns_a_counter_back() {
         "/api/users?api_key=abc",
         "/missing",
     ] {
-        assert!(lab
-            .cli_cmd(&["curl", "-s", "-o", "/dev/null", &lab.url(path)])
-            .status
-            .success());
+        lab.request(path);
     }
-    let scrape = || {
-        let out = lab.cli_cmd(&["curl", "-s", "http://127.0.0.1:19188/metrics"]);
-        counters(&String::from_utf8(out.stdout).unwrap())
-    };
+    let scrape = || counters(&lab.sensor_http("127.0.0.1:19188", "/metrics").1);
     let deadline = Instant::now() + Duration::from_secs(10);
     let before = loop {
         let c = scrape();
@@ -861,23 +877,9 @@ fn metrics_health_json_logs_and_interface_listing() {
         "json",
     ]);
     for _ in 0..5 {
-        assert!(lab
-            .cli_cmd(&["curl", "-s", "-o", "/dev/null", &lab.url("/api/users")])
-            .status
-            .success());
+        lab.request("/api/users");
     }
-    let get = |path: &str| {
-        let out = lab.cli_cmd(&[
-            "curl",
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            &format!("http://127.0.0.1:19187{path}"),
-        ]);
-        let text = String::from_utf8(out.stdout).unwrap();
-        let (body, code) = text.rsplit_once('\n').unwrap();
-        (code.to_string(), body.to_string())
-    };
+    let get = |path: &str| lab.sensor_http("127.0.0.1:19187", path);
     // Counters are published about once a second: wait until the requests show.
     let metric = |text: &str, name: &str| -> Option<f64> {
         text.lines()

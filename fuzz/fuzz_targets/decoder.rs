@@ -8,22 +8,11 @@ use apitap_core::{PacketRef, Timestamp};
 use apitap_wire::{Decoder, DefragLimits, LinkType};
 use libfuzzer_sys::fuzz_target;
 
-const LINKS: [LinkType; 8] = [
-    LinkType::Ethernet,
-    LinkType::LinuxSll,
-    LinkType::LinuxSll2,
-    LinkType::Raw,
-    LinkType::Ipv4,
-    LinkType::Ipv6,
-    LinkType::Null,
-    LinkType::Loop,
-];
-
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, mut rest)) = data.split_first() else {
         return;
     };
-    let link = LINKS[usize::from(selector) % LINKS.len()];
+    let link = LinkType::ALL[usize::from(selector) % LinkType::ALL.len()];
     let limits = DefragLimits {
         timeout_ms: 100,
         max_datagrams: 4,

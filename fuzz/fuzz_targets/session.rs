@@ -80,15 +80,10 @@ fuzz_target!(|data: &[u8]| {
         if ctl & 0x10 != 0 {
             session.expire(&mut cx);
         }
+        if rest.len() < 2 {
+            session.finish(FinishCause::EndOfCapture, &mut cx);
+        }
     }
-    let mut cx = SessionCx {
-        key: &key,
-        at,
-        cfg: &cfg,
-        stats: &mut stats,
-        out: &mut out,
-    };
-    session.finish(FinishCause::EndOfCapture, &mut cx);
     let mut open = Vec::new();
     session.open_transactions(&mut open);
     assert!(open.is_empty(), "finish hands out every transaction");

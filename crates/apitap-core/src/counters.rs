@@ -83,6 +83,111 @@ impl serde::Serialize for Level {
     }
 }
 
+/// An enum whose values have stable snake_case names, in a fixed order (anomalies,
+/// incomplete reasons, skip reasons): declared with [`crate::named_enum!`].
+pub trait Named: Copy + PartialEq + 'static {
+    /// Every value, in declaration order.
+    const ALL: &'static [Self];
+    /// The value's stable name, as in events, the summary and metric labels.
+    fn name(self) -> &'static str;
+    /// The value's place in [`Named::ALL`].
+    fn index(self) -> usize;
+}
+
+/// Declares an enum of named values: the enum (`#[repr(u8)]`, values in order), `ALL`,
+/// `name()` and [`Named`].
+#[macro_export]
+macro_rules! named_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $( $(#[$doc:meta])* $variant:ident = $text:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        $vis enum $name {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// Stable snake_case name, as in events, the summary and metric labels.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $text, )*
+                }
+            }
+        }
+
+        impl $crate::counters::Named for $name {
+            const ALL: &'static [Self] = $name::ALL;
+            fn name(self) -> &'static str {
+                $name::name(self)
+            }
+            fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+/// A count per value of a [`Named`] enum, `N` of them (`N` at least as large as
+/// `T::ALL`); serialised as a map by name, zeros included, in `T::ALL` order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByName<T, const N: usize> {
+    counts: [u64; N],
+    _kind: std::marker::PhantomData<T>,
+}
+
+impl<T, const N: usize> Default for ByName<T, N> {
+    fn default() -> Self {
+        ByName {
+            counts: [0; N],
+            _kind: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: Named, const N: usize> ByName<T, N> {
+    /// Counts one `value`.
+    pub fn count(&mut self, value: T) {
+        if let Some(c) = self.counts.get_mut(value.index()) {
+            *c = c.saturating_add(1);
+        }
+    }
+
+    /// The count of `value`.
+    pub fn get(&self, value: T) -> u64 {
+        self.counts.get(value.index()).copied().unwrap_or(0)
+    }
+
+    /// Every value's name and count, zeros included, in `T::ALL` order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        T::ALL.iter().map(|&v| (v.name(), self.get(v)))
+    }
+
+    /// The counts of every value together.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().fold(0, |a, &n| a.saturating_add(n))
+    }
+}
+
+impl<T, const N: usize> Merge for ByName<T, N> {
+    fn merge(&mut self, other: &Self) {
+        self.counts.merge(&other.counts);
+    }
+}
+
+impl<T: Named, const N: usize> serde::Serialize for ByName<T, N> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
 /// Declares a stats struct: the struct as written (documented fields of counter types),
 /// with `Clone, Debug, Default, PartialEq, Eq, serde::Serialize` derived and [`Merge`]
 /// implemented field by field. The crate using it depends on serde.
@@ -169,6 +274,36 @@ mod tests {
         let mut max = u64::MAX;
         max.merge(&1);
         assert_eq!(max, u64::MAX, "saturating");
+    }
+
+    crate::named_enum! {
+        /// Test values.
+        pub enum Colour {
+            /// Red.
+            Red = "red",
+            /// Green.
+            Green = "green",
+        }
+    }
+
+    #[test]
+    fn counts_by_name_serialise_as_a_map_in_declaration_order() {
+        let mut c: ByName<Colour, 2> = ByName::default();
+        c.count(Colour::Green);
+        c.count(Colour::Green);
+        let mut d = c;
+        d.count(Colour::Red);
+        c.merge(&d);
+        assert_eq!(
+            (c.get(Colour::Red), c.get(Colour::Green), c.total()),
+            (1, 4, 5)
+        );
+        assert_eq!(
+            serde_json::to_string(&c).unwrap_or_default(),
+            r#"{"red":1,"green":4}"#
+        );
+        assert_eq!(Colour::ALL.len(), 2);
+        assert_eq!(Named::index(Colour::Green), 1);
     }
 
     #[test]

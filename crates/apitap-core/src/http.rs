@@ -193,30 +193,9 @@ impl HttpResponse {
     }
 }
 
-macro_rules! anomalies {
-    ($( $(#[$doc:meta])* $variant:ident = $name:literal, )*) => {
-        /// Protocol anomalies flagged on a transaction. Parsing continues after each.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        #[repr(u8)]
-        pub enum Anomaly {
-            $( $(#[$doc])* $variant, )*
-        }
-
-        impl Anomaly {
-            /// Every anomaly, in declaration order.
-            pub const ALL: &'static [Anomaly] = &[$(Anomaly::$variant,)*];
-
-            /// Stable snake_case name used in events and counters.
-            pub fn name(self) -> &'static str {
-                match self {
-                    $( Anomaly::$variant => $name, )*
-                }
-            }
-        }
-    };
-}
-
-anomalies! {
+crate::named_enum! {
+    /// Protocol anomalies flagged on a transaction. Parsing continues after each.
+    pub enum Anomaly {
     /// A TCP gap (missing bytes) fell inside this transaction.
     Gap = "gap",
     /// Content-Length together with Transfer-Encoding (request smuggling indicator).
@@ -255,6 +234,7 @@ anomalies! {
     /// TCP segments carried two different versions of the same bytes (evasion indicator);
     /// the first version was used.
     OverlapConflict = "overlap_conflict",
+    }
 }
 
 /// A set of [`Anomaly`] values (bitset).
@@ -287,48 +267,25 @@ impl Anomalies {
     }
 }
 
-/// Why a transaction is missing its request or response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum IncompleteReason {
-    /// No response began within the transaction timeout (packet time).
-    ResponseTimeout,
-    /// The connection closed (FIN/RST) or idled out before a response.
-    ConnectionClosed,
-    /// The capture ended before a response.
-    EndOfCapture,
-    /// A response with no request: the request was lost (gap, capture start, one-sided capture).
-    RequestNotSeen,
-    /// The response started but did not finish (gap, close or end of capture mid-body).
-    ResponseIncomplete,
-    /// The request started but did not finish.
-    RequestIncomplete,
-    /// Too many requests were waiting for responses on one connection; the oldest was given up.
-    PipelineOverflow,
-}
-
-impl IncompleteReason {
-    /// Every reason, in declaration order.
-    pub const ALL: &'static [IncompleteReason] = &[
-        IncompleteReason::ResponseTimeout,
-        IncompleteReason::ConnectionClosed,
-        IncompleteReason::EndOfCapture,
-        IncompleteReason::RequestNotSeen,
-        IncompleteReason::ResponseIncomplete,
-        IncompleteReason::RequestIncomplete,
-        IncompleteReason::PipelineOverflow,
-    ];
-
-    /// Stable snake_case name used in events and counters.
-    pub fn name(self) -> &'static str {
-        match self {
-            IncompleteReason::ResponseTimeout => "response_timeout",
-            IncompleteReason::ConnectionClosed => "connection_closed",
-            IncompleteReason::EndOfCapture => "end_of_capture",
-            IncompleteReason::RequestNotSeen => "request_not_seen",
-            IncompleteReason::ResponseIncomplete => "response_incomplete",
-            IncompleteReason::RequestIncomplete => "request_incomplete",
-            IncompleteReason::PipelineOverflow => "pipeline_overflow",
-        }
+crate::named_enum! {
+    /// Why a transaction is missing its request or response.
+    pub enum IncompleteReason {
+        /// No response began within the transaction timeout (packet time).
+        ResponseTimeout = "response_timeout",
+        /// The connection closed (FIN/RST) or idled out before a response.
+        ConnectionClosed = "connection_closed",
+        /// The capture ended before a response.
+        EndOfCapture = "end_of_capture",
+        /// A response with no request: the request was lost (gap, capture start,
+        /// one-sided capture).
+        RequestNotSeen = "request_not_seen",
+        /// The response started but did not finish (gap, close or end of capture mid-body).
+        ResponseIncomplete = "response_incomplete",
+        /// The request started but did not finish.
+        RequestIncomplete = "request_incomplete",
+        /// Too many requests were waiting for responses on one connection; the oldest was
+        /// given up.
+        PipelineOverflow = "pipeline_overflow",
     }
 }
 

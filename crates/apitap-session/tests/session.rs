@@ -37,18 +37,21 @@ impl Conn {
         }
     }
 
+    /// Calls the session with this connection's context.
+    fn call(&mut self, f: impl FnOnce(&mut Session, &mut SessionCx<'_>)) {
+        let mut cx = SessionCx {
+            key: &self.key,
+            at: self.at,
+            cfg: &self.cfg,
+            stats: &mut self.stats,
+            out: &mut self.out,
+        };
+        f(&mut self.session, &mut cx);
+    }
+
     fn event(&mut self, ev: StreamEvent<'_>) {
         self.at.index += 1;
-        self.session.on_stream(
-            ev,
-            &mut SessionCx {
-                key: &self.key,
-                at: self.at,
-                cfg: &self.cfg,
-                stats: &mut self.stats,
-                out: &mut self.out,
-            },
-        );
+        self.call(|s, cx| s.on_stream(ev, cx));
     }
 
     fn client_sends(&mut self, bytes: &[u8]) {
@@ -62,16 +65,7 @@ impl Conn {
     }
 
     fn finish(&mut self) {
-        self.session.finish(
-            FinishCause::ConnectionClosed,
-            &mut SessionCx {
-                key: &self.key,
-                at: self.at,
-                cfg: &self.cfg,
-                stats: &mut self.stats,
-                out: &mut self.out,
-            },
-        );
+        self.call(|s, cx| s.finish(FinishCause::ConnectionClosed, cx));
     }
 
     /// (method, target, status, ordinal) of every transaction, by key.

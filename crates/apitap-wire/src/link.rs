@@ -28,6 +28,18 @@ pub enum LinkType {
 }
 
 impl LinkType {
+    /// Every link type decoded.
+    pub const ALL: [LinkType; 8] = [
+        LinkType::Ethernet,
+        LinkType::LinuxSll,
+        LinkType::LinuxSll2,
+        LinkType::Raw,
+        LinkType::Ipv4,
+        LinkType::Ipv6,
+        LinkType::Null,
+        LinkType::Loop,
+    ];
+
     /// Maps a pcap link-type code to a supported link type; `None` when unsupported.
     pub fn from_linktype(code: i32) -> Option<LinkType> {
         Some(match code {

@@ -1,7 +1,7 @@
 //! Decode counters: every frame is counted once, as TCP or under one skip reason.
 
 use crate::defrag::DefragStats;
-use apitap_core::Merge;
+use apitap_core::counters::ByName;
 
 apitap_core::counters! {
     /// Decode counters. Every frame is counted in `packets` and in exactly one of `tcp` or
@@ -22,29 +22,9 @@ apitap_core::counters! {
     }
 }
 
-macro_rules! skips {
-    ($( $(#[$doc:meta])* $variant:ident = $name:literal, )*) => {
-        /// Why a frame yields no TCP segment.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub enum Skip {
-            $( $(#[$doc])* $variant, )*
-        }
-
-        impl Skip {
-            /// Every reason, in declaration order.
-            pub const ALL: &'static [Skip] = &[$(Skip::$variant,)*];
-
-            /// Stable snake_case name, as in the summary and the metrics' `reason` label.
-            pub fn name(self) -> &'static str {
-                match self {
-                    $( Skip::$variant => $name, )*
-                }
-            }
-        }
-    };
-}
-
-skips! {
+apitap_core::named_enum! {
+    /// Why a frame yields no TCP segment.
+    pub enum Skip {
     /// UDP datagrams (not analysed).
     Udp = "udp",
     /// Other IP transports: ICMP, ICMPv6, IGMP, ESP, ...
@@ -71,46 +51,11 @@ skips! {
     TunnelUnsupported = "tunnel_unsupported",
     /// Frames nested in more than [`crate::decap::MAX_TUNNEL_DEPTH`] tunnels.
     TooDeep = "encap_too_deep",
+    }
 }
 
 /// Frames skipped, one count per [`Skip`] reason; serialised as a map by reason name.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Skipped([u64; Skip::ALL.len()]);
-
-impl Skipped {
-    /// Frames skipped for `reason`.
-    pub fn get(&self, reason: Skip) -> u64 {
-        self.0.get(reason as usize).copied().unwrap_or(0)
-    }
-
-    /// Every reason and its count, zeros included, in [`Skip::ALL`] order.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        Skip::ALL.iter().map(|&r| (r.name(), self.get(r)))
-    }
-
-    /// Frames skipped for any reason.
-    pub fn total(&self) -> u64 {
-        self.0.iter().fold(0, |a, &n| a.saturating_add(n))
-    }
-
-    pub(crate) fn count(&mut self, reason: Skip) {
-        if let Some(c) = self.0.get_mut(reason as usize) {
-            *c = c.saturating_add(1);
-        }
-    }
-}
-
-impl Merge for Skipped {
-    fn merge(&mut self, other: &Skipped) {
-        self.0.merge(&other.0);
-    }
-}
-
-impl serde::Serialize for Skipped {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.iter())
-    }
-}
+pub type Skipped = ByName<Skip, { Skip::ALL.len() }>;
 
 impl DecodeStats {
     /// Every skip reason by its stable name, zeros included, in a fixed order (see

@@ -12,17 +12,6 @@ const DST: [u8; 4] = [10, 0, 0, 1];
 const SRC6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
 const DST6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
-const ALL_LINKS: [LinkType; 8] = [
-    LinkType::Ethernet,
-    LinkType::LinuxSll,
-    LinkType::LinuxSll2,
-    LinkType::Raw,
-    LinkType::Ipv4,
-    LinkType::Ipv6,
-    LinkType::Null,
-    LinkType::Loop,
-];
-
 fn at() -> PacketRef {
     PacketRef {
         index: 7,
@@ -565,7 +554,7 @@ fn stats_add_and_drop_names() {
 }
 
 fn link_strategy() -> impl Strategy<Value = LinkType> {
-    proptest::sample::select(ALL_LINKS.to_vec())
+    proptest::sample::select(LinkType::ALL.to_vec())
 }
 
 /// Checks the decode contract on `data`: counted once, payload inside `data`.

@@ -1,7 +1,8 @@
 //! Counters of a run and the summary printed at its end.
 
 use crate::reorder::ReorderStats;
-use apitap_core::{Anomaly, HttpTransaction, IncompleteReason, Merge, Peak};
+use apitap_core::counters::ByName;
+use apitap_core::{Anomaly, HttpTransaction, IncompleteReason, Peak};
 use apitap_flow::ReassemblyStats;
 use apitap_session::SessionStats;
 use apitap_wire::DecodeStats;
@@ -61,82 +62,9 @@ apitap_core::counters! {
         /// took longer than `pipeline.reorder_window_packets`.
         pub keyed_late: u64,
         /// Incomplete transactions by reason.
-        pub incomplete: ByName<IncompleteReason, 8>,
+        pub incomplete: ByName<IncompleteReason, { IncompleteReason::ALL.len() }>,
         /// Transactions carrying each anomaly.
-        pub anomalies: ByName<Anomaly, 32>,
-    }
-}
-
-/// A count per value of a named enum (incomplete reasons, anomalies), indexed by the
-/// value's position in its `ALL` list; serialised as a map by name, zeros included.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ByName<T, const N: usize> {
-    counts: [u64; N],
-    _kind: std::marker::PhantomData<T>,
-}
-
-/// An enum whose values have stable names, in a fixed order.
-pub trait Named: Copy + PartialEq + 'static {
-    /// Every value.
-    const ALL: &'static [Self];
-    /// The value's stable name.
-    fn name(self) -> &'static str;
-}
-
-impl Named for IncompleteReason {
-    const ALL: &'static [Self] = IncompleteReason::ALL;
-    fn name(self) -> &'static str {
-        IncompleteReason::name(self)
-    }
-}
-
-impl Named for Anomaly {
-    const ALL: &'static [Self] = Anomaly::ALL;
-    fn name(self) -> &'static str {
-        Anomaly::name(self)
-    }
-}
-
-impl<T, const N: usize> Default for ByName<T, N> {
-    fn default() -> Self {
-        ByName {
-            counts: [0; N],
-            _kind: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<T: Named, const N: usize> ByName<T, N> {
-    /// Counts one `value`.
-    pub fn count(&mut self, value: T) {
-        if let Some(c) = T::ALL
-            .iter()
-            .position(|v| *v == value)
-            .and_then(|i| self.counts.get_mut(i))
-        {
-            *c += 1;
-        }
-    }
-
-    /// The count of `value`.
-    pub fn get(&self, value: T) -> u64 {
-        T::ALL
-            .iter()
-            .position(|v| *v == value)
-            .and_then(|i| self.counts.get(i).copied())
-            .unwrap_or(0)
-    }
-}
-
-impl<T, const N: usize> Merge for ByName<T, N> {
-    fn merge(&mut self, other: &Self) {
-        self.counts.merge(&other.counts);
-    }
-}
-
-impl<T: Named, const N: usize> Serialize for ByName<T, N> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(T::ALL.iter().map(|v| (v.name(), self.get(*v))))
+        pub anomalies: ByName<Anomaly, { Anomaly::ALL.len() }>,
     }
 }
 
