@@ -4,8 +4,12 @@
 use apitap_core::{Anomalies, Anomaly, Head, HttpVersion, Span};
 use std::mem::MaybeUninit;
 
-/// Most header fields httparse is given room for.
-pub(crate) const MAX_HEADERS: usize = 256;
+/// Header fields httparse is given room for on the stack; a head with more is parsed again
+/// with room on the heap for as many as it can hold.
+const STACK_HEADERS: usize = 256;
+
+/// The shortest header line (`a:` and a bare LF).
+const MIN_FIELD_LINE: usize = 3;
 
 /// Offset just past the blank line that ends a head (`\r\n\r\n`, `\n\n` or `\n\r\n`),
 /// searching from `from`.
@@ -45,6 +49,9 @@ pub(crate) struct RequestHead {
     pub target: Span,
     pub version: HttpVersion,
     pub anomalies: Anomalies,
+    /// How the body is delimited, decided on every field (also those past `max_headers`,
+    /// which the head does not keep: a length hidden there must not desync the parser).
+    pub framing: (Framing, Anomalies),
 }
 
 /// A parsed response head.
@@ -54,16 +61,13 @@ pub(crate) struct ResponseHead {
     pub reason: Span,
     pub version: HttpVersion,
     pub anomalies: Anomalies,
+    /// See [`RequestHead::framing`].
+    pub framing: (Framing, Anomalies),
 }
 
-/// Why a head could not be parsed.
+/// Why a head could not be parsed: not a valid start line or head.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum HeadError {
-    /// Not a valid start line / head.
-    Invalid,
-    /// More than [`MAX_HEADERS`] fields.
-    TooManyHeaders,
-}
+pub(crate) struct HeadError;
 
 fn offset(base: &[u8], part: &[u8]) -> usize {
     (part.as_ptr() as usize).saturating_sub(base.as_ptr() as usize)
@@ -118,6 +122,21 @@ fn version(v: Option<u8>) -> HttpVersion {
     }
 }
 
+/// Room for the headers of `raw` when the stack's is not enough: as many as lines fit.
+fn heap_room<'h>(raw: &[u8]) -> Vec<MaybeUninit<httparse::Header<'h>>> {
+    let mut room = Vec::new();
+    room.resize_with(raw.len() / MIN_FIELD_LINE + 1, MaybeUninit::uninit);
+    room
+}
+
+/// The body framing a head's fields give (see [`body_framing`]).
+fn framing_of(headers: &[httparse::Header<'_>], is_request: bool) -> (Framing, Anomalies) {
+    let mut anomalies = Anomalies::default();
+    let fields = headers.iter().map(|h| (h.name.as_bytes(), h.value));
+    (body_framing(fields, is_request, &mut anomalies), anomalies)
+}
+
+/// The first `max` fields of a head (more: `too_many_headers`), as spans into `raw`.
 fn collect_headers(
     raw: &[u8],
     headers: &[httparse::Header<'_>],
@@ -137,22 +156,29 @@ fn collect_headers(
     }
 }
 
-/// Parses a complete request head (`raw` ends with the blank line).
+/// Parses a complete request head (`raw` ends with the blank line). Any number of fields
+/// parses; the head keeps the first `max_headers`.
 pub(crate) fn parse_request(raw: &[u8], max_headers: usize) -> Result<RequestHead, HeadError> {
     // Uninitialised storage: initialising 256 headers (8 KiB) cost more than the parse.
-    let mut storage = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
+    let mut stack = [const { MaybeUninit::uninit() }; STACK_HEADERS];
+    let mut heap = Vec::new();
+    let mut room: &mut [MaybeUninit<httparse::Header<'_>>] = &mut stack;
     let mut cfg = httparse::ParserConfig::default();
     cfg.ignore_invalid_headers_in_requests(true);
     cfg.allow_multiple_spaces_in_request_line_delimiters(true);
-    match cfg.parse_request_with_uninit_headers(&mut req, raw, &mut storage) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(HeadError::Invalid),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
-        Err(_) => return Err(HeadError::Invalid),
-    }
+    let req = loop {
+        let mut req = httparse::Request::new(&mut []);
+        match cfg.parse_request_with_uninit_headers(&mut req, raw, room) {
+            Ok(httparse::Status::Complete(_)) => break req,
+            Err(httparse::Error::TooManyHeaders) if heap.is_empty() => {
+                heap = heap_room(raw);
+                room = &mut heap;
+            }
+            Ok(httparse::Status::Partial) | Err(_) => return Err(HeadError),
+        }
+    };
     let (Some(method), Some(path)) = (req.method, req.path) else {
-        return Err(HeadError::Invalid);
+        return Err(HeadError);
     };
     let mut anomalies = Anomalies::default();
     let headers = collect_headers(raw, req.headers, max_headers, &mut anomalies);
@@ -161,6 +187,7 @@ pub(crate) fn parse_request(raw: &[u8], max_headers: usize) -> Result<RequestHea
         method: span_of(raw, method.as_bytes()),
         target: span_of(raw, path.as_bytes()),
         version: version(req.version),
+        framing: framing_of(req.headers, true),
         head: Head {
             buf: raw.to_vec(),
             headers,
@@ -169,23 +196,30 @@ pub(crate) fn parse_request(raw: &[u8], max_headers: usize) -> Result<RequestHea
     })
 }
 
-/// Parses a complete response head (`raw` ends with the blank line).
+/// Parses a complete response head (`raw` ends with the blank line). Any number of fields
+/// parses; the head keeps the first `max_headers`.
 pub(crate) fn parse_response(raw: &[u8], max_headers: usize) -> Result<ResponseHead, HeadError> {
-    let mut storage = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut []);
+    let mut stack = [const { MaybeUninit::uninit() }; STACK_HEADERS];
+    let mut heap = Vec::new();
+    let mut room: &mut [MaybeUninit<httparse::Header<'_>>] = &mut stack;
     let mut cfg = httparse::ParserConfig::default();
     cfg.ignore_invalid_headers_in_responses(true);
     cfg.allow_obsolete_multiline_headers_in_responses(true);
     cfg.allow_spaces_after_header_name_in_responses(true);
     cfg.allow_multiple_spaces_in_response_status_delimiters(true);
-    match cfg.parse_response_with_uninit_headers(&mut resp, raw, &mut storage) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(HeadError::Invalid),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
-        Err(_) => return Err(HeadError::Invalid),
-    }
+    let resp = loop {
+        let mut resp = httparse::Response::new(&mut []);
+        match cfg.parse_response_with_uninit_headers(&mut resp, raw, room) {
+            Ok(httparse::Status::Complete(_)) => break resp,
+            Err(httparse::Error::TooManyHeaders) if heap.is_empty() => {
+                heap = heap_room(raw);
+                room = &mut heap;
+            }
+            Ok(httparse::Status::Partial) | Err(_) => return Err(HeadError),
+        }
+    };
     let Some(status) = resp.code else {
-        return Err(HeadError::Invalid);
+        return Err(HeadError);
     };
     let mut anomalies = Anomalies::default();
     let headers = collect_headers(raw, resp.headers, max_headers, &mut anomalies);
@@ -198,6 +232,7 @@ pub(crate) fn parse_response(raw: &[u8], max_headers: usize) -> Result<ResponseH
         status,
         reason,
         version: version(resp.version),
+        framing: framing_of(resp.headers, false),
         head: Head {
             buf: raw.to_vec(),
             headers,
@@ -219,13 +254,17 @@ pub(crate) enum Framing {
     UntilClose,
 }
 
-/// Body framing from Transfer-Encoding / Content-Length (RFC 9112 section 6.3), with the
-/// smuggling-relevant anomalies.
-pub(crate) fn body_framing(head: &Head, is_request: bool, anomalies: &mut Anomalies) -> Framing {
+/// Body framing from Transfer-Encoding / Content-Length (RFC 9112 section 6.3) among the
+/// (name, value) `fields`, with the smuggling-relevant anomalies.
+fn body_framing<'f>(
+    fields: impl Iterator<Item = (&'f [u8], &'f [u8])>,
+    is_request: bool,
+    anomalies: &mut Anomalies,
+) -> Framing {
     let mut te_seen = false;
     let mut te_last_chunked = false;
     let mut lengths: Vec<Option<u64>> = Vec::new();
-    for (name, value) in head.iter() {
+    for (name, value) in fields {
         if name.eq_ignore_ascii_case(b"transfer-encoding") {
             te_seen = true;
             // The last coding listed (across all TE fields) decides.
@@ -375,11 +414,19 @@ mod tests {
         for i in 0..300 {
             huge.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
         }
-        huge.extend_from_slice(b"\r\n");
-        assert_eq!(
-            parse_request(&huge, 128).err(),
-            Some(HeadError::TooManyHeaders)
-        );
+        // Past the stack's room the head is parsed again with room on the heap; a length
+        // after the kept fields still frames the body.
+        huge.extend_from_slice(b"Content-Length: 5\r\n\r\n");
+        let r = parse_request(&huge, 128).unwrap();
+        assert_eq!(r.head.headers.len(), 128);
+        assert!(r.anomalies.contains(Anomaly::TooManyHeaders));
+        assert!(!r.anomalies.contains(Anomaly::InvalidHeader));
+        assert_eq!(r.framing.0, Framing::Length(5));
+        let mut resp = b"HTTP/1.1 200 OK\r\n".to_vec();
+        resp.extend(std::iter::repeat_n(&b"a:\n"[..], 20_000).flatten());
+        resp.extend_from_slice(b"\n");
+        let r = parse_response(&resp, 128).unwrap();
+        assert_eq!((r.status, r.head.headers.len()), (200, 128));
     }
 
     #[test]
@@ -390,13 +437,11 @@ mod tests {
     }
 
     fn framing(raw: &[u8], req: bool) -> (Framing, Anomalies) {
-        let head = if req {
-            parse_request(raw, 128).unwrap().head
+        if req {
+            parse_request(raw, 128).unwrap().framing
         } else {
-            parse_response(raw, 128).unwrap().head
-        };
-        let mut a = Anomalies::default();
-        (body_framing(&head, req, &mut a), a)
+            parse_response(raw, 128).unwrap().framing
+        }
     }
 
     #[test]

@@ -729,3 +729,74 @@ proptest! {
         }
     }
 }
+
+/// A request and a response, each with `fields` header fields (`a: b`) and a body whose
+/// Content-Length comes after all of them, then a second exchange: both transactions must
+/// come out whole, however many fields there are.
+fn many_fields(fields: usize) -> H {
+    let mut h = H::new();
+    let block: Vec<u8> = std::iter::repeat_n(&b"a: b\r\n"[..], fields)
+        .flatten()
+        .copied()
+        .collect();
+    let mut req = b"POST /many HTTP/1.1\r\n".to_vec();
+    req.extend_from_slice(&block);
+    req.extend_from_slice(b"Content-Length: 3\r\n\r\nxyzGET /next HTTP/1.1\r\n\r\n");
+    let mut resp = b"HTTP/1.1 200 OK\r\n".to_vec();
+    resp.extend_from_slice(&block);
+    resp.extend_from_slice(b"Content-Length: 2\r\n\r\nokHTTP/1.1 204 No Content\r\n\r\n");
+    h.send(C2S, &req);
+    h.send(S2C, &resp);
+    h.finish(FinishCause::ConnectionClosed);
+    h
+}
+
+fn check_many_fields(fields: usize) -> Result<(), TestCaseError> {
+    let h = many_fields(fields);
+    let max = HttpConfig::default();
+    // Heads past max_head_bytes keep their start line only (and no body framing).
+    let req_too_large = 21 + 6 * fields + 19 + 2 > max.max_head_bytes;
+    let resp_too_large = 17 + 6 * fields + 19 + 2 > max.max_head_bytes;
+    let summary = h.summary();
+    let (m, t, s, q, _, incomplete) = &summary[0];
+    prop_assert_eq!((m.as_str(), t.as_str(), *s), ("POST", "/many", 200));
+    prop_assert_eq!(*incomplete, None);
+    if !req_too_large && !resp_too_large {
+        prop_assert_eq!(summary.len(), 2, "{} fields: {:?}", fields, summary);
+        prop_assert_eq!(*q, 3);
+        prop_assert_eq!(&summary[1].0, "GET");
+        prop_assert_eq!(summary[1].2, 204);
+    }
+    let flagged = h.anomalies(0);
+    let too_many = fields + 1 > max.max_headers;
+    prop_assert_eq!(
+        flagged.contains(&Anomaly::TooManyHeaders),
+        too_many && !(req_too_large && resp_too_large),
+        "{} fields: {:?}",
+        fields,
+        flagged
+    );
+    prop_assert_eq!(
+        flagged.contains(&Anomaly::HeadTooLarge),
+        req_too_large || resp_too_large
+    );
+    Ok(())
+}
+
+#[test]
+fn any_number_of_header_fields_gives_the_transaction() {
+    for fields in [
+        0, 1, 127, 128, 129, 255, 256, 257, 1000, 10_000, 10_915, 10_916, 10_917, 20_000,
+    ] {
+        check_many_fields(fields).unwrap();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn header_field_counts_up_to_20000_each_give_one_transaction(fields in 0usize..20_000) {
+        check_many_fields(fields)?;
+    }
+}

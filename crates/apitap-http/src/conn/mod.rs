@@ -4,7 +4,7 @@
 
 mod framing;
 
-use crate::head::{self, body_framing, Framing, HeadError};
+use crate::head::{self, Framing, HeadError};
 use crate::{HttpConfig, HttpStats};
 use apitap_core::{
     Anomalies, Anomaly, AppParser, Direction, FinishCause, Handoff, HttpRequest, HttpResponse,
@@ -163,19 +163,8 @@ impl HttpConn {
         }
     }
 
-    fn bad_head(&mut self, dir: Direction, e: HeadError, cx: &mut Ctx<'_>) {
-        match e {
-            HeadError::TooManyHeaders => {
-                let d = self.dir_mut(dir);
-                d.key = None;
-                d.tentative = false;
-                if dir == Direction::ToClient {
-                    self.lone_key = None;
-                }
-                self.lose_sync(dir, Anomaly::TooManyHeaders, cx);
-            }
-            HeadError::Invalid => self.invalid_start(dir, cx),
-        }
+    fn bad_head(&mut self, dir: Direction, _: HeadError, cx: &mut Ctx<'_>) {
+        self.invalid_start(dir, cx);
         // The head ended with a blank line: a new message may start right after it.
         self.dir_mut(dir).at_line_start = true;
     }
@@ -186,8 +175,11 @@ impl HttpConn {
         let at = cx.at;
         let d = &mut self.req;
         d.tentative = false;
-        let mut anomalies = h.anomalies.union(std::mem::take(&mut d.current));
-        let framing = body_framing(&h.head, true, &mut anomalies);
+        let (framing, framing_anomalies) = h.framing;
+        let anomalies = h
+            .anomalies
+            .union(std::mem::take(&mut d.current))
+            .union(framing_anomalies);
         let key = match d.key.take() {
             Some(k) => k,
             None => cx.next_key(),
@@ -285,7 +277,8 @@ impl HttpConn {
             if cut || upgrade || is_head || h.status == 204 || h.status == 304 || h.status < 200 {
                 Framing::None
             } else {
-                body_framing(&h.head, false, &mut anomalies)
+                anomalies = anomalies.union(h.framing.1);
+                h.framing.0
             };
         let capture_body = !matches!(framing, Framing::None | Framing::Length(0))
             && crate::body::wants_body(&h.head, cx.cfg);
