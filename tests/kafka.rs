@@ -271,3 +271,120 @@ fn bad_kafka_config_is_a_clear_startup_error() {
         assert!(e.contains(needle), "{toml}: {e}");
     }
 }
+
+/// Frames of `n` keep-alive transactions (`GET /items/<i>` answered `200 ok`), spread over
+/// connections of 500 transactions each, starting with transaction `from`.
+fn transactions(from: u64, n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    for i in from..from + n {
+        let conn = u16::try_from(i / 500).unwrap();
+        let client = ([10, 1, (conn >> 8) as u8, conn as u8], 40_000);
+        let server = ([10, 2, 0, 1], 8080);
+        let k = u32::try_from(i % 500).unwrap();
+        let req = format!("GET /items/{i} HTTP/1.1\r\nHost: api.example\r\n\r\n");
+        let (cseq, sseq) = (1 + k * req.len() as u32, 1 + k * ok.len() as u32);
+        for (from_client, seq, ack, payload) in [
+            (true, cseq, sseq, req.as_bytes()),
+            (false, sseq, cseq + req.len() as u32, &ok[..]),
+        ] {
+            let f = tcp_frame(client, server, from_client, seq, ack, "A", payload);
+            out.extend_from_slice(&pcap_record_header(
+                i * 100 + u64::from(!from_client),
+                f.len(),
+            ));
+            out.extend_from_slice(&f);
+        }
+    }
+    out
+}
+
+/// A broker that dies mid-replay and stays down: capture and analysis go on, events queue
+/// to the bound and are dropped past it, counted; the replay flushes for
+/// `flush_timeout_ms`, exits 1, and every event produced is delivered, dropped or
+/// undelivered. Before, each message waited on a metadata request to the dead broker
+/// (about 1 s): 3,000 events had not finished after 200 s. The bound below only tells a
+/// finished run from that stall.
+#[test]
+fn a_broker_that_dies_and_stays_down_does_not_stall_the_pipeline() {
+    let broker = Broker::start();
+    let (events_topic, alerts_topic) = topics("dead");
+    let dir = scratch("deadbroker");
+    let fifo = dir.join("capture.pcap");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let config = dir.join("sensor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"{}\"\nevents_topic = \"{events_topic}\"\nalerts_topic = \"{alerts_topic}\"\n\
+             queue_max_messages = 10000\nflush_timeout_ms = 2000\nlinger_ms = 5\n",
+            broker.addr
+        ),
+    )
+    .unwrap();
+    let stats = dir.join("stats.json");
+    let mut sensor = Command::new(env!("CARGO_BIN_EXE_apitap"))
+        .args(["replay", "-q", "--config"])
+        .arg(&config)
+        .arg("--stats-json")
+        .arg(&stats)
+        .arg(&fifo)
+        .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    use std::io::Write as _;
+    let mut first = pcap_header().to_vec();
+    first.extend_from_slice(&transactions(0, 30_000));
+    writer
+        .write_all(&first)
+        .unwrap_or_else(|e| panic!("the sensor stopped reading: {e}\n{}", log()));
+    // The broker has some of the first half; then it dies and the second half comes.
+    let seen = consume(&broker.addr, &events_topic, 100, Duration::from_secs(60));
+    assert!(seen.len() >= 100, "nothing reached the broker");
+    broker.stop();
+    let killed = Instant::now();
+    writer
+        .write_all(&transactions(30_000, 30_000))
+        .unwrap_or_else(|e| panic!("the sensor stopped reading: {e}\n{}", log()));
+    drop(writer);
+    let status = loop {
+        if let Some(status) = sensor.try_wait().unwrap() {
+            break status;
+        }
+        if killed.elapsed() > Duration::from_secs(120) {
+            let _ = sensor.kill();
+            panic!("the replay stalled on the dead broker");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let after_kill = killed.elapsed();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "events were lost: exit 1\n{}",
+        log()
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(summary["transactions"]["total"], 60_000, "{summary}");
+    let k = &summary["kafka"];
+    let n = |f: &str| k[f].as_u64().unwrap();
+    assert!(n("produced") >= 60_000, "{k}");
+    assert_eq!(
+        n("delivered") + n("dropped") + n("too_large") + n("undelivered_at_close"),
+        n("produced"),
+        "{k}"
+    );
+    assert!(n("dropped") > 0 && n("undelivered_at_close") > 0, "{k}");
+    assert!(
+        after_kill < Duration::from_secs(60),
+        "took {after_kill:?} after the broker died"
+    );
+}

@@ -5,7 +5,9 @@
 //! delivered. A message librdkafka gives up on (after its retries and
 //! `delivery_timeout_ms`) goes back to the front of the queue and is retried. While the
 //! broker is down the queue fills; past its bound the oldest or the newest events are
-//! dropped (configurable) and every drop is counted. Capture never waits on Kafka.
+//! dropped (configurable) and every drop is counted. Capture never waits on Kafka: the
+//! sink's loop never blocks on the network; whether the brokers are back is asked by a
+//! thread of its own ([`Prober`]), whose answer the loop reads.
 
 mod config;
 
@@ -21,7 +23,7 @@ use rdkafka::producer::{
 use rdkafka::ClientContext;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 apitap_core::counters! {
@@ -112,7 +114,8 @@ pub struct KafkaSink {
     /// Brokers are down: nothing is handed to librdkafka until one answers again with the
     /// topics present (a restarted broker may have lost them).
     paused: bool,
-    last_probe: Instant,
+    /// Asks the brokers, off the sink's thread, whether they are back.
+    prober: Prober,
 }
 
 impl KafkaSink {
@@ -155,7 +158,7 @@ impl KafkaSink {
             stats: KafkaStats::default(),
             last_poll: Instant::now(),
             paused: false,
-            last_probe: Instant::now(),
+            prober: Prober::start(cfg)?,
         })
     }
 
@@ -277,17 +280,15 @@ impl KafkaSink {
             self.producer
                 .purge(PurgeConfig::default().queue().inflight());
             self.producer.poll(Duration::ZERO);
+            self.prober.ask();
         }
-        if self.paused && self.last_probe.elapsed() >= Duration::from_millis(250) {
-            self.last_probe = Instant::now();
-            if self.topics_ready() {
-                self.paused = false;
-                tracing::warn!(
-                    queued = self.queue.len(),
-                    dropped = self.stats.dropped,
-                    "Kafka brokers reachable again: sending queued events"
-                );
-            }
+        if self.paused && self.prober.ready() {
+            self.paused = false;
+            tracing::warn!(
+                queued = self.queue.len(),
+                dropped = self.stats.dropped,
+                "Kafka brokers reachable again: sending queued events"
+            );
         }
         let reports = match self.producer.context().reports.lock() {
             Ok(mut r) => std::mem::take(&mut *r),
@@ -325,25 +326,6 @@ impl KafkaSink {
         self.pump();
     }
 
-    /// Whether a broker answers and both topics exist (asking creates them where the
-    /// broker auto-creates topics).
-    fn topics_ready(&self) -> bool {
-        [&self.cfg.events_topic, &self.cfg.alerts_topic]
-            .iter()
-            .all(|topic| {
-                self.producer
-                    .client()
-                    .fetch_metadata(Some(topic), Duration::from_millis(500))
-                    .is_ok_and(|md| {
-                        md.topics().iter().any(|t| {
-                            t.name() == topic.as_str()
-                                && !t.partitions().is_empty()
-                                && t.error().is_none()
-                        })
-                    })
-            })
-    }
-
     /// Delivers what is queued within `flush_timeout_ms`; what is left is counted as
     /// undelivered. Returns the final counters.
     pub fn close(mut self) -> KafkaStats {
@@ -351,6 +333,7 @@ impl KafkaSink {
         while (self.in_flight > 0 || !self.queue.is_empty()) && Instant::now() < deadline {
             self.poll(Duration::from_millis(50));
         }
+        self.prober.stop();
         self.stats.undelivered_at_close = (self.queue.len() + self.in_flight) as u64;
         self.update_depth();
         self.stats.clone()
@@ -360,4 +343,100 @@ impl KafkaSink {
     pub fn stats(&self) -> &KafkaStats {
         &self.stats
     }
+}
+
+/// Whether the brokers are back, asked on a thread of its own: a metadata request to a
+/// dead broker blocks for its timeout, which the sink's loop must never do. While asked
+/// (after the brokers went down), it asks every 250 ms until a broker answers with both
+/// topics in place.
+struct Prober {
+    shared: Arc<ProbeState>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct ProbeState {
+    /// The sink wants to know (set when the brokers went down).
+    asked: AtomicBool,
+    /// A broker answered with both topics since the last ask.
+    ready: AtomicBool,
+    stop: AtomicBool,
+}
+
+impl Prober {
+    fn start(cfg: &KafkaConfig) -> Result<Prober, KafkaSetupError> {
+        let client: BaseProducer = cfg
+            .client_config()?
+            .create()
+            .map_err(|e| KafkaSetupError::Client(e.to_string()))?;
+        let shared = Arc::new(ProbeState::default());
+        let state = Arc::clone(&shared);
+        let topics = [cfg.events_topic.clone(), cfg.alerts_topic.clone()];
+        let thread = std::thread::Builder::new()
+            .name("apitap-kafka-probe".into())
+            .spawn(move || {
+                while !state.stop.load(Ordering::Relaxed) {
+                    if state.asked.load(Ordering::Relaxed)
+                        && !state.ready.load(Ordering::Relaxed)
+                        && topics_ready(&client, &topics)
+                    {
+                        state.ready.store(true, Ordering::Relaxed);
+                    }
+                    std::thread::park_timeout(Duration::from_millis(250));
+                }
+            })
+            .map_err(|e| KafkaSetupError::Client(format!("cannot start the probe thread: {e}")))?;
+        Ok(Prober {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Starts asking whether the brokers are back.
+    fn ask(&self) {
+        self.shared.ready.store(false, Ordering::Relaxed);
+        self.shared.asked.store(true, Ordering::Relaxed);
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
+    }
+
+    /// The brokers answered since [`Prober::ask`]; stops asking.
+    fn ready(&self) -> bool {
+        let ready = self.shared.ready.load(Ordering::Relaxed);
+        if ready {
+            self.shared.asked.store(false, Ordering::Relaxed);
+        }
+        ready
+    }
+
+    /// Stops the thread without waiting for a request in progress (its client ends with
+    /// it).
+    fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+        }
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Whether a broker answers and both topics exist (asking creates them where the broker
+/// auto-creates topics). Blocks up to half a second per topic.
+fn topics_ready(client: &BaseProducer, topics: &[String]) -> bool {
+    topics.iter().all(|topic| {
+        client
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_millis(500))
+            .is_ok_and(|md| {
+                md.topics().iter().any(|t| {
+                    t.name() == topic.as_str() && !t.partitions().is_empty() && t.error().is_none()
+                })
+            })
+    })
 }
