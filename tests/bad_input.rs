@@ -137,3 +137,103 @@ fn summary_goes_to_stderr_and_stdout_is_only_events() {
     }
     assert!(stderr(&o).contains("apitap summary"));
 }
+
+#[test]
+fn files_named_by_the_config_must_be_regular_and_small() {
+    let dir = scratch("special-files");
+    let pcap = fixture_captures().into_iter().next().unwrap();
+    let pcap = pcap.to_str().unwrap();
+    let fifo = dir.join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let big = dir.join("big.toml");
+    std::fs::write(&big, vec![b'#'; 2 << 20]).unwrap();
+    let with = |text: &str| {
+        let path = dir.join(format!(
+            "{}.toml",
+            apitap_core::stable_hash(&[text.as_bytes()])
+        ));
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "replay".into(),
+                "-c".into(),
+                "/dev/zero".into(),
+                pcap.into(),
+            ],
+            "not a regular file",
+        ),
+        (
+            vec![
+                "replay".into(),
+                "-c".into(),
+                fifo.display().to_string(),
+                pcap.into(),
+            ],
+            "not a regular file",
+        ),
+        (
+            vec![
+                "replay".into(),
+                "-c".into(),
+                big.display().to_string(),
+                pcap.into(),
+            ],
+            "more than 1048576",
+        ),
+        (
+            vec![
+                "replay".into(),
+                "-c".into(),
+                with("[output]\nredact_hmac_key_file = \"/dev/zero\"\n"),
+                pcap.into(),
+            ],
+            "redact_hmac_key_file /dev/zero is not a regular file",
+        ),
+        (
+            vec![
+                "replay".into(),
+                "--spec".into(),
+                "/dev/zero".into(),
+                pcap.into(),
+            ],
+            "spec /dev/zero is not a regular file",
+        ),
+        (
+            vec![
+                "check".into(),
+                "--spec".into(),
+                "/dev/zero".into(),
+                pcap.into(),
+            ],
+            "spec /dev/zero is not a regular file",
+        ),
+        (
+            vec![
+                "replay".into(),
+                "-c".into(),
+                with("[analytics.inventory]\nstate_file = \"/dev/zero\"\n"),
+                pcap.into(),
+            ],
+            "inventory /dev/zero is not a regular file",
+        ),
+    ];
+    for (args, want) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        // A FIFO with no writer would block an open; the timeout makes that a failure.
+        let o = Command::new("timeout")
+            .arg("20")
+            .arg(env!("CARGO_BIN_EXE_apitap"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+}

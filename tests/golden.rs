@@ -144,3 +144,14 @@ fn byte_cut_batches_and_reader_pauses_keep_output_identical() {
     }
     assert!(pauses > 0, "the reader never paused");
 }
+
+#[test]
+fn a_pcapng_with_mixed_link_types_replays_to_the_events_of_its_source() {
+    // scripts/make-pcapng-fixtures.py re-frames nginx-mixed.pcap over interfaces of
+    // different link types; libpcap refuses such a file.
+    let (source, _) = run_replay(&[root().join("fixtures/nginx/nginx-mixed.pcap")], 2);
+    let (mixed, summary) = run_replay(&[root().join("fixtures/pcapng/mixed-links.pcapng")], 2);
+    assert!(source == mixed, "events differ");
+    assert_eq!(summary.warnings.len(), 1, "{:?}", summary.warnings);
+    assert!(summary.input_error.is_none());
+}

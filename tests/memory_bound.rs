@@ -14,6 +14,11 @@
 //! libpcap buffers, per-thread stacks and allocator arenas, batch pools, channels, the
 //! reorder buffer, the output buffer, the analytics' endpoint tables).
 //!
+//! Unfinished heads (a second test): 200,000 connections whose 8 KB request heads never end,
+//! and 20,000 whose 60 KB request and response heads never end. Bound:
+//! `http.head_memcap_bytes` + `flow.max_flows` x 2 KiB (a flow with its HTTP state) + the
+//! fixed overhead; every connection's request still becomes an event.
+//!
 //! Needs the release binary and takes about a minute in a debug test build, hence ignored:
 //! `cargo build --release && cargo test --release -p apitap --test memory_bound -- --ignored --nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -321,4 +326,128 @@ fn memory_is_bounded_and_http_flows_survive() {
             <= MEMCAP / 2 + 2048
     );
     assert!(rss < bound, "peak RSS {rss} over the bound {bound}");
+}
+
+const HEAD_MEMCAP: usize = 32 << 20;
+
+/// Connections whose heads never end: each sends its request head (`request_kb` KB of
+/// fields, no blank line) and, when `response_kb` is set, the server a response head of
+/// that size, in 1,400-byte segments.
+fn write_unfinished_heads(path: &Path, connections: u32, request_kb: usize, response_kb: usize) {
+    let mut p = Pcap::create(path);
+    let mut f = Vec::with_capacity(2048);
+    let server = [192, 168, 0, 1];
+    let fields = |start: &str, kb: usize| {
+        let mut h = start.as_bytes().to_vec();
+        while h.len() < kb * 1024 {
+            h.extend_from_slice(b"X-Field: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        h
+    };
+    for i in 0..connections {
+        let c = addr(i, 14);
+        let port = 10_000 + (i % 50_000) as u16;
+        let req = fields(
+            &format!("GET /head/{i} HTTP/1.1\r\nHost: example\r\n"),
+            request_kb,
+        );
+        for (k, seg) in req.chunks(1400).enumerate() {
+            let seq = 1 + (k * 1400) as u32;
+            tcp(&mut f, c, port, server, 80, seq, 1, PSH_ACK, seg);
+            p.frame(&f);
+        }
+        if response_kb > 0 {
+            let resp = fields("HTTP/1.1 200 OK\r\n", response_kb);
+            let ack = 1 + req.len() as u32;
+            for (k, seg) in resp.chunks(1400).enumerate() {
+                let seq = 1 + (k * 1400) as u32;
+                tcp(&mut f, server, 80, c, port, seq, ack, PSH_ACK, seg);
+                p.frame(&f);
+            }
+        }
+    }
+    p.w.flush().unwrap();
+}
+
+#[test]
+#[ignore = "needs target/release/apitap; ~2.8 GB of captures; run with --ignored"]
+fn unfinished_heads_stay_within_the_head_memcap_and_each_is_an_event() {
+    let bin = std::env::var_os("APITAP_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/release/apitap"));
+    assert!(
+        bin.exists(),
+        "{} missing: cargo build --release first",
+        bin.display()
+    );
+    let dir = std::env::temp_dir().join(format!("apitap-heads-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("sensor.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[pipeline]\nworkers = 2\n[flow]\nmax_flows = {MAX_FLOWS}\n\
+             [http]\nhead_memcap_bytes = {HEAD_MEMCAP}\n"
+        ),
+    )
+    .unwrap();
+    let bound = HEAD_MEMCAP + MAX_FLOWS * 2048 + FIXED_OVERHEAD;
+    for (connections, request_kb, response_kb) in [(200_000, 8, 0), (20_000, 60, 60)] {
+        let pcap = dir.join("heads.pcap");
+        write_unfinished_heads(&pcap, connections, request_kb, response_kb);
+        let events = dir.join("events.jsonl");
+        let stats = dir.join("stats.json");
+        let mut cmd = Command::new(&bin);
+        cmd.arg("replay")
+            .arg("-q")
+            .arg("-c")
+            .arg(&cfg)
+            .arg("-o")
+            .arg(&events)
+            .arg("--stats-json")
+            .arg(&stats)
+            .arg(&pcap);
+        let started = std::time::Instant::now();
+        let (status, rss) = peak_rss(cmd);
+        let secs = started.elapsed().as_secs_f64();
+        assert!(status.success(), "replay failed: {status}");
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        let mut requests = std::collections::BTreeSet::new();
+        for line in std::fs::read_to_string(&events).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(path) = v["url"]["path"].as_str() {
+                assert_eq!(v["apitap"]["complete"], false, "{v}");
+                requests.insert(path.to_string());
+            }
+        }
+        eprintln!(
+            "{connections} connections, {request_kb} KB request / {response_kb} KB response heads: \
+             {:.1} s, peak RSS {} MiB, bound {} MiB (head memcap {} + {MAX_FLOWS} flows x 2 KiB + fixed {}); \
+             heads shed {}, partial {}, head buffers peak per worker {}",
+            secs,
+            rss >> 20,
+            bound >> 20,
+            HEAD_MEMCAP >> 20,
+            FIXED_OVERHEAD >> 20,
+            summary["http"]["heads_shed"],
+            summary["http"]["partial_heads"],
+            summary["http"]["head_buffer_bytes_peak_per_worker"],
+        );
+        assert_eq!(
+            requests.len(),
+            connections as usize,
+            "every request is an event"
+        );
+        assert!(summary["http"]["heads_shed"].as_u64().unwrap() > 0);
+        assert!(
+            summary["http"]["head_buffer_bytes_peak_per_worker"]
+                .as_u64()
+                .unwrap() as usize
+                <= HEAD_MEMCAP / 2 + 128 * 1024
+        );
+        assert!(rss < bound, "peak RSS {rss} over the bound {bound}");
+        let _ = std::fs::remove_file(&pcap);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

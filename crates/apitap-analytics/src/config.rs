@@ -386,74 +386,168 @@ impl AnalyticsConfig {
     /// Checks ranges, rule ids, kinds and CIDRs.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |m: String| Err(ConfigError(m));
-        let positive = [
-            ("suppression_window_s", self.suppression_window_s as usize),
-            ("max_evidence", self.max_evidence),
-            ("max_suppression_keys", self.max_suppression_keys),
+        const DAY_S: u64 = 86_400;
+        const YEAR_S: u64 = 365 * DAY_S;
+        const MANY: u64 = 10_000_000;
+        let (t, i, b) = (&self.templating, &self.inventory, &self.baseline);
+        let (auth, bola, tp) = (&self.auth, &self.bola, &self.third_party);
+        let u = |v: usize| v as u64;
+        apitap_core::bounds::check_ranges::<u64>(&[
             (
-                "templating.variable_after_distinct",
-                self.templating.variable_after_distinct,
+                "analytics.learning_period_s",
+                self.learning_period_s,
+                0..=YEAR_S,
             ),
             (
-                "templating.max_learned_positions",
-                self.templating.max_learned_positions,
+                "analytics.suppression_window_s",
+                self.suppression_window_s,
+                1..=YEAR_S,
             ),
-            ("inventory.max_endpoints", self.inventory.max_endpoints),
+            ("analytics.max_evidence", u(self.max_evidence), 1..=1000),
             (
-                "inventory.max_clients_per_endpoint",
-                self.inventory.max_clients_per_endpoint,
-            ),
-            (
-                "inventory.max_values_per_field",
-                self.inventory.max_values_per_field,
-            ),
-            ("baseline.bucket_s", self.baseline.bucket_s as usize),
-            ("auth.window_s", self.auth.window_s as usize),
-            ("auth.login_failures", self.auth.login_failures),
-            ("auth.any_failures", self.auth.any_failures),
-            ("auth.max_clients", self.auth.max_clients),
-            ("bola.window_s", self.bola.window_s as usize),
-            ("bola.distinct_ids", self.bola.distinct_ids),
-            ("bola.max_keys", self.bola.max_keys),
-            ("sensitive.max_scan_bytes", self.sensitive.max_scan_bytes),
-            (
-                "third_party.max_destinations",
-                self.third_party.max_destinations,
+                "analytics.max_suppression_keys",
+                u(self.max_suppression_keys),
+                1..=MANY,
             ),
             (
-                "third_party.max_partner_endpoints",
-                self.third_party.max_partner_endpoints,
+                "analytics.templating.variable_after_distinct",
+                u(t.variable_after_distinct),
+                1..=1_000_000,
             ),
             (
-                "third_party.partner_auth_failures",
-                self.third_party.partner_auth_failures,
+                "analytics.templating.learn_min_depth",
+                u(t.learn_min_depth),
+                0..=64,
             ),
-        ];
-        for (name, v) in positive {
-            if v == 0 {
-                return err(format!("{name} must be > 0"));
-            }
+            (
+                "analytics.templating.max_learned_positions",
+                u(t.max_learned_positions),
+                1..=MANY,
+            ),
+            (
+                "analytics.inventory.max_endpoints",
+                u(i.max_endpoints),
+                1..=MANY,
+            ),
+            (
+                "analytics.inventory.max_clients_per_endpoint",
+                u(i.max_clients_per_endpoint),
+                1..=1_000_000,
+            ),
+            (
+                "analytics.inventory.max_values_per_field",
+                u(i.max_values_per_field),
+                1..=10_000,
+            ),
+            (
+                "analytics.inventory.save_interval_s",
+                i.save_interval_s,
+                0..=DAY_S,
+            ),
+            ("analytics.baseline.bucket_s", b.bucket_s, 1..=DAY_S),
+            (
+                "analytics.baseline.min_buckets",
+                u64::from(b.min_buckets),
+                1..=100_000,
+            ),
+            (
+                "analytics.baseline.rate_min_requests",
+                b.rate_min_requests,
+                0..=1 << 32,
+            ),
+            (
+                "analytics.baseline.error_min_errors",
+                b.error_min_errors,
+                0..=1 << 32,
+            ),
+            (
+                "analytics.baseline.latency_min_ms",
+                b.latency_min_ms,
+                0..=DAY_S * 1000,
+            ),
+            (
+                "analytics.baseline.latency_min_requests",
+                b.latency_min_requests,
+                0..=1 << 32,
+            ),
+            (
+                "analytics.baseline.size_min_bytes",
+                b.size_min_bytes,
+                0..=1 << 40,
+            ),
+            (
+                "analytics.baseline.max_gap_buckets",
+                b.max_gap_buckets,
+                1..=100_000,
+            ),
+            ("analytics.auth.window_s", auth.window_s, 1..=DAY_S),
+            (
+                "analytics.auth.login_failures",
+                u(auth.login_failures),
+                1..=1_000_000,
+            ),
+            (
+                "analytics.auth.any_failures",
+                u(auth.any_failures),
+                1..=1_000_000,
+            ),
+            ("analytics.auth.max_clients", u(auth.max_clients), 1..=MANY),
+            ("analytics.bola.window_s", bola.window_s, 1..=DAY_S),
+            (
+                "analytics.bola.distinct_ids",
+                u(bola.distinct_ids),
+                1..=1_000_000,
+            ),
+            ("analytics.bola.max_keys", u(bola.max_keys), 1..=MANY),
+            (
+                "analytics.sensitive.max_scan_bytes",
+                u(self.sensitive.max_scan_bytes),
+                1..=64 << 20,
+            ),
+            (
+                "analytics.third_party.max_destinations",
+                u(tp.max_destinations),
+                1..=MANY,
+            ),
+            (
+                "analytics.third_party.max_partner_endpoints",
+                u(tp.max_partner_endpoints),
+                1..=MANY,
+            ),
+            (
+                "analytics.third_party.partner_auth_failures",
+                u(tp.partner_auth_failures),
+                1..=1_000_000,
+            ),
+        ])
+        .map_err(ConfigError)?;
+        for (rule, s) in &self.rule_suppression_s {
+            apitap_core::bounds::check_range(
+                &format!("analytics.rule_suppression_s.{rule}"),
+                *s,
+                0..=YEAR_S,
+            )
+            .map_err(ConfigError)?;
         }
-        let b = &self.baseline;
-        if !(b.ewma_alpha > 0.0 && b.ewma_alpha <= 1.0) {
-            return err(format!(
-                "baseline.ewma_alpha must be in (0, 1], got {}",
-                b.ewma_alpha
-            ));
-        }
-        for (name, v) in [
-            ("baseline.sigma", b.sigma),
-            ("baseline.rate_factor", b.rate_factor),
-            ("baseline.latency_factor", b.latency_factor),
-            ("baseline.size_factor", b.size_factor),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return err(format!("{name} must be a finite number >= 0, got {v}"));
-            }
-        }
-        if !(b.error_min_ratio_delta.is_finite() && (0.0..=1.0).contains(&b.error_min_ratio_delta))
-        {
-            return err("baseline.error_min_ratio_delta must be in [0, 1]".into());
+        apitap_core::bounds::check_ranges::<f64>(&[
+            ("analytics.baseline.ewma_alpha", b.ewma_alpha, 0.0..=1.0),
+            ("analytics.baseline.sigma", b.sigma, 0.0..=1000.0),
+            ("analytics.baseline.rate_factor", b.rate_factor, 0.0..=1e6),
+            (
+                "analytics.baseline.latency_factor",
+                b.latency_factor,
+                0.0..=1e6,
+            ),
+            ("analytics.baseline.size_factor", b.size_factor, 0.0..=1e6),
+            (
+                "analytics.baseline.error_min_ratio_delta",
+                b.error_min_ratio_delta,
+                0.0..=1.0,
+            ),
+        ])
+        .map_err(ConfigError)?;
+        if b.ewma_alpha <= 0.0 {
+            return err("analytics.baseline.ewma_alpha must be more than 0".into());
         }
         for id in self
             .disabled_rules

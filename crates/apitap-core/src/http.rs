@@ -122,8 +122,77 @@ pub struct CapturedBody {
     /// Not all of the body is in `bytes`: it was longer than the limit, a gap fell inside
     /// it, or it was cut short.
     pub truncated: bool,
-    /// The content coding that was removed ("gzip", "deflate", "br").
-    pub decoded_from: Option<&'static str>,
+    /// The content codings that were removed, as the message listed them.
+    pub decoded_from: Option<ContentCodings>,
+}
+
+/// A content coding apitap can remove.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentCoding {
+    /// gzip (also "x-gzip").
+    Gzip,
+    /// zlib or raw deflate.
+    Deflate,
+    /// Brotli.
+    Br,
+}
+
+impl ContentCoding {
+    /// The coding's name in Content-Encoding.
+    pub fn name(self) -> &'static str {
+        match self {
+            ContentCoding::Gzip => "gzip",
+            ContentCoding::Deflate => "deflate",
+            ContentCoding::Br => "br",
+        }
+    }
+}
+
+/// Content codings applied one over another (`Content-Encoding: gzip, br`), in the order
+/// they were applied; at most [`ContentCodings::MAX`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContentCodings {
+    list: [Option<ContentCoding>; ContentCodings::MAX],
+}
+
+impl ContentCodings {
+    /// The most codings one body may stack; a body with more is not decoded.
+    pub const MAX: usize = 4;
+
+    /// The codings of `list` (in the order applied), or None for more than [`Self::MAX`].
+    pub fn new(list: &[ContentCoding]) -> Option<ContentCodings> {
+        if list.len() > Self::MAX {
+            return None;
+        }
+        let mut out = ContentCodings::default();
+        for (slot, c) in out.list.iter_mut().zip(list) {
+            *slot = Some(*c);
+        }
+        Some(out)
+    }
+
+    /// The codings in the order they were applied.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = ContentCoding> + '_ {
+        self.list.iter().flatten().copied()
+    }
+}
+
+impl std::fmt::Display for ContentCodings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, c) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(c.name())?;
+        }
+        Ok(())
+    }
+}
+
+impl serde::Serialize for ContentCodings {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// A parsed request.
@@ -211,6 +280,9 @@ crate::named_enum! {
     HeadTooLarge = "head_too_large",
     /// More header fields than the configured limit.
     TooManyHeaders = "too_many_headers",
+    /// The head in progress was cut to keep the heads a worker buffers within
+    /// `http.head_memcap_bytes`; the message is kept from its start line, incomplete.
+    HeadMemcap = "head_memcap",
     /// Bytes that are not a valid request or status line where one was expected.
     InvalidStartLine = "invalid_start_line",
     /// A header line that does not parse.

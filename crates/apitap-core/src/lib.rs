@@ -4,6 +4,7 @@
 //!
 //! Nothing in here parses untrusted packets; it is plain data plus small helpers.
 
+pub mod bounds;
 pub mod counters;
 pub mod endpoint;
 pub mod flow;
@@ -20,8 +21,8 @@ pub use counters::{Level, Merge, Peak};
 pub use flow::{Direction, Endpoint, FlowKey, Side};
 pub use hash::{stable_hash, StableHasher};
 pub use http::{
-    Anomalies, Anomaly, CapturedBody, Head, HttpRequest, HttpResponse, HttpTransaction,
-    HttpVersion, IncompleteReason, Span, CREDENTIAL_HEADERS,
+    Anomalies, Anomaly, CapturedBody, ContentCoding, ContentCodings, Head, HttpRequest,
+    HttpResponse, HttpTransaction, HttpVersion, IncompleteReason, Span, CREDENTIAL_HEADERS,
 };
 pub use output::EncodedEvent;
 pub use packet::{Encap, PacketBatch, PacketMeta, TcpFlags, Tunnel, TunnelKind};

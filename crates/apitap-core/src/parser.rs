@@ -146,6 +146,14 @@ pub trait AppParser {
 
     /// Set once the parser has handed the stream on: what the bytes are from then on.
     fn handoff(&self) -> Option<Handoff>;
+
+    /// Memory the parser holds for this connection beyond its own size (buffers of heads
+    /// and lines in progress): what a worker's parser memcap counts.
+    fn buffered_bytes(&self) -> usize;
+
+    /// Gives that memory back (the worker is over its memcap): what is in progress is cut
+    /// and handed out as it stands, flagged.
+    fn shed(&mut self, cx: &mut ParseCx<'_, Self::Config, Self::Stats>);
 }
 
 /// A cheap answer about the first bytes of a stream: is this the protocol?

@@ -163,7 +163,7 @@ impl BodyMetaView {
         let mut o = json::Object::new(out);
         o.bool("truncated", self.truncated);
         if let Some(enc) = self.content_encoding {
-            o.str("content_encoding", enc);
+            o.str("content_encoding", &enc.to_string());
         }
         if self.redacted_fields != 0 {
             o.uint("redacted_fields", u64::from(self.redacted_fields));

@@ -209,7 +209,7 @@ fn hand_writer_equals_serde() {
         r.body = Some(Box::new(apitap_core::CapturedBody {
             bytes: vec![0, 159, 146, 150, 0xff, b'"'],
             truncated: true,
-            decoded_from: Some("gzip"),
+            decoded_from: apitap_core::ContentCodings::new(&[apitap_core::ContentCoding::Gzip]),
         }));
     }
     txs.push(bodies);

@@ -149,7 +149,7 @@ pub(crate) struct BodyView {
 pub(crate) struct BodyMetaView {
     pub(crate) truncated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) content_encoding: Option<&'static str>,
+    pub(crate) content_encoding: Option<apitap_core::ContentCodings>,
     #[serde(skip_serializing_if = "is_zero")]
     pub(crate) redacted_fields: u32,
     #[serde(skip_serializing_if = "std::ops::Not::not")]

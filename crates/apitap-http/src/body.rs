@@ -2,7 +2,7 @@
 //! decompression-bomb limits.
 
 use crate::{HttpConfig, HttpStats};
-use apitap_core::{Anomalies, Anomaly, CapturedBody, Head};
+use apitap_core::{Anomalies, Anomaly, CapturedBody, ContentCoding, ContentCodings, Head};
 use std::io::Read;
 
 /// Whether the body of a message with this head is captured: its media type starts with
@@ -43,31 +43,56 @@ pub(crate) fn finish(
     anomalies: &mut Anomalies,
 ) {
     stats.bodies_captured += 1;
-    let coding = head
-        .header("content-encoding")
-        .map(|v| v.trim_ascii())
-        .unwrap_or(b"");
-    let coding: &'static str = if coding.is_empty() || coding.eq_ignore_ascii_case(b"identity") {
-        ""
-    } else if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip") {
-        "gzip"
-    } else if coding.eq_ignore_ascii_case(b"deflate") {
-        "deflate"
-    } else if coding.eq_ignore_ascii_case(b"br") {
-        "br"
-    } else {
-        // Stacked or unknown codings: the bytes are not readable content.
-        stats.body_decode_errors += 1;
-        anomalies.insert(Anomaly::BodyDecodeError);
-        body.bytes.clear();
-        body.truncated = true;
-        finish_counts(body, stats);
-        return;
-    };
-    if !coding.is_empty() && !body.bytes.is_empty() {
-        decode(body, coding, cfg, stats, anomalies);
+    match codings(head) {
+        Ok(None) => {}
+        Ok(Some(list)) => {
+            if !body.bytes.is_empty() {
+                decode(body, list, cfg, stats, anomalies);
+            }
+        }
+        Err(()) => {
+            // Unknown codings, or more stacked than decoded: not readable content.
+            stats.body_decode_errors += 1;
+            anomalies.insert(Anomaly::BodyDecodeError);
+            body.bytes.clear();
+            body.truncated = true;
+        }
     }
     finish_counts(body, stats);
+}
+
+/// The content codings of every Content-Encoding field, in the order applied (`identity`
+/// left out); `Err` for an unknown coding or more than [`ContentCodings::MAX`].
+fn codings(head: &Head) -> Result<Option<ContentCodings>, ()> {
+    let mut list = [ContentCoding::Gzip; ContentCodings::MAX];
+    let mut n = 0;
+    let fields = head
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case(b"content-encoding"));
+    for (_, value) in fields {
+        for coding in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            let c = if coding.is_empty() || coding.eq_ignore_ascii_case(b"identity") {
+                continue;
+            } else if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip")
+            {
+                ContentCoding::Gzip
+            } else if coding.eq_ignore_ascii_case(b"deflate") {
+                ContentCoding::Deflate
+            } else if coding.eq_ignore_ascii_case(b"br") {
+                ContentCoding::Br
+            } else {
+                return Err(());
+            };
+            *list.get_mut(n).ok_or(())? = c;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return Ok(None);
+    }
+    ContentCodings::new(list.get(..n).unwrap_or(&[]))
+        .map(Some)
+        .ok_or(())
 }
 
 fn finish_counts(body: &CapturedBody, stats: &mut HttpStats) {
@@ -77,56 +102,75 @@ fn finish_counts(body: &CapturedBody, stats: &mut HttpStats) {
     }
 }
 
-/// Decodes `body.bytes` in place. The output is capped at `max_decoded_body_bytes` and at
-/// `max_decompression_ratio` times the input, so a small bomb cannot make it grow: the
-/// decoder is read through `take(limit + 1)`.
+/// Decodes `body.bytes` in place, the last applied coding first. Every layer's output is
+/// capped at `max_decoded_body_bytes` and at `max_decompression_ratio` times the bytes on
+/// the wire, so neither a small bomb nor a stack of codings can make it grow: each decoder
+/// is read through `take(limit + 1)`.
 fn decode(
     body: &mut CapturedBody,
-    coding: &'static str,
+    list: ContentCodings,
     cfg: &HttpConfig,
     stats: &mut HttpStats,
     anomalies: &mut Anomalies,
 ) {
-    let input = std::mem::take(&mut body.bytes);
-    let ratio_cap = input
+    let ratio_cap = body
+        .bytes
         .len()
         .saturating_mul(cfg.max_decompression_ratio as usize);
     let limit = cfg.max_decoded_body_bytes.min(ratio_cap);
-    let reader: Box<dyn Read + '_> = match coding {
-        "gzip" => Box::new(flate2::read::MultiGzDecoder::new(input.as_slice())),
-        "deflate" if looks_like_zlib(&input) => {
-            Box::new(flate2::read::ZlibDecoder::new(input.as_slice()))
-        }
-        // Some servers send raw deflate for "deflate".
-        "deflate" => Box::new(flate2::read::DeflateDecoder::new(input.as_slice())),
-        _ => Box::new(brotli_decompressor::Decompressor::new(
-            input.as_slice(),
-            4096,
-        )),
-    };
-    let mut out = Vec::with_capacity(limit.min(input.len().saturating_mul(4)));
-    let result = reader.take(limit as u64 + 1).read_to_end(&mut out);
-    if out.len() > limit {
-        out.truncate(limit);
-        body.truncated = true;
-        stats.decompression_bombs += 1;
-        anomalies.insert(Anomaly::DecompressionBomb);
-    }
-    match result {
-        Ok(_) => {}
-        // A body cut short (capture limit or gap) ends mid-stream: keep what decoded.
-        Err(_) if body.truncated => {}
-        Err(_) => {
-            stats.body_decode_errors += 1;
-            anomalies.insert(Anomaly::BodyDecodeError);
+    let mut decoded_any = false;
+    for coding in list.iter().rev() {
+        let input = std::mem::take(&mut body.bytes);
+        let reader: Box<dyn Read + '_> = match coding {
+            ContentCoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input.as_slice())),
+            ContentCoding::Deflate if looks_like_zlib(&input) => {
+                Box::new(flate2::read::ZlibDecoder::new(input.as_slice()))
+            }
+            // Some servers send raw deflate for "deflate".
+            ContentCoding::Deflate => Box::new(flate2::read::DeflateDecoder::new(input.as_slice())),
+            ContentCoding::Br => Box::new(brotli_decompressor::Decompressor::new(
+                input.as_slice(),
+                4096,
+            )),
+        };
+        let mut out = Vec::with_capacity(limit.min(input.len().saturating_mul(4)));
+        let result = reader.take(limit as u64 + 1).read_to_end(&mut out);
+        if out.len() > limit {
+            out.truncate(limit);
             body.truncated = true;
+            if !anomalies.contains(Anomaly::DecompressionBomb) {
+                stats.decompression_bombs += 1;
+                anomalies.insert(Anomaly::DecompressionBomb);
+            }
+        }
+        let failed = match result {
+            Ok(_) => false,
+            // A body cut short (capture limit or gap) ends mid-stream: keep what decoded.
+            Err(_) if body.truncated => false,
+            Err(_) => {
+                stats.body_decode_errors += 1;
+                anomalies.insert(Anomaly::BodyDecodeError);
+                body.truncated = true;
+                true
+            }
+        };
+        if failed && out.is_empty() && decoded_any {
+            // An inner layer is not what the header says: keep the outer layers' result.
+            body.bytes = input;
+            break;
+        }
+        decoded_any |= !out.is_empty() || !failed;
+        body.bytes = out;
+        // An inner layer cannot be decoded from an outer one that was cut or failed
+        // part way, nor from nothing.
+        if failed || body.bytes.is_empty() {
+            break;
         }
     }
-    if !out.is_empty() || result.is_ok() {
+    if decoded_any {
         stats.bodies_decoded += 1;
-        body.decoded_from = Some(coding);
+        body.decoded_from = Some(list);
     }
-    body.bytes = out;
 }
 
 /// A zlib stream starts with CMF/FLG where CMF's low nibble is 8 and (CMF*256+FLG) % 31 == 0.
@@ -216,7 +260,7 @@ mod tests {
         let text = br#"{"users":[{"id":1,"name":"ada"}]}"#.repeat(20);
         let (b, a, s) = run(&gzip(&text), "gzip", &cfg());
         assert_eq!(b.bytes, text);
-        assert_eq!(b.decoded_from, Some("gzip"));
+        assert_eq!(b.decoded_from.map(|c| c.to_string()), Some("gzip".into()));
         assert!(a.is_empty() && !b.truncated);
         assert_eq!(s.bodies_decoded, 1);
 
@@ -234,7 +278,7 @@ mod tests {
         }
         let (b, _, _) = run(&br, "BR", &cfg());
         assert_eq!(b.bytes, text);
-        assert_eq!(b.decoded_from, Some("br"));
+        assert_eq!(b.decoded_from.map(|c| c.to_string()), Some("br".into()));
     }
 
     #[test]
@@ -291,5 +335,60 @@ mod tests {
         assert!(b.truncated);
         assert!(!a.contains(Anomaly::BodyDecodeError));
         assert!(text.starts_with(&b.bytes));
+    }
+
+    #[test]
+    fn stacked_codings_are_decoded_last_applied_first() {
+        let text = br#"{"card":"4111 1111 1111 1111"}"#.repeat(10);
+        let (b, a, s) = run(&gzip(&gzip(&text)), "gzip, gzip", &cfg());
+        assert_eq!(b.bytes, text);
+        assert!(a.is_empty() && !b.truncated, "{a:?}");
+        assert_eq!(
+            b.decoded_from.map(|c| c.to_string()),
+            Some("gzip, gzip".into())
+        );
+        assert_eq!(s.bodies_decoded, 1);
+        // br applied first, then gzip; also as two header fields, with identity between.
+        let mut br = Vec::new();
+        {
+            let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, 22);
+            w.write_all(&text).unwrap();
+        }
+        let wire = gzip(&br);
+        assert_eq!(run(&wire, "br, identity, gzip", &cfg()).0.bytes, text);
+        let mut body = CapturedBody::default();
+        capture(&mut body, &wire, &cfg());
+        let h = head(&[("Content-Encoding", "br"), ("content-encoding", "gzip")]);
+        let (mut st, mut an) = (HttpStats::default(), Anomalies::default());
+        finish(&mut body, &h, &cfg(), &mut st, &mut an);
+        assert_eq!(body.bytes, text);
+    }
+
+    #[test]
+    fn a_stack_of_codings_stays_within_the_bomb_limits() {
+        // gzip over gzip of 64 MiB of zeros: the inner layer alone is a bomb.
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            e.write_all(&zeros).unwrap();
+        }
+        let wire = gzip(&e.finish().unwrap());
+        let c = HttpConfig {
+            max_body_bytes: 200_000,
+            ..cfg()
+        };
+        let (b, a, s) = run(&wire, "gzip, gzip", &c);
+        assert!(a.contains(Anomaly::DecompressionBomb));
+        assert!(b.bytes.len() <= c.max_decoded_body_bytes.min(wire.len() * 100));
+        assert!(b.truncated);
+        assert_eq!(s.decompression_bombs, 1);
+        // More codings than decoded: not content.
+        let (b, a, _) = run(&wire, "gzip, gzip, gzip, gzip, gzip", &c);
+        assert!(a.contains(Anomaly::BodyDecodeError));
+        assert!(b.bytes.is_empty());
+        // A layer that is not what it says stops the stack there.
+        let (b, a, _) = run(&gzip(b"plain"), "gzip, gzip", &c);
+        assert!(a.contains(Anomaly::BodyDecodeError));
+        assert_eq!(b.bytes, b"plain");
     }
 }

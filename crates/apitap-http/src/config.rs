@@ -8,6 +8,10 @@ pub struct HttpConfig {
     pub max_head_bytes: usize,
     /// Header fields kept per message (at most 256).
     pub max_headers: usize,
+    /// Bytes of unfinished heads (and lines) all connections of the sensor may buffer;
+    /// split evenly over the workers. Past it, the connection whose buffers just grew has
+    /// its heads in progress cut (anomaly `head_memcap`, `http.heads_shed`).
+    pub head_memcap_bytes: usize,
     /// Requests waiting for a response before the oldest is given up.
     pub max_pending_requests: usize,
     /// Packet time after which a request without a response start is emitted alone.
@@ -32,6 +36,7 @@ impl Default for HttpConfig {
         HttpConfig {
             max_head_bytes: 65_536,
             max_headers: 128,
+            head_memcap_bytes: 64 << 20,
             max_pending_requests: 64,
             transaction_timeout_ms: 60_000,
             max_non_http_bytes: 16_384,

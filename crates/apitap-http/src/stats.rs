@@ -17,6 +17,15 @@ apitap_core::counters! {
         pub resyncs: u64,
         /// Heads larger than `max_head_bytes` (skipped).
         pub heads_too_large: u64,
+        /// Heads cut short (connection end, gap, timeout, the head memcap): each message
+        /// is kept from its start line, incomplete, unless `partial_heads_lost` says not.
+        pub partial_heads: u64,
+        /// Partial heads without a whole start line: no transaction (bytes skipped).
+        pub partial_heads_lost: u64,
+        /// Request heads still unfinished after `transaction_timeout_ms` (cut).
+        pub heads_timed_out: u64,
+        /// Heads cut to keep the buffered heads of a worker within `head_memcap_bytes`.
+        pub heads_shed: u64,
         /// Bytes where a request or status line was expected but none was.
         pub invalid_start_lines: u64,
         /// Requests given up because too many were waiting for responses.

@@ -349,18 +349,138 @@ fn gap_inside_body_is_absorbed() {
 }
 
 #[test]
-fn gap_in_head_resyncs_at_next_request() {
+fn gap_in_head_keeps_the_request_from_its_start_line_and_resyncs() {
     let mut h = H::new();
     h.send(C2S, b"GET /lost HTTP/1.1\r\nHos");
     h.gap(C2S, 100);
     h.send(C2S, b"t: x\r\n\r\nGET /next HTTP/1.1\r\n\r\n");
     h.send(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-    let s = h.summary();
-    assert_eq!(s.len(), 1);
-    assert_eq!(s[0].1, "/next");
+    h.finish(FinishCause::ConnectionClosed);
+    // The server saw both requests: the first answer is the cut request's.
+    assert_eq!(
+        h.summary(),
+        vec![
+            (
+                "GET".into(),
+                "/lost".into(),
+                200,
+                0,
+                0,
+                Some(IncompleteReason::RequestIncomplete)
+            ),
+            (
+                "GET".into(),
+                "/next".into(),
+                0,
+                0,
+                0,
+                Some(IncompleteReason::ConnectionClosed)
+            ),
+        ]
+    );
     assert!(h.anomalies(0).contains(&Anomaly::Gap));
-    assert!(h.anomalies(0).contains(&Anomaly::SkippedBytes));
+    assert!(h.anomalies(1).contains(&Anomaly::SkippedBytes));
+    assert_eq!(
+        (h.env.stats.partial_heads, h.env.stats.partial_heads_lost),
+        (1, 0)
+    );
     assert!(h.env.stats.bytes_skipped > 0);
+}
+
+#[test]
+fn a_head_cut_short_is_an_event_with_what_was_parsed_or_a_counted_loss() {
+    // Connection end in the middle of a request head, and of a response head.
+    let mut h = H::new();
+    h.send(C2S, b"POST /api/login HTTP/1.1\r\nHost: a\r\nContent-Ty");
+    h.finish(FinishCause::EndOfCapture);
+    assert_eq!(
+        h.summary(),
+        vec![(
+            "POST".into(),
+            "/api/login".into(),
+            0,
+            0,
+            0,
+            Some(IncompleteReason::RequestIncomplete)
+        )]
+    );
+    let mut h = H::new();
+    h.send(C2S, b"GET /a HTTP/1.1\r\n\r\n");
+    h.send(S2C, b"HTTP/1.1 503 Busy\r\nRetry-Af");
+    h.finish(FinishCause::ConnectionClosed);
+    assert_eq!(
+        h.summary(),
+        vec![(
+            "GET".into(),
+            "/a".into(),
+            503,
+            0,
+            0,
+            Some(IncompleteReason::ResponseIncomplete)
+        )]
+    );
+    // Without a whole start line nothing can be said: counted as lost.
+    let mut h = H::new();
+    h.send(C2S, b"GET /very/long/target/that/never/ends");
+    h.finish(FinishCause::EndOfCapture);
+    assert!(h.summary().is_empty());
+    assert_eq!(
+        (h.env.stats.partial_heads, h.env.stats.partial_heads_lost),
+        (1, 1)
+    );
+}
+
+#[test]
+fn a_request_head_unfinished_after_the_timeout_is_an_event() {
+    let mut h = H::with(HttpConfig {
+        transaction_timeout_ms: 1000,
+        ..HttpConfig::default()
+    });
+    // Slowloris: a head that trickles and never ends.
+    h.send(C2S, b"GET /slow HTTP/1.1\r\nX-a: 1\r\n");
+    h.tick(500);
+    h.send(C2S, b"X-b: 2\r\n");
+    h.tick(1000);
+    h.conn.expire(&mut h.env.cx(h.at));
+    assert_eq!(
+        h.summary(),
+        vec![(
+            "GET".into(),
+            "/slow".into(),
+            0,
+            0,
+            0,
+            Some(IncompleteReason::RequestIncomplete)
+        )]
+    );
+    assert_eq!(h.env.stats.heads_timed_out, 1);
+    // What trickles in later is skipped; the next request is parsed.
+    h.send(C2S, b"X-c: 3\r\n\r\nGET /after HTTP/1.1\r\n\r\n");
+    h.send(S2C, b"HTTP/1.1 408 Timeout\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(h.summary()[1].1, "/after");
+}
+
+#[test]
+fn shedding_cuts_heads_in_progress_and_gives_their_memory_back() {
+    let mut h = H::new();
+    let mut big = b"GET /big HTTP/1.1\r\n".to_vec();
+    big.extend(
+        std::iter::repeat_n(&b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"[..], 200).flatten(),
+    );
+    h.send(C2S, &big);
+    assert!(h.conn.buffered_bytes() >= big.len());
+    h.conn.shed(&mut h.env.cx(h.at));
+    assert_eq!(h.conn.buffered_bytes(), 0);
+    h.send(C2S, b"X-Last: 1\r\n\r\nGET /next HTTP/1.1\r\n\r\n");
+    h.finish(FinishCause::ConnectionClosed);
+    let s = h.summary();
+    assert_eq!(
+        (s[0].1.as_str(), s[0].5),
+        ("/big", Some(IncompleteReason::RequestIncomplete))
+    );
+    assert!(h.anomalies(0).contains(&Anomaly::HeadMemcap));
+    assert_eq!(s[1].1, "/next");
+    assert_eq!(h.env.stats.heads_shed, 1);
 }
 
 #[test]
@@ -798,5 +918,29 @@ proptest! {
     #[test]
     fn header_field_counts_up_to_20000_each_give_one_transaction(fields in 0usize..20_000) {
         check_many_fields(fields)?;
+    }
+}
+
+#[test]
+fn a_request_body_shorter_than_its_content_length_is_truncated() {
+    // The server answers before the body is all there (413, 401...) and closes.
+    for close in [false, true] {
+        let mut h = H::new();
+        h.send(C2S, b"POST /up HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc");
+        h.send(S2C, b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n");
+        if close {
+            h.fin(C2S);
+            h.fin(S2C);
+        }
+        h.finish(FinishCause::ConnectionClosed);
+        let s = h.summary();
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!((s[0].2, s[0].3), (413, 3), "{s:?}");
+        assert_eq!(s[0].5, Some(IncompleteReason::RequestIncomplete), "{s:?}");
+        assert!(
+            h.anomalies(0).contains(&Anomaly::BodyTruncated),
+            "{:?}",
+            h.anomalies(0)
+        );
     }
 }

@@ -185,6 +185,26 @@ impl Layer {
         }
     }
 
+    /// Memory the parsers of this layer and the layers inside it hold (see
+    /// [`AppParser::buffered_bytes`]).
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        let own = match &self.parser {
+            Parser::Http1(h) => h.buffered_bytes(),
+            Parser::Undecided(_) | Parser::Unparsed => 0,
+        };
+        own + self.inner.as_ref().map_or(0, |i| i.buffered_bytes())
+    }
+
+    /// Has every parser give its buffers back (see [`AppParser::shed`]).
+    pub(crate) fn shed(&mut self, cx: &mut Cx<'_, '_>) {
+        if let Parser::Http1(h) = &mut self.parser {
+            h.shed(&mut cx.http());
+        }
+        if let Some(inner) = self.inner.as_mut() {
+            inner.shed(cx);
+        }
+    }
+
     pub(crate) fn open_transactions(&self, out: &mut Vec<(SortKey, Timestamp)>) {
         if let Parser::Http1(h) = &self.parser {
             h.open_transactions(out);

@@ -198,6 +198,19 @@ impl Session {
         }
     }
 
+    /// Memory the connection's parsers hold for heads and lines in progress.
+    pub fn buffered_bytes(&self) -> usize {
+        self.top.as_ref().map_or(0, |t| t.buffered_bytes())
+    }
+
+    /// Gives that memory back: heads in progress are cut, handed out as they stand,
+    /// flagged `head_memcap` (the worker is over its parser memcap).
+    pub fn shed(&mut self, cx: &mut SessionCx<'_>) {
+        if let Some(top) = self.top.as_mut() {
+            top.shed(&mut layer::Cx::new(cx, &mut self.ordinal));
+        }
+    }
+
     /// Every started, not yet handed out transaction of every layer: key and start time.
     pub fn open_transactions(&self, out: &mut Vec<(SortKey, Timestamp)>) {
         if let Some(top) = &self.top {

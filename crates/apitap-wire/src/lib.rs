@@ -18,6 +18,7 @@ pub mod defrag;
 mod link;
 pub mod live;
 pub mod offline;
+pub mod pcapng;
 pub mod source;
 mod stats;
 mod tunnel;

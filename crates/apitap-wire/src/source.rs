@@ -1,7 +1,9 @@
-//! Capture file sources: pcap and pcapng through libpcap, several files merged by time.
+//! Capture file sources: pcap through libpcap, pcapng through pcap-parser (libpcap refuses
+//! interfaces of different link types in one file), several files merged by time.
 
 use crate::decode::LinkType;
 use crate::offline::{Next, OfflineCapture, Record};
+use crate::pcapng::{NgNext, PcapNgFile};
 use apitap_core::Timestamp;
 use std::path::{Path, PathBuf};
 
@@ -59,12 +61,62 @@ pub enum WireError {
     },
 }
 
+/// The reader of one file.
+enum Reader {
+    /// pcap (and pcapng from a pipe) through libpcap: one link type per file.
+    Libpcap { cap: OfflineCapture, link: LinkType },
+    /// A pcapng file: a link type per interface.
+    PcapNg(Box<PcapNgFile<std::fs::File>>),
+}
+
+/// What [`Reader::next_frame`] found.
+enum Frame<'a> {
+    Packet(Record<'a>, LinkType),
+    End,
+    /// The file ends inside a record; the reader's message.
+    Truncated(String),
+    Error(String),
+}
+
+impl Reader {
+    fn next_frame(&mut self) -> Frame<'_> {
+        match self {
+            Reader::Libpcap { cap, link } => match cap.next_record() {
+                Next::Record(r) => Frame::Packet(r, *link),
+                Next::End => Frame::End,
+                // libpcap: "truncated dump file; tried to read N captured bytes, only got
+                // M" (pcap) or "truncated pcapng dump file; ..." (pcapng).
+                Next::Error(msg) if msg.contains("truncated") && msg.contains("dump file") => {
+                    Frame::Truncated(msg)
+                }
+                Next::Error(msg) => Frame::Error(msg),
+            },
+            Reader::PcapNg(f) => match f.next_record() {
+                NgNext::Record(r, link) => Frame::Packet(r, link),
+                NgNext::End => Frame::End,
+                NgNext::Truncated => {
+                    Frame::Truncated("truncated: the file ends inside a block".into())
+                }
+                NgNext::Error(msg) => Frame::Error(msg),
+            },
+        }
+    }
+
+    /// Packets skipped for a link type apitap does not decode: (pcap link code, packets).
+    fn skipped(&self) -> &[(i32, u64)] {
+        match self {
+            Reader::Libpcap { .. } => &[],
+            Reader::PcapNg(f) => f.skipped(),
+        }
+    }
+}
+
 struct OpenFile {
     path: String,
-    cap: OfflineCapture,
-    link: LinkType,
-    /// Lookahead frame (merging several files): timestamp, wire length, bytes.
-    next: Option<(Timestamp, u32)>,
+    reader: Reader,
+    /// Lookahead frame (merging several files): timestamp, wire length, link type; its
+    /// bytes are in `buf`.
+    next: Option<(Timestamp, u32, LinkType)>,
     buf: Vec<u8>,
     read: u64,
     done: bool,
@@ -112,22 +164,14 @@ impl FileSource {
                 });
             }
             total_bytes += meta.len();
-            let cap = OfflineCapture::open(path).map_err(|msg| WireError::NotACapture {
-                path: name.clone(),
-                msg,
-            })?;
-            let dlt = pcap::Linktype(cap.datalink());
-            let Some(link) = LinkType::from_linktype(dlt.0) else {
-                return Err(WireError::UnsupportedLinkType {
-                    path: name,
-                    code: dlt.0,
-                    name: dlt.get_name().unwrap_or_else(|_| "unknown".into()),
-                });
+            let reader = if meta.is_file() && starts_as_pcapng(path) {
+                open_pcapng(path, &name)?
+            } else {
+                open_libpcap(path, &name)?
             };
             files.push(OpenFile {
                 path: name,
-                cap,
-                link,
+                reader,
                 next: None,
                 buf: Vec::new(),
                 read: 0,
@@ -165,7 +209,7 @@ impl FileSource {
         }
         let mut best: Option<(usize, Timestamp)> = None;
         for (i, f) in self.files.iter().enumerate() {
-            if let Some((ts, _)) = f.next {
+            if let Some((ts, _, _)) = f.next {
                 if best.is_none_or(|(_, b)| ts < b) {
                     best = Some((i, ts));
                 }
@@ -177,7 +221,7 @@ impl FileSource {
         let Some(f) = self.files.get_mut(i) else {
             return Ok(None);
         };
-        let Some((ts, wire_len)) = f.next.take() else {
+        let Some((ts, wire_len, link)) = f.next.take() else {
             return Ok(None);
         };
         self.read_bytes += f.buf.len() as u64 + 16;
@@ -185,7 +229,7 @@ impl FileSource {
             ts,
             data: &f.buf,
             wire_len,
-            link: f.link,
+            link,
         }))
     }
 
@@ -198,9 +242,8 @@ impl FileSource {
         if f.done {
             return Ok(None);
         }
-        let link = f.link;
-        match f.cap.next_record() {
-            Next::Record(r) => {
+        match f.reader.next_frame() {
+            Frame::Packet(r, link) => {
                 f.read += 1;
                 self.read_bytes += r.data.len() as u64 + 16;
                 Ok(Some(RawPacket {
@@ -212,14 +255,26 @@ impl FileSource {
             }
             other => {
                 f.done = true;
-                end_of_file(&f.path, f.read, &other, warnings).map(|()| None)
+                end_of_file(&f.path, f.read, other, warnings).map(|()| None)
             }
         }
     }
 
-    /// Non-fatal problems met so far (e.g. a truncated last packet).
-    pub fn warnings(&self) -> &[String] {
-        &self.warnings
+    /// Non-fatal problems met so far: a truncated last packet, packets skipped because
+    /// their pcapng interface has a link type apitap does not decode (one line per file
+    /// and link type, with the count).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = self.warnings.clone();
+        for f in &self.files {
+            for &(code, packets) in f.reader.skipped() {
+                out.push(format!(
+                    "{}: {packets} packets of interfaces with link type {code} ({}) skipped: not decoded",
+                    f.path,
+                    link_name(code)
+                ));
+            }
+        }
+        out
     }
 
     /// Approximate bytes of the inputs consumed so far (records and their headers).
@@ -235,20 +290,69 @@ impl FileSource {
 
 /// Reads the next record of `f` into its lookahead buffer.
 fn fill(f: &mut OpenFile, warnings: &mut Vec<String>) -> Result<(), WireError> {
-    match f.cap.next_record() {
-        Next::Record(r) => {
+    match f.reader.next_frame() {
+        Frame::Packet(r, link) => {
             let ts = packet_time(&r);
             f.buf.clear();
             f.buf.extend_from_slice(r.data);
-            f.next = Some((ts, r.wire_len));
+            f.next = Some((ts, r.wire_len, link));
             f.read += 1;
             Ok(())
         }
         other => {
             f.done = true;
-            end_of_file(&f.path, f.read, &other, warnings)
+            end_of_file(&f.path, f.read, other, warnings)
         }
     }
+}
+
+fn link_name(code: i32) -> String {
+    pcap::Linktype(code)
+        .get_name()
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Whether the regular file `path` starts with a pcapng section header.
+fn starts_as_pcapng(path: &Path) -> bool {
+    let mut head = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok_and(|()| crate::pcapng::is_pcapng(&head))
+}
+
+fn open_libpcap(path: &Path, name: &str) -> Result<Reader, WireError> {
+    let cap = OfflineCapture::open(path).map_err(|msg| WireError::NotACapture {
+        path: name.to_string(),
+        msg,
+    })?;
+    let code = cap.datalink();
+    let link = LinkType::from_linktype(code).ok_or_else(|| WireError::UnsupportedLinkType {
+        path: name.to_string(),
+        code,
+        name: link_name(code),
+    })?;
+    Ok(Reader::Libpcap { cap, link })
+}
+
+/// A pcapng file whose first interface has a link type apitap cannot decode is refused
+/// like such a pcap file; packets of later interfaces like it are skipped and counted.
+fn open_pcapng(path: &Path, name: &str) -> Result<Reader, WireError> {
+    let file = std::fs::File::open(path).map_err(|e| WireError::Open {
+        path: name.to_string(),
+        msg: e.to_string(),
+    })?;
+    let (reader, first) = PcapNgFile::open(file).map_err(|msg| WireError::NotACapture {
+        path: name.to_string(),
+        msg,
+    })?;
+    if let Some(code) = first.filter(|&c| LinkType::from_linktype(c).is_none()) {
+        return Err(WireError::UnsupportedLinkType {
+            path: name.to_string(),
+            code,
+            name: link_name(code),
+        });
+    }
+    Ok(Reader::PcapNg(Box::new(reader)))
 }
 
 /// Capture time of a record.
@@ -261,25 +365,22 @@ fn packet_time(r: &Record<'_>) -> Timestamp {
 fn end_of_file(
     path: &str,
     read: u64,
-    next: &Next<'_>,
+    frame: Frame<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<(), WireError> {
-    let msg = match next {
-        Next::Error(msg) => msg.clone(),
-        Next::End | Next::Record(_) => return Ok(()),
-    };
-    // libpcap: "truncated dump file; tried to read N captured bytes, only got M" (pcap) or
-    // "truncated pcapng dump file; ..." (pcapng): the writer stopped mid-record.
-    if msg.contains("truncated") && msg.contains("dump file") {
-        warnings.push(format!(
-            "{path}: truncated last packet after {read} packets ({msg}); the rest of the file is ignored"
-        ));
-        Ok(())
-    } else {
-        Err(WireError::Corrupt {
+    match frame {
+        Frame::End | Frame::Packet(..) => Ok(()),
+        // The writer stopped mid-record.
+        Frame::Truncated(msg) => {
+            warnings.push(format!(
+                "{path}: truncated last packet after {read} packets ({msg}); the rest of the file is ignored"
+            ));
+            Ok(())
+        }
+        Frame::Error(msg) => Err(WireError::Corrupt {
             path: path.to_string(),
             packet: read,
             msg,
-        })
+        }),
     }
 }

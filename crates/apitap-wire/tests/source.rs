@@ -323,3 +323,79 @@ fn no_files_is_an_empty_source() {
     let mut src = FileSource::open(&[]).unwrap();
     assert!(src.next_packet().unwrap().is_none());
 }
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+#[test]
+fn pcapng_interfaces_of_different_link_types_are_each_decoded() {
+    // scripts/make-pcapng-fixtures.py: nginx-mixed.pcap over Ethernet, Linux cooked, raw IP
+    // and USER0 interfaces in two sections; libpcap refuses it.
+    let p = repo("fixtures/pcapng/mixed-links.pcapng");
+    let mut src = FileSource::open(std::slice::from_ref(&p)).unwrap();
+    let mut links = std::collections::BTreeSet::new();
+    let mut ng = Vec::new();
+    while let Some(pkt) = src.next_packet().unwrap() {
+        links.insert(pkt.link.name());
+        ng.push(pkt.ts.0);
+    }
+    assert_eq!(
+        links.into_iter().collect::<Vec<_>>(),
+        ["ethernet", "linux_sll", "raw"]
+    );
+    let warnings = src.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("4 packets") && warnings[0].contains("link type 147"),
+        "{warnings:?}"
+    );
+    // Same packets at the same times as the source, whatever each interface's resolution
+    // and offset.
+    let source: Vec<i64> = read_all(&[repo("fixtures/nginx/nginx-mixed.pcap")])
+        .into_iter()
+        .map(|(ts, _)| ts)
+        .collect();
+    assert_eq!(ng, source);
+}
+
+#[test]
+fn a_pcapng_whose_first_interface_is_not_decoded_is_refused() {
+    let mut bytes = std::fs::read(data("pcapng.pcapng")).unwrap();
+    let shb_len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    assert_eq!(&bytes[shb_len..shb_len + 4], &1u32.to_le_bytes(), "an IDB");
+    bytes[shb_len + 8..shb_len + 10].copy_from_slice(&147u16.to_le_bytes());
+    let p = tmp("user0.pcapng", &bytes);
+    let err = FileSource::open(std::slice::from_ref(&p)).err().unwrap();
+    assert!(
+        matches!(err, WireError::UnsupportedLinkType { code: 147, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn pcapng_cut_at_every_byte_never_panics() {
+    let full = std::fs::read(repo("fixtures/pcapng/mixed-links.pcapng")).unwrap();
+    let whole = {
+        let mut src = FileSource::open(&[repo("fixtures/pcapng/mixed-links.pcapng")]).unwrap();
+        let mut n = 0;
+        while src.next_packet().unwrap().is_some() {
+            n += 1;
+        }
+        n
+    };
+    // Every 997th cut point keeps the test quick; each cut is read to its end.
+    for cut in (0..full.len()).step_by(997) {
+        let p = tmp("cut.pcapng", &full[..cut]);
+        let Ok(mut src) = FileSource::open(std::slice::from_ref(&p)) else {
+            continue;
+        };
+        let mut n = 0;
+        while let Ok(Some(_)) = src.next_packet() {
+            n += 1;
+        }
+        assert!(n <= whole, "{cut}: {n} > {whole}");
+    }
+}

@@ -11,15 +11,14 @@ use std::path::{Path, PathBuf};
 
 /// Reads an OpenAPI 3 document (JSON or YAML).
 pub fn load_spec(path: &Path) -> Result<ApiSpec> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read spec {}", path.display()))?;
+    let text = crate::files::read_capped_text(path, "spec", crate::files::MAX_SPEC_BYTES)?;
     ApiSpec::parse(&text).with_context(|| format!("invalid spec {}", path.display()))
 }
 
 /// Reads a saved inventory.
 pub fn load_inventory(path: &Path) -> Result<InventorySnapshot> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read inventory {}", path.display()))?;
+    let text =
+        crate::files::read_capped_text(path, "inventory", crate::files::MAX_INVENTORY_BYTES)?;
     serde_json::from_str(&text).with_context(|| format!("invalid inventory {}", path.display()))
 }
 

@@ -202,19 +202,18 @@ impl DefragConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.timeout_ms == 0 || self.timeout_ms > 120_000 {
-            bail!("defrag.timeout_ms must be 1..=120000");
-        }
-        if self.max_datagrams == 0 || self.max_datagrams > 1_000_000 {
-            bail!("defrag.max_datagrams must be 1..=1000000");
-        }
-        // 8191 fragment offsets of 8 bytes: no datagram needs more.
-        if self.max_fragments == 0 || self.max_fragments > 8192 {
-            bail!("defrag.max_fragments must be 1..=8192");
-        }
-        if self.max_bytes < 65_536 || self.max_bytes > 1 << 30 {
-            bail!("defrag.max_bytes must be 64 KiB..=1 GiB");
-        }
+        // 8191 fragment offsets of 8 bytes: no datagram needs more than 8192 fragments.
+        apitap_core::bounds::check_ranges::<u64>(&[
+            ("defrag.timeout_ms", self.timeout_ms, 1..=120_000),
+            (
+                "defrag.max_datagrams",
+                self.max_datagrams as u64,
+                1..=1_000_000,
+            ),
+            ("defrag.max_fragments", self.max_fragments as u64, 1..=8192),
+            ("defrag.max_bytes", self.max_bytes as u64, 65_536..=1 << 30),
+        ])
+        .map_err(anyhow::Error::msg)?;
         Ok(())
     }
 }
@@ -302,8 +301,8 @@ impl Default for OutputConfig {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text =
+            crate::files::read_capped_text(path, "config file", crate::files::MAX_CONFIG_BYTES)?;
         Config::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
@@ -341,76 +340,122 @@ impl Config {
 
     /// Checks ranges that serde cannot (all but the Kafka settings).
     fn validate_local(&self) -> Result<()> {
+        const MIB: u64 = 1 << 20;
+        const DAY_MS: u64 = 86_400_000;
         let p = &self.pipeline;
-        if p.workers > 256 {
-            bail!("pipeline.workers = {} is more than 256", p.workers);
-        }
-        if p.batch_packets == 0 || p.batch_packets > 65_536 {
-            bail!("pipeline.batch_packets must be 1..=65536");
-        }
-        if p.batch_bytes == 0 || p.batch_bytes > 64 << 20 {
-            bail!("pipeline.batch_bytes must be 1..=67108864");
-        }
-        if p.worker_queue_batches == 0 {
-            bail!("pipeline.worker_queue_batches must be at least 1");
-        }
-        if p.reorder_max_events == 0 {
-            bail!("pipeline.reorder_max_events must be at least 1");
-        }
-        if p.reorder_window_packets == 0 {
-            bail!("pipeline.reorder_window_packets must be at least 1");
-        }
-        if p.dedup_window_us > 1_000_000 {
-            bail!("pipeline.dedup_window_us must be at most 1000000 (1 s)");
-        }
-        if p.tick_packets == 0 {
-            bail!("pipeline.tick_packets must be at least 1");
-        }
-        if self.flow.max_flows == 0 {
-            bail!("flow.max_flows must be at least 1");
-        }
-        if self.flow.idle_timeout_ms == 0 {
-            bail!("flow.idle_timeout_ms must be at least 1");
-        }
         let h = &self.http;
-        if h.max_head_bytes < 64 {
-            bail!("http.max_head_bytes must be at least 64");
-        }
-        if h.max_headers == 0 || h.max_headers > 256 {
-            bail!("http.max_headers must be 1..=256");
-        }
-        if h.max_pending_requests == 0 {
-            bail!("http.max_pending_requests must be at least 1");
-        }
-        if h.transaction_timeout_ms == 0 {
-            bail!("http.transaction_timeout_ms must be at least 1");
-        }
-        if h.max_body_bytes > 16 << 20 {
-            bail!("http.max_body_bytes must be at most 16 MiB");
-        }
-        if h.max_decoded_body_bytes > 64 << 20 {
-            bail!("http.max_decoded_body_bytes must be at most 64 MiB");
-        }
-        if h.max_decompression_ratio == 0 {
-            bail!("http.max_decompression_ratio must be at least 1");
+        let r = &self.reassembly;
+        let c = &self.capture;
+        apitap_core::bounds::check_ranges::<u64>(&[
+            ("pipeline.workers", p.workers as u64, 0..=256),
+            ("pipeline.batch_packets", p.batch_packets as u64, 1..=65_536),
+            ("pipeline.batch_bytes", p.batch_bytes as u64, 1..=64 * MIB),
+            (
+                "pipeline.worker_queue_batches",
+                p.worker_queue_batches as u64,
+                1..=65_536,
+            ),
+            (
+                "pipeline.reorder_max_events",
+                p.reorder_max_events as u64,
+                1..=10_000_000,
+            ),
+            (
+                "pipeline.reorder_pause_events",
+                p.reorder_pause_events as u64,
+                0..=10_000_000,
+            ),
+            (
+                "pipeline.reorder_window_packets",
+                p.reorder_window_packets,
+                1..=100_000_000,
+            ),
+            ("pipeline.tick_packets", p.tick_packets, 1..=100_000_000),
+            ("pipeline.dedup_window_us", p.dedup_window_us, 0..=1_000_000),
+            ("flow.max_flows", self.flow.max_flows as u64, 1..=16 * MIB),
+            (
+                "flow.idle_timeout_ms",
+                self.flow.idle_timeout_ms,
+                1..=DAY_MS,
+            ),
+            (
+                "reassembly.max_ooo_bytes_per_direction",
+                r.max_ooo_bytes_per_direction as u64,
+                0..=64 * MIB,
+            ),
+            (
+                "reassembly.max_ooo_segments_per_direction",
+                r.max_ooo_segments_per_direction as u64,
+                0..=65_536,
+            ),
+            (
+                "reassembly.memcap_bytes",
+                r.memcap_bytes as u64,
+                MIB..=1 << 40,
+            ),
+            (
+                "http.max_head_bytes",
+                h.max_head_bytes as u64,
+                64..=16 * MIB,
+            ),
+            ("http.max_headers", h.max_headers as u64, 1..=256),
+            (
+                "http.head_memcap_bytes",
+                h.head_memcap_bytes as u64,
+                MIB..=1 << 40,
+            ),
+            (
+                "http.max_pending_requests",
+                h.max_pending_requests as u64,
+                1..=4096,
+            ),
+            (
+                "http.transaction_timeout_ms",
+                h.transaction_timeout_ms,
+                1..=DAY_MS,
+            ),
+            ("http.max_non_http_bytes", h.max_non_http_bytes, 0..=1 << 30),
+            ("http.max_body_bytes", h.max_body_bytes as u64, 0..=16 * MIB),
+            (
+                "http.max_decoded_body_bytes",
+                h.max_decoded_body_bytes as u64,
+                0..=64 * MIB,
+            ),
+            (
+                "http.max_decompression_ratio",
+                u64::from(h.max_decompression_ratio),
+                1..=100_000,
+            ),
+            (
+                "session.max_depth",
+                u64::from(self.session.max_depth),
+                1..=16,
+            ),
+            ("capture.snaplen", u64::from(c.snaplen), 128..=262_144),
+            (
+                "capture.buffer_bytes",
+                u64::from(c.buffer_bytes),
+                MIB..=1 << 30,
+            ),
+            (
+                "capture.block_timeout_ms",
+                u64::from(c.block_timeout_ms),
+                1..=10_000,
+            ),
+            (
+                "daemon.stats_interval_s",
+                self.daemon.stats_interval_s,
+                0..=86_400,
+            ),
+        ])
+        .map_err(anyhow::Error::msg)?;
+        if h.head_memcap_bytes / self.worker_count().max(1) < h.max_head_bytes.saturating_mul(2) {
+            bail!("http.head_memcap_bytes must be at least 2 x http.max_head_bytes per worker");
         }
         if h.include_body_for.iter().any(|t| t.trim().is_empty()) {
             bail!("http.include_body_for holds an empty media type");
         }
-        if self.session.max_depth == 0 || self.session.max_depth > 16 {
-            bail!("session.max_depth must be 1..=16");
-        }
         self.defrag.validate()?;
-        let c = &self.capture;
-        if c.snaplen < 128 || c.snaplen > 262_144 {
-            bail!("capture.snaplen must be 128..=262144");
-        }
-        if c.buffer_bytes < 1 << 20 || c.buffer_bytes > 1 << 30 {
-            bail!("capture.buffer_bytes must be 1 MiB..=1 GiB");
-        }
-        if c.block_timeout_ms == 0 || c.block_timeout_ms > 10_000 {
-            bail!("capture.block_timeout_ms must be 1..=10000");
-        }
         let d = &self.daemon;
         if !d.metrics_addr.is_empty() && d.metrics_addr.parse::<std::net::SocketAddr>().is_err() {
             bail!(
@@ -454,9 +499,11 @@ impl Config {
             }
             None => Ok(None),
             Some(path) => {
-                let key = std::fs::read(path).with_context(|| {
-                    format!("cannot read output.redact_hmac_key_file {}", path.display())
-                })?;
+                let key = crate::files::read_capped(
+                    path,
+                    "output.redact_hmac_key_file",
+                    crate::files::MAX_KEY_BYTES,
+                )?;
                 let key = key.trim_ascii().to_vec();
                 if key.len() < 16 {
                     bail!(

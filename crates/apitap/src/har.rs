@@ -4,14 +4,11 @@
 //! `serverIPAddress` (else `0.0.0.0`) with the URL's port as the server. Entries are
 //! processed in `startedDateTime` order (stable for equal times), like packet time.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use apitap_analytics::{Headers, TxRecord};
 use serde_json::Value;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-
-/// Upper bound on the size of a HAR file read into memory.
-pub const MAX_HAR_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Whether `path` looks like a HAR file (by extension or a leading `{`).
 pub fn is_har(path: &Path) -> bool {
@@ -36,17 +33,7 @@ pub fn is_har(path: &Path) -> bool {
 
 /// Reads the entries of a HAR file as records, in time order.
 pub fn read(path: &Path) -> Result<Vec<TxRecord>> {
-    let size = std::fs::metadata(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .len();
-    if size > MAX_HAR_BYTES {
-        bail!(
-            "{}: {size} bytes is more than the {MAX_HAR_BYTES}-byte HAR limit",
-            path.display()
-        );
-    }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = crate::files::read_capped_text(path, "HAR file", crate::files::MAX_HAR_BYTES)?;
     parse(&text).with_context(|| format!("invalid HAR file {}", path.display()))
 }
 

@@ -5,6 +5,7 @@ pub mod analysis;
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod files;
 pub mod har;
 pub mod live;
 pub mod metrics;

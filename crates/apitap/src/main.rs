@@ -193,11 +193,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             cfg.validate()?;
             init_logging(&cfg.daemon.log_level, cfg.daemon.log_format == "json");
-            let out = match (output, cfg.kafka.is_some()) {
-                (Some(path), _) => Some(Output::File(path)),
-                (None, false) => Some(Output::Stdout),
-                (None, true) => None,
-            };
+            let out = pick_output(output, cfg.kafka.is_some())?;
             // Created now, while the process may still write where the service user
             // cannot.
             let stats_file = stats_json.as_deref().map(create).transpose()?;
@@ -238,17 +234,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 cfg.output.format = parse_format(&f)?;
             }
             cfg.validate()?;
-            let out = match (output, cfg.kafka.is_some()) {
-                (Some(path), _) => Some(Output::File(path)),
-                (None, false) => Some(Output::Stdout),
-                (None, true) => None,
-            };
+            let out = pick_output(output, cfg.kafka.is_some())?;
+            // Created before the run: a path that cannot be written is a usage error, not
+            // a failure after all the input was processed.
+            let stats_file = stats_json.as_deref().map(create).transpose()?;
             let progress = !quiet && std::io::stderr().is_terminal();
             let summary = replay_with_progress(&files, out, &cfg, progress)?;
             if !quiet {
                 eprint!("{}", summary.to_text());
             }
-            let stats_file = stats_json.as_deref().map(create).transpose()?;
             finish(&summary, stats_file)
         }
     }
@@ -262,6 +256,41 @@ fn parse_format(f: &str) -> Result<apitap_event::EventFormat> {
     }
 }
 
+/// Events go to `-o FILE`, else to Kafka when configured, else to standard output.
+fn pick_output(file: Option<PathBuf>, kafka: bool) -> Result<Option<Output>> {
+    Ok(match (file, kafka) {
+        (Some(path), _) => Some(Output::File(path)),
+        (None, true) => None,
+        (None, false) => {
+            anyhow::ensure!(
+                !stdout_was_closed(),
+                "standard output is closed and events would go there: give -o FILE \
+                 (-o /dev/null to discard them) or --kafka"
+            );
+            Some(Output::Stdout)
+        }
+    })
+}
+
+/// Whether the process started with standard output closed. The Rust runtime opens
+/// /dev/null read-write on a closed standard descriptor before `main`, so writes there
+/// succeed and vanish; a shell's `>/dev/null` opens it write-only, which stays allowed.
+fn stdout_was_closed() -> bool {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::os::fd::AsFd;
+    let stdout = std::io::stdout();
+    let fd = stdout.as_fd();
+    let (Ok(out), Ok(null), Ok(flags)) = (
+        nix::sys::stat::fstat(fd),
+        nix::sys::stat::stat("/dev/null"),
+        fcntl(fd, FcntlArg::F_GETFL),
+    ) else {
+        return false;
+    };
+    let read_write = OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE == OFlag::O_RDWR;
+    out.st_rdev == null.st_rdev && out.st_ino == null.st_ino && read_write
+}
+
 fn create(path: &Path) -> Result<(PathBuf, std::fs::File)> {
     let file =
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -270,15 +299,19 @@ fn create(path: &Path) -> Result<(PathBuf, std::fs::File)> {
 
 /// Writes `--stats-json`, prints warnings and errors, and picks the exit code.
 fn finish(summary: &RunSummary, stats_json: Option<(PathBuf, std::fs::File)>) -> Result<ExitCode> {
+    let mut code = ExitCode::SUCCESS;
     if let Some((path, mut file)) = stats_json {
         let text = serde_json::to_string_pretty(&summary.to_json())?;
-        std::io::Write::write_all(&mut file, (text + "\n").as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        if let Err(e) = std::io::Write::write_all(&mut file, (text + "\n").as_bytes()) {
+            // The run itself is done and its events are out: a partial failure, not a
+            // usage error.
+            eprintln!("apitap: error: cannot write {}: {e}", path.display());
+            code = ExitCode::from(1);
+        }
     }
     for w in &summary.warnings {
         eprintln!("apitap: warning: {w}");
     }
-    let mut code = ExitCode::SUCCESS;
     if let Some(e) = &summary.input_error {
         eprintln!("apitap: error: input stopped early: {e}");
         code = ExitCode::from(1);

@@ -100,7 +100,7 @@ pub fn replay_with_analytics(
     if let Some(bar) = &bar {
         bar.finish();
     }
-    summary.warnings.extend(source.warnings().iter().cloned());
+    summary.warnings.extend(source.warnings());
     if let Err(e) = read {
         summary.input_error = Some(format!("{e:#}"));
     }
@@ -534,13 +534,17 @@ impl Outputs {
     fn write(&mut self, ev: EncodedEvent) {
         if let (Some(l), None) = (self.lines.as_mut(), &self.error) {
             if let Err(e) = l.write(&ev) {
-                self.error = Some(format!("cannot write events: {e}"));
+                self.error = Some(write_error(l, &e));
             }
         }
         if let Some(k) = self.kafka.as_mut() {
             k.send(ev);
         }
     }
+}
+
+fn write_error(lines: &LineSink, e: &std::io::Error) -> String {
+    format!("cannot write events to {}: {e}", lines.name())
 }
 
 fn run_sink(
@@ -582,7 +586,7 @@ fn run_sink(
                 last_publish = std::time::Instant::now();
                 if let (Some(l), None) = (out.lines.as_mut(), &out.error) {
                     if let Err(e) = l.flush() {
-                        out.error = Some(format!("cannot write events: {e}"));
+                        out.error = Some(write_error(l, &e));
                     }
                 }
                 shared.publish_output(OutputSnapshot {
@@ -603,7 +607,7 @@ fn run_sink(
         Some(l) => {
             if error.is_none() {
                 if let Err(e) = l.flush() {
-                    error = Some(format!("cannot write events: {e}"));
+                    error = Some(write_error(l, &e));
                 }
             }
             (l.written(), l.bytes())

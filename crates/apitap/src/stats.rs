@@ -22,6 +22,8 @@ apitap_core::counters! {
         pub reassembly_memcap_flushes: u64,
         /// Most out-of-order bytes one worker held at once.
         pub ooo_bytes_peak: Peak,
+        /// Most bytes of unfinished heads one worker's parsers held at once.
+        pub parser_bytes_peak: Peak,
         /// TCP reassembly counters.
         pub reassembly: ReassemblyStats,
         /// Session counters: roles, protocol layers, the parsers' own counters.
@@ -138,6 +140,13 @@ impl RunSummary {
                 section(&w.ooo_bytes_peak),
             );
         }
+        let mut http = section(&w.session.http);
+        if let Value::Object(m) = &mut http {
+            m.insert(
+                "head_buffer_bytes_peak_per_worker".into(),
+                section(&w.parser_bytes_peak),
+            );
+        }
         let mut summary = json!({
             "input": {
                 "files": self.files,
@@ -153,7 +162,7 @@ impl RunSummary {
             "flows": section(&w.flows),
             "reassembly": reassembly,
             "session": section(&w.session),
-            "http": section(&w.session.http),
+            "http": http,
             "transactions": section(&w.transactions),
             "kafka": self.kafka.as_ref().map(kafka_section),
             "output": {

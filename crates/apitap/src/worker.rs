@@ -69,6 +69,10 @@ struct Env {
     reorder_window: u64,
     /// Out-of-order bytes this worker may buffer over all its flows.
     ooo_memcap: usize,
+    /// Bytes of unfinished heads this worker's parsers may buffer over all its flows.
+    parser_memcap: usize,
+    /// Bytes they buffer now.
+    parser_bytes: usize,
     /// Out-of-order bytes buffered now over all flows.
     ooo_bytes: usize,
     stats: WorkerStats,
@@ -112,6 +116,8 @@ impl Worker {
                 reorder_window: cfg.pipeline.reorder_window_packets.max(1),
                 ooo_memcap: cfg.reassembly.memcap_bytes / cfg.worker_count().max(1),
                 ooo_bytes: 0,
+                parser_memcap: cfg.http.head_memcap_bytes / cfg.worker_count().max(1),
+                parser_bytes: 0,
                 stats: WorkerStats::default(),
                 reassembly_stats: ReassemblyStats::default(),
                 session_stats: SessionStats::default(),
@@ -354,6 +360,7 @@ impl Env {
         payload: &[u8],
     ) {
         let before = flow.tcp.buffered_bytes();
+        let parsing_before = flow.session.buffered_bytes();
         let Parts {
             tcp,
             reassembly,
@@ -363,7 +370,21 @@ impl Env {
         tcp.on_segment(seg, payload, reassembly, reassembly_stats, &mut |ev| {
             input.event(ev)
         });
-        let after = tcp.buffered_bytes();
+        let parsing = input.session.buffered_bytes();
+        if parsing != parsing_before {
+            self.parser_bytes = (self.parser_bytes + parsing).saturating_sub(parsing_before);
+            self.stats.parser_bytes_peak.raise(self.parser_bytes as u64);
+            if self.parser_bytes > self.parser_memcap && parsing > 0 {
+                // Over the parser memcap: this flow, which just grew, gives its heads up.
+                let Parts { mut input, .. } = self.parts(&key, flow, at);
+                input.session.shed(&mut input.cx);
+                let left = input.session.buffered_bytes();
+                self.parser_bytes = self
+                    .parser_bytes
+                    .saturating_sub(parsing.saturating_sub(left));
+            }
+        }
+        let after = flow.tcp.buffered_bytes();
         self.ooo_bytes = (self.ooo_bytes + after).saturating_sub(before);
         self.stats.ooo_bytes_peak.raise(self.ooo_bytes as u64);
         if self.ooo_bytes > self.ooo_memcap && after > 0 {
@@ -412,6 +433,9 @@ impl Env {
         emit_at: u64,
     ) {
         self.ooo_bytes = self.ooo_bytes.saturating_sub(flow.tcp.buffered_bytes());
+        self.parser_bytes = self
+            .parser_bytes
+            .saturating_sub(flow.session.buffered_bytes());
         {
             let Parts {
                 tcp,

@@ -79,7 +79,25 @@ impl Default for Dir {
     }
 }
 
+/// A head buffer larger than this is given back once its head is parsed, so a connection
+/// that once saw a large head does not hold its memory while idle.
+const KEEP_HEAD_BUF: usize = 4096;
+
 impl Dir {
+    /// Empties the head buffer; gives its memory back when it grew large.
+    pub(super) fn release_head_buf(&mut self) {
+        if self.head_buf.capacity() > KEEP_HEAD_BUF {
+            self.head_buf = Vec::new();
+        } else {
+            self.head_buf.clear();
+        }
+    }
+
+    /// Memory the direction holds for a head or a line in progress.
+    pub(super) fn held_bytes(&self) -> usize {
+        self.head_buf.capacity() + self.line.capacity()
+    }
+
     pub(super) fn in_message(&self) -> bool {
         matches!(self.phase, Phase::Head | Phase::Body(_))
     }
@@ -193,7 +211,7 @@ impl HttpConn {
             self.parse_head(dir, buf.get(..end).unwrap_or(&[]), cx);
             let d = self.dir_mut(dir);
             d.head_buf = buf;
-            d.head_buf.clear();
+            d.release_head_buf();
             return take - extra;
         }
         if d.head_buf.len() > max {
@@ -262,10 +280,10 @@ impl HttpConn {
         let d = self.dir_mut(dir);
         d.msg_bytes += used as u64;
         d.head_buf = buf;
-        d.head_buf.clear();
+        d.release_head_buf();
         match parsed {
             Ok(h) => self.on_request_head(h, cx),
-            Err(h) => self.on_response_head(h, true, cx),
+            Err(h) => self.on_response_head(h, true, None, cx),
         }
         if self.passthrough {
             return used;
@@ -318,13 +336,42 @@ impl HttpConn {
         }
     }
 
-    pub(super) fn abandon_head(&mut self, dir: Direction, cx: &mut Ctx<'_>) {
+    /// The head in progress in `dir` will not complete: the flow ended, a gap fell in it,
+    /// its time ran out, or the head memcap took it (`why` flags the gap or the memcap).
+    /// The message is recorded from its start line, incomplete; without a whole start line
+    /// it is counted as lost (`http.partial_heads_lost`).
+    pub(super) fn cut_head(&mut self, dir: Direction, why: Option<Anomaly>, cx: &mut Ctx<'_>) {
+        cx.stats.partial_heads += 1;
         let d = self.dir_mut(dir);
-        cx.stats.bytes_skipped += d.head_buf.len() as u64;
-        d.head_buf.clear();
-        d.key = None;
-        if dir == Direction::ToClient {
-            self.lone_key = None;
+        let buf = std::mem::take(&mut d.head_buf);
+        d.release_head_buf();
+        let line = memchr::memchr(b'\n', &buf).and_then(|i| buf.get(..i));
+        let parsed = line.map(head::start_line_only).and_then(|raw| match dir {
+            Direction::ToServer => head::parse_request(&raw, cx.cfg.max_headers).ok().map(Ok),
+            Direction::ToClient => head::parse_response(&raw, cx.cfg.max_headers).ok().map(Err),
+        });
+        match parsed {
+            None => {
+                cx.stats.partial_heads_lost += 1;
+                cx.stats.bytes_skipped += buf.len() as u64;
+                self.dir_mut(dir).key = None;
+                if dir == Direction::ToClient {
+                    self.lone_key = None;
+                }
+            }
+            Some(Ok(mut h)) => {
+                if let Some(a) = why {
+                    h.anomalies.insert(a);
+                }
+                self.on_request_head(h, cx);
+                self.end_message(dir, Some(truncated_reason(dir)), cx);
+            }
+            Some(Err(mut h)) => {
+                if let Some(a) = why {
+                    h.anomalies.insert(a);
+                }
+                self.on_response_head(h, true, Some(truncated_reason(dir)), cx);
+            }
         }
     }
 
@@ -464,7 +511,7 @@ impl HttpConn {
                 self.end_message(dir, Some(truncated_reason(dir)), cx);
             }
             Phase::Head => {
-                self.abandon_head(dir, cx);
+                self.cut_head(dir, None, cx);
                 self.dir_mut(dir).phase = Phase::Start;
             }
             Phase::SkipHead => self.end_message(dir, None, cx),

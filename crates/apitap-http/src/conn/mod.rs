@@ -115,6 +115,13 @@ impl HttpConn {
 
     fn expire_at(&mut self, cx: &mut Ctx<'_>) {
         let timeout_ns = cx.cfg.transaction_timeout_ms.saturating_mul(1_000_000);
+        // A request head still unfinished after the timeout (slowloris) is cut; what
+        // remains of it is skipped.
+        if self.req.phase == Phase::Head && cx.at.ts.nanos_since(self.req.start.ts) > timeout_ns {
+            cx.stats.heads_timed_out += 1;
+            self.cut_head(Direction::ToServer, None, cx);
+            self.skip_to_next_message(Direction::ToServer, cx);
+        }
         while let Some(front) = self.pending.front() {
             if self.front_is_answered() || cx.at.ts.nanos_since(front.req.start.ts) <= timeout_ns {
                 break;
@@ -157,7 +164,7 @@ impl HttpConn {
                 Err(e) => self.bad_head(dir, e, cx),
             },
             Direction::ToClient => match head::parse_response(raw, cx.cfg.max_headers) {
-                Ok(h) => self.on_response_head(h, false, cx),
+                Ok(h) => self.on_response_head(h, false, None, cx),
                 Err(e) => self.bad_head(dir, e, cx),
             },
         }
@@ -232,8 +239,15 @@ impl HttpConn {
         }
     }
 
-    /// `cut`: only the status line of an oversize head is known; its body is not framed.
-    fn on_response_head(&mut self, h: head::ResponseHead, cut: bool, cx: &mut Ctx<'_>) {
+    /// `cut`: only the status line of the head is known (an oversize head, or one cut
+    /// short); its body is not framed, and `incomplete` says why when it was cut short.
+    fn on_response_head(
+        &mut self,
+        h: head::ResponseHead,
+        cut: bool,
+        incomplete: Option<IncompleteReason>,
+        cx: &mut Ctx<'_>,
+    ) {
         let at = cx.at;
         self.heads_parsed = self.heads_parsed.saturating_add(1);
         self.resp.tentative = false;
@@ -306,7 +320,7 @@ impl HttpConn {
         match framing {
             Framing::None | Framing::Length(0) => {
                 self.resp.phase = Phase::Start;
-                self.end_message(Direction::ToClient, None, cx);
+                self.end_message(Direction::ToClient, incomplete, cx);
             }
             Framing::Length(n) => self.resp.phase = Phase::Body(Body::Length(n)),
             Framing::Chunked => self.resp.phase = Phase::Body(Body::ChunkSize),
@@ -429,10 +443,27 @@ impl HttpConn {
                 }
                 cx.stats.transactions_emitted += 1;
                 if r.paired {
-                    if let Some(p) = self.pending.pop_front() {
+                    if let Some(mut p) = self.pending.pop_front() {
+                        let body_unfinished = matches!(self.req.phase, Phase::Body(_));
+                        if self.req.key == Some(p.key) && body_unfinished {
+                            // The response finished before the request body (an early
+                            // 413 or 401): the request ends where it is, short of its
+                            // length, and the rest of its body counts into nothing.
+                            p.req.end = at;
+                            p.anomalies.insert(Anomaly::BodyTruncated);
+                            p.incomplete =
+                                p.incomplete.or(Some(IncompleteReason::RequestIncomplete));
+                            if let Some(body) = p.req.body.as_deref_mut() {
+                                crate::body::finish(
+                                    body,
+                                    &p.req.head,
+                                    cx.cfg,
+                                    cx.stats,
+                                    &mut p.anomalies,
+                                );
+                            }
+                        }
                         if self.req.key == Some(p.key) {
-                            // The response finished before the request body: stop
-                            // counting into a transaction that is gone.
                             self.req.key = None;
                         }
                         cx.out.push(HttpTransaction {
@@ -540,7 +571,7 @@ impl AppParser for HttpConn {
             }
             Phase::Head => {
                 cx.stats.gaps_resync += 1;
-                self.abandon_head(dir, cx);
+                self.cut_head(dir, Some(Anomaly::Gap), cx);
                 self.lose_sync(dir, Anomaly::Gap, cx);
             }
             Phase::SkipHead => {
@@ -622,6 +653,31 @@ impl AppParser for HttpConn {
 
     fn handoff(&self) -> Option<Handoff> {
         self.handoff
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        self.req.held_bytes() + self.resp.held_bytes()
+    }
+
+    /// Heads in progress are cut (`head_memcap`) and the directions resync at the next
+    /// message; idle buffers are given back.
+    fn shed(&mut self, cx: &mut Ctx<'_>) {
+        self.expire_at(cx);
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            if self.dir(dir).phase == Phase::Head {
+                cx.stats.heads_shed += 1;
+                self.cut_head(dir, Some(Anomaly::HeadMemcap), cx);
+                self.skip_to_next_message(dir, cx);
+            }
+            let d = self.dir_mut(dir);
+            d.head_buf = Vec::new();
+            if !matches!(
+                d.phase,
+                Phase::Body(Body::ChunkSize | Body::Trailer { .. }) | Phase::SkipHead
+            ) {
+                d.line = Vec::new();
+            }
+        }
     }
 }
 

@@ -189,9 +189,47 @@ impl KafkaConfig {
             "all" | "-1" | "1" | "0" => {}
             other => return bad(format!("acks must be all, 1 or 0, not {other:?}")),
         }
-        if self.queue_max_messages == 0 || self.queue_max_bytes == 0 {
-            return bad("queue_max_messages and queue_max_bytes must be at least 1".into());
-        }
+        // librdkafka's own limits for linger.ms, batch.num.messages and message.max.bytes;
+        // the timeouts are kept where a deadline computed from them cannot overflow.
+        apitap_core::bounds::check_ranges::<u64>(&[
+            ("kafka.linger_ms", self.linger_ms, 0..=900_000),
+            (
+                "kafka.batch_num_messages",
+                u64::from(self.batch_num_messages),
+                1..=1_000_000,
+            ),
+            (
+                "kafka.message_max_bytes",
+                u64::from(self.message_max_bytes),
+                1000..=1_000_000_000,
+            ),
+            (
+                "kafka.queue_max_messages",
+                self.queue_max_messages as u64,
+                1..=10_000_000,
+            ),
+            (
+                "kafka.queue_max_bytes",
+                self.queue_max_bytes as u64,
+                1..=1 << 36,
+            ),
+            (
+                "kafka.delivery_timeout_ms",
+                self.delivery_timeout_ms,
+                1..=86_400_000,
+            ),
+            (
+                "kafka.flush_timeout_ms",
+                self.flush_timeout_ms,
+                0..=3_600_000,
+            ),
+            (
+                "kafka.connect_timeout_ms",
+                self.connect_timeout_ms,
+                0..=600_000,
+            ),
+        ])
+        .map_err(KafkaSetupError::Config)?;
         for key in self.options.keys() {
             if OWNED_PROPERTIES.contains(&key.as_str()) {
                 return bad(format!(
