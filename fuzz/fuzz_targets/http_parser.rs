@@ -1,5 +1,5 @@
-//! Fuzz target: the HTTP/1.x connection parser fed arbitrary bytes, splits and gaps in
-//! both directions.
+//! Fuzz target: the HTTP/1.x connection parser fed arbitrary bytes, splits, gaps and
+//! FINs in both directions, with heads shed as a worker over its head memcap sheds them.
 #![no_main]
 
 use apitap_core::{AppParser, Direction, FinishCause, PacketRef, ParserEnv, Timestamp};
@@ -10,6 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let cfg = HttpConfig {
         max_head_bytes: 512,
         max_headers: 16,
+        head_memcap_bytes: 1024,
         max_pending_requests: 8,
         transaction_timeout_ms: 1000,
         max_non_http_bytes: 4096,
@@ -40,6 +41,11 @@ fuzz_target!(|data: &[u8]| {
             let used = conn.on_data(dir, &body[..n], &mut env.cx(at));
             assert!(used <= n);
             assert!(used == n || conn.handoff().is_some());
+        }
+        // What a worker over its head memcap does.
+        if ctl & 8 != 0 && conn.buffered_bytes() > 256 {
+            conn.shed(&mut env.cx(at));
+            assert_eq!(conn.buffered_bytes(), 0);
         }
         rest = &body[n..];
     }
