@@ -148,3 +148,94 @@ fn a_packet_after_the_idle_timeout_closes_the_idle_flow_first() {
     assert_eq!(summary.workers.flows.idle_expired, 0);
     assert_eq!(summary.workers.flows.created, 1);
 }
+
+#[test]
+fn heads_cut_at_their_timeout_give_their_memory_back_to_the_head_memcap() {
+    // 100 connections each leave a 4 KB request head unfinished (400 KB against a 256 KiB
+    // head memcap); after the transaction timeout they are cut. A head split over two
+    // segments afterwards must parse whole: the memory the cut heads held is free again.
+    let mut out = pcap_header().to_vec();
+    let mut frame = |at_us: u64,
+                     port: u16,
+                     from_client: bool,
+                     seq: u32,
+                     ack: u32,
+                     flags: &str,
+                     payload: &[u8]| {
+        let f = tcp_frame(
+            (CLIENT, port),
+            (SERVER, SPORT),
+            from_client,
+            seq,
+            ack,
+            flags,
+            payload,
+        );
+        out.extend_from_slice(&pcap_record_header(at_us, f.len()));
+        out.extend_from_slice(&f);
+    };
+    let filler = "a".repeat(4000);
+    for i in 0..100u16 {
+        let at = u64::from(i) * 1000;
+        frame(at, 20_000 + i, true, 0, 0, "S", b"");
+        frame(at + 10, 20_000 + i, false, 0, 1, "SA", b"");
+        let head = format!("GET /stuck/{i} HTTP/1.1\r\nX-Filler: {filler}\r\n");
+        frame(at + 20, 20_000 + i, true, 1, 1, "A", head.as_bytes());
+    }
+    let at = 5_000_000;
+    // The first part of the split head (8 KB) alone would take the count over the memcap
+    // if the cut heads were still counted.
+    let first = format!("GET /fine HTTP/1.1\r\nX-Filler: {}\r\n", "b".repeat(8000));
+    let (first, second) = (first.as_bytes(), b"\r\n".as_slice());
+    let resp = b"HTTP/1.1 204 No Content\r\n\r\n";
+    frame(at, 30_000, true, 0, 0, "S", b"");
+    frame(at + 10, 30_000, false, 0, 1, "SA", b"");
+    frame(at + 20, 30_000, true, 1, 1, "A", first);
+    frame(
+        at + 30,
+        30_000,
+        true,
+        1 + first.len() as u32,
+        1,
+        "A",
+        second,
+    );
+    let sent = 1 + (first.len() + second.len()) as u32;
+    frame(at + 40, 30_000, false, 1, sent, "A", resp);
+    let path = scratch("head-timeout-memcap").join("capture.pcap");
+    std::fs::write(&path, out).unwrap();
+
+    let mut cfg = Config::default();
+    cfg.pipeline.workers = 1;
+    cfg.pipeline.tick_packets = 1;
+    cfg.http.max_head_bytes = 16_384;
+    cfg.http.head_memcap_bytes = 256 * 1024;
+    cfg.http.transaction_timeout_ms = 1000;
+    let (bytes, summary) = run_replay_with(&[path], &cfg);
+    let events = parse_lines(&bytes);
+    let fine: Vec<_> = events
+        .iter()
+        .filter(|e| field(e, "url.path") == "/fine")
+        .collect();
+    assert_eq!(fine.len(), 1, "{events:?}");
+    assert_eq!(field(fine[0], "apitap.complete"), true, "{}", fine[0]);
+    assert_eq!(
+        field(fine[0], "apitap.anomalies"),
+        &serde_json::json!([]),
+        "{}",
+        fine[0]
+    );
+    let stuck = events
+        .iter()
+        .filter(|e| {
+            field(e, "url.path")
+                .as_str()
+                .is_some_and(|p| p.starts_with("/stuck/"))
+        })
+        .count();
+    assert_eq!(stuck, 100, "every unfinished head is an event");
+    assert!(
+        summary.workers.session.http.heads_shed > 0,
+        "the memcap acted at first"
+    );
+}

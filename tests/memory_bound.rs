@@ -228,6 +228,39 @@ fn peak_rss(mut cmd: Command) -> (std::process::ExitStatus, usize) {
     }
 }
 
+/// A release replay of `pcap` with config `cfg`, measured from outside.
+struct MeasuredRun {
+    summary: serde_json::Value,
+    events: String,
+    peak_rss: usize,
+    secs: f64,
+}
+
+fn measured_replay(bin: &Path, cfg: &Path, pcap: &Path, dir: &Path) -> MeasuredRun {
+    let events = dir.join("events.jsonl");
+    let stats = dir.join("stats.json");
+    let mut cmd = Command::new(bin);
+    cmd.arg("replay")
+        .arg("-q")
+        .arg("-c")
+        .arg(cfg)
+        .arg("-o")
+        .arg(&events)
+        .arg("--stats-json")
+        .arg(&stats)
+        .arg(pcap);
+    let started = std::time::Instant::now();
+    let (status, peak_rss) = peak_rss(cmd);
+    let secs = started.elapsed().as_secs_f64();
+    assert!(status.success(), "replay failed: {status}");
+    MeasuredRun {
+        summary: serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap(),
+        events: std::fs::read_to_string(&events).unwrap(),
+        peak_rss,
+        secs,
+    }
+}
+
 #[test]
 #[ignore = "needs target/release/apitap; ~270 MB capture; run with --ignored"]
 fn memory_is_bounded_and_http_flows_survive() {
@@ -259,26 +292,8 @@ fn memory_is_bounded_and_http_flows_survive() {
         ),
     )
     .unwrap();
-    let events = dir.join("events.jsonl");
-    let stats = dir.join("stats.json");
-    let mut cmd = Command::new(&bin);
-    cmd.arg("replay")
-        .arg("-q")
-        .arg("-c")
-        .arg(&cfg)
-        .arg("-o")
-        .arg(&events)
-        .arg("--stats-json")
-        .arg(&stats)
-        .arg(&pcap);
-    let started = std::time::Instant::now();
-    let (status, rss) = peak_rss(cmd);
-    let secs = started.elapsed().as_secs_f64();
-    assert!(status.success(), "replay failed: {status}");
-
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
-    let text = std::fs::read_to_string(&events).unwrap();
+    let run = measured_replay(&bin, &cfg, &pcap, &dir);
+    let (summary, text, rss, secs) = (run.summary, run.events, run.peak_rss, run.secs);
     let mut reported = std::collections::BTreeSet::new();
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -395,26 +410,10 @@ fn unfinished_heads_stay_within_the_head_memcap_and_each_is_an_event() {
     for (connections, request_kb, response_kb) in [(200_000, 8, 0), (20_000, 60, 60)] {
         let pcap = dir.join("heads.pcap");
         write_unfinished_heads(&pcap, connections, request_kb, response_kb);
-        let events = dir.join("events.jsonl");
-        let stats = dir.join("stats.json");
-        let mut cmd = Command::new(&bin);
-        cmd.arg("replay")
-            .arg("-q")
-            .arg("-c")
-            .arg(&cfg)
-            .arg("-o")
-            .arg(&events)
-            .arg("--stats-json")
-            .arg(&stats)
-            .arg(&pcap);
-        let started = std::time::Instant::now();
-        let (status, rss) = peak_rss(cmd);
-        let secs = started.elapsed().as_secs_f64();
-        assert!(status.success(), "replay failed: {status}");
-        let summary: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        let run = measured_replay(&bin, &cfg, &pcap, &dir);
+        let (summary, rss, secs) = (run.summary, run.peak_rss, run.secs);
         let mut requests = std::collections::BTreeSet::new();
-        for line in std::fs::read_to_string(&events).unwrap().lines() {
+        for line in run.events.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             if let Some(path) = v["url"]["path"].as_str() {
                 assert_eq!(v["apitap"]["complete"], false, "{v}");

@@ -175,6 +175,20 @@ impl ContentCodings {
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = ContentCoding> + '_ {
         self.list.iter().flatten().copied()
     }
+
+    /// The `n` codings applied last (all of them when there are fewer).
+    pub fn last_applied(&self, n: usize) -> ContentCodings {
+        let len = self.iter().count();
+        let mut out = ContentCodings::default();
+        for (slot, c) in out
+            .list
+            .iter_mut()
+            .zip(self.iter().skip(len.saturating_sub(n)))
+        {
+            *slot = Some(c);
+        }
+        out
+    }
 }
 
 impl std::fmt::Display for ContentCodings {

@@ -118,7 +118,8 @@ fn decode(
         .len()
         .saturating_mul(cfg.max_decompression_ratio as usize);
     let limit = cfg.max_decoded_body_bytes.min(ratio_cap);
-    let mut decoded_any = false;
+    // Layers removed, outermost (last applied) first.
+    let mut removed = 0;
     for coding in list.iter().rev() {
         let input = std::mem::take(&mut body.bytes);
         let reader: Box<dyn Read + '_> = match coding {
@@ -154,12 +155,14 @@ fn decode(
                 true
             }
         };
-        if failed && out.is_empty() && decoded_any {
+        if failed && out.is_empty() && removed > 0 {
             // An inner layer is not what the header says: keep the outer layers' result.
             body.bytes = input;
             break;
         }
-        decoded_any |= !out.is_empty() || !failed;
+        if !out.is_empty() || !failed {
+            removed += 1;
+        }
         body.bytes = out;
         // An inner layer cannot be decoded from an outer one that was cut or failed
         // part way, nor from nothing.
@@ -167,9 +170,9 @@ fn decode(
             break;
         }
     }
-    if decoded_any {
+    if removed > 0 {
         stats.bodies_decoded += 1;
-        body.decoded_from = Some(list);
+        body.decoded_from = Some(list.last_applied(removed));
     }
 }
 
@@ -390,5 +393,10 @@ mod tests {
         let (b, a, _) = run(&gzip(b"plain"), "gzip, gzip", &c);
         assert!(a.contains(Anomaly::BodyDecodeError));
         assert_eq!(b.bytes, b"plain");
+        assert_eq!(
+            b.decoded_from.map(|c| c.to_string()),
+            Some("gzip".into()),
+            "one removed"
+        );
     }
 }

@@ -925,8 +925,14 @@ proptest! {
 fn a_request_body_shorter_than_its_content_length_is_truncated() {
     // The server answers before the body is all there (413, 401...) and closes.
     for close in [false, true] {
-        let mut h = H::new();
-        h.send(C2S, b"POST /up HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc");
+        let mut h = H::with(HttpConfig {
+            include_body_for: vec!["application/json".into()],
+            ..HttpConfig::default()
+        });
+        h.send(
+            C2S,
+            b"POST /up HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\nabc",
+        );
         h.send(S2C, b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n");
         if close {
             h.fin(C2S);
@@ -942,5 +948,13 @@ fn a_request_body_shorter_than_its_content_length_is_truncated() {
             "{:?}",
             h.anomalies(0)
         );
+        let body = h.env.out[0]
+            .request
+            .as_ref()
+            .unwrap()
+            .body
+            .as_deref()
+            .unwrap();
+        assert!(body.truncated && body.bytes == b"abc", "{body:?}");
     }
 }

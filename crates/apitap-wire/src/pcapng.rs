@@ -12,16 +12,22 @@ use crate::offline::Record;
 use pcap_parser::pcapng::Block;
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError, PcapNGReader};
+use std::collections::BTreeMap;
 use std::io::Read;
 
 /// Bytes read from the file at once.
 const READ_BUFFER: usize = 1 << 20;
 /// The largest block accepted: the buffer grows up to this for a block that does not fit.
 const MAX_BLOCK: usize = 64 << 20;
+/// Interfaces one section may describe; a file with more is refused as corrupt (each costs
+/// memory for the rest of the section).
+const MAX_INTERFACES: usize = 4096;
+/// The Section Header Block's type, in either byte order.
+const SHB_TYPE: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
 /// The first four bytes of a pcapng file (a Section Header Block), either byte order.
 pub fn is_pcapng(head: &[u8]) -> bool {
-    head.get(..4) == Some(&[0x0a, 0x0d, 0x0d, 0x0a])
+    head.get(..4) == Some(&SHB_TYPE)
 }
 
 /// One interface of the current section.
@@ -54,8 +60,10 @@ pub enum NgNext<'a> {
 pub struct PcapNgFile<R: Read> {
     reader: PcapNGReader<R>,
     interfaces: Vec<Interface>,
-    /// Packets skipped per unsupported interface of any section: (link code, packets).
-    skipped: Vec<(i32, u64)>,
+    /// The current section's byte order.
+    big_endian: bool,
+    /// Packets skipped per link type apitap does not decode.
+    skipped: BTreeMap<i32, u64>,
     /// The last packet's time, for Simple Packet Blocks (which have none).
     last: (i64, i64),
     /// The current packet (copied out of the reader's buffer).
@@ -79,7 +87,8 @@ impl<R: Read> PcapNgFile<R> {
         let mut f = PcapNgFile {
             reader,
             interfaces: Vec::new(),
-            skipped: Vec::new(),
+            big_endian: false,
+            skipped: BTreeMap::new(),
             last: (0, 0),
             buf: Vec::new(),
             capacity,
@@ -94,10 +103,14 @@ impl<R: Read> PcapNgFile<R> {
             match self.reader.next() {
                 Ok((offset, PcapBlockOwned::NG(Block::InterfaceDescription(idb)))) => {
                     let code = idb.linktype.0;
-                    let iface = interface(&idb)?;
+                    let iface = interface(&idb, self.big_endian)?;
                     self.interfaces.push(iface);
                     self.reader.consume(offset);
                     return Ok(Some(code));
+                }
+                Ok((offset, PcapBlockOwned::NG(Block::SectionHeader(shb)))) => {
+                    self.big_endian = shb.big_endian();
+                    self.reader.consume(offset);
                 }
                 Ok((_, PcapBlockOwned::NG(b))) if b.is_data_block() => return Ok(None),
                 Ok((offset, _)) => self.reader.consume(offset),
@@ -117,22 +130,28 @@ impl<R: Read> PcapNgFile<R> {
     /// After an error from `next`: `Ok(true)` when more data was read (try again),
     /// `Ok(false)` at a truncated end, `Err` for anything else.
     fn more(&mut self, fail: Fail) -> Result<bool, String> {
-        match fail {
-            Fail::Incomplete => {
-                self.reader.refill().map_err(|e| describe(&e))?;
-                Ok(true)
-            }
-            Fail::TooSmall => {
-                self.capacity = self.capacity.saturating_mul(2);
-                if self.capacity > MAX_BLOCK || !self.reader.grow(self.capacity) {
-                    return Err(format!("a block is larger than {MAX_BLOCK} bytes"));
-                }
-                self.reader.refill().map_err(|e| describe(&e))?;
-                Ok(true)
-            }
-            Fail::Truncated => Ok(false),
-            Fail::Other(msg) => Err(msg),
+        let grow = match fail {
+            Fail::Truncated => return Ok(false),
+            Fail::Other(msg) => return Err(msg),
+            Fail::Incomplete => false,
+            Fail::TooSmall => true,
+        };
+        let held = self.reader.data();
+        let need = block_len(held, self.big_endian);
+        if need.is_some_and(|n| n <= held.len()) {
+            // The whole block is there and still does not parse: a length inside it
+            // points past its end.
+            return Err("malformed block (a length inside it points past its end)".into());
         }
+        if grow {
+            let want = need.unwrap_or(0).max(self.capacity.saturating_mul(2));
+            if want > MAX_BLOCK || !self.reader.grow(want) {
+                return Err(format!("a block is larger than {MAX_BLOCK} bytes"));
+            }
+            self.capacity = want;
+        }
+        self.reader.refill().map_err(|e| describe(&e))?;
+        Ok(true)
     }
 
     /// Reads the next packet.
@@ -151,17 +170,27 @@ impl<R: Read> PcapNgFile<R> {
                 }
             };
             let found = match block {
-                PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
                     self.interfaces.clear();
+                    self.big_endian = shb.big_endian();
                     None
                 }
-                PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => match interface(&idb) {
-                    Ok(iface) => {
-                        self.interfaces.push(iface);
-                        None
+                PcapBlockOwned::NG(Block::InterfaceDescription(_))
+                    if self.interfaces.len() >= MAX_INTERFACES =>
+                {
+                    return NgNext::Error(format!(
+                        "more than {MAX_INTERFACES} interfaces in one section"
+                    ));
+                }
+                PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                    match interface(&idb, self.big_endian) {
+                        Ok(iface) => {
+                            self.interfaces.push(iface);
+                            None
+                        }
+                        Err(msg) => return NgNext::Error(msg),
                     }
-                    Err(msg) => return NgNext::Error(msg),
-                },
+                }
                 PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                     let Some(iface) = usize::try_from(epb.if_id)
                         .ok()
@@ -185,9 +214,12 @@ impl<R: Read> PcapNgFile<R> {
                         return NgNext::Error("a simple packet before any interface".into());
                     };
                     // The data is padded; the captured length is the shortest of the
-                    // frame, the snapshot length and the data.
-                    let len = usize::try_from(spb.origlen.min(iface.snaplen.max(1)))
-                        .unwrap_or(usize::MAX);
+                    // frame, the snapshot length (0: none) and the data.
+                    let cap = match iface.snaplen {
+                        0 => spb.origlen,
+                        snaplen => spb.origlen.min(snaplen),
+                    };
+                    let len = usize::try_from(cap).unwrap_or(usize::MAX);
                     let data = spb.data.get(..len).unwrap_or(spb.data);
                     let (sec, nsec) = self.last;
                     take(&mut self.buf, &mut self.skipped, iface, data)
@@ -214,7 +246,7 @@ impl<R: Read> PcapNgFile<R> {
     }
 
     /// Packets skipped per link type apitap does not decode: (pcap link code, packets).
-    pub fn skipped(&self) -> &[(i32, u64)] {
+    pub fn skipped(&self) -> &BTreeMap<i32, u64> {
         &self.skipped
     }
 }
@@ -223,15 +255,12 @@ impl<R: Read> PcapNgFile<R> {
 /// not decoded.
 fn take(
     buf: &mut Vec<u8>,
-    skipped: &mut Vec<(i32, u64)>,
+    skipped: &mut BTreeMap<i32, u64>,
     iface: Interface,
     data: &[u8],
 ) -> Option<LinkType> {
     let Some(link) = iface.link else {
-        match skipped.iter_mut().find(|(code, _)| *code == iface.code) {
-            Some((_, n)) => *n += 1,
-            None => skipped.push((iface.code, 1)),
-        }
+        *skipped.entry(iface.code).or_insert(0) += 1;
         return None;
     };
     buf.clear();
@@ -258,9 +287,32 @@ impl From<&PcapError<&[u8]>> for Fail {
     }
 }
 
-fn interface(idb: &pcap_parser::InterfaceDescriptionBlock<'_>) -> Result<Interface, String> {
-    let units = idb
-        .ts_resolution()
+/// An interface's link type, snapshot length and clock. The resolution and offset are
+/// decoded here: pcap-parser 0.17 refuses every power-of-two resolution (`0x80 | n`) and
+/// reads the offset little-endian in every section.
+fn interface(
+    idb: &pcap_parser::InterfaceDescriptionBlock<'_>,
+    big_endian: bool,
+) -> Result<Interface, String> {
+    let mut units = Some(1_000_000);
+    let mut offset_s = 0;
+    for opt in &idb.options {
+        let value = opt.as_bytes().unwrap_or(&[]);
+        match opt.code.0 {
+            9 => units = value.first().map_or(units, |&r| resolution(r)),
+            14 => {
+                if let Some(b) = value.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                    offset_s = if big_endian {
+                        i64::from_be_bytes(b)
+                    } else {
+                        i64::from_le_bytes(b)
+                    };
+                }
+            }
+            _ => {}
+        }
+    }
+    let units = units
         .filter(|&u| u > 0)
         .ok_or_else(|| format!("unsupported timestamp resolution {}", idb.if_tsresol))?;
     Ok(Interface {
@@ -268,8 +320,39 @@ fn interface(idb: &pcap_parser::InterfaceDescriptionBlock<'_>) -> Result<Interfa
         code: idb.linktype.0,
         snaplen: idb.snaplen,
         units,
-        offset_s: idb.if_tsoffset,
+        offset_s,
     })
+}
+
+/// Timestamp units per second of an `if_tsresol` value: 10^n, or 2^n with the top bit set.
+fn resolution(tsresol: u8) -> Option<u64> {
+    let n = u32::from(tsresol & 0x7f);
+    if tsresol & 0x80 == 0 {
+        10u64.checked_pow(n)
+    } else {
+        1u64.checked_shl(n).filter(|_| n < 64)
+    }
+}
+
+/// The total length of the block at the start of `data`, from its header (the section
+/// header says its own byte order), if the header is there.
+fn block_len(data: &[u8], big_endian: bool) -> Option<usize> {
+    let word = |at: usize| {
+        data.get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+    };
+    let big = if data.get(..4) == Some(&SHB_TYPE) {
+        word(8)? == [0x1a, 0x2b, 0x3c, 0x4d]
+    } else {
+        big_endian
+    };
+    let len = word(4)?;
+    let len = if big {
+        u32::from_be_bytes(len)
+    } else {
+        u32::from_le_bytes(len)
+    };
+    usize::try_from(len).ok()
 }
 
 /// Seconds and nanoseconds of a timestamp of `ts` units of `iface`.
@@ -322,5 +405,77 @@ mod tests {
         // 2^-10 s units.
         assert_eq!(time(1024 + 512, iface(1024, 0)), (1, 500_000_000));
         assert_eq!(time(u64::MAX, iface(1, i64::MAX)), (i64::MAX, 0));
+    }
+
+    #[test]
+    fn decimal_and_binary_resolutions() {
+        assert_eq!(resolution(6), Some(1_000_000));
+        assert_eq!(resolution(9), Some(1_000_000_000));
+        assert_eq!(resolution(0x80 | 10), Some(1024));
+        assert_eq!(resolution(0x80 | 63), Some(1 << 63));
+        assert_eq!(resolution(0x80 | 64), None);
+        assert_eq!(resolution(20), None);
+    }
+
+    fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+        let mut body = body.to_vec();
+        body.resize(body.len().div_ceil(4) * 4, 0);
+        let len = (12 + body.len()) as u32;
+        let mut b = kind.to_le_bytes().to_vec();
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(&body);
+        b.extend_from_slice(&len.to_le_bytes());
+        b
+    }
+
+    fn epb(caplen: u32, data: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for v in [0u32, 0, 1_000_000, caplen, data.len() as u32] {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        body.extend_from_slice(data);
+        block(6, &body)
+    }
+
+    fn file(blocks: &[Vec<u8>]) -> Vec<u8> {
+        let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+        shb.extend_from_slice(&[1, 0, 0, 0]);
+        shb.extend_from_slice(&(-1i64).to_le_bytes());
+        let mut out = block(0x0a0d_0d0a, &shb);
+        // An Ethernet interface with a binary resolution (2^-10 s).
+        let mut idb = vec![1, 0, 0, 0, 0xff, 0xff, 0, 0];
+        idb.extend_from_slice(&[9, 0, 1, 0, 0x80 | 10, 0, 0, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&block(1, &idb));
+        for b in blocks {
+            out.extend_from_slice(b);
+        }
+        out
+    }
+
+    #[test]
+    fn a_binary_resolution_is_read() {
+        let bytes = file(&[epb(4, b"abcd")]);
+        let (mut f, first) = PcapNgFile::with_buffer(bytes.as_slice(), 64).unwrap();
+        assert_eq!(first, Some(1));
+        let NgNext::Record(r, _) = f.next_record() else {
+            panic!("a packet");
+        };
+        // 1,000,000 units of 2^-10 s.
+        assert_eq!((r.sec, r.nsec), (976, 562_500_000));
+    }
+
+    #[test]
+    fn a_length_past_its_block_is_corrupt_not_a_truncated_end() {
+        // The packet says 64 captured bytes in a block that holds 4; good packets follow.
+        let good = epb(4, b"abcd");
+        let bytes = file(&[good.clone(), epb(64, b"abcd"), good.clone(), good]);
+        for buffer in [64, 4096] {
+            let (mut f, _) = PcapNgFile::with_buffer(bytes.as_slice(), buffer).unwrap();
+            assert!(matches!(f.next_record(), NgNext::Record(..)));
+            assert!(
+                matches!(f.next_record(), NgNext::Error(_)),
+                "buffer {buffer}"
+            );
+        }
     }
 }

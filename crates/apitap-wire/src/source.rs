@@ -103,10 +103,10 @@ impl Reader {
     }
 
     /// Packets skipped for a link type apitap does not decode: (pcap link code, packets).
-    fn skipped(&self) -> &[(i32, u64)] {
+    fn skipped(&self) -> Vec<(i32, u64)> {
         match self {
-            Reader::Libpcap { .. } => &[],
-            Reader::PcapNg(f) => f.skipped(),
+            Reader::Libpcap { .. } => Vec::new(),
+            Reader::PcapNg(f) => f.skipped().iter().map(|(&c, &n)| (c, n)).collect(),
         }
     }
 }
@@ -266,7 +266,7 @@ impl FileSource {
     pub fn warnings(&self) -> Vec<String> {
         let mut out = self.warnings.clone();
         for f in &self.files {
-            for &(code, packets) in f.reader.skipped() {
+            for (code, packets) in f.reader.skipped() {
                 out.push(format!(
                     "{}: {packets} packets of interfaces with link type {code} ({}) skipped: not decoded",
                     f.path,

@@ -353,7 +353,7 @@ impl Config {
             (
                 "pipeline.worker_queue_batches",
                 p.worker_queue_batches as u64,
-                1..=65_536,
+                1..=4096,
             ),
             (
                 "pipeline.reorder_max_events",
@@ -419,7 +419,7 @@ impl Config {
             (
                 "http.max_decoded_body_bytes",
                 h.max_decoded_body_bytes as u64,
-                0..=64 * MIB,
+                1..=64 * MIB,
             ),
             (
                 "http.max_decompression_ratio",

@@ -20,14 +20,9 @@ pub const MAX_HAR_BYTES: u64 = 512 << 20;
 /// Reads the regular file `path` if it holds at most `max` bytes; `what` names it in
 /// errors (never its content: it may be a key).
 pub fn read_capped(path: &Path, what: &str, max: u64) -> Result<Vec<u8>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // Non-blocking, so that opening a FIFO without a writer does not hang: it is refused
-    // below like any other file that is not regular.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
-        .open(path)
-        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    // A FIFO is refused below like any other file that is not regular.
+    let file =
+        open_nonblocking(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
     let meta = file
         .metadata()
         .with_context(|| format!("cannot read {what} {}", path.display()))?;
@@ -47,6 +42,16 @@ pub fn read_capped(path: &Path, what: &str, max: u64) -> Result<Vec<u8>> {
         return Err(too_big(bytes.len() as u64));
     }
     Ok(bytes)
+}
+
+/// Opens `path` for reading without blocking, so that a FIFO without a writer does not hang
+/// the caller (reads from a regular file are the same either way).
+pub fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
 }
 
 /// [`read_capped`] for text files.

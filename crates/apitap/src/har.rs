@@ -19,7 +19,10 @@ pub fn is_har(path: &Path) -> bool {
         return true;
     }
     let mut head = [0u8; 64];
-    match std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head)) {
+    // Non-blocking: a FIFO (a pcap stream) must not hang here; it reads as not HAR.
+    match crate::files::open_nonblocking(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+    {
         Ok(n) => {
             head.get(..n)
                 .unwrap_or(&[])

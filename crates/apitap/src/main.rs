@@ -272,23 +272,37 @@ fn pick_output(file: Option<PathBuf>, kafka: bool) -> Result<Option<Output>> {
     })
 }
 
-/// Whether the process started with standard output closed. The Rust runtime opens
-/// /dev/null read-write on a closed standard descriptor before `main`, so writes there
-/// succeed and vanish; a shell's `>/dev/null` opens it write-only, which stays allowed.
+/// Whether the process started with standard output closed (`>&-`). Before `main` the
+/// Rust runtime opens /dev/null on a closed standard descriptor, after which writes there
+/// succeed and vanish and the closed one looks like any /dev/null; so the descriptor is
+/// looked at earlier, by [`early::look_at_stdout`].
 fn stdout_was_closed() -> bool {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    use std::os::fd::AsFd;
-    let stdout = std::io::stdout();
-    let fd = stdout.as_fd();
-    let (Ok(out), Ok(null), Ok(flags)) = (
-        nix::sys::stat::fstat(fd),
-        nix::sys::stat::stat("/dev/null"),
-        fcntl(fd, FcntlArg::F_GETFL),
-    ) else {
-        return false;
-    };
-    let read_write = OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE == OFlag::O_RDWR;
-    out.st_rdev == null.st_rdev && out.st_ino == null.st_ino && read_write
+    early::STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Code that runs before the Rust runtime starts (from the ELF `.init_array`, as C
+/// constructors do).
+#[allow(unsafe_code)]
+mod early {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Standard output was closed when the process started.
+    pub(super) static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+    // The loader calls every function in .init_array once, on the main thread, before
+    // `main` and so before the runtime puts /dev/null on closed standard descriptors.
+    #[used]
+    #[link_section = ".init_array"]
+    static LOOK_AT_STDOUT: extern "C" fn() = look_at_stdout;
+
+    extern "C" fn look_at_stdout() {
+        // SAFETY: fcntl(F_GETFD) takes any integer; on a closed descriptor it only fails
+        // with EBADF. It touches no memory of ours.
+        let rc = unsafe { nix::libc::fcntl(1, nix::libc::F_GETFD) };
+        let closed =
+            rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(nix::libc::EBADF);
+        STDOUT_CLOSED.store(closed, Ordering::Relaxed);
+    }
 }
 
 fn create(path: &Path) -> Result<(PathBuf, std::fs::File)> {

@@ -54,6 +54,8 @@ struct Flow {
     open: Vec<SortKey>,
     /// VLAN and tunnel of the flow's first packet, reported with its events.
     encap: Encap,
+    /// The session's buffered bytes as last counted into the worker's `parser_bytes`.
+    parser_counted: usize,
 }
 
 /// Everything a worker needs besides the flow table (split so a flow can be borrowed from
@@ -279,6 +281,7 @@ impl Worker {
                 first_packet: now.index,
                 open: Vec::new(),
                 encap: meta.encap,
+                parser_counted: 0,
             };
             env.stats.flows.created += 1;
             if let Some((old_key, old)) = self.table.insert(key, now.ts, flow) {
@@ -332,6 +335,8 @@ impl Worker {
                     stats: &mut env.session_stats,
                     out: &mut env.txs,
                 });
+                // A head cut at its timeout gave its buffer back.
+                env.settle_parser(&fk, flow, now);
                 env.sync_open(fk, flow);
                 env.encode(fk, flow, now.index);
             }
@@ -360,7 +365,6 @@ impl Env {
         payload: &[u8],
     ) {
         let before = flow.tcp.buffered_bytes();
-        let parsing_before = flow.session.buffered_bytes();
         let Parts {
             tcp,
             reassembly,
@@ -370,20 +374,7 @@ impl Env {
         tcp.on_segment(seg, payload, reassembly, reassembly_stats, &mut |ev| {
             input.event(ev)
         });
-        let parsing = input.session.buffered_bytes();
-        if parsing != parsing_before {
-            self.parser_bytes = (self.parser_bytes + parsing).saturating_sub(parsing_before);
-            self.stats.parser_bytes_peak.raise(self.parser_bytes as u64);
-            if self.parser_bytes > self.parser_memcap && parsing > 0 {
-                // Over the parser memcap: this flow, which just grew, gives its heads up.
-                let Parts { mut input, .. } = self.parts(&key, flow, at);
-                input.session.shed(&mut input.cx);
-                let left = input.session.buffered_bytes();
-                self.parser_bytes = self
-                    .parser_bytes
-                    .saturating_sub(parsing.saturating_sub(left));
-            }
-        }
+        self.settle_parser(&key, flow, at);
         let after = flow.tcp.buffered_bytes();
         self.ooo_bytes = (self.ooo_bytes + after).saturating_sub(before);
         self.stats.ooo_bytes_peak.raise(self.ooo_bytes as u64);
@@ -398,7 +389,31 @@ impl Env {
             } = self.parts(&key, flow, at);
             tcp.flush_buffered(reassembly_stats, &mut |ev| input.event(ev));
             self.ooo_bytes = self.ooo_bytes.saturating_sub(after);
+            self.settle_parser(&key, flow, at);
         }
+    }
+
+    /// Counts what `flow`'s session buffers now into `parser_bytes`; when the flow grew
+    /// and the worker is over its parser memcap, the flow gives its heads up. Called after
+    /// every session call that can change its buffers, so the count never drifts.
+    fn settle_parser(&mut self, key: &FlowKey, flow: &mut Flow, at: PacketRef) {
+        let grew = self.recount_parser(flow);
+        self.stats.parser_bytes_peak.raise(self.parser_bytes as u64);
+        if grew && self.parser_bytes > self.parser_memcap {
+            // Over the parser memcap: this flow, which just grew, gives its heads up.
+            let Parts { mut input, .. } = self.parts(key, flow, at);
+            input.session.shed(&mut input.cx);
+            self.recount_parser(flow);
+        }
+    }
+
+    /// Replaces `flow`'s last count in `parser_bytes` by what it buffers now; true if it grew.
+    fn recount_parser(&mut self, flow: &mut Flow) -> bool {
+        let now = flow.session.buffered_bytes();
+        self.parser_bytes = (self.parser_bytes + now).saturating_sub(flow.parser_counted);
+        let grew = now > flow.parser_counted;
+        flow.parser_counted = now;
+        grew
     }
 
     /// The flow's TCP state with its settings and counters, and what hands its stream
@@ -433,9 +448,7 @@ impl Env {
         emit_at: u64,
     ) {
         self.ooo_bytes = self.ooo_bytes.saturating_sub(flow.tcp.buffered_bytes());
-        self.parser_bytes = self
-            .parser_bytes
-            .saturating_sub(flow.session.buffered_bytes());
+        self.parser_bytes = self.parser_bytes.saturating_sub(flow.parser_counted);
         {
             let Parts {
                 tcp,

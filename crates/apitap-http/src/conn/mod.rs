@@ -454,6 +454,7 @@ impl HttpConn {
                             p.incomplete =
                                 p.incomplete.or(Some(IncompleteReason::RequestIncomplete));
                             if let Some(body) = p.req.body.as_deref_mut() {
+                                body.truncated = true;
                                 crate::body::finish(
                                     body,
                                     &p.req.head,
