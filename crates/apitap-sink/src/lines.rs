@@ -46,6 +46,8 @@ pub struct LineSink {
     buf: Vec<u8>,
     /// Events whose line reached the target.
     written: u64,
+    /// Lines in `buf`.
+    buffered_lines: u64,
     /// Bytes that reached the target.
     bytes: u64,
     /// A write failed: nothing more is written.
@@ -77,6 +79,7 @@ impl LineSink {
             name,
             buf: Vec::with_capacity(BUFFER),
             written: 0,
+            buffered_lines: 0,
             bytes: 0,
             failed: false,
         }
@@ -89,6 +92,7 @@ impl LineSink {
         }
         self.buf.extend_from_slice(&ev.json);
         self.buf.push(b'\n');
+        self.buffered_lines += 1;
         Ok(())
     }
 
@@ -118,6 +122,7 @@ impl LineSink {
     fn drain(&mut self) -> io::Result<()> {
         if self.failed {
             self.buf.clear();
+            self.buffered_lines = 0;
             return Err(io::Error::other("an earlier write failed"));
         }
         let mut done = 0;
@@ -132,17 +137,22 @@ impl LineSink {
                 Err(e) => break Err(e),
             }
         };
+        if result.is_ok() {
+            self.written += std::mem::take(&mut self.buffered_lines);
+            self.bytes += done as u64;
+            self.buf.clear();
+            return result;
+        }
         let sent = self.buf.get(..done).unwrap_or(&[]);
         // Lines end with the only newlines there are (JSON escapes them in strings).
-        let whole = sent.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let whole = memchr::memrchr(b'\n', sent).map_or(0, |i| i + 1);
         self.written += memchr::memchr_iter(b'\n', sent).count() as u64;
         self.bytes += whole as u64;
-        if result.is_err() {
-            self.failed = true;
-            if let (Target::File(f), true) = (&mut self.out, whole < done) {
-                // Best effort: a disk that is full can still shrink a file.
-                let _ = f.set_len(self.bytes);
-            }
+        self.buffered_lines = 0;
+        self.failed = true;
+        if let (Target::File(f), true) = (&mut self.out, whole < done) {
+            // Best effort: a disk that is full can still shrink a file.
+            let _ = f.set_len(self.bytes);
         }
         self.buf.clear();
         result
