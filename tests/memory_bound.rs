@@ -228,6 +228,19 @@ fn peak_rss(mut cmd: Command) -> (std::process::ExitStatus, usize) {
     }
 }
 
+/// The binary under test: `APITAP_BIN`, else target/release/apitap.
+fn release_bin() -> PathBuf {
+    let bin = std::env::var_os("APITAP_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/release/apitap"));
+    assert!(
+        bin.exists(),
+        "{} missing: cargo build --release first",
+        bin.display()
+    );
+    bin
+}
+
 /// A release replay of `pcap` with config `cfg`, measured from outside.
 struct MeasuredRun {
     summary: serde_json::Value,
@@ -264,14 +277,7 @@ fn measured_replay(bin: &Path, cfg: &Path, pcap: &Path, dir: &Path) -> MeasuredR
 #[test]
 #[ignore = "needs target/release/apitap; ~270 MB capture; run with --ignored"]
 fn memory_is_bounded_and_http_flows_survive() {
-    let bin = std::env::var_os("APITAP_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/release/apitap"));
-    assert!(
-        bin.exists(),
-        "{} missing: cargo build --release first",
-        bin.display()
-    );
+    let bin = release_bin();
     let dir = std::env::temp_dir().join(format!("apitap-memory-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("flood.pcap");
@@ -387,14 +393,7 @@ fn write_unfinished_heads(path: &Path, connections: u32, request_kb: usize, resp
 #[test]
 #[ignore = "needs target/release/apitap; ~2.8 GB of captures; run with --ignored"]
 fn unfinished_heads_stay_within_the_head_memcap_and_each_is_an_event() {
-    let bin = std::env::var_os("APITAP_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/release/apitap"));
-    assert!(
-        bin.exists(),
-        "{} missing: cargo build --release first",
-        bin.display()
-    );
+    let bin = release_bin();
     let dir = std::env::temp_dir().join(format!("apitap-heads-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("sensor.toml");
