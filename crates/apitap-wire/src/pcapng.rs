@@ -143,8 +143,13 @@ impl<R: Read> PcapNgFile<R> {
             // points past its end.
             return Err("malformed block (a length inside it points past its end)".into());
         }
+        if need.is_some_and(|n| n > MAX_BLOCK) {
+            return Err(format!("a block is larger than {MAX_BLOCK} bytes"));
+        }
         if grow {
-            let want = need.unwrap_or(0).max(self.capacity.saturating_mul(2));
+            // Doubling, so that a block that claims a large length in a short file costs
+            // no more than about twice the bytes that are really there.
+            let want = self.capacity.saturating_mul(2);
             if want > MAX_BLOCK || !self.reader.grow(want) {
                 return Err(format!("a block is larger than {MAX_BLOCK} bytes"));
             }
