@@ -18,5 +18,10 @@ cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# The fuzz crate is outside the workspace; running it needs nightly and cargo-fuzz, but a
+# check on stable keeps its targets building when the APIs they drive change.
+echo "== fuzz targets check"
+cargo check --manifest-path fuzz/Cargo.toml --bins --locked
+
 echo "== cargo test"
 cargo test --workspace --locked
