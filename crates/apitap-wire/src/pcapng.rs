@@ -43,6 +43,38 @@ struct Interface {
     offset_s: i64,
 }
 
+/// What the current section says about its packets.
+#[derive(Debug, Default)]
+struct Section {
+    /// Its byte order.
+    big_endian: bool,
+    /// Its interfaces, by id.
+    interfaces: Vec<Interface>,
+}
+
+impl Section {
+    /// Takes in a section header (a new section starts) or an interface description; other
+    /// blocks say nothing about the section.
+    fn describe(&mut self, block: &Block<'_>) -> Result<(), String> {
+        match block {
+            Block::SectionHeader(shb) => {
+                self.big_endian = shb.big_endian();
+                self.interfaces.clear();
+            }
+            Block::InterfaceDescription(_) if self.interfaces.len() >= MAX_INTERFACES => {
+                return Err(format!(
+                    "more than {MAX_INTERFACES} interfaces in one section"
+                ));
+            }
+            Block::InterfaceDescription(idb) => {
+                self.interfaces.push(interface(idb, self.big_endian)?);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 /// What [`PcapNgFile::next_record`] found.
 #[derive(Debug)]
 pub enum NgNext<'a> {
@@ -59,9 +91,7 @@ pub enum NgNext<'a> {
 /// An open pcapng file (or any reader of pcapng bytes).
 pub struct PcapNgFile<R: Read> {
     reader: PcapNGReader<R>,
-    interfaces: Vec<Interface>,
-    /// The current section's byte order.
-    big_endian: bool,
+    section: Section,
     /// Packets skipped per link type apitap does not decode.
     skipped: BTreeMap<i32, u64>,
     /// The last packet's time, for Simple Packet Blocks (which have none).
@@ -86,8 +116,7 @@ impl<R: Read> PcapNgFile<R> {
         let reader = PcapNGReader::new(capacity, file).map_err(|e| describe(&e))?;
         let mut f = PcapNgFile {
             reader,
-            interfaces: Vec::new(),
-            big_endian: false,
+            section: Section::default(),
             skipped: BTreeMap::new(),
             last: (0, 0),
             buf: Vec::new(),
@@ -101,18 +130,18 @@ impl<R: Read> PcapNgFile<R> {
     fn read_until_interface(&mut self) -> Result<Option<i32>, String> {
         loop {
             match self.reader.next() {
-                Ok((offset, PcapBlockOwned::NG(Block::InterfaceDescription(idb)))) => {
-                    let code = idb.linktype.0;
-                    let iface = interface(&idb, self.big_endian)?;
-                    self.interfaces.push(iface);
-                    self.reader.consume(offset);
-                    return Ok(Some(code));
-                }
-                Ok((offset, PcapBlockOwned::NG(Block::SectionHeader(shb)))) => {
-                    self.big_endian = shb.big_endian();
-                    self.reader.consume(offset);
-                }
                 Ok((_, PcapBlockOwned::NG(b))) if b.is_data_block() => return Ok(None),
+                Ok((offset, PcapBlockOwned::NG(b))) => {
+                    self.section.describe(&b)?;
+                    let first = match &b {
+                        Block::InterfaceDescription(idb) => Some(idb.linktype.0),
+                        _ => None,
+                    };
+                    self.reader.consume(offset);
+                    if first.is_some() {
+                        return Ok(first);
+                    }
+                }
                 Ok((offset, _)) => self.reader.consume(offset),
                 Err(PcapError::Eof) => return Ok(None),
                 Err(e) => {
@@ -137,7 +166,7 @@ impl<R: Read> PcapNgFile<R> {
             Fail::TooSmall => true,
         };
         let held = self.reader.data();
-        let need = block_len(held, self.big_endian);
+        let need = block_len(held, self.section.big_endian);
         if need.is_some_and(|n| n <= held.len()) {
             // The whole block is there and still does not parse: a length inside it
             // points past its end.
@@ -175,31 +204,18 @@ impl<R: Read> PcapNgFile<R> {
                 }
             };
             let found = match block {
-                PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
-                    self.interfaces.clear();
-                    self.big_endian = shb.big_endian();
-                    None
-                }
-                PcapBlockOwned::NG(Block::InterfaceDescription(_))
-                    if self.interfaces.len() >= MAX_INTERFACES =>
-                {
-                    return NgNext::Error(format!(
-                        "more than {MAX_INTERFACES} interfaces in one section"
-                    ));
-                }
-                PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
-                    match interface(&idb, self.big_endian) {
-                        Ok(iface) => {
-                            self.interfaces.push(iface);
-                            None
-                        }
-                        Err(msg) => return NgNext::Error(msg),
+                PcapBlockOwned::NG(
+                    b @ (Block::SectionHeader(_) | Block::InterfaceDescription(_)),
+                ) => {
+                    if let Err(msg) = self.section.describe(&b) {
+                        return NgNext::Error(msg);
                     }
+                    None
                 }
                 PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                     let Some(iface) = usize::try_from(epb.if_id)
                         .ok()
-                        .and_then(|i| self.interfaces.get(i))
+                        .and_then(|i| self.section.interfaces.get(i))
                         .copied()
                     else {
                         return NgNext::Error(format!(
@@ -215,7 +231,7 @@ impl<R: Read> PcapNgFile<R> {
                         .map(|link| (sec, nsec, epb.origlen, link))
                 }
                 PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
-                    let Some(iface) = self.interfaces.first().copied() else {
+                    let Some(iface) = self.section.interfaces.first().copied() else {
                         return NgNext::Error("a simple packet before any interface".into());
                     };
                     // The data is padded; the captured length is the shortest of the

@@ -144,12 +144,12 @@ impl FileSource {
             let name = display(path);
             // Open it ourselves first so that a missing or unreadable file is reported as
             // such, not as libpcap's guess about its format.
-            let meta = std::fs::File::open(path)
-                .and_then(|f| f.metadata())
-                .map_err(|e| WireError::Open {
-                    path: name.clone(),
-                    msg: e.to_string(),
-                })?;
+            let open_error = |e: std::io::Error| WireError::Open {
+                path: name.clone(),
+                msg: e.to_string(),
+            };
+            let mut file = std::fs::File::open(path).map_err(open_error)?;
+            let meta = file.metadata().map_err(open_error)?;
             if meta.is_dir() {
                 return Err(WireError::Open {
                     path: name,
@@ -164,8 +164,9 @@ impl FileSource {
                 });
             }
             total_bytes += meta.len();
-            let reader = if meta.is_file() && starts_as_pcapng(path) {
-                open_pcapng(path, &name)?
+            // A pipe is left to libpcap: reading its first bytes here would take them away.
+            let reader = if meta.is_file() && starts_as_pcapng(&mut file).map_err(open_error)? {
+                open_pcapng(file, &name)?
             } else {
                 open_libpcap(path, &name)?
             };
@@ -312,12 +313,22 @@ fn link_name(code: i32) -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Whether the regular file `path` starts with a pcapng section header.
-fn starts_as_pcapng(path: &Path) -> bool {
+/// Whether the regular file `file` starts with a pcapng section header; it is left at its
+/// start.
+fn starts_as_pcapng(file: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek};
     let mut head = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-        .is_ok_and(|()| crate::pcapng::is_pcapng(&head))
+    let n = file.read(&mut head)?;
+    file.rewind()?;
+    Ok(crate::pcapng::is_pcapng(head.get(..n).unwrap_or(&[])))
+}
+
+fn unsupported_link(name: &str, code: i32) -> WireError {
+    WireError::UnsupportedLinkType {
+        path: name.to_string(),
+        code,
+        name: link_name(code),
+    }
 }
 
 fn open_libpcap(path: &Path, name: &str) -> Result<Reader, WireError> {
@@ -326,31 +337,19 @@ fn open_libpcap(path: &Path, name: &str) -> Result<Reader, WireError> {
         msg,
     })?;
     let code = cap.datalink();
-    let link = LinkType::from_linktype(code).ok_or_else(|| WireError::UnsupportedLinkType {
-        path: name.to_string(),
-        code,
-        name: link_name(code),
-    })?;
+    let link = LinkType::from_linktype(code).ok_or_else(|| unsupported_link(name, code))?;
     Ok(Reader::Libpcap { cap, link })
 }
 
 /// A pcapng file whose first interface has a link type apitap cannot decode is refused
 /// like such a pcap file; packets of later interfaces like it are skipped and counted.
-fn open_pcapng(path: &Path, name: &str) -> Result<Reader, WireError> {
-    let file = std::fs::File::open(path).map_err(|e| WireError::Open {
-        path: name.to_string(),
-        msg: e.to_string(),
-    })?;
+fn open_pcapng(file: std::fs::File, name: &str) -> Result<Reader, WireError> {
     let (reader, first) = PcapNgFile::open(file).map_err(|msg| WireError::NotACapture {
         path: name.to_string(),
         msg,
     })?;
     if let Some(code) = first.filter(|&c| LinkType::from_linktype(c).is_none()) {
-        return Err(WireError::UnsupportedLinkType {
-            path: name.to_string(),
-            code,
-            name: link_name(code),
-        });
+        return Err(unsupported_link(name, code));
     }
     Ok(Reader::PcapNg(Box::new(reader)))
 }
