@@ -4,7 +4,7 @@
 # (rustup); nothing here starts a service.
 set -euo pipefail
 
-packages=(libpcap-dev libssl-dev pkg-config time tcpdump nginx-light apache2-utils curl python3 iproute2 ca-certificates systemd)
+packages=(libpcap-dev libssl-dev pkg-config time tcpdump nginx-light apache2-utils curl python3 iproute2 ca-certificates systemd tshark)
 
 missing=()
 for p in "${packages[@]}"; do

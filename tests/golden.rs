@@ -70,8 +70,10 @@ fn events_are_in_request_start_order() {
     for capture in fixture_captures() {
         let (out, _) = run_replay(std::slice::from_ref(&capture), 2);
         let events = parse_lines(&out);
+        // Connection events (TLS) are placed where the connection ended.
         let times: Vec<&str> = events
             .iter()
+            .filter(|e| e.get("http").is_some())
             .map(|e| e["@timestamp"].as_str().unwrap())
             .collect();
         // Packet order equals timestamp order in these captures.

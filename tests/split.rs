@@ -11,9 +11,10 @@
 
 mod common;
 use apitap_core::{AppParser, FinishCause, ParserEnv};
-use apitap_core::{Direction, FlowKey, HttpTransaction, PacketRef, Side, Timestamp};
+use apitap_core::{Direction, FlowKey, HttpTransaction, PacketRef, Side, Timestamp, TlsConnection};
 use apitap_flow::{ReassemblyConfig, ReassemblyStats, Segment, StreamEvent, TcpConn};
 use apitap_http::{HttpConfig, HttpConn, HttpStats};
+use apitap_tls::{TlsConfig, TlsConn, TlsStats};
 use apitap_wire::{decode, DecodeStats, FileSource};
 use common::*;
 use std::collections::BTreeMap;
@@ -196,4 +197,71 @@ fn every_fixture_conversation_split_at_every_byte_gives_the_same_transactions() 
     }
     eprintln!("{checked} conversations, {parses} split parses, {skipped} with holes skipped");
     assert!(checked >= 150, "only {checked} conversations");
+}
+
+/// Parses a TLS conversation with each direction delivered in pieces of `piece` bytes
+/// after a first piece of `cut` bytes.
+fn parse_tls(req: &[u8], resp: &[u8], cut: [usize; 2], piece: usize) -> Vec<TlsConnection> {
+    let mut env: ParserEnv<TlsConfig, TlsStats, TlsConnection> =
+        ParserEnv::new(TlsConfig::default());
+    let mut conn = TlsConn::new();
+    let at = PacketRef {
+        index: 1,
+        ts: Timestamp(0),
+    };
+    for (i, (dir, data)) in [(Direction::ToServer, req), (Direction::ToClient, resp)]
+        .into_iter()
+        .enumerate()
+    {
+        let c = cut[i].min(data.len());
+        conn.on_data(dir, &data[..c], &mut env.cx(at));
+        for chunk in data[c..].chunks(piece.max(1)) {
+            conn.on_data(dir, chunk, &mut env.cx(at));
+        }
+    }
+    conn.finish(FinishCause::ConnectionClosed, &mut env.cx(at));
+    env.out
+}
+
+/// The TLS fixtures' handshakes cut at every byte, and delivered a byte at a time (records
+/// spanning segments, handshake messages spanning records): the same connection record.
+#[test]
+fn every_tls_conversation_split_at_every_byte_gives_the_same_record() {
+    let mut checked = 0;
+    for pcap in fixture_captures()
+        .into_iter()
+        .filter(|p| p.components().any(|c| c.as_os_str() == "tls"))
+    {
+        let (convs, _) = conversations(&pcap);
+        for (req, resp) in convs {
+            let whole = parse_tls(&req, &resp, [usize::MAX, usize::MAX], usize::MAX);
+            assert_eq!(whole.len(), 1);
+            assert!(
+                whole[0].handshake.ja3.is_some(),
+                "{}: no ClientHello read",
+                pcap.display()
+            );
+            assert_eq!(
+                parse_tls(&req, &resp, [0, 0], 1),
+                whole,
+                "{}: byte at a time",
+                pcap.display()
+            );
+            for (d, len) in [(0, req.len()), (1, resp.len())] {
+                for c in 0..=len.min(PREFIX) {
+                    let mut cut = [usize::MAX, usize::MAX];
+                    cut[d] = c;
+                    assert_eq!(
+                        parse_tls(&req, &resp, cut, usize::MAX),
+                        whole,
+                        "{}: direction {d} cut at {c}",
+                        pcap.display()
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    // Connections a client ended with a reset are left out by `conversations`.
+    assert!(checked >= 8, "only {checked} TLS conversations");
 }

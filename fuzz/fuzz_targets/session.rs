@@ -33,10 +33,14 @@ fuzz_target!(|data: &[u8]| {
             max_pending_requests: 4,
             ..HttpConfig::default()
         },
+        tls: apitap_tls::TlsConfig {
+            max_handshake_bytes: 2048,
+        },
         max_depth: 3,
     };
     let mut stats = SessionStats::default();
     let mut out = Vec::new();
+    let mut tls = Vec::new();
     let mut session = Session::new();
     let mut at = PacketRef {
         index: 0,
@@ -75,6 +79,7 @@ fuzz_target!(|data: &[u8]| {
             cfg: &cfg,
             stats: &mut stats,
             out: &mut out,
+            tls: &mut tls,
         };
         session.on_stream(ev, &mut cx);
         if ctl & 0x10 != 0 {

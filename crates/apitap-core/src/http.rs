@@ -320,6 +320,13 @@ crate::named_enum! {
     /// TCP segments carried two different versions of the same bytes (evasion indicator);
     /// the first version was used.
     OverlapConflict = "overlap_conflict",
+    /// A TLS record header that is not one (bad type, version or length): the direction's
+    /// records are not followed further.
+    TlsRecordInvalid = "tls_record_invalid",
+    /// A TLS handshake message longer than `tls.max_handshake_bytes`; it was skipped.
+    TlsHandshakeTooLarge = "tls_handshake_too_large",
+    /// A TLS handshake message that does not parse.
+    TlsHandshakeInvalid = "tls_handshake_invalid",
     }
 }
 

@@ -15,6 +15,7 @@ pub mod packet;
 pub mod parser;
 pub mod text;
 pub mod time;
+pub mod tls;
 pub mod url;
 
 pub use counters::{Level, Merge, Peak};
@@ -29,3 +30,4 @@ pub use packet::{Encap, PacketBatch, PacketMeta, TcpFlags, Tunnel, TunnelKind};
 pub use parser::{AppParser, FinishCause, Handoff, ParseCx, ParserEnv, Probe, UpgradeTo};
 pub use text::utf8_lossy;
 pub use time::{PacketRef, SortKey, Timestamp};
+pub use tls::{Certificate, TlsConnection, TlsHandshake};

@@ -40,23 +40,24 @@ pub enum UpgradeTo {
     Other,
 }
 
-/// Everything one parser call needs besides the parser's own state.
+/// Everything one parser call needs besides the parser's own state. `O` is what the
+/// parser hands out: HTTP transactions, or a connection record.
 #[derive(Debug)]
-pub struct ParseCx<'a, C, S> {
+pub struct ParseCx<'a, C, S, O = HttpTransaction> {
     /// The packet that delivered what is being parsed; its time runs every timeout.
     pub at: PacketRef,
     /// Settings.
     pub cfg: &'a C,
     /// Counters.
     pub stats: &'a mut S,
-    /// Where finished transactions go.
-    pub out: &'a mut Vec<HttpTransaction>,
+    /// Where finished transactions (or records) go.
+    pub out: &'a mut Vec<O>,
     /// The connection's next transaction ordinal, shared by every parser of the
     /// connection so that event ids stay unique when it changes protocol.
     pub ordinal: &'a mut u32,
 }
 
-impl<C, S> ParseCx<'_, C, S> {
+impl<C, S, O> ParseCx<'_, C, S, O> {
     /// The key of a transaction that starts now: this packet, the next ordinal.
     pub fn next_key(&mut self) -> SortKey {
         let key = SortKey {
@@ -72,20 +73,20 @@ impl<C, S> ParseCx<'_, C, S> {
 /// A parser's surroundings when it is driven on its own (tests, benches, fuzzing): its
 /// settings, counters, output and the connection's ordinals in one place.
 #[derive(Debug, Default)]
-pub struct ParserEnv<C, S> {
+pub struct ParserEnv<C, S, O = HttpTransaction> {
     /// Settings.
     pub cfg: C,
     /// Counters.
     pub stats: S,
     /// Transactions handed out.
-    pub out: Vec<HttpTransaction>,
+    pub out: Vec<O>,
     /// The next transaction ordinal.
     pub ordinal: u32,
 }
 
-impl<C, S: Default> ParserEnv<C, S> {
+impl<C, S: Default, O> ParserEnv<C, S, O> {
     /// Surroundings with `cfg`, zero counters and no output.
-    pub fn new(cfg: C) -> ParserEnv<C, S> {
+    pub fn new(cfg: C) -> ParserEnv<C, S, O> {
         ParserEnv {
             cfg,
             stats: S::default(),
@@ -95,9 +96,9 @@ impl<C, S: Default> ParserEnv<C, S> {
     }
 }
 
-impl<C, S> ParserEnv<C, S> {
+impl<C, S, O> ParserEnv<C, S, O> {
     /// The context of one call at packet `at`.
-    pub fn cx(&mut self, at: PacketRef) -> ParseCx<'_, C, S> {
+    pub fn cx(&mut self, at: PacketRef) -> ParseCx<'_, C, S, O> {
         ParseCx {
             at,
             cfg: &self.cfg,
@@ -114,6 +115,8 @@ pub trait AppParser {
     type Config;
     /// Its counters.
     type Stats;
+    /// What it hands out.
+    type Output;
 
     /// Feeds in-order bytes of one direction. Returns how many it used: all of them,
     /// unless the connection was handed on (see [`AppParser::handoff`]) part way through,
@@ -122,24 +125,37 @@ pub trait AppParser {
         &mut self,
         dir: Direction,
         data: &[u8],
-        cx: &mut ParseCx<'_, Self::Config, Self::Stats>,
+        cx: &mut ParseCx<'_, Self::Config, Self::Stats, Self::Output>,
     ) -> usize;
 
     /// `len` bytes of direction `dir` were lost.
-    fn on_gap(&mut self, dir: Direction, len: u64, cx: &mut ParseCx<'_, Self::Config, Self::Stats>);
+    fn on_gap(
+        &mut self,
+        dir: Direction,
+        len: u64,
+        cx: &mut ParseCx<'_, Self::Config, Self::Stats, Self::Output>,
+    );
 
     /// The sender of `dir` finished sending.
-    fn on_fin(&mut self, dir: Direction, cx: &mut ParseCx<'_, Self::Config, Self::Stats>);
+    fn on_fin(
+        &mut self,
+        dir: Direction,
+        cx: &mut ParseCx<'_, Self::Config, Self::Stats, Self::Output>,
+    );
 
     /// Flags `anomaly`, seen below the parser (a TCP overlap conflict), on what is in
     /// progress in `dir`, or on what comes next.
     fn on_anomaly(&mut self, dir: Direction, anomaly: Anomaly);
 
     /// Gives up on what timed out by packet time `cx.at`.
-    fn expire(&mut self, cx: &mut ParseCx<'_, Self::Config, Self::Stats>);
+    fn expire(&mut self, cx: &mut ParseCx<'_, Self::Config, Self::Stats, Self::Output>);
 
     /// The connection is over: everything still open is handed out.
-    fn finish(&mut self, cause: FinishCause, cx: &mut ParseCx<'_, Self::Config, Self::Stats>);
+    fn finish(
+        &mut self,
+        cause: FinishCause,
+        cx: &mut ParseCx<'_, Self::Config, Self::Stats, Self::Output>,
+    );
 
     /// Every started, not yet handed out transaction: key and start time, appended.
     fn open_transactions(&self, out: &mut Vec<(SortKey, Timestamp)>);
@@ -153,7 +169,7 @@ pub trait AppParser {
 
     /// Gives that memory back (the worker is over its memcap): what is in progress is cut
     /// and handed out as it stands, flagged.
-    fn shed(&mut self, cx: &mut ParseCx<'_, Self::Config, Self::Stats>);
+    fn shed(&mut self, cx: &mut ParseCx<'_, Self::Config, Self::Stats, Self::Output>);
 }
 
 /// A cheap answer about the first bytes of a stream: is this the protocol?
@@ -176,7 +192,7 @@ mod tests {
     fn keys_take_the_packet_and_the_next_ordinal() {
         let mut ordinal = 7;
         let mut stats = ();
-        let mut out = Vec::new();
+        let mut out: Vec<crate::HttpTransaction> = Vec::new();
         let mut cx = ParseCx {
             at: PacketRef {
                 index: 42,

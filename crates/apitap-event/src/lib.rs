@@ -18,6 +18,7 @@ mod headers;
 mod json;
 pub mod ocsf;
 pub mod redact;
+mod tls;
 mod view;
 
 #[cfg(test)]
@@ -28,7 +29,7 @@ pub use community_id::community_id_v1;
 pub use flow::FlowContext;
 pub use redact::{Redactor, DEFAULT_REDACT_FIELDS, DEFAULT_REDACT_HEADERS};
 
-use apitap_core::{Head, HttpTransaction, Span};
+use apitap_core::{Head, HttpTransaction, Span, TlsConnection};
 use view::EventView;
 
 pub use apitap_core::output::SCHEMA_VERSION;
@@ -142,6 +143,35 @@ impl Encoder {
             endpoint_hash,
             alert: false,
             endpoint_at,
+        }
+    }
+}
+
+impl Encoder {
+    /// Encodes the TLS connection record `c` of the flow `flow` (ECS `tls.*`, or OCSF
+    /// Network Activity), keyed by the server name the client asked for.
+    pub fn encode_tls(&self, flow: &FlowContext, c: &TlsConnection) -> EncodedEvent {
+        let view = tls::TlsEventView::new(&self.cfg, flow, c);
+        let mut json = Vec::with_capacity(1024);
+        // Plain strings, numbers and sequences: serialising into a Vec cannot fail.
+        let written = match self.cfg.format {
+            EventFormat::Ecs => serde_json::to_writer(&mut json, &view).is_ok(),
+            EventFormat::Ocsf => serde_json::to_value(&view)
+                .map(|ecs| ocsf::tls_from_ecs(&ecs, c.start.ts.0, env!("CARGO_PKG_VERSION")))
+                .and_then(|o| serde_json::to_writer(&mut json, &o))
+                .is_ok(),
+        };
+        if !written {
+            json.clear();
+            json.extend_from_slice(b"{}");
+        }
+        let host = c.handshake.server_name.as_deref().unwrap_or("");
+        EncodedEvent {
+            key: c.key,
+            json,
+            endpoint_hash: apitap_core::endpoint::endpoint_hash(host, ""),
+            alert: false,
+            endpoint_at: None,
         }
     }
 }

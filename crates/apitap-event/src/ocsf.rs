@@ -56,14 +56,19 @@ fn put(m: &mut Map<String, Value>, key: &str, v: Option<&Value>) {
     }
 }
 
-/// The OCSF HTTP Activity record of one ECS event whose transaction started at
-/// `start_ns` (Unix nanoseconds, packet time).
-pub fn from_ecs(ecs: &Value, start_ns: i64, product_version: &str) -> Value {
+/// An OCSF class and activity.
+struct Class {
+    uid: u64,
+    name: &'static str,
+    activity: u64,
+    activity_name: &'static str,
+    log_name: &'static str,
+}
+
+/// What every apitap OCSF record has: class, time, status, metadata, endpoints and
+/// connection info.
+fn common(ecs: &Value, start_ns: i64, product_version: &str, class: &Class) -> Map<String, Value> {
     let g = |p: &str| ecs.pointer(p);
-    let method = g("/http/request/method")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let (activity, activity_name) = activity_id(method);
     let time = start_ns.div_euclid(1_000_000);
     let duration_ms = g("/event/duration")
         .and_then(Value::as_u64)
@@ -73,18 +78,17 @@ pub fn from_ecs(ecs: &Value, start_ns: i64, product_version: &str) -> Value {
         Some("failure") => (2, "Failure"),
         _ => (0, "Unknown"),
     };
-
     let mut out = Map::new();
-    out.insert("activity_id".into(), json!(activity));
-    out.insert("activity_name".into(), json!(activity_name));
+    out.insert("activity_id".into(), json!(class.activity));
+    out.insert("activity_name".into(), json!(class.activity_name));
     out.insert("category_uid".into(), json!(4));
     out.insert("category_name".into(), json!("Network Activity"));
-    out.insert("class_uid".into(), json!(4002));
-    out.insert("class_name".into(), json!("HTTP Activity"));
-    out.insert("type_uid".into(), json!(400_200 + activity));
+    out.insert("class_uid".into(), json!(class.uid));
+    out.insert("class_name".into(), json!(class.name));
+    out.insert("type_uid".into(), json!(class.uid * 100 + class.activity));
     out.insert(
         "type_name".into(),
-        json!(format!("HTTP Activity: {activity_name}")),
+        json!(format!("{}: {}", class.name, class.activity_name)),
     );
     out.insert("severity_id".into(), json!(1));
     out.insert("severity".into(), json!("Informational"));
@@ -102,7 +106,7 @@ pub fn from_ecs(ecs: &Value, start_ns: i64, product_version: &str) -> Value {
     let mut metadata = json!({
         "version": OCSF_VERSION,
         "product": {"name": "apitap", "vendor_name": "apitap", "version": product_version},
-        "log_name": "http",
+        "log_name": class.log_name,
     });
     if let (Some(uid), Value::Object(m)) = (g("/event/id"), &mut metadata) {
         m.insert("uid".into(), uid.clone());
@@ -121,7 +125,91 @@ pub fn from_ecs(ecs: &Value, start_ns: i64, product_version: &str) -> Value {
         m.insert("protocol_ver_id".into(), json!(ver));
     }
     out.insert("connection_info".into(), conn);
+    out
+}
 
+/// The OCSF Network Activity record (class 4001, activity Close) of one ECS TLS
+/// connection event that started at `start_ns`: OCSF's `tls` object, bytes per
+/// direction; the rest of ECS `tls` and `apitap` under `unmapped`.
+pub fn tls_from_ecs(ecs: &Value, start_ns: i64, product_version: &str) -> Value {
+    let g = |p: &str| ecs.pointer(p);
+    let class = Class {
+        uid: 4001,
+        name: "Network Activity",
+        activity: 2,
+        activity_name: "Close",
+        log_name: "tls",
+    };
+    let mut out = common(ecs, start_ns, product_version, &class);
+    let mut tls = Map::new();
+    put(&mut tls, "version", g("/tls/version"));
+    put(&mut tls, "cipher", g("/tls/cipher"));
+    put(&mut tls, "sni", g("/tls/client/server_name"));
+    put(&mut tls, "alpn", g("/tls/next_protocol"));
+    for (key, path) in [
+        ("ja3_hash", "/tls/client/ja3"),
+        ("ja3s_hash", "/tls/server/ja3s"),
+    ] {
+        if let Some(v) = g(path) {
+            tls.insert(
+                key.into(),
+                json!({"algorithm_id": 1, "algorithm": "MD5", "value": v}),
+            );
+        }
+    }
+    if let Some(x) = g("/tls/server/x509") {
+        let joined = |p: &str| {
+            x.pointer(p).and_then(Value::as_array).map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+        };
+        let mut cert = Map::new();
+        if let Some(s) = joined("/subject/common_name") {
+            cert.insert("subject".into(), json!(s));
+        }
+        if let Some(s) = joined("/issuer/common_name") {
+            cert.insert("issuer".into(), json!(s));
+        }
+        put(&mut cert, "serial_number", x.get("serial_number"));
+        if let Some(h) = g("/tls/server/hash/sha256") {
+            cert.insert(
+                "fingerprints".into(),
+                json!([{"algorithm_id": 3, "algorithm": "SHA-256", "value": h}]),
+            );
+        }
+        tls.insert("certificate".into(), Value::Object(cert));
+    }
+    out.insert("tls".into(), Value::Object(tls));
+    out.insert(
+        "traffic".into(),
+        json!({"bytes_out": g("/source/bytes"), "bytes_in": g("/destination/bytes")}),
+    );
+    let mut unmapped = Map::new();
+    put(&mut unmapped, "tls", g("/tls"));
+    put(&mut unmapped, "apitap", g("/apitap"));
+    out.insert("unmapped".into(), Value::Object(unmapped));
+    Value::Object(out)
+}
+
+/// The OCSF HTTP Activity record of one ECS event whose transaction started at
+/// `start_ns` (Unix nanoseconds, packet time).
+pub fn from_ecs(ecs: &Value, start_ns: i64, product_version: &str) -> Value {
+    let g = |p: &str| ecs.pointer(p);
+    let method = g("/http/request/method")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let (activity, activity_name) = activity_id(method);
+    let class = Class {
+        uid: 4002,
+        name: "HTTP Activity",
+        activity,
+        activity_name,
+        log_name: "http",
+    };
+    let mut out = common(ecs, start_ns, product_version, &class);
     if let Some(req) = g("/http/request") {
         let mut url = Map::new();
         put(&mut url, "url_string", g("/url/original"));

@@ -10,7 +10,7 @@ use apitap_core::{Direction, Handoff, Probe, UpgradeTo};
 pub enum Protocol {
     /// HTTP/1.0 and 1.1 (parsed).
     Http1,
-    /// TLS (recognised; not parsed yet).
+    /// TLS (handshake metadata).
     Tls,
     /// WebSocket after an HTTP/1.1 upgrade (not parsed).
     WebSocket,
@@ -35,7 +35,7 @@ impl Protocol {
 
 /// The protocol of a connection's outermost layer, from its first bytes.
 pub(crate) fn outermost(first: &[u8]) -> Protocol {
-    if let Probe::Yes(_) = tls_probe(first) {
+    if let Probe::Yes(_) = apitap_tls::probe(first) {
         return Protocol::Tls;
     }
     Protocol::Http1
@@ -47,7 +47,7 @@ pub(crate) fn after(handoff: Handoff, first: &[u8]) -> Protocol {
         Handoff::Upgrade(UpgradeTo::WebSocket) => Protocol::WebSocket,
         Handoff::Upgrade(UpgradeTo::H2c) => Protocol::H2c,
         Handoff::Upgrade(UpgradeTo::Other) | Handoff::Tunnel => {
-            if let Probe::Yes(_) = tls_probe(first) {
+            if let Probe::Yes(_) = apitap_tls::probe(first) {
                 Protocol::Tls
             } else if apitap_http::probe(first) != Probe::No {
                 Protocol::Http1
@@ -61,24 +61,7 @@ pub(crate) fn after(handoff: Handoff, first: &[u8]) -> Protocol {
 /// Which way the first bytes of a stream go, when a protocol can tell.
 pub(crate) fn direction_of(first: &[u8]) -> Option<Direction> {
     crate::role::probe_direction(apitap_http::probe(first))
-        .or_else(|| crate::role::probe_direction(tls_probe(first)))
-}
-
-/// A TLS record at the start of a stream: a handshake (22) or alert (21) record of
-/// version 3.x. A ClientHello goes to the server, a ServerHello to the client.
-pub(crate) fn tls_probe(data: &[u8]) -> Probe {
-    match data {
-        [0x15 | 0x16, 0x03, rest @ ..] => {
-            let direction = match (data.first(), rest.get(3)) {
-                (Some(0x16), Some(1)) => Some(Direction::ToServer),
-                (Some(0x16), Some(2)) => Some(Direction::ToClient),
-                _ => None,
-            };
-            Probe::Yes(direction)
-        }
-        [0x15 | 0x16] | [] => Probe::NeedMore,
-        _ => Probe::No,
-    }
+        .or_else(|| crate::role::probe_direction(apitap_tls::probe(first)))
 }
 
 #[cfg(test)]
@@ -93,8 +76,10 @@ mod tests {
             Protocol::Http1
         );
         assert_eq!(outermost(&[0x16, 3, 1, 2, 0, 1]), Protocol::Tls);
-        assert_eq!(outermost(&[0x15, 3, 3]), Protocol::Tls);
-        assert_eq!(outermost(&[0x17, 3, 3]), Protocol::Http1);
+        assert_eq!(outermost(&[0x15, 3, 3, 0, 2]), Protocol::Tls);
+        // Joined midway: an application-data record.
+        assert_eq!(outermost(&[0x17, 3, 3, 0, 40]), Protocol::Tls);
+        assert_eq!(outermost(&[0x17, 3, 3, 0x50, 0]), Protocol::Http1);
     }
 
     #[test]
@@ -107,17 +92,5 @@ mod tests {
         assert_eq!(after(ws, b"GET / HTTP/1.1\r\n"), Protocol::WebSocket);
         let h2c = Handoff::Upgrade(UpgradeTo::H2c);
         assert_eq!(after(h2c, b"PRI * HTTP/2.0"), Protocol::H2c);
-    }
-
-    #[test]
-    fn tls_records() {
-        assert_eq!(tls_probe(&[0x16]), Probe::NeedMore);
-        assert_eq!(tls_probe(&[0x16, 3, 1, 0, 5]), Probe::Yes(None));
-        assert_eq!(
-            tls_probe(&[0x16, 3, 1, 0, 5, 1]),
-            Probe::Yes(Some(Direction::ToServer))
-        );
-        assert_eq!(tls_probe(&[0x17, 3, 3]), Probe::No);
-        assert_eq!(tls_probe(b"GET"), Probe::No);
     }
 }

@@ -6,9 +6,10 @@ use crate::detect::{self, Protocol};
 use crate::{SessionConfig, SessionCx, SessionStats};
 use apitap_core::{
     Anomaly, AppParser, Direction, FinishCause, Handoff, HttpTransaction, PacketRef, ParseCx,
-    SortKey, Timestamp,
+    SortKey, Timestamp, TlsConnection,
 };
 use apitap_http::HttpConn;
+use apitap_tls::TlsConn;
 
 /// A layer's parser. Layers are boxed, so the HTTP/1.x state sits inline: one allocation
 /// per parsed connection; an unparsed layer carries that room unused.
@@ -17,6 +18,8 @@ use apitap_http::HttpConn;
 enum Parser {
     /// HTTP/1.x.
     Http1(HttpConn),
+    /// TLS (metadata).
+    Tls(Box<TlsConn>),
     /// Opened by a handoff; its protocol is decided by its first bytes.
     Undecided(Handoff),
     /// Not parsed (recognised or not; counted by protocol when decided): its bytes are
@@ -40,6 +43,7 @@ pub(crate) struct Cx<'s, 'a> {
     cfg: &'a SessionConfig,
     stats: &'s mut SessionStats,
     out: &'s mut Vec<HttpTransaction>,
+    tls: &'s mut Vec<TlsConnection>,
     ordinal: &'s mut u32,
 }
 
@@ -50,7 +54,19 @@ impl<'s, 'a> Cx<'s, 'a> {
             cfg: cx.cfg,
             stats: &mut *cx.stats,
             out: &mut *cx.out,
+            tls: &mut *cx.tls,
             ordinal,
+        }
+    }
+
+    /// The TLS parser's context.
+    fn tls(&mut self) -> ParseCx<'_, apitap_tls::TlsConfig, apitap_tls::TlsStats, TlsConnection> {
+        ParseCx {
+            at: self.at,
+            cfg: &self.cfg.tls,
+            stats: &mut self.stats.tls,
+            out: &mut *self.tls,
+            ordinal: &mut *self.ordinal,
         }
     }
 
@@ -97,6 +113,7 @@ impl Layer {
         }
         let used = match &mut self.parser {
             Parser::Http1(h) => h.on_data(dir, data, &mut cx.http()),
+            Parser::Tls(t) => t.on_data(dir, data, &mut cx.tls()),
             Parser::Undecided(_) | Parser::Unparsed => {
                 cx.stats.unparsed_bytes += data.len() as u64;
                 data.len()
@@ -140,6 +157,7 @@ impl Layer {
         }
         match &mut self.parser {
             Parser::Http1(h) => h.on_gap(dir, len, &mut cx.http()),
+            Parser::Tls(t) => t.on_gap(dir, len, &mut cx.tls()),
             Parser::Undecided(_) => {
                 // Nothing to tell the protocol by: the layer is not parsed.
                 self.parser = Parser::decided(Protocol::Unknown, cx.stats);
@@ -153,8 +171,10 @@ impl Layer {
         if let Some(inner) = self.inner.as_mut() {
             return inner.on_fin(dir, cx);
         }
-        if let Parser::Http1(h) = &mut self.parser {
-            h.on_fin(dir, &mut cx.http());
+        match &mut self.parser {
+            Parser::Http1(h) => h.on_fin(dir, &mut cx.http()),
+            Parser::Tls(t) => t.on_fin(dir, &mut cx.tls()),
+            Parser::Undecided(_) | Parser::Unparsed => {}
         }
     }
 
@@ -162,14 +182,18 @@ impl Layer {
         if let Some(inner) = self.inner.as_mut() {
             return inner.on_anomaly(dir, anomaly);
         }
-        if let Parser::Http1(h) = &mut self.parser {
-            h.on_anomaly(dir, anomaly);
+        match &mut self.parser {
+            Parser::Http1(h) => h.on_anomaly(dir, anomaly),
+            Parser::Tls(t) => t.on_anomaly(dir, anomaly),
+            Parser::Undecided(_) | Parser::Unparsed => {}
         }
     }
 
     pub(crate) fn expire(&mut self, cx: &mut Cx<'_, '_>) {
-        if let Parser::Http1(h) = &mut self.parser {
-            h.expire(&mut cx.http());
+        match &mut self.parser {
+            Parser::Http1(h) => h.expire(&mut cx.http()),
+            Parser::Tls(t) => t.expire(&mut cx.tls()),
+            Parser::Undecided(_) | Parser::Unparsed => {}
         }
         if let Some(inner) = self.inner.as_mut() {
             inner.expire(cx);
@@ -177,11 +201,16 @@ impl Layer {
     }
 
     pub(crate) fn finish(&mut self, cause: FinishCause, cx: &mut Cx<'_, '_>) {
-        if let Parser::Http1(h) = &mut self.parser {
-            h.finish(cause, &mut cx.http());
+        match &mut self.parser {
+            Parser::Http1(h) => h.finish(cause, &mut cx.http()),
+            // The connection record comes after what was carried inside it.
+            Parser::Tls(_) | Parser::Undecided(_) | Parser::Unparsed => {}
         }
         if let Some(inner) = self.inner.as_mut() {
             inner.finish(cause, cx);
+        }
+        if let Parser::Tls(t) = &mut self.parser {
+            t.finish(cause, &mut cx.tls());
         }
     }
 
@@ -190,6 +219,7 @@ impl Layer {
     pub(crate) fn buffered_bytes(&self) -> usize {
         let own = match &self.parser {
             Parser::Http1(h) => h.buffered_bytes(),
+            Parser::Tls(t) => t.buffered_bytes(),
             Parser::Undecided(_) | Parser::Unparsed => 0,
         };
         own + self.inner.as_ref().map_or(0, |i| i.buffered_bytes())
@@ -197,8 +227,10 @@ impl Layer {
 
     /// Has every parser give its buffers back (see [`AppParser::shed`]).
     pub(crate) fn shed(&mut self, cx: &mut Cx<'_, '_>) {
-        if let Parser::Http1(h) = &mut self.parser {
-            h.shed(&mut cx.http());
+        match &mut self.parser {
+            Parser::Http1(h) => h.shed(&mut cx.http()),
+            Parser::Tls(t) => t.shed(&mut cx.tls()),
+            Parser::Undecided(_) | Parser::Unparsed => {}
         }
         if let Some(inner) = self.inner.as_mut() {
             inner.shed(cx);
@@ -206,8 +238,10 @@ impl Layer {
     }
 
     pub(crate) fn open_transactions(&self, out: &mut Vec<(SortKey, Timestamp)>) {
-        if let Parser::Http1(h) = &self.parser {
-            h.open_transactions(out);
+        match &self.parser {
+            Parser::Http1(h) => h.open_transactions(out),
+            Parser::Tls(t) => t.open_transactions(out),
+            Parser::Undecided(_) | Parser::Unparsed => {}
         }
         if let Some(inner) = &self.inner {
             inner.open_transactions(out);
@@ -221,6 +255,7 @@ impl Parser {
         stats.layers.count(protocol);
         match protocol {
             Protocol::Http1 => Parser::Http1(HttpConn::new()),
+            Protocol::Tls => Parser::Tls(Box::new(TlsConn::new())),
             _ => Parser::Unparsed,
         }
     }
@@ -228,6 +263,7 @@ impl Parser {
     fn handoff(&self) -> Option<Handoff> {
         match self {
             Parser::Http1(h) => h.handoff(),
+            Parser::Tls(t) => t.handoff(),
             Parser::Undecided(_) | Parser::Unparsed => None,
         }
     }

@@ -17,9 +17,12 @@ pub mod role;
 
 pub use detect::Protocol;
 
-use apitap_core::{FinishCause, FlowKey, HttpTransaction, PacketRef, Side, SortKey, Timestamp};
+use apitap_core::{
+    FinishCause, FlowKey, HttpTransaction, PacketRef, Side, SortKey, Timestamp, TlsConnection,
+};
 use apitap_flow::StreamEvent;
 use apitap_http::{HttpConfig, HttpStats};
+use apitap_tls::{TlsConfig, TlsStats};
 use layer::Layer;
 
 /// Session settings.
@@ -27,6 +30,8 @@ use layer::Layer;
 pub struct SessionConfig {
     /// HTTP/1.x parsing bounds.
     pub http: HttpConfig,
+    /// TLS parsing bounds.
+    pub tls: TlsConfig,
     /// Layers one connection may have (`session.max_depth`): the connection itself, and one
     /// more for each tunnel or upgrade inside it. Deeper layers are not parsed (counted).
     pub max_depth: u8,
@@ -36,6 +41,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
             http: HttpConfig::default(),
+            tls: TlsConfig::default(),
             max_depth: 4,
         }
     }
@@ -46,7 +52,7 @@ apitap_core::counters! {
     pub struct LayerCounts {
         /// HTTP/1.x (parsed).
         pub http1: u64,
-        /// TLS (recognised, not parsed).
+        /// TLS (handshake metadata).
         pub tls: u64,
         /// WebSocket (not parsed).
         pub websocket: u64,
@@ -93,6 +99,9 @@ apitap_core::counters! {
         /// HTTP/1.x parser counters (a summary section of their own).
         #[serde(skip)]
         pub http: HttpStats,
+        /// TLS parser counters (a summary section of their own).
+        #[serde(skip)]
+        pub tls: TlsStats,
     }
 }
 
@@ -108,6 +117,8 @@ pub struct SessionCx<'a> {
     pub stats: &'a mut SessionStats,
     /// Where finished transactions go.
     pub out: &'a mut Vec<HttpTransaction>,
+    /// Where TLS connection records go.
+    pub tls: &'a mut Vec<TlsConnection>,
 }
 
 /// One connection above TCP: its roles and its layers.

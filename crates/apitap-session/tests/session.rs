@@ -2,7 +2,9 @@
 //! and that any split of the stream gives the same transactions.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use apitap_core::{Endpoint, FinishCause, FlowKey, HttpTransaction, PacketRef, Side, Timestamp};
+use apitap_core::{
+    Endpoint, FinishCause, FlowKey, HttpTransaction, PacketRef, Side, Timestamp, TlsConnection,
+};
 use apitap_flow::StreamEvent;
 use apitap_session::{Session, SessionConfig, SessionCx, SessionStats};
 use proptest::prelude::*;
@@ -15,6 +17,7 @@ struct Conn {
     cfg: SessionConfig,
     stats: SessionStats,
     out: Vec<HttpTransaction>,
+    tls: Vec<TlsConnection>,
     at: PacketRef,
 }
 
@@ -30,6 +33,7 @@ impl Conn {
             cfg,
             stats: SessionStats::default(),
             out: Vec::new(),
+            tls: Vec::new(),
             at: PacketRef {
                 index: 1,
                 ts: Timestamp(1_000_000_000),
@@ -45,6 +49,7 @@ impl Conn {
             cfg: &self.cfg,
             stats: &mut self.stats,
             out: &mut self.out,
+            tls: &mut self.tls,
         };
         f(&mut self.session, &mut cx);
     }
@@ -177,7 +182,7 @@ fn a_stray_line_end_after_the_proxy_s_answer_does_not_hide_the_tunnel_s_http() {
 }
 
 #[test]
-fn tls_is_recognised_in_a_tunnel_and_at_the_start_and_counted_not_parsed() {
+fn tls_is_parsed_in_a_tunnel_and_at_the_start_one_record_per_layer() {
     let hello = [0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0, 0, 1, 0];
     let mut c = Conn::new(SessionConfig::default());
     c.client_sends(CONNECT);
@@ -186,7 +191,12 @@ fn tls_is_recognised_in_a_tunnel_and_at_the_start_and_counted_not_parsed() {
     c.finish();
     assert_eq!(c.transactions().len(), 1);
     assert_eq!(c.stats.layers.tls, 1);
-    assert_eq!(c.stats.unparsed_bytes, hello.len() as u64);
+    assert_eq!(c.stats.unparsed_bytes, 0);
+    assert_eq!(c.tls.len(), 1);
+    // After the CONNECT's ordinal.
+    assert_eq!(c.tls[0].key.ordinal, 1);
+    assert_eq!(c.tls[0].client_bytes, hello.len() as u64);
+    assert_eq!(c.stats.tls.client_hellos, 1);
 
     let mut c = Conn::new(SessionConfig::default());
     c.client_sends(&hello);
@@ -195,7 +205,8 @@ fn tls_is_recognised_in_a_tunnel_and_at_the_start_and_counted_not_parsed() {
     assert!(c.out.is_empty(), "a TLS connection yields no HTTP");
     assert_eq!(c.stats.layers.tls, 1);
     assert_eq!(c.stats.layers.http1, 0);
-    assert_eq!(c.stats.unparsed_bytes, (hello.len() + GET.len()) as u64);
+    assert_eq!(c.tls.len(), 1);
+    assert_eq!(c.stats.tls.records_invalid, 1, "GET is no record header");
 }
 
 #[test]

@@ -33,6 +33,8 @@ pub struct Config {
     pub http: apitap_http::HttpConfig,
     /// The session layer: protocol layers per connection.
     pub session: SessionConfig,
+    /// TLS parsing.
+    pub tls: apitap_tls::TlsConfig,
     /// Event content.
     pub output: OutputConfig,
     /// Kafka output; present (or `--kafka`) turns it on.
@@ -425,6 +427,11 @@ impl Config {
                 "http.max_decompression_ratio",
                 u64::from(h.max_decompression_ratio),
                 1..=100_000,
+            ),
+            (
+                "tls.max_handshake_bytes",
+                self.tls.max_handshake_bytes as u64,
+                1024..=16 * MIB,
             ),
             (
                 "session.max_depth",

@@ -163,6 +163,7 @@ impl RunSummary {
             "reassembly": reassembly,
             "session": section(&w.session),
             "http": http,
+            "tls": section(&w.session.tls),
             "transactions": section(&w.transactions),
             "kafka": self.kafka.as_ref().map(kafka_section),
             "output": {

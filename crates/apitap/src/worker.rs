@@ -9,7 +9,7 @@ use crate::telemetry::{Shared, WorkerSnapshot};
 use apitap_analytics::TxRecord;
 use apitap_core::{
     Encap, EncodedEvent, FinishCause, FlowKey, HttpTransaction, PacketBatch, PacketMeta, PacketRef,
-    SortKey, Timestamp,
+    SortKey, Timestamp, TlsConnection,
 };
 use apitap_event::{event_id, Encoder, FlowContext};
 use apitap_flow::{FlowTable, ReassemblyConfig, ReassemblyStats, Segment, StreamEvent, TcpConn};
@@ -81,6 +81,8 @@ struct Env {
     reassembly_stats: ReassemblyStats,
     session_stats: SessionStats,
     txs: Vec<HttpTransaction>,
+    /// TLS connection records the last session call produced.
+    tls: Vec<TlsConnection>,
     events: Vec<Finished>,
     /// Every open transaction of every flow: drives the watermark and transaction
     /// timeouts.
@@ -109,6 +111,7 @@ impl Worker {
                 reassembly: cfg.reassembly.clone(),
                 session: SessionConfig {
                     http: cfg.effective_http(),
+                    tls: cfg.tls.clone(),
                     max_depth: cfg.session.max_depth,
                 },
                 encoder,
@@ -124,6 +127,7 @@ impl Worker {
                 reassembly_stats: ReassemblyStats::default(),
                 session_stats: SessionStats::default(),
                 txs: Vec::new(),
+                tls: Vec::new(),
                 events: Vec::new(),
                 open: BTreeMap::new(),
                 scratch: Vec::new(),
@@ -334,6 +338,7 @@ impl Worker {
                     cfg: &env.session,
                     stats: &mut env.session_stats,
                     out: &mut env.txs,
+                    tls: &mut env.tls,
                 });
                 // A head cut at its timeout gave its buffer back.
                 env.settle_parser(&fk, flow, now);
@@ -431,6 +436,7 @@ impl Env {
                     cfg: &self.session,
                     stats: &mut self.session_stats,
                     out: &mut self.txs,
+                    tls: &mut self.tls,
                 },
             },
         }
@@ -493,8 +499,11 @@ impl Env {
     /// Encodes the transactions the last call produced; `emit_at` is the packet index at
     /// which they completed. A transaction that took longer than the reorder window is
     /// keyed there instead of at its start.
+    ///
+    /// A TLS connection record is keyed where the connection ended, so it never holds the
+    /// watermark back however long the connection lives.
     fn encode(&mut self, key: FlowKey, flow: &mut Flow, emit_at: u64) {
-        if self.txs.is_empty() {
+        if self.txs.is_empty() && self.tls.is_empty() {
             return;
         }
         let ctx = flow.ctx.get_or_insert_with(|| {
@@ -524,6 +533,14 @@ impl Env {
                 Box::new(crate::bridge::tx_record(ctx, tx, id))
             });
             self.events.push(Finished { event, record });
+        }
+        for mut c in self.tls.drain(..) {
+            c.key.flow = flow.first_packet;
+            let event = self.encoder.encode_tls(ctx, &c);
+            self.events.push(Finished {
+                event,
+                record: None,
+            });
         }
     }
 }

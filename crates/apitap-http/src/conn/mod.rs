@@ -492,6 +492,7 @@ impl HttpConn {
 impl AppParser for HttpConn {
     type Config = HttpConfig;
     type Stats = HttpStats;
+    type Output = HttpTransaction;
 
     fn on_data(&mut self, dir: Direction, data: &[u8], cx: &mut Ctx<'_>) -> usize {
         self.expire_at(cx);
