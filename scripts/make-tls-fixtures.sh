@@ -6,78 +6,22 @@
 #   tls-mixed.pcap         every connection below
 #   tls-mixed.keys         their key log (SSLKEYLOGFILE format)
 #   tls-mixed.access.log   nginx's log: method uri status body_bytes bytes protocol cipher sni
+# and, in fixtures/analytics, one capture per TLS posture rule with its normal twin
+# (tls-deprecated, tls-weak-cipher, tls-cert-expired, tls-cert-name, tls-new-fingerprint).
 # Timestamps and keys differ on every run; afterwards refresh the goldens:
-#   UPDATE_GOLDEN=1 cargo test --test golden
+#   UPDATE_GOLDEN=1 cargo test --test golden --test tls --test analytics
 # Needs root, iproute2, nginx, openssl, curl, python3, tcpdump. Traffic stays in the two
 # namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 fx=$root/fixtures/tls
-work=$(mktemp -d)
-chmod 755 "$work"
-srv=apitap-tls-s$$ cli=apitap-tls-c$$ sdev=ts$$ cdev=tc$$ server=10.77.0.1
-cleanup() {
-  for ns in "$srv" "$cli"; do
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
-    ip netns del "$ns" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-ip netns add "$srv"; ip netns add "$cli"
-ip link add "$cdev" netns "$cli" type veth peer name "$sdev" netns "$srv"
-ip -n "$srv" addr add "$server/24" dev "$sdev"; ip -n "$srv" link set "$sdev" up; ip -n "$srv" link set lo up
-ip -n "$cli" addr add 10.77.0.2/24 dev "$cdev"; ip -n "$cli" link set "$cdev" up; ip -n "$cli" link set lo up
-# Segmentation offload would hand tcpdump segments larger than the wire's.
-ip netns exec "$srv" ethtool -K "$sdev" tso off gso off gro off 2>/dev/null || true
-ip netns exec "$cli" ethtool -K "$cdev" tso off gso off gro off 2>/dev/null || true
-
-# --- certificates ---
-certs=$work/certs
-mkdir -p "$certs/ca/newcerts"
-mkcert() { # name cn
-  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout "$certs/$1.key" -out "$certs/$1.crt" \
-    -subj "/CN=$2" -addext "subjectAltName=DNS:$2,DNS:*.$2" 2>/dev/null
-}
-mkcert api api.test
-mkcert other other.test
-# An expired certificate needs explicit dates: openssl ca signs with them.
-touch "$certs/ca/index.txt"; echo 01 > "$certs/ca/serial"
-cat > "$certs/ca/ca.cnf" <<CNF
-[ca]
-default_ca = d
-[d]
-database = $certs/ca/index.txt
-new_certs_dir = $certs/ca/newcerts
-serial = $certs/ca/serial
-default_md = sha256
-policy = p
-copy_extensions = copy
-[p]
-commonName = supplied
-CNF
-openssl req -new -newkey rsa:2048 -nodes -keyout "$certs/expired.key" -out "$certs/expired.csr" \
-  -subj /CN=expired.api.test -addext subjectAltName=DNS:expired.api.test 2>/dev/null
-openssl ca -batch -config "$certs/ca/ca.cnf" -selfsign -keyfile "$certs/expired.key" \
-  -in "$certs/expired.csr" -out "$certs/expired.crt" -startdate 20200101000000Z \
-  -enddate 20210101000000Z -notext 2>/dev/null
-
-# --- nginx ---
-mkdir -p "$work/nginx/www"
-echo '<html><body>hello over tls</body></html>' > "$work/nginx/www/index.html"
-log=$work/access.log
-sed -e "s|@PREFIX@|$work/nginx|g" -e "s|@LOG@|$log|g" -e "s|@ADDR@|$server|g" -e "s|@CERTS@|$certs|g" \
-  "$fx/nginx-tls.conf" > "$work/nginx/nginx.conf"
-(ip netns exec "$srv" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &)
-for _ in $(seq 50); do
-  ip netns exec "$cli" curl -sk -o /dev/null "https://$server:8443/index.html" && break; sleep 0.1
-done
-sleep 0.3; : > "$log"
+source scripts/lib/tls-pair.sh
+tls_pair
 
 # --- capture ---
 keys=$work/keys
-ip netns exec "$srv" tcpdump -i "$sdev" -s 0 -U -n -w "$work/tls-mixed.pcap" tcp 2>"$work/tcpdump.log" &
+ip netns exec "$srv" tcpdump -i "$sdev" --immediate-mode -s 0 -U -n -w "$work/tls-mixed.pcap" tcp 2>"$work/tcpdump.log" &
 tcpdump_pid=$!
 sleep 1
 
@@ -111,3 +55,33 @@ cp "$keys" "$fx/tls-mixed.keys"
 chmod 600 "$fx/tls-mixed.keys"
 cp "$log" "$fx/tls-mixed.access.log"
 echo "fixtures/tls: $(wc -l < "$log") requests logged, $(wc -l < "$keys") key log lines" >&2
+
+# --- posture fixtures (fixtures/analytics): one capture per rule, and its normal twin ---
+an=$root/fixtures/analytics
+start_capture() { # name
+  ip netns exec "$srv" tcpdump -i "$sdev" --immediate-mode -s 0 -U -n -w "$work/$1.pcap" tcp 2>/dev/null &
+  tcpdump_pid=$!
+  sleep 1
+}
+stop_capture() { # name
+  sleep 0.5
+  kill -INT "$tcpdump_pid"; wait "$tcpdump_pid" 2>/dev/null || true
+  cp "$work/$1.pcap" "$an/$1.pcap"
+}
+p() { ip netns exec "$cli" curl -sk --http1.1 -o /dev/null --resolve "api.test:$1:$server" "https://api.test:$1/index.html" "${@:2}"; }
+start_capture tls-deprecated;       p 8446 --tlsv1 --ciphers 'DEFAULT:@SECLEVEL=0'; stop_capture tls-deprecated
+start_capture tls-deprecated-normal; p 8443 --tlsv1.2; stop_capture tls-deprecated-normal
+start_capture tls-weak-cipher;      p 8447 --tls-max 1.2 --ciphers 'NULL-SHA256:@SECLEVEL=0'; stop_capture tls-weak-cipher
+start_capture tls-weak-cipher-normal; p 8443 --tls-max 1.2; stop_capture tls-weak-cipher-normal
+start_capture tls-cert-expired;     ip netns exec "$cli" curl -sk -o /dev/null --tls-max 1.2 --resolve "expired.api.test:8444:$server" https://expired.api.test:8444/index.html; stop_capture tls-cert-expired
+start_capture tls-cert-expired-normal; p 8443 --tls-max 1.2; stop_capture tls-cert-expired-normal
+start_capture tls-cert-name;        p 8445 --tls-max 1.2; stop_capture tls-cert-name
+start_capture tls-cert-name-normal; p 8443 --tls-max 1.2; stop_capture tls-cert-name-normal
+# A client fingerprint never seen for api.test after the learning period (1 s in the
+# test's config): curl twice, then Python's ssl; the normal twin is curl three times.
+start_capture tls-new-fingerprint
+p 8443; p 8443; sleep 2
+ip netns exec "$cli" python3 -W ignore "$root/scripts/tls_client.py" "$server" 8443 api.test /dev/null 1.3 '' /index.html
+stop_capture tls-new-fingerprint
+start_capture tls-new-fingerprint-normal; p 8443; p 8443; sleep 2; p 8443; stop_capture tls-new-fingerprint-normal
+echo "fixtures/analytics: $(ls "$an"/tls-*.pcap | wc -l) TLS posture captures" >&2

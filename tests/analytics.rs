@@ -488,6 +488,130 @@ fn partner_auth_failures() {
     );
 }
 
+/// (events, alerts) of a TLS posture fixture (scripts/make-tls-fixtures.sh): the
+/// analytics config with a 1 s learning period (the fingerprint capture waits 2 s).
+fn run_tls(name: &str) -> (Vec<Value>, Vec<Value>) {
+    let mut cfg = config();
+    cfg.analytics.learning_period_s = 1;
+    let (out, summary) = run_replay_with(&[dir().join(format!("{name}.pcap"))], &cfg);
+    assert!(summary.input_error.is_none(), "{name}: {summary:?}");
+    let (events, alerts) = (parse_lines(&out), parse_alerts(&out));
+    let a = summary.analytics.as_ref().unwrap();
+    let tls = events
+        .iter()
+        .filter(|e| field(e, "network.protocol") == "tls")
+        .count();
+    assert!(tls > 0, "{name}");
+    assert_eq!(a.tls_connections, tls as u64, "{name}");
+    assert_eq!(a.alerts, alerts.len() as u64, "{name}");
+    check_golden(name, &alerts);
+    (events, alerts)
+}
+
+/// Each TLS posture rule fires once on its capture, citing the connection event, and
+/// never on the same traffic done right.
+#[test]
+fn tls_posture_rules_fire_on_their_capture_and_not_on_its_twin() {
+    for (name, rule, severity, owasp, detail) in [
+        (
+            "tls-deprecated",
+            "APITAP-TLS-001",
+            50,
+            "API8:2023",
+            ("version", "1.0"),
+        ),
+        (
+            "tls-weak-cipher",
+            "APITAP-TLS-002",
+            70,
+            "API8:2023",
+            ("weakness", "null"),
+        ),
+        (
+            "tls-cert-expired",
+            "APITAP-TLS-003",
+            60,
+            "API8:2023",
+            ("state", "expired"),
+        ),
+        (
+            "tls-cert-name",
+            "APITAP-TLS-004",
+            55,
+            "API8:2023",
+            ("server_name", "api.test"),
+        ),
+        (
+            "tls-new-fingerprint",
+            "APITAP-TLS-005",
+            30,
+            "API6:2023",
+            ("ja4", ""),
+        ),
+    ] {
+        let (events, alerts) = run_tls(name);
+        assert_eq!(alerts.len(), 1, "{name}: {alerts:#?}");
+        let a = &alerts[0];
+        assert_eq!(a["rule"]["id"], rule, "{name}");
+        assert_eq!(field(a, "event.severity"), severity, "{name}");
+        assert_eq!(field(a, "apitap.owasp"), owasp, "{name}");
+        let got = field(a, &format!("apitap.details.{}", detail.0));
+        if detail.1.is_empty() {
+            assert!(
+                got.as_str().is_some_and(|s| s.starts_with("t13")),
+                "{name}: {a}"
+            );
+        } else {
+            assert_eq!(got, detail.1, "{name}: {a}");
+        }
+        for id in field(a, "apitap.evidence").as_array().unwrap() {
+            let ev = events.iter().find(|e| &e["event"]["id"] == id).unwrap();
+            assert_eq!(field(ev, "network.protocol"), "tls", "{name}");
+        }
+        let (normal_events, normal_alerts) = run_tls(&format!("{name}-normal"));
+        assert!(!normal_events.is_empty());
+        assert!(
+            normal_alerts.is_empty(),
+            "{name}-normal: {normal_alerts:#?}"
+        );
+    }
+}
+
+/// `apitap inventory` lists the encrypted services by server name and port.
+#[test]
+fn inventory_lists_encrypted_services() {
+    let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
+        .args(["inventory", "--json"])
+        .arg(root().join("fixtures/tls/tls-mixed.pcap"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let snap: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let services = snap["tls_services"].as_array().unwrap();
+    let names: BTreeSet<(String, u64)> = services
+        .iter()
+        .map(|s| {
+            (
+                s["host"].as_str().unwrap().to_string(),
+                s["port"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(names.contains(&("api.test".to_string(), 8443)), "{names:?}");
+    assert!(
+        names.contains(&("expired.api.test".to_string(), 8444)),
+        "{names:?}"
+    );
+    let main = services.iter().find(|s| s["port"] == 8443).unwrap();
+    for v in ["1.0", "1.2", "1.3"] {
+        assert!(
+            main["versions"].as_array().unwrap().contains(&v.into()),
+            "{main}"
+        );
+    }
+    assert!(main["client_fingerprints"].as_array().unwrap().len() >= 3);
+}
+
 /// Every rule has its fixture pair (a new rule without one fails here).
 #[test]
 fn every_rule_has_a_firing_and_a_normal_capture() {

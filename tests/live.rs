@@ -196,7 +196,12 @@ impl Lab {
                 env!("CARGO_BIN_EXE_apitap"),
                 "run",
             ])
-            .args(["-i", &self.iface, "--bpf", "tcp port 8080"])
+            .args(["-i", &self.iface])
+            .args(if extra.contains(&"--bpf") {
+                &[][..]
+            } else {
+                &["--bpf", "tcp port 8080"][..]
+            })
             .args(if extra.contains(&"--metrics-addr") {
                 &[][..]
             } else {
@@ -968,4 +973,131 @@ fn metrics_health_json_logs_and_interface_listing() {
         .find(|l| l.starts_with(&format!("{}\t", lab.iface)))
         .unwrap();
     assert!(veth.contains("up") && veth.contains("10.213."), "{veth}");
+}
+
+/// Live decryption: an HTTPS server (Python's ssl) in one namespace, a client in the other
+/// writing the key log as it talks, `apitap run --keylog` following that file after it gave
+/// up root (the file is root's, mode 0600: read through the descriptor opened at start-up).
+/// The keys reach the file after the handshake; the records wait for them and every
+/// request is decrypted.
+#[test]
+fn live_decryption_follows_a_key_log_written_during_the_capture() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("live-tls");
+    let cert = lab.dir.join("cert.pem");
+    let key = lab.dir.join("key.pem");
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=api.test",
+            "-addext",
+            "subjectAltName=DNS:api.test",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let server = format!(
+        r#"
+import http.server, ssl
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = b'{{"ok":true}}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain("{cert}", "{key}")
+s = http.server.HTTPServer(("{ip}", 8443), H)
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+s.serve_forever()
+"#,
+        cert = cert.display(),
+        key = key.display(),
+        ip = lab.srv_ip
+    );
+    let mut srv = Command::new("ip")
+        .args(["netns", "exec", &lab.srv, "python3", "-c", &server])
+        .spawn()
+        .unwrap();
+    let keylog = lab.dir.join("keys.log");
+    std::fs::write(&keylog, "").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&keylog, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let sensor = lab.start_apitap(&[
+        "--user",
+        "nobody",
+        "--bpf",
+        "tcp port 8443",
+        "--keylog",
+        keylog.to_str().unwrap(),
+    ]);
+    // One connection: a request, a pause longer than the follower's poll, two more.
+    let client = format!(
+        r#"
+import http.client, ssl, time
+for _ in range(50):
+    try:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.keylog_filename = "{keylog}"
+        c = http.client.HTTPSConnection("{ip}", 8443, context=ctx)
+        c.connect()
+        break
+    except OSError:
+        time.sleep(0.1)
+for i, pause in enumerate([1.5, 0, 0]):
+    c.request("GET", f"/v1/items/{{i}}", headers={{"Host": "api.test"}})
+    r = c.getresponse(); r.read()
+    time.sleep(pause)
+c.close()
+print("done", flush=True)
+"#,
+        keylog = keylog.display(),
+        ip = lab.srv_ip
+    );
+    let out = lab.cli_cmd(&["python3", "-c", &client]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "done",
+        "{out:?}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let (events, stats) = sensor.stop();
+    let _ = srv.kill();
+    let _ = srv.wait();
+    let http: Vec<&Value> = events
+        .iter()
+        .filter(|e| field(e, "network.protocol") == "http")
+        .collect();
+    assert_eq!(http.len(), 3, "{events:#?}");
+    for (i, e) in http.iter().enumerate() {
+        assert_eq!(field(e, "url.original"), format!("/v1/items/{i}").as_str());
+        assert_eq!(field(e, "http.response.status_code"), 200);
+        assert_eq!(field(e, "tls.version"), "1.3");
+    }
+    let conn = events
+        .iter()
+        .find(|e| field(e, "network.protocol") == "tls")
+        .unwrap();
+    assert_eq!(field(conn, "apitap.tls.decryption"), "decrypted");
+    assert!(
+        field(&stats, "tls.keylog.secrets").as_u64().unwrap_or(0) >= 4,
+        "{stats}"
+    );
 }

@@ -265,3 +265,67 @@ fn every_tls_conversation_split_at_every_byte_gives_the_same_record() {
     // Connections a client ended with a reset are left out by `conversations`.
     assert!(checked >= 8, "only {checked} TLS conversations");
 }
+
+/// Keys that reach the key log only after the handshake (a live key log followed as it
+/// grows): the records that came first waited, and everything is decrypted; past
+/// `max_pending_bytes` of waiting, the connection is given up as `keys_too_late`.
+#[test]
+fn keys_that_arrive_late_still_decrypt_within_the_pending_bound() {
+    use apitap_tls::keylog::{KeyLog, KeyLogHandle};
+    let pcap = root().join("fixtures/tls/tls-mixed.pcap");
+    let text = std::fs::read_to_string(root().join("fixtures/tls/tls-mixed.keys")).unwrap();
+    let (convs, _) = conversations(&pcap);
+    let at = PacketRef {
+        index: 1,
+        ts: Timestamp(0),
+    };
+    let mut decrypted = 0;
+    for (req, resp) in &convs {
+        for max_pending in [1 << 20, 16] {
+            let keys = KeyLogHandle::new(KeyLog::new());
+            let cfg = TlsConfig {
+                keys: keys.clone(),
+                max_pending_bytes: max_pending,
+                ..TlsConfig::default()
+            };
+            let mut env: ParserEnv<TlsConfig, TlsStats, TlsConnection> = ParserEnv::new(cfg);
+            let mut conn = TlsConn::new();
+            // The ClientHello, everything the server sent, the rest of what the client
+            // sent (its protected records after the ServerHello, as on the wire), with no
+            // key yet; then the keys.
+            let hello = 5 + usize::from(u16::from_be_bytes([req[3], req[4]]));
+            conn.on_data(Direction::ToServer, &req[..hello], &mut env.cx(at));
+            conn.on_data(Direction::ToClient, resp, &mut env.cx(at));
+            conn.on_data(Direction::ToServer, &req[hello..], &mut env.cx(at));
+            keys.add_text(&text);
+            // The connection ends before another record came: the session's last look at
+            // the key log finds them.
+            conn.settle_pending(&mut env.cx(at));
+            conn.finish(FinishCause::ConnectionClosed, &mut env.cx(at));
+            let plain: usize = conn
+                .take_plaintext()
+                .iter()
+                .map(|p| match p {
+                    apitap_tls::Plaintext::Data(_, b) => b.len(),
+                    apitap_tls::Plaintext::Lost(..) => 0,
+                })
+                .sum();
+            let outcome = env.out[0].decryption;
+            match outcome {
+                Some(apitap_core::Decryption::Decrypted) => {
+                    assert_eq!(max_pending, 1 << 20);
+                    assert!(plain > 0);
+                    decrypted += 1;
+                }
+                Some(apitap_core::Decryption::KeysTooLate) => {
+                    assert_eq!(max_pending, 16);
+                    assert_eq!(plain, 0);
+                    assert!(env.stats.pending_bytes_dropped > 16);
+                }
+                Some(apitap_core::Decryption::UnsupportedCipher) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert!(decrypted >= 7, "{decrypted}");
+}

@@ -35,6 +35,7 @@ fuzz_target!(|data: &[u8]| {
         },
         tls: apitap_tls::TlsConfig {
             max_handshake_bytes: 2048,
+            ..Default::default()
         },
         max_depth: 3,
     };

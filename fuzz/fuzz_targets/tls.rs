@@ -5,12 +5,27 @@
 #![no_main]
 
 use apitap_core::{AppParser, Direction, FinishCause, PacketRef, ParserEnv, Timestamp, TlsConnection};
+use apitap_tls::keylog::{KeyLog, KeyLogHandle};
 use apitap_tls::{TlsConfig, TlsConn, TlsStats};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    // A key log with secrets for an all-zero client random, so decryption (waiting,
+    // key derivation, failing records) is reached too.
+    let keys = KeyLogHandle::new(KeyLog::new());
+    let zero = "00".repeat(32);
+    keys.add_text(&format!(
+        "CLIENT_RANDOM {zero} {m}\nCLIENT_HANDSHAKE_TRAFFIC_SECRET {zero} {s}\n\
+         SERVER_HANDSHAKE_TRAFFIC_SECRET {zero} {s}\nCLIENT_TRAFFIC_SECRET_0 {zero} {s}\n\
+         SERVER_TRAFFIC_SECRET_0 {zero} {s}\n",
+        m = "11".repeat(48),
+        s = "22".repeat(32)
+    ));
     let cfg = TlsConfig {
         max_handshake_bytes: 2048,
+        max_pending_bytes: 1024,
+        keys,
+        ..TlsConfig::default()
     };
     let mut env: ParserEnv<TlsConfig, TlsStats, TlsConnection> = ParserEnv::new(cfg.clone());
     let mut conn = TlsConn::new();
@@ -42,9 +57,14 @@ fuzz_target!(|data: &[u8]| {
         } else {
             assert_eq!(conn.on_data(dir, chunk, &mut env.cx(at)), n);
         }
+        let _ = conn.take_plaintext();
         let held = conn.buffered_bytes();
-        // The handshake buffer stays within its bound plus one record.
-        assert!(held <= 2 * (cfg.max_handshake_bytes + 4 + apitap_tls::conn::MAX_RECORD_BODY) + 64);
+        // Handshake buffers (plain and decrypted) within their bound plus one record each,
+        // waiting records within theirs plus one.
+        let bound = 4 * (cfg.max_handshake_bytes + 4 + apitap_tls::conn::MAX_RECORD_BODY)
+            + cfg.max_pending_bytes
+            + apitap_tls::conn::MAX_RECORD_BODY;
+        assert!(held <= bound, "{held} > {bound}");
         if ctl & 8 != 0 {
             conn.shed(&mut env.cx(at));
         }

@@ -47,6 +47,16 @@ pub enum Rule {
     PartnerNewEndpoint,
     /// Authentication failures of a partner network.
     PartnerAuthFailures,
+    /// A TLS connection negotiated SSL 3.0, TLS 1.0 or TLS 1.1.
+    TlsDeprecatedProtocol,
+    /// A TLS connection negotiated a weak cipher suite (NULL, EXPORT, anon, RC4, DES, 3DES).
+    TlsWeakCipher,
+    /// A server presented a certificate expired or not yet valid at packet time.
+    TlsCertificateInvalidDates,
+    /// A server presented a certificate whose names do not cover the SNI.
+    TlsCertificateNameMismatch,
+    /// A TLS client fingerprint (JA4) never seen for a host, after the learning period.
+    TlsNewClientFingerprint,
 }
 
 /// The OWASP API Security Top 10 (2023) categories used by the rules.
@@ -74,7 +84,7 @@ impl Rule {
     }
 
     /// Every rule, in catalogue order.
-    pub const ALL: [Rule; 19] = [
+    pub const ALL: [Rule; 24] = [
         Rule::ShadowEndpoint,
         Rule::DeprecatedOperation,
         Rule::SupersededVersion,
@@ -94,6 +104,11 @@ impl Rule {
         Rule::NewExternalDestination,
         Rule::PartnerNewEndpoint,
         Rule::PartnerAuthFailures,
+        Rule::TlsDeprecatedProtocol,
+        Rule::TlsWeakCipher,
+        Rule::TlsCertificateInvalidDates,
+        Rule::TlsCertificateNameMismatch,
+        Rule::TlsNewClientFingerprint,
     ];
 
     /// Stable rule id (`rule.id`).
@@ -118,6 +133,11 @@ impl Rule {
             Rule::NewExternalDestination => "APITAP-THIRDPARTY-001",
             Rule::PartnerNewEndpoint => "APITAP-THIRDPARTY-002",
             Rule::PartnerAuthFailures => "APITAP-THIRDPARTY-003",
+            Rule::TlsDeprecatedProtocol => "APITAP-TLS-001",
+            Rule::TlsWeakCipher => "APITAP-TLS-002",
+            Rule::TlsCertificateInvalidDates => "APITAP-TLS-003",
+            Rule::TlsCertificateNameMismatch => "APITAP-TLS-004",
+            Rule::TlsNewClientFingerprint => "APITAP-TLS-005",
         }
     }
 
@@ -148,6 +168,11 @@ impl Rule {
             Rule::NewExternalDestination => "new_external_destination",
             Rule::PartnerNewEndpoint => "partner_unseen_endpoint",
             Rule::PartnerAuthFailures => "partner_auth_failures",
+            Rule::TlsDeprecatedProtocol => "tls_deprecated_protocol",
+            Rule::TlsWeakCipher => "tls_weak_cipher",
+            Rule::TlsCertificateInvalidDates => "tls_certificate_invalid_dates",
+            Rule::TlsCertificateNameMismatch => "tls_certificate_name_mismatch",
+            Rule::TlsNewClientFingerprint => "tls_new_client_fingerprint",
         }
     }
 
@@ -173,6 +198,11 @@ impl Rule {
             Rule::NewExternalDestination => "An internal client contacted an external API destination not seen during learning.",
             Rule::PartnerNewEndpoint => "A partner network called an endpoint it did not use during learning.",
             Rule::PartnerAuthFailures => "A partner network received repeated authentication failures.",
+            Rule::TlsDeprecatedProtocol => "A TLS connection negotiated a deprecated protocol version (SSL 3.0, TLS 1.0, TLS 1.1).",
+            Rule::TlsWeakCipher => "A TLS connection negotiated a weak cipher suite (NULL, EXPORT, anonymous, RC4, DES or 3DES).",
+            Rule::TlsCertificateInvalidDates => "A server presented a certificate that was expired or not yet valid when it was seen.",
+            Rule::TlsCertificateNameMismatch => "A server presented a certificate whose names do not cover the server name the client asked for.",
+            Rule::TlsNewClientFingerprint => "A TLS client fingerprint (JA4) never seen for this host appeared after the learning period (new client software, automation).",
         }
     }
 
@@ -198,6 +228,11 @@ impl Rule {
             Rule::NewExternalDestination => "Check that the new third-party API is approved; validate and sanitize its data.",
             Rule::PartnerNewEndpoint => "Check that the partner is allowed to call this endpoint.",
             Rule::PartnerAuthFailures => "Contact the partner: expired or leaked credentials, or misuse.",
+            Rule::TlsDeprecatedProtocol => "Disable SSL 3.0, TLS 1.0 and 1.1 on the server and upgrade the clients that still need them.",
+            Rule::TlsWeakCipher => "Remove the weak suites from the server's cipher list; prefer ECDHE with AES-GCM or ChaCha20-Poly1305.",
+            Rule::TlsCertificateInvalidDates => "Renew the certificate (or fix the server's clock) and automate renewal.",
+            Rule::TlsCertificateNameMismatch => "Issue a certificate that names the host, or check whether the client is being sent somewhere it should not go.",
+            Rule::TlsNewClientFingerprint => "Check which client software this is; new tooling against an API is often automation or a scanner.",
         }
     }
 
@@ -217,7 +252,13 @@ impl Rule {
             }
             Rule::LoginFailureBurst | Rule::AuthFailureBurst => "API2:2023",
             Rule::ObjectEnumeration => "API1:2023",
-            Rule::SecretInUrl | Rule::VersionBanner => "API8:2023",
+            Rule::SecretInUrl
+            | Rule::VersionBanner
+            | Rule::TlsDeprecatedProtocol
+            | Rule::TlsWeakCipher
+            | Rule::TlsCertificateInvalidDates
+            | Rule::TlsCertificateNameMismatch => "API8:2023",
+            Rule::TlsNewClientFingerprint => "API6:2023",
             Rule::NewExternalDestination | Rule::PartnerNewEndpoint | Rule::PartnerAuthFailures => {
                 "API10:2023"
             }
@@ -255,6 +296,11 @@ impl Rule {
             Rule::NewExternalDestination => 45,
             Rule::PartnerNewEndpoint => 45,
             Rule::PartnerAuthFailures => 55,
+            Rule::TlsDeprecatedProtocol => 50,
+            Rule::TlsWeakCipher => 70,
+            Rule::TlsCertificateInvalidDates => 60,
+            Rule::TlsCertificateNameMismatch => 55,
+            Rule::TlsNewClientFingerprint => 30,
         }
     }
 
@@ -277,7 +323,12 @@ impl Rule {
             Rule::SecretInUrl | Rule::SensitiveDataResponse | Rule::SensitiveDataRequest => {
                 &["api", "intrusion_detection"]
             }
-            Rule::VersionBanner => &["configuration", "vulnerability"],
+            Rule::VersionBanner
+            | Rule::TlsDeprecatedProtocol
+            | Rule::TlsWeakCipher
+            | Rule::TlsCertificateInvalidDates
+            | Rule::TlsCertificateNameMismatch => &["configuration", "vulnerability"],
+            Rule::TlsNewClientFingerprint => &["network", "intrusion_detection"],
             Rule::NewExternalDestination | Rule::PartnerNewEndpoint => {
                 &["api", "network", "intrusion_detection"]
             }

@@ -59,6 +59,29 @@ pub struct AnalyticsConfig {
     pub sensitive: SensitiveConfig,
     /// Third parties: new external destinations, partner behaviour.
     pub third_party: ThirdPartyConfig,
+    /// TLS: encrypted services and the posture rules.
+    pub tls: TlsAnalyticsConfig,
+}
+
+/// TLS: the inventory of encrypted services and the client fingerprints learned per host.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsAnalyticsConfig {
+    /// Encrypted services (server name or address, port) kept in the inventory; more are
+    /// counted (`tls_services_overflow`).
+    pub max_services: usize,
+    /// Hosts whose client fingerprints are learned (least recently used forgotten first,
+    /// counted: `tls_fingerprint_hosts_evicted`).
+    pub max_fingerprint_hosts: usize,
+}
+
+impl Default for TlsAnalyticsConfig {
+    fn default() -> Self {
+        TlsAnalyticsConfig {
+            max_services: 10_000,
+            max_fingerprint_hosts: 10_000,
+        }
+    }
 }
 
 impl Default for AnalyticsConfig {
@@ -80,6 +103,7 @@ impl Default for AnalyticsConfig {
             url_secrets: UrlSecretsConfig::default(),
             sensitive: SensitiveConfig::default(),
             third_party: ThirdPartyConfig::default(),
+            tls: TlsAnalyticsConfig::default(),
         }
     }
 }
@@ -499,6 +523,16 @@ impl AnalyticsConfig {
                 1..=1_000_000,
             ),
             ("analytics.bola.max_keys", u(bola.max_keys), 1..=MANY),
+            (
+                "analytics.tls.max_services",
+                u(self.tls.max_services),
+                1..=MANY,
+            ),
+            (
+                "analytics.tls.max_fingerprint_hosts",
+                u(self.tls.max_fingerprint_hosts),
+                1..=MANY,
+            ),
             (
                 "analytics.sensitive.max_scan_bytes",
                 u(self.sensitive.max_scan_bytes),

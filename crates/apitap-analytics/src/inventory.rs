@@ -410,6 +410,9 @@ pub struct InventorySnapshot {
     pub learned_variables: Vec<LearnedVariable>,
     /// Transactions not recorded because the endpoint table was full.
     pub overflow_transactions: u64,
+    /// Encrypted services (TLS) by server name and port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls_services: Vec<crate::tls::TlsService>,
 }
 
 /// Result of [`Inventory::observe`].
@@ -539,6 +542,7 @@ impl Inventory {
             endpoints: self.endpoints(),
             learned_variables: self.templater.learned(),
             overflow_transactions: self.overflow_transactions,
+            tls_services: Vec::new(),
         }
     }
 

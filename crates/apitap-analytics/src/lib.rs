@@ -53,6 +53,7 @@ pub mod sarif;
 pub mod sensitive;
 pub mod spec;
 pub mod template;
+pub mod tls;
 
 use apitap_core::Level;
 use serde_json::Value;
@@ -66,6 +67,7 @@ pub use record::{Headers, TxRecord};
 pub use sarif::sarif;
 pub use sensitive::SensitiveKind;
 pub use spec::{ApiSpec, SpecError};
+pub use tls::{CertFacts, TlsRecord, TlsService};
 
 use baseline::Baselines;
 use detect::auth::AuthDetector;
@@ -144,6 +146,16 @@ apitap_core::counters! {
         pub bodies_skipped_binary: u64,
         /// Body samples cut to `sensitive.max_scan_bytes`.
         pub bodies_truncated: u64,
+        /// TLS connections processed.
+        pub tls_connections: u64,
+        /// Encrypted services in the inventory.
+        pub tls_services: Level,
+        /// TLS connections of new services not recorded (`tls.max_services`).
+        pub tls_services_overflow: u64,
+        /// ALPN, version, cipher or fingerprint values past a service's set bound.
+        pub tls_values_overflow: u64,
+        /// Hosts whose learned fingerprints were forgotten (`tls.max_fingerprint_hosts`).
+        pub tls_fingerprint_hosts_evicted: u64,
     }
 }
 
@@ -170,6 +182,8 @@ pub struct Analytics {
     response_data: Exposure,
     banners: Banners,
     third: ThirdParty,
+    tls: tls::TlsAnalytics,
+    tls_connections: u64,
     /// Disabled rules, suppression, alert ids.
     gate: Gate,
     /// Findings of the current transaction (reused).
@@ -226,6 +240,8 @@ impl Analytics {
             response_data: Exposure::new(Flow::Response, scan()),
             banners: Banners,
             third,
+            tls: tls::TlsAnalytics::new(cfg.tls.max_services, cfg.tls.max_fingerprint_hosts),
+            tls_connections: 0,
             gate: Gate::new(&cfg),
             found: Vec::new(),
             endpoint_name: String::new(),
@@ -316,6 +332,49 @@ impl Analytics {
         })
     }
 
+    /// Processes one TLS connection (its event, when it ended): the encrypted-service
+    /// inventory and the posture rules; appends the alerts to `out`.
+    pub fn process_tls(&mut self, r: &TlsRecord, out: &mut Vec<Alert>) {
+        if !self.cfg.enabled {
+            return;
+        }
+        self.tls_connections += 1;
+        match self.clock_ns {
+            Some(c) if r.ts_ns < c => self.out_of_order += 1,
+            _ => self.clock_ns = Some(r.ts_ns),
+        }
+        let first = *self.first_ns.get_or_insert(r.ts_ns);
+        let learning = r.ts_ns.saturating_sub(first) < secs_ns(self.cfg.learning_period_s);
+        self.tls
+            .observe(r, learning, &mut self.gate, &mut self.found);
+        // Third parties by server name when the HTTP inside is not visible (and, when it
+        // is, by the same name the HTTP Host would give).
+        if let (Some(client), Some(server)) = (r.client, r.server) {
+            let name = r.server_name.as_deref();
+            if let Some(dest) = self
+                .third
+                .tls_destination(client.ip(), server.ip(), name, learning)
+            {
+                let mut alert = tls::alert(
+                    r,
+                    Rule::NewExternalDestination,
+                    format!(
+                        "Internal client {} contacted a new external API destination {dest} ({server}, TLS)",
+                        client.ip()
+                    ),
+                );
+                alert.host = Some(dest.clone());
+                self.found.push(Finding::new(alert, dest));
+            }
+        }
+        self.gate.emit(&mut self.found, out);
+    }
+
+    /// Encrypted services seen, by server name (or address) and port.
+    pub fn tls_services(&self) -> Vec<TlsService> {
+        self.tls.services().cloned().collect()
+    }
+
     /// Advances the packet clock without a transaction (a quiet live link): closes the
     /// baseline buckets that ended before `now_ns`.
     pub fn tick(&mut self, now_ns: i64) -> Vec<Alert> {
@@ -346,14 +405,17 @@ impl Analytics {
         &self.inventory
     }
 
-    /// The inventory to save (JSON via serde).
+    /// The inventory to save (JSON via serde), encrypted services included.
     pub fn inventory_snapshot(&self) -> InventorySnapshot {
-        self.inventory.snapshot()
+        let mut snap = self.inventory.snapshot();
+        snap.tls_services = self.tls_services();
+        snap
     }
 
     /// Loads a saved inventory (e.g. at start-up of a live sensor).
     pub fn restore_inventory(&mut self, snap: &InventorySnapshot) {
         self.inventory.restore(snap);
+        self.tls.restore(&snap.tls_services);
     }
 
     /// The inventory as an OpenAPI 3.0 document (`host`: one host only).
@@ -399,6 +461,11 @@ impl Analytics {
             partner_endpoints_overflow: self.third.partner_overflow,
             spec_matched: self.spec.matched,
             spec_unmatched: self.spec.unmatched,
+            tls_connections: self.tls_connections,
+            tls_services: Level(self.tls.len() as u64),
+            tls_services_overflow: self.tls.services_overflow,
+            tls_values_overflow: self.tls.values_overflow,
+            tls_fingerprint_hosts_evicted: self.tls.fingerprint_hosts_evicted,
             ..AnalyticsStats::default()
         };
         for c in [self.request_data.counters(), self.response_data.counters()] {

@@ -395,6 +395,8 @@ pub struct HttpTransaction {
     pub anomalies: Anomalies,
     /// Set when the transaction is not a complete request/response pair.
     pub incomplete: Option<IncompleteReason>,
+    /// The handshake of the TLS connection it was decrypted from.
+    pub tls: Option<std::sync::Arc<crate::tls::TlsHandshake>>,
 }
 
 impl HttpTransaction {

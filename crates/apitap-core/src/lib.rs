@@ -30,4 +30,4 @@ pub use packet::{Encap, PacketBatch, PacketMeta, TcpFlags, Tunnel, TunnelKind};
 pub use parser::{AppParser, FinishCause, Handoff, ParseCx, ParserEnv, Probe, UpgradeTo};
 pub use text::utf8_lossy;
 pub use time::{PacketRef, SortKey, Timestamp};
-pub use tls::{Certificate, TlsConnection, TlsHandshake};
+pub use tls::{Certificate, Decryption, TlsConnection, TlsHandshake};

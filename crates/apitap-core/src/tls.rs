@@ -21,6 +21,24 @@ pub fn version_name(v: u16) -> Option<(&'static str, &'static str)> {
     })
 }
 
+crate::named_enum! {
+    /// What became of decrypting a TLS connection (only when key logs are configured).
+    pub enum Decryption {
+        /// Every protected record that arrived was decrypted (or lost on the wire).
+        Decrypted = "decrypted",
+        /// The key log has no secrets for the connection's client random.
+        NoKey = "no_key",
+        /// The chosen suite is not one apitap decrypts (CBC, CCM, stream ciphers).
+        UnsupportedCipher = "unsupported_cipher",
+        /// The handshake (its randoms and suite) was not seen: joined midway.
+        HandshakeNotSeen = "handshake_not_seen",
+        /// Records did not authenticate with the logged secrets: wrong keys.
+        AuthenticationFailed = "authentication_failed",
+        /// The keys arrived after more than `tls.max_pending_bytes` of records waited.
+        KeysTooLate = "keys_too_late",
+    }
+}
+
 /// The server's leaf certificate, as far as events and posture rules need it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Certificate {
@@ -95,6 +113,8 @@ pub struct TlsConnection {
     pub server_bytes: u64,
     /// Problems met on the way (gaps, broken records, oversized handshake messages).
     pub anomalies: Anomalies,
+    /// What became of decrypting it; None when no key log is configured.
+    pub decryption: Option<Decryption>,
     /// Packet of the first byte.
     pub start: PacketRef,
     /// Packet of the last byte.

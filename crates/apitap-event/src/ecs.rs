@@ -55,6 +55,10 @@ impl EventView<'_> {
             u.str("original", &ua.original);
             u.end();
         }
+        if let Some(tls) = &self.tls {
+            // Once per decrypted transaction: the serde form is the ECS form.
+            let _ = serde_json::to_writer(o.key("tls"), tls);
+        }
         let endpoint_at = self.apitap.write_json(o.key("apitap"));
         o.end();
         endpoint_at

@@ -109,6 +109,7 @@ fn sample_tx() -> HttpTransaction {
         }),
         anomalies: Default::default(),
         incomplete: None,
+        tls: None,
     }
 }
 

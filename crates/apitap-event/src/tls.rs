@@ -143,6 +143,8 @@ struct ApitapTlsFacts<'a> {
     certificate_chain_length: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     alert: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decryption: Option<&'static str>,
 }
 
 fn is_zero(n: &u16) -> bool {
@@ -155,15 +157,16 @@ fn seconds(s: i64) -> Rfc3339 {
 
 impl<'a> TlsView<'a> {
     /// The `tls` object of a handshake. `established` is given on the connection event,
-    /// which also lists the client's cipher suites; a transaction decrypted from the
-    /// connection carries the rest.
+    /// which also lists the client's cipher suites and the certificate's fields; a
+    /// transaction decrypted from the connection carries the rest (the certificate by its
+    /// hash).
     pub(crate) fn new(hs: &'a TlsHandshake, established: Option<bool>) -> TlsView<'a> {
         let names = hs.version.and_then(version_name);
         let cert: Option<&Certificate> = hs.certificate.as_deref();
         let server = (hs.ja3s.is_some() || cert.is_some()).then(|| TlsServerView {
             ja3s: hs.ja3s.as_deref(),
             hash: cert.map(|c| HashView { sha256: &c.sha256 }),
-            x509: cert.map(|c| X509View {
+            x509: cert.filter(|_| established.is_some()).map(|c| X509View {
                 subject: NameView {
                     common_name: &c.subject_common_name,
                 },
@@ -248,6 +251,7 @@ impl<'a> TlsEventView<'a> {
                     weak_cipher: hs.weak_cipher,
                     certificate_chain_length: hs.certificate_chain_len,
                     alert: c.alert,
+                    decryption: c.decryption.map(|d| d.name()),
                 },
                 anomalies: AnomalyList(c.anomalies),
                 tunnel: flow.encap.tunnel.map(|t| TunnelView {

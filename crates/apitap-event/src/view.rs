@@ -29,6 +29,9 @@ pub(crate) struct EventView<'a> {
     pub(crate) http: HttpView<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) user_agent: Option<UserAgentView<'a>>,
+    /// The handshake of the TLS connection the transaction was decrypted from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls: Option<crate::tls::TlsView<'a>>,
     pub(crate) apitap: ApitapView<'a>,
 }
 
@@ -412,6 +415,10 @@ impl<'a> EventView<'a> {
                 }),
             },
             user_agent,
+            tls: tx
+                .tls
+                .as_deref()
+                .map(|hs| crate::tls::TlsView::new(hs, None)),
             apitap: ApitapView {
                 endpoint,
                 flow_id: &flow.flow_id,

@@ -348,6 +348,36 @@ fn gap_inside_body_is_absorbed() {
     assert_eq!(h.anomalies(0), vec![Anomaly::Gap]);
 }
 
+/// A gap that swallows the end of a body: the next status line follows a JSON body with no
+/// line end in between, and is found anyway (a body that mentions HTTP/1.1 is not one).
+#[test]
+fn after_a_gap_the_next_response_is_found_behind_a_body_without_a_line_end() {
+    let mut h = H::new();
+    h.send(
+        C2S,
+        b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n",
+    );
+    h.send(S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n{\"x\":");
+    h.gap(S2C, 100);
+    h.send(S2C, b"\"see HTTP/1.1 spec\"}");
+    // A delivery that starts with the status line, the last one ended mid-line.
+    h.send(
+        S2C,
+        b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}HTT",
+    );
+    h.send(S2C, b"P/1.1 204 No Content\r\n\r\n");
+    h.finish(FinishCause::ConnectionClosed);
+    let rows: Vec<(String, u16)> = h.summary().into_iter().map(|r| (r.1, r.2)).collect();
+    assert_eq!(
+        rows,
+        [
+            ("/a".to_string(), 200),
+            ("/b".to_string(), 201),
+            ("/c".to_string(), 204)
+        ]
+    );
+}
+
 #[test]
 fn gap_in_head_keeps_the_request_from_its_start_line_and_resyncs() {
     let mut h = H::new();

@@ -16,6 +16,8 @@ pub enum Protocol {
     WebSocket,
     /// HTTP/2 after an `Upgrade: h2c` (not parsed yet).
     H2c,
+    /// HTTP/2 inside decrypted TLS (ALPN `h2`; not parsed yet).
+    Http2,
     /// No parser recognises it.
     Unknown,
 }
@@ -28,6 +30,7 @@ impl Protocol {
             Protocol::Tls => "tls",
             Protocol::WebSocket => "websocket",
             Protocol::H2c => "h2c",
+            Protocol::Http2 => "http2",
             Protocol::Unknown => "unknown",
         }
     }
@@ -55,6 +58,18 @@ pub(crate) fn after(handoff: Handoff, first: &[u8]) -> Protocol {
                 Protocol::Unknown
             }
         }
+    }
+}
+
+/// The protocol inside a decrypted TLS connection: what ALPN chose, else what its first
+/// plaintext bytes say.
+pub(crate) fn decrypted(alpn: Option<&str>, first: &[u8]) -> Protocol {
+    if alpn == Some("h2") || first.starts_with(b"PRI * HTTP/2.0") {
+        Protocol::Http2
+    } else if apitap_http::probe(first) != Probe::No {
+        Protocol::Http1
+    } else {
+        Protocol::Unknown
     }
 }
 

@@ -9,7 +9,7 @@ use apitap_core::{
     SortKey, Timestamp, TlsConnection,
 };
 use apitap_http::HttpConn;
-use apitap_tls::TlsConn;
+use apitap_tls::{Plaintext, TlsConn};
 
 /// A layer's parser. Layers are boxed, so the HTTP/1.x state sits inline: one allocation
 /// per parsed connection; an unparsed layer carries that room unused.
@@ -92,8 +92,17 @@ impl Layer {
         })
     }
 
+    /// The layer inside, when the parser handed the rest of the stream to it (every byte
+    /// goes there). A TLS layer's inner layer gets the plaintext instead.
+    fn handed_on(&mut self) -> Option<&mut Box<Layer>> {
+        match self.parser {
+            Parser::Tls(_) => None,
+            _ => self.inner.as_mut(),
+        }
+    }
+
     pub(crate) fn on_data(&mut self, dir: Direction, data: &[u8], cx: &mut Cx<'_, '_>) {
-        if let Some(inner) = self.inner.as_mut() {
+        if let Some(inner) = self.handed_on() {
             return inner.on_data(dir, data, cx);
         }
         let mut data = data;
@@ -113,7 +122,11 @@ impl Layer {
         }
         let used = match &mut self.parser {
             Parser::Http1(h) => h.on_data(dir, data, &mut cx.http()),
-            Parser::Tls(t) => t.on_data(dir, data, &mut cx.tls()),
+            Parser::Tls(t) => {
+                let used = t.on_data(dir, data, &mut cx.tls());
+                self.forward_plaintext(cx);
+                used
+            }
             Parser::Undecided(_) | Parser::Unparsed => {
                 cx.stats.unparsed_bytes += data.len() as u64;
                 data.len()
@@ -125,6 +138,49 @@ impl Layer {
                 inner.on_data(dir, rest, cx);
             }
         }
+    }
+
+    /// Hands what the TLS parser decrypted to the layer inside (opened at the first
+    /// plaintext, its protocol from the ALPN and those bytes), and marks the transactions
+    /// it produced with the connection's handshake.
+    fn forward_plaintext(&mut self, cx: &mut Cx<'_, '_>) {
+        let Parser::Tls(t) = &mut self.parser else {
+            return;
+        };
+        let plain = t.take_plaintext();
+        if plain.is_empty() {
+            return;
+        }
+        let alpn = t.handshake().next_protocol.clone();
+        let before = cx.out.len();
+        let depth = self.depth.saturating_add(1);
+        for p in plain {
+            match p {
+                Plaintext::Data(dir, bytes) => {
+                    let inner = self.inner.get_or_insert_with(|| {
+                        let parser = if depth > cx.cfg.max_depth {
+                            cx.stats.depth_exceeded += 1;
+                            Parser::Unparsed
+                        } else {
+                            cx.stats.handoffs += 1;
+                            Parser::decided(detect::decrypted(alpn.as_deref(), &bytes), cx.stats)
+                        };
+                        Box::new(Layer {
+                            parser,
+                            depth,
+                            inner: None,
+                        })
+                    });
+                    inner.on_data(dir, &bytes, cx);
+                }
+                Plaintext::Lost(dir, len) => {
+                    if let Some(inner) = self.inner.as_mut() {
+                        inner.on_gap(dir, len, cx);
+                    }
+                }
+            }
+        }
+        self.mark_decrypted(cx, before);
     }
 
     /// The layer the parser handed the stream on to (opened on first use).
@@ -152,12 +208,15 @@ impl Layer {
     }
 
     pub(crate) fn on_gap(&mut self, dir: Direction, len: u64, cx: &mut Cx<'_, '_>) {
-        if let Some(inner) = self.inner.as_mut() {
+        if let Some(inner) = self.handed_on() {
             return inner.on_gap(dir, len, cx);
         }
         match &mut self.parser {
             Parser::Http1(h) => h.on_gap(dir, len, &mut cx.http()),
-            Parser::Tls(t) => t.on_gap(dir, len, &mut cx.tls()),
+            Parser::Tls(t) => {
+                t.on_gap(dir, len, &mut cx.tls());
+                self.forward_plaintext(cx);
+            }
             Parser::Undecided(_) => {
                 // Nothing to tell the protocol by: the layer is not parsed.
                 self.parser = Parser::decided(Protocol::Unknown, cx.stats);
@@ -168,18 +227,23 @@ impl Layer {
     }
 
     pub(crate) fn on_fin(&mut self, dir: Direction, cx: &mut Cx<'_, '_>) {
-        if let Some(inner) = self.inner.as_mut() {
+        if let Some(inner) = self.handed_on() {
             return inner.on_fin(dir, cx);
         }
         match &mut self.parser {
             Parser::Http1(h) => h.on_fin(dir, &mut cx.http()),
-            Parser::Tls(t) => t.on_fin(dir, &mut cx.tls()),
+            Parser::Tls(t) => {
+                t.on_fin(dir, &mut cx.tls());
+                if let Some(inner) = self.inner.as_mut() {
+                    inner.on_fin(dir, cx);
+                }
+            }
             Parser::Undecided(_) | Parser::Unparsed => {}
         }
     }
 
     pub(crate) fn on_anomaly(&mut self, dir: Direction, anomaly: Anomaly) {
-        if let Some(inner) = self.inner.as_mut() {
+        if let Some(inner) = self.handed_on() {
             return inner.on_anomaly(dir, anomaly);
         }
         match &mut self.parser {
@@ -195,20 +259,29 @@ impl Layer {
             Parser::Tls(t) => t.expire(&mut cx.tls()),
             Parser::Undecided(_) | Parser::Unparsed => {}
         }
+        let before = cx.out.len();
         if let Some(inner) = self.inner.as_mut() {
             inner.expire(cx);
         }
+        self.mark_decrypted(cx, before);
     }
 
     pub(crate) fn finish(&mut self, cause: FinishCause, cx: &mut Cx<'_, '_>) {
         match &mut self.parser {
             Parser::Http1(h) => h.finish(cause, &mut cx.http()),
-            // The connection record comes after what was carried inside it.
-            Parser::Tls(_) | Parser::Undecided(_) | Parser::Unparsed => {}
+            // The connection record comes after what was carried inside it; records that
+            // still wait for keys get a last chance first.
+            Parser::Tls(t) => {
+                t.settle_pending(&mut cx.tls());
+                self.forward_plaintext(cx);
+            }
+            Parser::Undecided(_) | Parser::Unparsed => {}
         }
+        let before = cx.out.len();
         if let Some(inner) = self.inner.as_mut() {
             inner.finish(cause, cx);
         }
+        self.mark_decrypted(cx, before);
         if let Parser::Tls(t) = &mut self.parser {
             t.finish(cause, &mut cx.tls());
         }
@@ -232,8 +305,22 @@ impl Layer {
             Parser::Tls(t) => t.shed(&mut cx.tls()),
             Parser::Undecided(_) | Parser::Unparsed => {}
         }
+        let before = cx.out.len();
         if let Some(inner) = self.inner.as_mut() {
             inner.shed(cx);
+        }
+        self.mark_decrypted(cx, before);
+    }
+
+    /// Gives the transactions the layer inside a TLS layer handed out since `before` the
+    /// connection's handshake.
+    fn mark_decrypted(&self, cx: &mut Cx<'_, '_>, before: usize) {
+        let Parser::Tls(t) = &self.parser else {
+            return;
+        };
+        let handshake = t.shared_handshake();
+        for tx in cx.out.get_mut(before..).into_iter().flatten() {
+            tx.tls.clone_from(&handshake);
         }
     }
 

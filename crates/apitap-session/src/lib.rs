@@ -58,6 +58,8 @@ apitap_core::counters! {
         pub websocket: u64,
         /// HTTP/2 after an h2c upgrade (not parsed).
         pub h2c: u64,
+        /// HTTP/2 inside decrypted TLS (not parsed).
+        pub http2: u64,
         /// No parser recognised them.
         pub unknown: u64,
     }
@@ -70,6 +72,7 @@ impl LayerCounts {
             Protocol::Tls => &mut self.tls,
             Protocol::WebSocket => &mut self.websocket,
             Protocol::H2c => &mut self.h2c,
+            Protocol::Http2 => &mut self.http2,
             Protocol::Unknown => &mut self.unknown,
         };
         *c += 1;
@@ -90,7 +93,8 @@ apitap_core::counters! {
         /// Layers found, by protocol (a connection is one layer, plus one per tunnel or
         /// upgrade inside it).
         pub layers: LayerCounts,
-        /// Layers opened by a handoff (CONNECT tunnels, 101 upgrades).
+        /// Layers opened by a handoff (CONNECT tunnels, 101 upgrades) or by decryption
+        /// (the plaintext of a TLS layer).
         pub handoffs: u64,
         /// Handoffs past `max_depth`, not parsed.
         pub depth_exceeded: u64,

@@ -1,17 +1,22 @@
 //! One TLS connection: records per direction, handshake messages across records, and the
-//! connection record handed out when it ends.
+//! connection record handed out when it ends; with a key log, the records decrypted and
+//! their plaintext handed to the layer inside.
 //!
 //! Record bodies are kept only where they are read (plaintext handshake and alert
-//! records); encrypted records are counted and skipped by their length, so a gap inside
-//! one leaves the framing intact. A direction that loses its framing (a gap elsewhere, a
-//! header that is not one, a connection joined midway) finds it again only at a header
-//! whose record is followed by another header, or ends where the delivered bytes end.
+//! records; protected records while decrypting); other encrypted records are counted and
+//! skipped by their length, so a gap inside one leaves the framing intact. A direction
+//! that loses its framing (a gap elsewhere, a header that is not one, a connection joined
+//! midway) finds it again only at a header whose record is followed by another header, or
+//! ends where the delivered bytes end.
 
+use crate::crypto::{RecordKeys, Suite};
+use crate::messages::Messages;
 use crate::{hello, TlsConfig, TlsStats};
 use apitap_core::{
-    Anomalies, Anomaly, AppParser, Direction, FinishCause, Handoff, PacketRef, ParseCx, SortKey,
-    Timestamp, TlsConnection, TlsHandshake,
+    Anomalies, Anomaly, AppParser, Decryption, Direction, FinishCause, Handoff, PacketRef, ParseCx,
+    SortKey, Timestamp, TlsConnection, TlsHandshake,
 };
+use std::collections::VecDeque;
 use std::sync::Arc;
 use tls_parser::TlsMessageHandshake;
 
@@ -24,6 +29,11 @@ const HANDSHAKE: u8 = 22;
 const APPLICATION_DATA: u8 = 23;
 const HEARTBEAT: u8 = 24;
 
+/// Sequence numbers tried after records were lost to a gap that broke the framing.
+const SEEK_AFTER_LOSS: u64 = 64;
+/// Records in a row that fail authentication before the keys are taken for wrong.
+const MAX_FAILURES_IN_A_ROW: u8 = 3;
+
 type Ctx<'a> = ParseCx<'a, TlsConfig, TlsStats, TlsConnection>;
 
 /// The body length of a 5-byte record header, if it is one: content type 20..=24,
@@ -31,8 +41,7 @@ type Ctx<'a> = ParseCx<'a, TlsConfig, TlsStats, TlsConnection>;
 /// a length TLS allows.
 pub fn record_header(h: &[u8]) -> Option<usize> {
     match h {
-        [t @ CHANGE_CIPHER_SPEC..=HEARTBEAT, 3, 0..=4, hi, lo, ..] => {
-            let _ = t;
+        [CHANGE_CIPHER_SPEC..=HEARTBEAT, 3, 0..=4, hi, lo, ..] => {
             let len = usize::from(u16::from_be_bytes([*hi, *lo]));
             (len <= MAX_RECORD_BODY).then_some(len)
         }
@@ -52,6 +61,15 @@ fn find_boundary(data: &[u8]) -> Option<usize> {
     })
 }
 
+/// What the layer inside a decrypted connection gets, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plaintext {
+    /// Decrypted application data.
+    Data(Direction, Vec<u8>),
+    /// About this many plaintext bytes were lost (records lost or not authentic).
+    Lost(Direction, u64),
+}
+
 /// One direction's record stream.
 #[derive(Debug, Default)]
 struct Records {
@@ -65,16 +83,16 @@ struct Records {
     body_left: usize,
     /// The body is being kept (it is read when complete).
     keep: bool,
+    /// A gap fell inside the kept body: the record cannot be read, its length still holds.
+    damaged: bool,
     body: Vec<u8>,
-    /// Plaintext handshake messages in progress (they may span records).
-    handshake: Vec<u8>,
-    /// Bytes of an oversized handshake message still to skip.
-    skip_handshake: usize,
+    /// Plaintext handshake messages in progress.
+    handshake: Messages,
     /// Handshake message boundaries were lost: plaintext handshake is no longer read.
     handshake_lost: bool,
     /// Framing was lost: waiting for a trustworthy record boundary.
     lost: bool,
-    /// ChangeCipherSpec seen: what follows is encrypted.
+    /// ChangeCipherSpec seen: what follows is encrypted (TLS 1.2 and earlier).
     ccs: bool,
     /// Encrypted records sent (application data, or handshake after ChangeCipherSpec).
     protected: u64,
@@ -86,16 +104,51 @@ impl Records {
         self.in_body = false;
         self.header_len = 0;
         self.body = Vec::new();
-        self.handshake = Vec::new();
-        self.skip_handshake = 0;
+        self.handshake.clear();
         self.handshake_lost = true;
     }
 }
 
 /// A complete record, as the direction hands it to the connection.
+#[derive(Debug)]
 struct Record {
-    content_type: u8,
+    header: [u8; 5],
     body: Vec<u8>,
+    damaged: bool,
+}
+
+/// Where decryption stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum CryptState {
+    /// No key log configured.
+    #[default]
+    Off,
+    /// Keys not found yet: protected records wait (bounded).
+    Waiting,
+    /// Decrypting.
+    Active,
+    /// Given up, for this reason.
+    Failed(Decryption),
+}
+
+/// Decryption state of a connection. Keys are zeroized when dropped.
+#[derive(Debug, Default)]
+struct Crypt {
+    state: CryptState,
+    suite: Option<Suite>,
+    /// Current keys per direction.
+    keys: [Option<RecordKeys>; 2],
+    /// TLS 1.3 application keys, taken after each side's Finished.
+    next: [Option<RecordKeys>; 2],
+    /// Protected records waiting for keys, in arrival order.
+    pending: VecDeque<(Direction, Record)>,
+    pending_bytes: usize,
+    /// Sequence numbers to try after a loss that broke the framing.
+    seek: [u64; 2],
+    /// Records in a row that did not authenticate.
+    failures: [u8; 2],
+    /// Decrypted TLS 1.3 handshake messages in progress.
+    handshake: [Messages; 2],
 }
 
 /// One TLS connection (or TLS layer inside a tunnel).
@@ -107,11 +160,18 @@ pub struct TlsConn {
     server_hello: bool,
     /// The server finished its first flight with ServerHelloDone (a full TLS ≤ 1.2 handshake).
     server_hello_done: bool,
+    client_random: Option<[u8; 32]>,
+    server_random: Option<[u8; 32]>,
     alert: Option<u8>,
     anomalies: Anomalies,
     start: Option<PacketRef>,
     end: PacketRef,
     finished: bool,
+    crypt: Crypt,
+    /// Plaintext for the layer inside, taken by [`TlsConn::take_plaintext`].
+    plain: Vec<Plaintext>,
+    /// The handshake as the transactions inside carry it, made at the first plaintext.
+    shared: Option<Arc<TlsHandshake>>,
 }
 
 impl TlsConn {
@@ -123,6 +183,52 @@ impl TlsConn {
     /// What the handshake showed so far.
     pub fn handshake(&self) -> &TlsHandshake {
         &self.hs
+    }
+
+    /// Plaintext decrypted since the last call, in order.
+    pub fn take_plaintext(&mut self) -> Vec<Plaintext> {
+        std::mem::take(&mut self.plain)
+    }
+
+    /// The handshake shared with the transactions decrypted from the connection; None
+    /// before the first plaintext.
+    pub fn shared_handshake(&self) -> Option<Arc<TlsHandshake>> {
+        self.shared.clone()
+    }
+
+    /// The connection is ending: records still waiting for keys get a last look in the
+    /// key log (a live key log may have caught up since the last record). Their plaintext
+    /// is then taken like any other.
+    pub fn settle_pending(&mut self, cx: &mut Ctx<'_>) {
+        if self.crypt.state != CryptState::Waiting || self.crypt.pending.is_empty() {
+            return;
+        }
+        if self.client_hello && self.server_hello && self.find_keys(cx) {
+            self.crypt.state = CryptState::Active;
+            self.crypt.pending_bytes = 0;
+            let waiting = std::mem::take(&mut self.crypt.pending);
+            for (d, r) in waiting {
+                self.open(d, r, cx);
+            }
+        }
+    }
+
+    fn tls13(&self) -> bool {
+        self.server_hello && self.hs.version == Some(0x0304)
+    }
+
+    /// Whether a record of `content_type` sent in `dir` now is protected.
+    fn protected(&self, dir: Direction, content_type: u8) -> bool {
+        if self.tls13() || !self.server_hello {
+            content_type == APPLICATION_DATA
+        } else {
+            self.dirs[dir.index()].ccs
+                && matches!(content_type, ALERT | HANDSHAKE | APPLICATION_DATA)
+        }
+    }
+
+    fn decrypting(&self) -> bool {
+        matches!(self.crypt.state, CryptState::Waiting | CryptState::Active)
     }
 
     /// Frames `data` into records, reading each complete one.
@@ -158,16 +264,22 @@ impl TlsConn {
                     r.lose();
                     self.anomalies.insert(Anomaly::TlsRecordInvalid);
                     cx.stats.records_invalid += 1;
+                    self.lost_framing(dir, 0);
                     continue;
                 };
                 let content_type = r.header[0];
+                let read_plain = !r.ccs
+                    && (content_type == ALERT || (content_type == HANDSHAKE && !r.handshake_lost));
+                let keep = read_plain || (self.decrypting() && self.protected(dir, content_type));
+                let r = &mut self.dirs[dir.index()];
                 r.content_type = content_type;
                 r.body_left = len;
                 r.in_body = true;
-                r.keep = !r.ccs
-                    && (content_type == ALERT || (content_type == HANDSHAKE && !r.handshake_lost));
+                r.keep = keep;
+                r.damaged = false;
                 r.body.clear();
             }
+            let r = &mut self.dirs[dir.index()];
             let take = r.body_left.min(data.len());
             if r.keep {
                 r.body.extend_from_slice(&data[..take]);
@@ -177,8 +289,9 @@ impl TlsConn {
             if r.body_left == 0 {
                 r.in_body = false;
                 let record = Record {
-                    content_type: r.content_type,
+                    header: r.header,
                     body: std::mem::take(&mut r.body),
+                    damaged: r.damaged,
                 };
                 self.read(dir, record, cx);
             }
@@ -188,19 +301,30 @@ impl TlsConn {
     /// Reads one complete record.
     fn read(&mut self, dir: Direction, record: Record, cx: &mut Ctx<'_>) {
         cx.stats.records += 1;
+        let content_type = record.header[0];
+        if self.protected(dir, content_type) {
+            self.dirs[dir.index()].protected += 1;
+            if self.decrypting() {
+                self.decrypt(dir, record, cx);
+            }
+            return;
+        }
         let r = &mut self.dirs[dir.index()];
-        match record.content_type {
+        match content_type {
             CHANGE_CIPHER_SPEC => r.ccs = true,
-            ALERT if r.ccs => r.protected += 1,
             ALERT => {
                 if let [2, description, ..] = record.body[..] {
                     cx.stats.fatal_alerts += 1;
                     self.alert.get_or_insert(description);
                 }
             }
-            HANDSHAKE if r.ccs => r.protected += 1,
-            HANDSHAKE if !r.handshake_lost => self.handshake_bytes(dir, &record.body, cx),
-            APPLICATION_DATA => r.protected += 1,
+            HANDSHAKE if !r.handshake_lost && !record.damaged => {
+                let found = r.handshake.push(&record.body, cx.cfg.max_handshake_bytes);
+                self.too_large(found.too_large, cx);
+                for m in found.messages {
+                    self.message(dir, &m, cx);
+                }
+            }
             _ => {}
         }
         // The body buffer goes back for the next record.
@@ -211,41 +335,14 @@ impl TlsConn {
         }
     }
 
-    /// Appends plaintext handshake bytes and reads every message they complete.
-    fn handshake_bytes(&mut self, dir: Direction, data: &[u8], cx: &mut Ctx<'_>) {
-        let max = cx.cfg.max_handshake_bytes;
-        let r = &mut self.dirs[dir.index()];
-        let skip = r.skip_handshake.min(data.len());
-        r.skip_handshake -= skip;
-        r.handshake
-            .extend_from_slice(data.get(skip..).unwrap_or(&[]));
-        loop {
-            let r = &mut self.dirs[dir.index()];
-            let Some(&[_, a, b, c]) = r.handshake.get(..4) else {
-                return;
-            };
-            let len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
-            if len > max {
-                self.anomalies.insert(Anomaly::TlsHandshakeTooLarge);
-                cx.stats.handshake_too_large += 1;
-                let have = r.handshake.len() - 4;
-                if have >= len {
-                    r.handshake.drain(..4 + len);
-                } else {
-                    r.skip_handshake = len - have;
-                    r.handshake.clear();
-                }
-                continue;
-            }
-            if r.handshake.len() < 4 + len {
-                return;
-            }
-            let message: Vec<u8> = r.handshake.drain(..4 + len).collect();
-            self.message(dir, &message, cx);
+    fn too_large(&mut self, n: u64, cx: &mut Ctx<'_>) {
+        if n > 0 {
+            self.anomalies.insert(Anomaly::TlsHandshakeTooLarge);
+            cx.stats.handshake_too_large += n;
         }
     }
 
-    /// Reads one whole handshake message (type, length, body).
+    /// Reads one whole plaintext handshake message (type, length, body).
     fn message(&mut self, dir: Direction, msg: &[u8], cx: &mut Ctx<'_>) {
         let Some((&kind, _)) = msg.split_first() else {
             return;
@@ -265,6 +362,7 @@ impl TlsConn {
                         if !rest.is_empty() {
                             self.invalid(cx);
                         }
+                        self.client_random = <[u8; 32]>::try_from(ch.random).ok();
                         hello::client_hello(&mut self.hs, &ch, &exts);
                     }
                     _ => self.invalid(cx),
@@ -283,7 +381,14 @@ impl TlsConn {
                         if !rest.is_empty() {
                             self.invalid(cx);
                         }
+                        self.server_random = <[u8; 32]>::try_from(sh.random).ok();
                         hello::server_hello(&mut self.hs, &sh, &exts);
+                        if self.crypt.state == CryptState::Waiting {
+                            self.crypt.suite = Suite::from_id(sh.cipher.0);
+                            if self.crypt.suite.is_none() {
+                                self.fail(Decryption::UnsupportedCipher);
+                            }
+                        }
                     }
                     _ => self.invalid(cx),
                 }
@@ -291,18 +396,8 @@ impl TlsConn {
             (Direction::ToClient, 11) if self.hs.certificate_chain_len == 0 => {
                 match tls_parser::parse_tls_handshake_msg_certificate(body) {
                     Ok((_, TlsMessageHandshake::Certificate(c))) => {
-                        self.hs.certificate_chain_len =
-                            u16::try_from(c.cert_chain.len()).unwrap_or(u16::MAX);
-                        cx.stats.certificates += 1;
-                        match c
-                            .cert_chain
-                            .first()
-                            .map(|leaf| crate::cert::leaf(leaf.data))
-                        {
-                            Some(Some(leaf)) => self.hs.certificate = Some(Box::new(leaf)),
-                            Some(None) => cx.stats.certificates_invalid += 1,
-                            None => {}
-                        }
+                        let leaf = c.cert_chain.first().map(|leaf| leaf.data);
+                        self.certificate(c.cert_chain.len(), leaf, cx);
                     }
                     _ => self.invalid(cx),
                 }
@@ -312,9 +407,199 @@ impl TlsConn {
         }
     }
 
+    fn certificate(&mut self, chain_len: usize, leaf: Option<&[u8]>, cx: &mut Ctx<'_>) {
+        self.hs.certificate_chain_len = u16::try_from(chain_len).unwrap_or(u16::MAX);
+        cx.stats.certificates += 1;
+        match leaf.map(crate::cert::leaf) {
+            Some(Some(leaf)) => self.hs.certificate = Some(Box::new(leaf)),
+            Some(None) => cx.stats.certificates_invalid += 1,
+            None => {}
+        }
+    }
+
     fn invalid(&mut self, cx: &mut Ctx<'_>) {
         self.anomalies.insert(Anomaly::TlsHandshakeInvalid);
         cx.stats.handshakes_invalid += 1;
+    }
+
+    fn fail(&mut self, why: Decryption) {
+        if self.decrypting() {
+            self.crypt.state = CryptState::Failed(why);
+            self.crypt.pending.clear();
+            self.crypt.pending_bytes = 0;
+            self.crypt.keys = Default::default();
+            self.crypt.next = Default::default();
+        }
+    }
+
+    /// A protected record while decrypting: opened now, or waiting for its keys.
+    fn decrypt(&mut self, dir: Direction, record: Record, cx: &mut Ctx<'_>) {
+        if self.crypt.state == CryptState::Waiting {
+            if !self.client_hello {
+                self.fail(Decryption::HandshakeNotSeen);
+                return;
+            }
+            self.crypt.pending_bytes += record.body.len();
+            self.crypt.pending.push_back((dir, record));
+            if !self.find_keys(cx) {
+                if self.crypt.pending_bytes > cx.cfg.max_pending_bytes {
+                    cx.stats.pending_bytes_dropped += self.crypt.pending_bytes as u64;
+                    self.fail(Decryption::KeysTooLate);
+                }
+                return;
+            }
+            self.crypt.state = CryptState::Active;
+            self.crypt.pending_bytes = 0;
+            let waiting = std::mem::take(&mut self.crypt.pending);
+            for (d, r) in waiting {
+                self.open(d, r, cx);
+            }
+            return;
+        }
+        self.open(dir, record, cx);
+    }
+
+    /// Looks the connection's secrets up in the key log and derives its keys.
+    fn find_keys(&mut self, cx: &mut Ctx<'_>) -> bool {
+        let (Some(client_random), Some(suite)) = (self.client_random, self.crypt.suite) else {
+            return false;
+        };
+        let server_random = self.server_random;
+        let tls13 = self.tls13();
+        let found = cx.cfg.keys.with(|log| {
+            let s = log.get(&client_random)?;
+            if tls13 {
+                Some([
+                    RecordKeys::tls13(suite, s.client_handshake.as_ref()?)?,
+                    RecordKeys::tls13(suite, s.server_handshake.as_ref()?)?,
+                    RecordKeys::tls13(suite, s.client_traffic.as_ref()?)?,
+                    RecordKeys::tls13(suite, s.server_traffic.as_ref()?)?,
+                ])
+                .map(|[ch, sh, ca, sa]| ([Some(ch), Some(sh)], [Some(ca), Some(sa)]))
+            } else {
+                let (c, s) =
+                    RecordKeys::tls12(suite, s.master.as_ref()?, &client_random, &server_random?)?;
+                Some(([Some(c), Some(s)], [None, None]))
+            }
+        });
+        match found.flatten() {
+            Some((keys, next)) => {
+                self.crypt.keys = keys;
+                self.crypt.next = next;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Opens one protected record and hands on what it holds.
+    fn open(&mut self, dir: Direction, mut record: Record, cx: &mut Ctx<'_>) {
+        let d = dir.index();
+        let Some(keys) = self.crypt.keys[d].as_mut() else {
+            return;
+        };
+        let wire_len = record.header[3..5]
+            .try_into()
+            .map(|b: [u8; 2]| u64::from(u16::from_be_bytes(b)))
+            .unwrap_or(0);
+        if record.damaged {
+            keys.skip();
+            cx.stats.records_lost += 1;
+            self.plain.push(Plaintext::Lost(dir, wire_len));
+            return;
+        }
+        let seek = std::mem::take(&mut self.crypt.seek[d]);
+        match keys.open(&record.header, &mut record.body, seek) {
+            Ok(content_type) => {
+                self.crypt.failures[d] = 0;
+                cx.stats.records_decrypted += 1;
+                match content_type {
+                    APPLICATION_DATA => {
+                        if self.shared.is_none() {
+                            self.shared = Some(Arc::new(self.hs.clone()));
+                        }
+                        cx.stats.plaintext_bytes += record.body.len() as u64;
+                        if !record.body.is_empty() {
+                            self.plain.push(Plaintext::Data(dir, record.body));
+                        }
+                    }
+                    HANDSHAKE if self.tls13() => {
+                        let found =
+                            self.crypt.handshake[d].push(&record.body, cx.cfg.max_handshake_bytes);
+                        self.too_large(found.too_large, cx);
+                        for m in found.messages {
+                            self.message13(dir, &m, cx);
+                        }
+                    }
+                    ALERT => {
+                        if let [2, description, ..] = record.body[..] {
+                            cx.stats.fatal_alerts += 1;
+                            self.alert.get_or_insert(description);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Err(_) => {
+                keys.skip();
+                cx.stats.records_unauthenticated += 1;
+                self.plain.push(Plaintext::Lost(dir, wire_len));
+                self.crypt.failures[d] += 1;
+                if self.crypt.failures[d] >= MAX_FAILURES_IN_A_ROW {
+                    self.fail(Decryption::AuthenticationFailed);
+                }
+            }
+        }
+    }
+
+    /// A decrypted TLS 1.3 handshake message: the server's ALPN and certificate, each
+    /// side's Finished (its application keys follow), KeyUpdate.
+    fn message13(&mut self, dir: Direction, msg: &[u8], cx: &mut Ctx<'_>) {
+        let Some((&kind, _)) = msg.split_first() else {
+            return;
+        };
+        let body = msg.get(4..).unwrap_or(&[]);
+        let d = dir.index();
+        match (dir, kind) {
+            (Direction::ToClient, 8) => {
+                // EncryptedExtensions: a list of extensions.
+                let exts = body.get(2..).unwrap_or(&[]);
+                if let Ok((_, exts)) = tls_parser::parse_tls_extensions(exts) {
+                    for e in exts {
+                        if let tls_parser::TlsExtension::ALPN(p) = e {
+                            self.hs.next_protocol =
+                                p.first().map(|p| String::from_utf8_lossy(p).into_owned());
+                        }
+                    }
+                }
+            }
+            (Direction::ToClient, 11) if self.hs.certificate_chain_len == 0 => {
+                match certificate13(body) {
+                    Some((count, leaf)) => self.certificate(count, leaf, cx),
+                    None => self.invalid(cx),
+                }
+            }
+            (_, 20) => {
+                if let Some(next) = self.crypt.next[d].take() {
+                    self.crypt.keys[d] = Some(next);
+                }
+            }
+            (_, 24) => {
+                if let Some(keys) = self.crypt.keys[d].as_mut() {
+                    keys.update();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A gap or bad header broke a direction's framing: what is lost is told to the layer
+    /// inside, and the next records are opened trying the sequence numbers lost ones used.
+    fn lost_framing(&mut self, dir: Direction, len: u64) {
+        if self.crypt.state == CryptState::Active {
+            self.crypt.seek[dir.index()] = SEEK_AFTER_LOSS;
+            self.plain.push(Plaintext::Lost(dir, len));
+        }
     }
 
     /// The connection record as it stands.
@@ -322,10 +607,18 @@ impl TlsConn {
         let [to_server, to_client] = &self.dirs;
         let both_protected = to_server.protected > 0 && to_client.protected > 0;
         let midstream = !self.client_hello;
-        let tls13 = self.hs.version == Some(0x0304);
-        if self.server_hello && !tls13 && to_client.ccs && !self.server_hello_done {
+        if self.server_hello && !self.tls13() && to_client.ccs && !self.server_hello_done {
             self.hs.resumed = true;
         }
+        let decryption = match self.crypt.state {
+            CryptState::Off => None,
+            CryptState::Active => Some(Decryption::Decrypted),
+            CryptState::Failed(why) => Some(why),
+            CryptState::Waiting if !self.client_hello || !self.server_hello => {
+                Some(Decryption::HandshakeNotSeen)
+            }
+            CryptState::Waiting => Some(Decryption::NoKey),
+        };
         TlsConnection {
             key,
             handshake: Arc::new(std::mem::take(&mut self.hs)),
@@ -335,10 +628,38 @@ impl TlsConn {
             client_bytes: to_server.bytes,
             server_bytes: to_client.bytes,
             anomalies: self.anomalies,
+            decryption,
             start: self.start.unwrap_or(self.end),
             end: self.end,
         }
     }
+}
+
+/// A TLS 1.3 Certificate message body: the number of certificates and the leaf's DER.
+fn certificate13(body: &[u8]) -> Option<(usize, Option<&[u8]>)> {
+    let u24 = |b: &[u8]| -> Option<usize> {
+        match b {
+            [a, b, c, ..] => Some(usize::from(*a) << 16 | usize::from(*b) << 8 | usize::from(*c)),
+            _ => None,
+        }
+    };
+    let context_len = usize::from(*body.first()?);
+    let rest = body.get(1 + context_len..)?;
+    let list_len = u24(rest)?;
+    let mut list = rest.get(3..3 + list_len)?;
+    let mut count = 0;
+    let mut leaf = None;
+    while !list.is_empty() {
+        let len = u24(list)?;
+        let cert = list.get(3..3 + len)?;
+        let ext_len = usize::from(u16::from_be_bytes(
+            list.get(3 + len..5 + len)?.try_into().ok()?,
+        ));
+        leaf.get_or_insert(cert);
+        count += 1;
+        list = list.get(5 + len + ext_len..)?;
+    }
+    Some((count, leaf))
 }
 
 impl AppParser for TlsConn {
@@ -350,6 +671,9 @@ impl AppParser for TlsConn {
         if self.start.is_none() {
             self.start = Some(cx.at);
             cx.stats.connections += 1;
+            if cx.cfg.keys.is_set() {
+                self.crypt.state = CryptState::Waiting;
+            }
         }
         self.end = cx.at;
         self.dirs[dir.index()].bytes += data.len() as u64;
@@ -361,17 +685,22 @@ impl AppParser for TlsConn {
         self.anomalies.insert(Anomaly::Gap);
         let r = &mut self.dirs[dir.index()];
         r.bytes += len;
-        let skipped_body = r.in_body && !r.keep && !r.lost;
+        let in_record = r.in_body && !r.lost;
         match usize::try_from(len) {
-            // Lost inside an encrypted record: its length still says where the next begins.
-            Ok(n) if skipped_body && n <= r.body_left => {
+            // Lost inside a record: its length still says where the next begins.
+            Ok(n) if in_record && n <= r.body_left => {
                 r.body_left -= n;
                 cx.stats.gaps_absorbed += 1;
+                if r.keep {
+                    r.damaged = true;
+                    r.body.clear();
+                }
                 if r.body_left == 0 {
                     r.in_body = false;
                     let record = Record {
-                        content_type: r.content_type,
-                        body: Vec::new(),
+                        header: r.header,
+                        body: std::mem::take(&mut r.body),
+                        damaged: true,
                     };
                     self.read(dir, record, cx);
                 }
@@ -381,6 +710,7 @@ impl AppParser for TlsConn {
                     cx.stats.framing_lost += 1;
                 }
                 r.lose();
+                self.lost_framing(dir, len);
             }
         }
     }
@@ -402,6 +732,11 @@ impl AppParser for TlsConn {
         let record = self.record(key);
         cx.stats.established += u64::from(record.established);
         cx.stats.midstream += u64::from(record.midstream);
+        if let Some(d) = record.decryption {
+            cx.stats.decryption.count(d);
+        }
+        // The keys go (and are zeroized) with the connection.
+        self.crypt = Crypt::default();
         cx.out.push(record);
     }
 
@@ -412,10 +747,13 @@ impl AppParser for TlsConn {
     }
 
     fn buffered_bytes(&self) -> usize {
-        self.dirs
+        let dirs: usize = self
+            .dirs
             .iter()
             .map(|r| r.body.capacity() + r.handshake.capacity())
-            .sum()
+            .sum();
+        let crypt: usize = self.crypt.handshake.iter().map(Messages::capacity).sum();
+        dirs + crypt + self.crypt.pending_bytes
     }
 
     fn shed(&mut self, cx: &mut Ctx<'_>) {
@@ -424,14 +762,18 @@ impl AppParser for TlsConn {
                 continue;
             }
             if r.in_body && r.keep {
-                // The rest of this record is skipped by its length.
-                r.keep = false;
+                // The rest of this record is skipped by its length; it cannot be read.
+                r.damaged = true;
             }
             r.body = Vec::new();
-            r.handshake = Vec::new();
-            r.skip_handshake = 0;
+            r.handshake.clear();
             r.handshake_lost = true;
             cx.stats.handshakes_shed += 1;
+            self.anomalies.insert(Anomaly::HeadMemcap);
+        }
+        if self.crypt.pending_bytes > 0 {
+            cx.stats.pending_bytes_dropped += self.crypt.pending_bytes as u64;
+            self.fail(Decryption::KeysTooLate);
             self.anomalies.insert(Anomaly::HeadMemcap);
         }
     }

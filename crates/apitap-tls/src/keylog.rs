@@ -110,21 +110,21 @@ impl KeyLog {
         else {
             return Err(LineError::Garbage);
         };
-        let random: [u8; 32] = hex(random)
-            .and_then(|r| <[u8; 32]>::try_from(r.as_slice()).ok())
-            .ok_or(LineError::Garbage)?;
-        let secret = Zeroizing::new(hex(secret).ok_or(LineError::Garbage)?);
-        let len_ok = match label {
-            "CLIENT_RANDOM" => secret.len() == 48,
-            _ => matches!(secret.len(), 32 | 48),
-        };
-        let entry = self.by_random.entry(random).or_default();
+        /// Which secret a label names.
+        enum Slot {
+            Master,
+            ClientHandshake,
+            ServerHandshake,
+            ClientTraffic,
+            ServerTraffic,
+        }
         let slot = match label {
-            "CLIENT_RANDOM" => &mut entry.master,
-            "CLIENT_HANDSHAKE_TRAFFIC_SECRET" => &mut entry.client_handshake,
-            "SERVER_HANDSHAKE_TRAFFIC_SECRET" => &mut entry.server_handshake,
-            "CLIENT_TRAFFIC_SECRET_0" => &mut entry.client_traffic,
-            "SERVER_TRAFFIC_SECRET_0" => &mut entry.server_traffic,
+            "CLIENT_RANDOM" => Slot::Master,
+            "CLIENT_HANDSHAKE_TRAFFIC_SECRET" => Slot::ClientHandshake,
+            "SERVER_HANDSHAKE_TRAFFIC_SECRET" => Slot::ServerHandshake,
+            "CLIENT_TRAFFIC_SECRET_0" => Slot::ClientTraffic,
+            "SERVER_TRAFFIC_SECRET_0" => Slot::ServerTraffic,
+            // Exporter and early secrets, `RSA` pre-master lines: well-formed, not used.
             _ if label
                 .bytes()
                 .all(|b| b.is_ascii_uppercase() || b == b'_' || b.is_ascii_digit()) =>
@@ -133,10 +133,26 @@ impl KeyLog {
             }
             _ => return Err(LineError::Garbage),
         };
+        let random: [u8; 32] = hex(random)
+            .and_then(|r| <[u8; 32]>::try_from(r.as_slice()).ok())
+            .ok_or(LineError::Garbage)?;
+        let secret = Zeroizing::new(hex(secret).ok_or(LineError::Garbage)?);
+        let len_ok = match slot {
+            Slot::Master => secret.len() == 48,
+            _ => matches!(secret.len(), 32 | 48),
+        };
         if !len_ok {
             return Err(LineError::Garbage);
         }
-        *slot = Some(secret);
+        let entry = self.by_random.entry(random).or_default();
+        let place = match slot {
+            Slot::Master => &mut entry.master,
+            Slot::ClientHandshake => &mut entry.client_handshake,
+            Slot::ServerHandshake => &mut entry.server_handshake,
+            Slot::ClientTraffic => &mut entry.client_traffic,
+            Slot::ServerTraffic => &mut entry.server_traffic,
+        };
+        *place = Some(secret);
         Ok(())
     }
 
@@ -212,5 +228,63 @@ mod tests {
         let shown = format!("{k:?} {:?}", k.get(&hex(R).unwrap()).unwrap());
         assert!(!shown.to_lowercase().contains("5a5a"), "{shown}");
         assert!(!shown.contains("90, 90"), "{shown}");
+    }
+}
+
+/// A key log shared by every worker (and, live, the thread that follows the files): read
+/// at each connection's first protected record, written as lines arrive. Equal only to
+/// itself; `Debug` shows counts.
+#[derive(Clone, Default)]
+pub struct KeyLogHandle(Option<std::sync::Arc<std::sync::RwLock<KeyLog>>>);
+
+impl KeyLogHandle {
+    /// A handle on `log`.
+    pub fn new(log: KeyLog) -> KeyLogHandle {
+        KeyLogHandle(Some(std::sync::Arc::new(std::sync::RwLock::new(log))))
+    }
+
+    /// Whether there is a key log at all (decryption is on).
+    pub fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Runs `f` on the key log; None without one (or if a writer panicked holding it).
+    pub fn with<R>(&self, f: impl FnOnce(&KeyLog) -> R) -> Option<R> {
+        let lock = self.0.as_ref()?;
+        let log = lock.read().ok()?;
+        Some(f(&log))
+    }
+
+    /// Takes the lines of `text` (a key log file, or what was appended to one).
+    pub fn add_text(&self, text: &str) {
+        if let Some(mut log) = self.0.as_ref().and_then(|l| l.write().ok()) {
+            log.add_text(text);
+        }
+    }
+
+    /// What reading found so far.
+    pub fn stats(&self) -> KeyLogStats {
+        self.with(|l| l.stats().clone()).unwrap_or_default()
+    }
+}
+
+impl PartialEq for KeyLogHandle {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for KeyLogHandle {}
+
+impl std::fmt::Debug for KeyLogHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.with(|l| l.len()) {
+            Some(n) => write!(f, "KeyLogHandle({n} connections)"),
+            None => f.write_str("KeyLogHandle(none)"),
+        }
     }
 }

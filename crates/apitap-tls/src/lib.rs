@@ -11,12 +11,15 @@
 
 pub mod cert;
 pub mod conn;
+pub mod crypto;
 pub mod hello;
 pub mod keylog;
+mod messages;
 
-pub use conn::TlsConn;
+pub use conn::{Plaintext, TlsConn};
 
-use apitap_core::{Direction, Probe};
+use apitap_core::counters::ByName;
+use apitap_core::{Decryption, Direction, Probe};
 
 /// TLS parsing bounds (`[tls]` in sensor.toml).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -25,12 +28,27 @@ pub struct TlsConfig {
     /// Largest handshake message read (a certificate chain is one message); larger ones
     /// are skipped (anomaly `tls_handshake_too_large`, `tls.handshake_too_large`).
     pub max_handshake_bytes: usize,
+    /// Key log files (NSS SSLKEYLOGFILE format) to decrypt with; `--keylog` adds to them.
+    /// A live sensor follows them as they grow or are replaced.
+    pub keylog_files: Vec<String>,
+    /// Encrypted bytes one connection may hold while its keys have not arrived; past it
+    /// the connection is not decrypted (`keys_too_late`, `tls.pending_bytes_dropped`).
+    pub max_pending_bytes: usize,
+    /// Accept key log files that other users can read (a warning, not a start-up error).
+    pub allow_world_readable_keylog: bool,
+    /// The key log the files were read into (set at start-up, not in the file).
+    #[serde(skip)]
+    pub keys: keylog::KeyLogHandle,
 }
 
 impl Default for TlsConfig {
     fn default() -> Self {
         TlsConfig {
             max_handshake_bytes: 64 * 1024,
+            keylog_files: Vec::new(),
+            max_pending_bytes: 256 * 1024,
+            allow_world_readable_keylog: false,
+            keys: keylog::KeyLogHandle::default(),
         }
     }
 }
@@ -72,6 +90,19 @@ apitap_core::counters! {
         pub resyncs: u64,
         /// Bytes passed over while a direction had no framing.
         pub unsynced_bytes: u64,
+        /// Connections by what became of decrypting them (with key logs).
+        pub decryption: ByName<Decryption, { Decryption::ALL.len() }>,
+        /// Records decrypted.
+        pub records_decrypted: u64,
+        /// Plaintext bytes handed to the protocol inside.
+        pub plaintext_bytes: u64,
+        /// Records that did not authenticate (corrupt on the wire, or wrong keys); each is
+        /// lost to the protocol inside.
+        pub records_unauthenticated: u64,
+        /// Records lost to gaps while decrypting (their sequence numbers still counted).
+        pub records_lost: u64,
+        /// Encrypted bytes given up waiting for keys.
+        pub pending_bytes_dropped: u64,
     }
 }
 

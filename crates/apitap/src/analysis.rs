@@ -131,6 +131,18 @@ impl Stage {
         self.drain()
     }
 
+    /// Runs the analytics on the TLS connection of `ev`: encrypted services and the posture
+    /// rules; returns the alerts it completed, keyed right after it.
+    pub fn observe_tls(
+        &mut self,
+        ev: &EncodedEvent,
+        record: &apitap_analytics::TlsRecord,
+    ) -> Vec<EncodedEvent> {
+        self.last_key = ev.key;
+        self.engine.process_tls(record, &mut self.alerts);
+        self.drain()
+    }
+
     /// End of input: closes the open baseline windows and saves the inventory.
     pub fn finish(&mut self) -> Vec<EncodedEvent> {
         let tail = self.engine.finish();

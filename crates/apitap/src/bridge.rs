@@ -65,6 +65,40 @@ pub fn tx_record(flow: &FlowContext, tx: HttpTransaction, event_id: String) -> T
     rec
 }
 
+/// The analytics record of the TLS connection `c`; `event_id` is its event's `event.id`.
+/// Whether the certificate names the SNI is decided here, with the TLS crate's rule.
+pub fn tls_record(
+    flow: &FlowContext,
+    c: &apitap_core::TlsConnection,
+    event_id: String,
+) -> apitap_analytics::TlsRecord {
+    let hs = &*c.handshake;
+    let server_name = hs.server_name.as_ref().map(|n| n.to_ascii_lowercase());
+    apitap_analytics::TlsRecord {
+        ts_ns: c.start.ts.as_nanos(),
+        event_id,
+        client: Some(SocketAddr::new(flow.client.ip, flow.client.port)),
+        server: Some(SocketAddr::new(flow.server.ip, flow.server.port)),
+        version: hs.version.and_then(apitap_core::tls::version_name),
+        cipher: hs.cipher_name.as_ref().map(|c| c.to_string()),
+        weak_cipher: hs.weak_cipher,
+        alpn: hs.next_protocol.clone(),
+        ja4: hs.ja4.clone(),
+        certificate: hs
+            .certificate
+            .as_deref()
+            .map(|cert| apitap_analytics::CertFacts {
+                not_before: cert.not_before,
+                not_after: cert.not_after,
+                subject: cert.subject_common_name.clone(),
+                covers_server_name: server_name
+                    .as_deref()
+                    .map(|n| apitap_tls::cert::covers(cert, n)),
+            }),
+        server_name,
+    }
+}
+
 /// Header (name lower case, value) pairs in wire order, over the head's own bytes.
 fn headers(head: Head) -> Headers {
     let fields = head.headers.iter().map(|&(n, v)| (n.range(), v.range()));

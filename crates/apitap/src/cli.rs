@@ -97,6 +97,13 @@ pub fn inventory(args: InventoryArgs) -> Result<ExitCode> {
         );
     } else {
         print!("{}", inventory_table(&engine.inventory().endpoints()));
+        let services = engine.tls_services();
+        if !services.is_empty() {
+            print!(
+                "\nEncrypted services (TLS)\n{}",
+                tls_services_table(&services)
+            );
+        }
     }
     Ok(if summary.input_error.is_some() {
         ExitCode::from(1)
@@ -149,8 +156,50 @@ pub fn inventory_table(endpoints: &[EndpointStats]) -> String {
         "CLIENTS",
         "LAST_SEEN",
     ];
+    table(&header, &rows)
+}
+
+/// The encrypted services (TLS) of the inventory as an aligned text table.
+pub fn tls_services_table(services: &[apitap_analytics::TlsService]) -> String {
+    let set = |s: &std::collections::BTreeSet<String>| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.iter().cloned().collect::<Vec<_>>().join(",")
+        }
+    };
+    let rows: Vec<[String; 8]> = services
+        .iter()
+        .map(|s| {
+            [
+                s.host.clone(),
+                s.port.to_string(),
+                s.connections.to_string(),
+                set(&s.versions),
+                set(&s.alpn),
+                set(&s.ciphers),
+                s.client_fingerprints.len().to_string(),
+                rfc3339_micros(s.last_seen_ns),
+            ]
+        })
+        .collect();
+    let header = [
+        "HOST",
+        "PORT",
+        "CONNECTIONS",
+        "VERSIONS",
+        "ALPN",
+        "CIPHERS",
+        "CLIENT_FINGERPRINTS",
+        "LAST_SEEN",
+    ];
+    table(&header, &rows)
+}
+
+/// Rows under a header, columns padded to their widest cell, the last one not padded.
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
     let mut widths = header.map(str::len);
-    for r in &rows {
+    for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
@@ -168,8 +217,8 @@ pub fn inventory_table(endpoints: &[EndpointStats]) -> String {
         out.push_str(l.trim_end());
         out.push('\n');
     };
-    line(&header);
-    for r in &rows {
+    line(header);
+    for r in rows {
         let cells: Vec<&str> = r.iter().map(String::as_str).collect();
         line(&cells);
     }

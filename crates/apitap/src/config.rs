@@ -434,6 +434,11 @@ impl Config {
                 1024..=16 * MIB,
             ),
             (
+                "tls.max_pending_bytes",
+                self.tls.max_pending_bytes as u64,
+                0..=64 * MIB,
+            ),
+            (
                 "session.max_depth",
                 u64::from(self.session.max_depth),
                 1..=16,

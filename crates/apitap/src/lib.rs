@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod files;
 pub mod har;
+pub mod keylog;
 pub mod live;
 pub mod metrics;
 pub mod pipeline;

@@ -43,11 +43,16 @@ pub struct Overrides {
     pub log_format: Option<String>,
     /// `--spec`.
     pub spec: Option<PathBuf>,
+    /// `--keylog`: key log files added to `tls.keylog_files`.
+    pub keylog: Vec<PathBuf>,
 }
 
 impl Overrides {
     /// Applies the overrides to a config read from file.
     pub fn apply(&self, cfg: &mut Config) {
+        cfg.tls
+            .keylog_files
+            .extend(self.keylog.iter().map(|p| p.display().to_string()));
         if !self.interfaces.is_empty() {
             cfg.capture.interfaces = self.interfaces.clone();
         }
@@ -133,6 +138,8 @@ pub fn run_live(run: LiveRun) -> Result<RunSummary> {
         }
     };
     let lines = open_output(output.as_ref())?;
+    // Key logs are opened while the process may still read what only root can.
+    let keylog = crate::keylog::open(&cfg.tls)?;
 
     let identity = drop_privileges(&cfg.daemon)?;
 
@@ -145,6 +152,7 @@ pub fn run_live(run: LiveRun) -> Result<RunSummary> {
         released,
         Backpressure::Drop,
         false,
+        keylog,
     )?;
     let stats_interval = Arc::new(AtomicU64::new(cfg.daemon.stats_interval_s));
     let telemetry = crate::metrics::spawn(

@@ -59,6 +59,10 @@ enum Command {
         /// alerts (overrides analytics.spec.path).
         #[arg(long, value_name = "FILE")]
         spec: Option<PathBuf>,
+        /// TLS key log (SSLKEYLOGFILE format) to decrypt with; repeat for several (adds to
+        /// tls.keylog_files). Must not be readable by other users.
+        #[arg(long = "keylog", value_name = "FILE")]
+        keylog: Vec<PathBuf>,
     },
     /// Capture live from interfaces until SIGTERM/SIGINT (the sensor daemon). Needs
     /// CAP_NET_RAW to start; drops to `--user` and gives up every capability once the
@@ -105,6 +109,10 @@ enum Command {
         /// on SIGHUP).
         #[arg(long, value_name = "FILE")]
         spec: Option<PathBuf>,
+        /// TLS key log (SSLKEYLOGFILE format) to decrypt with; followed as it grows;
+        /// repeat for several (adds to tls.keylog_files). Must not be readable by other users.
+        #[arg(long = "keylog", value_name = "FILE")]
+        keylog: Vec<PathBuf>,
     },
     /// Build the API endpoint inventory of capture files: print it, or export it as an
     /// OpenAPI 3 document.
@@ -171,8 +179,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             stats_json,
             format,
             spec,
+            keylog,
         } => {
             let overrides = Overrides {
+                keylog,
                 interfaces,
                 bpf,
                 kafka,
@@ -216,6 +226,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             quiet,
             format,
             spec,
+            keylog,
         } => {
             let mut cfg = match &config {
                 Some(path) => Config::load(path)?,
@@ -224,6 +235,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(spec) = spec {
                 cfg.analytics.spec.path = spec.display().to_string();
             }
+            cfg.tls
+                .keylog_files
+                .extend(keylog.iter().map(|p| p.display().to_string()));
             if let Some(w) = workers {
                 cfg.pipeline.workers = w.max(1);
             }

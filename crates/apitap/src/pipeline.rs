@@ -15,7 +15,7 @@ use crate::reorder::{Reorder, ReorderStats};
 use crate::stats::RunSummary;
 use crate::stats::WorkerStats;
 use crate::telemetry::{OutputSnapshot, Shared};
-use crate::worker::{Finished, Worker, WorkerOutput};
+use crate::worker::{Finished, Record, Worker, WorkerOutput};
 use anyhow::{anyhow, Context, Result};
 use apitap_core::EncodedEvent;
 use apitap_core::Merge;
@@ -81,6 +81,8 @@ pub fn replay_with_analytics(
 ) -> Result<(RunSummary, Option<AnalyticsOutcome>)> {
     let mut source = FileSource::open(inputs)?;
     let lines = open_output(output.as_ref())?;
+    // A missing or world-readable key log is a start-up error.
+    let keylog = crate::keylog::open(&cfg.tls)?;
     let released = Arc::new(AtomicU64::new(0));
     let mut pipeline = Pipeline::start(
         cfg,
@@ -89,6 +91,7 @@ pub fn replay_with_analytics(
         Arc::clone(&released),
         Backpressure::Wait,
         collect_alerts,
+        keylog,
     )?;
 
     let mut summary = RunSummary {
@@ -135,6 +138,15 @@ pub(crate) struct Pipeline {
     pub feeder: Feeder,
     workers: Vec<thread::JoinHandle<WorkerStats>>,
     sink: thread::JoinHandle<SinkResult>,
+    /// The TLS key logs, when configured; on a live sensor, the thread following them.
+    keylog: Option<KeyLogState>,
+}
+
+/// The key logs of a run: the shared handle, and the follower thread with its stop flag.
+struct KeyLogState {
+    handle: apitap_tls::keylog::KeyLogHandle,
+    follower: Option<(Arc<std::sync::atomic::AtomicBool>, thread::JoinHandle<()>)>,
+    warnings: Vec<String>,
 }
 
 impl Pipeline {
@@ -147,7 +159,43 @@ impl Pipeline {
         released: Arc<AtomicU64>,
         backpressure: Backpressure,
         collect_alerts: bool,
+        keylog: Option<crate::keylog::Opened>,
     ) -> Result<Pipeline> {
+        let with_keys;
+        let cfg = match &keylog {
+            Some(crate::keylog::Opened { handle, .. }) => {
+                let mut c = cfg.clone();
+                c.tls.keys = handle.clone();
+                with_keys = c;
+                &with_keys
+            }
+            None => cfg,
+        };
+        let keylog = match keylog {
+            None => None,
+            Some(crate::keylog::Opened {
+                handle,
+                follower,
+                warnings,
+            }) => {
+                // A replay reads the files once; a live sensor follows them.
+                let follower = match shared.is_some() {
+                    true => {
+                        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                        let thread = follower
+                            .spawn(Arc::clone(&stop))
+                            .context("cannot start the key log thread")?;
+                        Some((stop, thread))
+                    }
+                    false => None,
+                };
+                Some(KeyLogState {
+                    handle,
+                    follower,
+                    warnings,
+                })
+            }
+        };
         let encoder = encoder(cfg)?;
         let kafka = match &cfg.kafka {
             None => None,
@@ -202,6 +250,7 @@ impl Pipeline {
             handles.push(handle);
         }
         Ok(Pipeline {
+            keylog,
             feeder: Feeder {
                 decoder: Decoder::new(
                     cfg.pipeline.dedup_window_us,
@@ -259,6 +308,14 @@ impl Pipeline {
             summary
                 .warnings
                 .push(format!("cannot save the inventory: {e}"));
+        }
+        if let Some(k) = self.keylog {
+            if let Some((stop, thread)) = k.follower {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                let _ = thread.join();
+            }
+            summary.warnings.extend(k.warnings);
+            summary.keylog = Some(k.handle.stats());
         }
         summary.events_written = sink.written;
         summary.bytes_written = sink.bytes;
@@ -511,7 +568,8 @@ impl Outputs {
     fn release(&mut self, finished: Finished) {
         let Finished { mut event, record } = finished;
         let alerts = match (self.analytics.as_mut(), record) {
-            (Some(a), Some(record)) => a.observe(&mut event, &record),
+            (Some(a), Some(Record::Tx(record))) => a.observe(&mut event, &record),
+            (Some(a), Some(Record::Tls(record))) => a.observe_tls(&event, &record),
             _ => Vec::new(),
         };
         self.write(event);

@@ -102,6 +102,8 @@ pub struct RunSummary {
     pub bytes_written: u64,
     /// Non-fatal input problems (e.g. a truncated last packet).
     pub warnings: Vec<String>,
+    /// What reading the TLS key logs found, when there were any.
+    pub keylog: Option<apitap_tls::keylog::KeyLogStats>,
     /// Fatal input error that stopped reading early (events before it were still written).
     pub input_error: Option<String>,
     /// Output error (e.g. disk full, closed pipe).
@@ -147,6 +149,10 @@ impl RunSummary {
                 section(&w.parser_bytes_peak),
             );
         }
+        let mut tls = section(&w.session.tls);
+        if let (Value::Object(m), Some(k)) = (&mut tls, &self.keylog) {
+            m.insert("keylog".into(), section(k));
+        }
         let mut summary = json!({
             "input": {
                 "files": self.files,
@@ -163,7 +169,7 @@ impl RunSummary {
             "reassembly": reassembly,
             "session": section(&w.session),
             "http": http,
-            "tls": section(&w.session.tls),
+            "tls": tls,
             "transactions": section(&w.transactions),
             "kafka": self.kafka.as_ref().map(kafka_section),
             "output": {

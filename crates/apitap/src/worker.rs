@@ -18,12 +18,21 @@ use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// A finished transaction: its event, and its analytics record when the analytics run.
+/// A finished transaction (or TLS connection): its event, and its analytics record when
+/// the analytics run.
 pub struct Finished {
     /// The encoded event.
     pub event: EncodedEvent,
-    /// The transaction as the analytics sees it.
-    pub record: Option<Box<TxRecord>>,
+    /// What the analytics see of it.
+    pub record: Option<Record>,
+}
+
+/// What the analytics see of one event.
+pub enum Record {
+    /// An HTTP transaction.
+    Tx(Box<TxRecord>),
+    /// A TLS connection.
+    Tls(Box<apitap_analytics::TlsRecord>),
 }
 
 impl Keyed for Finished {
@@ -530,17 +539,18 @@ impl Env {
             let event = self.encoder.encode_event(ctx, &tx);
             let record = self.records.then(|| {
                 let id = event_id(&ctx.flow_id, tx.key.ordinal);
-                Box::new(crate::bridge::tx_record(ctx, tx, id))
+                Record::Tx(Box::new(crate::bridge::tx_record(ctx, tx, id)))
             });
             self.events.push(Finished { event, record });
         }
         for mut c in self.tls.drain(..) {
             c.key.flow = flow.first_packet;
             let event = self.encoder.encode_tls(ctx, &c);
-            self.events.push(Finished {
-                event,
-                record: None,
+            let record = self.records.then(|| {
+                let id = event_id(&ctx.flow_id, c.key.ordinal);
+                Record::Tls(Box::new(crate::bridge::tls_record(ctx, &c, id)))
             });
+            self.events.push(Finished { event, record });
         }
     }
 }

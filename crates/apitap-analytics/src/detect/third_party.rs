@@ -72,6 +72,33 @@ impl ThirdParty {
         }
     }
 
+    /// A TLS connection from `client` to `server`, named by its SNI (else the address):
+    /// learned while `learning`, after that the name when an internal client reaches an
+    /// external destination never seen (HTTP or TLS).
+    pub(crate) fn tls_destination(
+        &mut self,
+        client: std::net::IpAddr,
+        server: std::net::IpAddr,
+        name: Option<&str>,
+        learning: bool,
+    ) -> Option<String> {
+        if self.internal.is_empty() {
+            return None;
+        }
+        let dest = name.map_or_else(|| server.to_string(), str::to_string);
+        if learning {
+            self.remember_dest(&dest);
+            return None;
+        }
+        let client_internal = self.internal.iter().any(|c| c.contains(client));
+        let server_internal = self.internal.iter().any(|c| c.contains(server));
+        if client_internal && !server_internal && !self.known.contains(&dest) {
+            self.remember_dest(&dest);
+            return Some(dest);
+        }
+        None
+    }
+
     pub(crate) fn hits(
         &mut self,
         tx: &TxRecord,

@@ -548,10 +548,24 @@ impl HttpConn {
                     return pos;
                 }
             }
+            // The next place a message may start: after the next line end, or, for
+            // responses, at a status line in the middle of a line (a JSON body does not
+            // end with a line end, and the next status line follows it directly).
+            let newline = memchr::memchr(b'\n', rest).map(|i| i + 1);
+            // At a line start, the first byte was just looked at.
+            let from = usize::from(self.dir(dir).at_line_start);
+            let status = match dir {
+                Direction::ToClient => status_line_inside(rest, from),
+                Direction::ToServer => None,
+            };
             let d = self.dir_mut(dir);
-            match memchr::memchr(b'\n', rest) {
+            let next = match (newline, status) {
+                (Some(n), Some(s)) => Some(n.min(s)),
+                (n, s) => n.or(s),
+            };
+            match next {
                 Some(i) => {
-                    pos += i + 1;
+                    pos += i;
                     d.at_line_start = true;
                 }
                 None => {
@@ -586,6 +600,26 @@ impl HttpConn {
         }
         self.lone_key = None;
     }
+}
+
+/// Where, from `from` on, `data` holds `HTTP/1.0 ` or `HTTP/1.1 ` and a status code (the
+/// stricter form asked of a status line that does not start a line).
+fn status_line_inside(data: &[u8], mut from: usize) -> Option<usize> {
+    while let Some(i) = data
+        .get(from..)
+        .and_then(|d| memchr::memmem::find(d, b"HTTP/1."))
+    {
+        let at = from + i;
+        match data.get(at + 7..at + 13) {
+            Some([b'0' | b'1', b' ', b'1'..=b'5', b'0'..=b'9', b'0'..=b'9', b' ' | b'\r']) => {
+                return Some(at)
+            }
+            // Cut short: it may be one; looked at again with more bytes.
+            None => return Some(at),
+            Some(_) => from = at + 1,
+        }
+    }
+    None
 }
 
 /// Parses a chunk-size line (`1a;ext=x\r\n`): hex digits, then optional whitespace and

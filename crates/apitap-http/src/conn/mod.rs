@@ -154,6 +154,7 @@ impl HttpConn {
             response: None,
             anomalies: p.anomalies,
             incomplete: Some(incomplete),
+            tls: None,
         });
     }
 
@@ -471,6 +472,7 @@ impl HttpConn {
                             key: p.key,
                             anomalies: p.anomalies.union(r.anomalies),
                             incomplete: incomplete.or(p.incomplete),
+                            tls: None,
                             request: Some(p.req),
                             response: Some(r.resp),
                         });
@@ -483,6 +485,7 @@ impl HttpConn {
                     response: Some(r.resp),
                     anomalies: r.anomalies,
                     incomplete: Some(incomplete.unwrap_or(IncompleteReason::RequestNotSeen)),
+                    tls: None,
                 });
             }
         }
