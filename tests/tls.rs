@@ -119,6 +119,10 @@ fn versions_ciphers_and_certificates_are_the_negotiated_ones() {
             "{want:?} not among {seen:?}"
         );
     }
+    // The server's ALPN answer is in the clear up to TLS 1.2 (curl offered http/1.1).
+    for e in events.iter().filter(|e| field(e, "tls.version") == "1.2") {
+        assert_eq!(field(e, "tls.next_protocol"), "http/1.1", "{e}");
+    }
     // Certificates are in the clear up to TLS 1.2 only.
     for e in &events {
         let has_cert = !field(e, "tls.server.x509").is_null();

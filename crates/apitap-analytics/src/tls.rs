@@ -247,15 +247,17 @@ impl TlsAnalytics {
         alert: &dyn Fn(Rule, String) -> Alert,
         out: &mut Vec<Finding>,
     ) {
-        let known = match self.fingerprints.get_mut(host) {
-            Some(set) => set,
+        // A host first seen now learns its first fingerprint silently: that the host is
+        // new is the inventory's and the third-party rule's news, not a client's.
+        let (known, new_host) = match self.fingerprints.get_mut(host) {
+            Some(set) => (set, false),
             None => {
                 if self.fingerprints.len() >= self.fingerprints.capacity() {
                     self.fingerprint_hosts_evicted += 1;
                 }
                 self.fingerprints.insert(host.to_string(), BTreeSet::new());
                 match self.fingerprints.get_mut(host) {
-                    Some(set) => set,
+                    Some(set) => (set, true),
                     None => return,
                 }
             }
@@ -268,7 +270,7 @@ impl TlsAnalytics {
         } else {
             self.values_overflow += 1;
         }
-        if learning {
+        if learning || new_host {
             return;
         }
         let mut a = alert(
@@ -304,4 +306,53 @@ pub(crate) fn alert(r: &TlsRecord, rule: Rule, message: String) -> Alert {
 
 fn secs_ns_i(s: i64) -> i64 {
     s.saturating_mul(1_000_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::{Analytics, AnalyticsConfig, TlsRecord};
+
+    fn conn(ts_s: i64, sni: &str, server: &str) -> TlsRecord {
+        TlsRecord {
+            ts_ns: ts_s * 1_000_000_000,
+            event_id: format!("F{ts_s}-0"),
+            client: Some("10.0.0.5:40000".parse().unwrap()),
+            server: Some(server.parse().unwrap()),
+            server_name: Some(sni.to_string()),
+            version: Some(("tls", "1.3")),
+            ja4: Some("t13d1516h2_8daaf6152771_e5627efa2ab1".into()),
+            ..TlsRecord::default()
+        }
+    }
+
+    /// With no HTTP visible, a new external destination is named by its SNI.
+    #[test]
+    fn third_parties_are_named_by_server_name() {
+        let mut cfg = AnalyticsConfig {
+            learning_period_s: 10,
+            ..AnalyticsConfig::default()
+        };
+        cfg.third_party.internal_cidrs = vec!["10.0.0.0/8".into()];
+        let mut a = Analytics::new(cfg).unwrap();
+        let mut out = Vec::new();
+        a.process_tls(&conn(0, "api.partner.example", "203.0.113.7:443"), &mut out);
+        a.process_tls(
+            &conn(20, "api.partner.example", "203.0.113.7:443"),
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        a.process_tls(&conn(30, "exfil.example", "198.51.100.9:443"), &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].rule.id(), "APITAP-THIRDPARTY-001");
+        assert_eq!(out[0].host.as_deref(), Some("exfil.example"));
+        assert_eq!(out[0].evidence, ["F30-0"]);
+        // Internal servers are no third parties.
+        a.process_tls(&conn(40, "intranet.example", "10.1.2.3:443"), &mut out);
+        assert_eq!(out.len(), 1);
+        let services = a.tls_services();
+        assert_eq!(services.len(), 3);
+        assert_eq!(services[0].host, "api.partner.example");
+        assert_eq!(services[0].connections, 2);
+    }
 }

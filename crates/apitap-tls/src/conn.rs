@@ -33,6 +33,8 @@ const HEARTBEAT: u8 = 24;
 const SEEK_AFTER_LOSS: u64 = 64;
 /// Records in a row that fail authentication before the keys are taken for wrong.
 const MAX_FAILURES_IN_A_ROW: u8 = 3;
+/// What a record waiting for keys costs besides its bytes (counted in the pending bound).
+const PENDING_OVERHEAD: usize = 64;
 
 type Ctx<'a> = ParseCx<'a, TlsConfig, TlsStats, TlsConnection>;
 
@@ -264,7 +266,8 @@ impl TlsConn {
                     r.lose();
                     self.anomalies.insert(Anomaly::TlsRecordInvalid);
                     cx.stats.records_invalid += 1;
-                    self.lost_framing(dir, 0);
+                    // How much was lost is not known: at least a record's worth.
+                    self.lost_framing(dir, MAX_RECORD_BODY as u64);
                     continue;
                 };
                 let content_type = r.header[0];
@@ -309,16 +312,36 @@ impl TlsConn {
             }
             return;
         }
+        let tls13 = self.tls13();
         let r = &mut self.dirs[dir.index()];
         match content_type {
-            CHANGE_CIPHER_SPEC => r.ccs = true,
+            // TLS 1.3 sends ChangeCipherSpec only for middleboxes: it changes nothing.
+            CHANGE_CIPHER_SPEC if tls13 => {}
+            CHANGE_CIPHER_SPEC => {
+                r.ccs = true;
+                // The server switches to encryption without having sent its certificate
+                // flight: an abbreviated (resumed) handshake, when nothing of its
+                // handshake was lost.
+                if dir == Direction::ToClient
+                    && self.server_hello
+                    && !self.server_hello_done
+                    && !r.handshake_lost
+                {
+                    self.hs.resumed = true;
+                }
+            }
             ALERT => {
                 if let [2, description, ..] = record.body[..] {
                     cx.stats.fatal_alerts += 1;
                     self.alert.get_or_insert(description);
                 }
             }
-            HANDSHAKE if !r.handshake_lost && !record.damaged => {
+            HANDSHAKE if record.damaged => {
+                // Message boundaries inside this stream are gone.
+                r.handshake.clear();
+                r.handshake_lost = true;
+            }
+            HANDSHAKE if !r.handshake_lost => {
                 let found = r.handshake.push(&record.body, cx.cfg.max_handshake_bytes);
                 self.too_large(found.too_large, cx);
                 for m in found.messages {
@@ -439,7 +462,9 @@ impl TlsConn {
                 self.fail(Decryption::HandshakeNotSeen);
                 return;
             }
-            self.crypt.pending_bytes += record.body.len();
+            // What a waiting record costs: its buffer and its place in the queue, so that
+            // empty records cannot grow the queue for free.
+            self.crypt.pending_bytes += record.body.capacity() + PENDING_OVERHEAD;
             self.crypt.pending.push_back((dir, record));
             if !self.find_keys(cx) {
                 if self.crypt.pending_bytes > cx.cfg.max_pending_bytes {
@@ -495,6 +520,11 @@ impl TlsConn {
     /// Opens one protected record and hands on what it holds.
     fn open(&mut self, dir: Direction, mut record: Record, cx: &mut Ctx<'_>) {
         let d = dir.index();
+        // TLS 1.3 early data (0-RTT) comes before the client's Finished under keys apitap
+        // does not have: it is lost, but says nothing about the handshake keys and uses
+        // none of their sequence numbers.
+        let maybe_early_data =
+            self.tls13() && dir == Direction::ToServer && self.crypt.next[d].is_some();
         let Some(keys) = self.crypt.keys[d].as_mut() else {
             return;
         };
@@ -504,8 +534,10 @@ impl TlsConn {
             .unwrap_or(0);
         if record.damaged {
             keys.skip();
+            let lost = keys.plaintext_len(wire_len);
             cx.stats.records_lost += 1;
-            self.plain.push(Plaintext::Lost(dir, wire_len));
+            self.crypt.handshake[d].clear();
+            self.plain.push(Plaintext::Lost(dir, lost));
             return;
         }
         let seek = std::mem::take(&mut self.crypt.seek[d]);
@@ -541,10 +573,14 @@ impl TlsConn {
                 }
             }
             Err(_) => {
-                keys.skip();
                 cx.stats.records_unauthenticated += 1;
-                self.plain.push(Plaintext::Lost(dir, wire_len));
-                self.crypt.failures[d] += 1;
+                let lost = keys.plaintext_len(wire_len);
+                if !maybe_early_data {
+                    keys.skip();
+                    self.crypt.handshake[d].clear();
+                    self.crypt.failures[d] += 1;
+                }
+                self.plain.push(Plaintext::Lost(dir, lost));
                 if self.crypt.failures[d] >= MAX_FAILURES_IN_A_ROW {
                     self.fail(Decryption::AuthenticationFailed);
                 }
@@ -607,9 +643,6 @@ impl TlsConn {
         let [to_server, to_client] = &self.dirs;
         let both_protected = to_server.protected > 0 && to_client.protected > 0;
         let midstream = !self.client_hello;
-        if self.server_hello && !self.tls13() && to_client.ccs && !self.server_hello_done {
-            self.hs.resumed = true;
-        }
         let decryption = match self.crypt.state {
             CryptState::Off => None,
             CryptState::Active => Some(Decryption::Decrypted),
@@ -622,7 +655,7 @@ impl TlsConn {
         TlsConnection {
             key,
             handshake: Arc::new(std::mem::take(&mut self.hs)),
-            established: both_protected && (self.server_hello || midstream),
+            established: both_protected && (self.server_hello || midstream) && self.alert.is_none(),
             midstream,
             alert: self.alert,
             client_bytes: to_server.bytes,
@@ -764,6 +797,7 @@ impl AppParser for TlsConn {
             if r.in_body && r.keep {
                 // The rest of this record is skipped by its length; it cannot be read.
                 r.damaged = true;
+                r.keep = false;
             }
             r.body = Vec::new();
             r.handshake.clear();
@@ -771,10 +805,82 @@ impl AppParser for TlsConn {
             cx.stats.handshakes_shed += 1;
             self.anomalies.insert(Anomaly::HeadMemcap);
         }
+        for m in &mut self.crypt.handshake {
+            if m.capacity() > 0 {
+                m.clear();
+                self.anomalies.insert(Anomaly::HeadMemcap);
+            }
+        }
         if self.crypt.pending_bytes > 0 {
             cx.stats.pending_bytes_dropped += self.crypt.pending_bytes as u64;
             self.fail(Decryption::KeysTooLate);
             self.anomalies.insert(Anomaly::HeadMemcap);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apitap_core::ParserEnv;
+
+    fn env(max_handshake_bytes: usize) -> ParserEnv<TlsConfig, TlsStats, TlsConnection> {
+        ParserEnv::new(TlsConfig {
+            max_handshake_bytes,
+            ..TlsConfig::default()
+        })
+    }
+
+    /// A Certificate message of 100 000 bytes over seven records: skipped past the bound,
+    /// flagged and counted, never buffered whole.
+    #[test]
+    fn a_huge_certificate_chain_is_skipped_within_the_bound() {
+        let mut env = env(4096);
+        let mut conn = TlsConn::new();
+        let at = PacketRef::default();
+        let len: usize = 100_000;
+        let mut message = vec![11u8, (len >> 16) as u8, (len >> 8) as u8, len as u8];
+        message.resize(4 + len, 0x30);
+        let mut peak = 0;
+        for chunk in message.chunks(16_000) {
+            let mut record = vec![22, 3, 3];
+            record.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+            record.extend_from_slice(chunk);
+            conn.on_data(Direction::ToClient, &record, &mut env.cx(at));
+            peak = peak.max(conn.buffered_bytes());
+        }
+        conn.finish(FinishCause::EndOfCapture, &mut env.cx(at));
+        let c = &env.out[0];
+        assert!(c.anomalies.contains(Anomaly::TlsHandshakeTooLarge));
+        assert_eq!(env.stats.handshake_too_large, 1);
+        assert!(c.handshake.certificate.is_none());
+        assert!(peak < 4096 + 2 * MAX_RECORD_BODY, "{peak}");
+    }
+
+    /// Truncated and corrupted records: a header that is no TLS record loses the
+    /// direction's framing (counted, flagged), a record cut by the end of the connection is
+    /// left, and nothing is handed out but the connection record.
+    #[test]
+    fn broken_records_are_counted_not_parsed() {
+        let mut env = env(4096);
+        let mut conn = TlsConn::new();
+        let at = PacketRef::default();
+        conn.on_data(
+            Direction::ToServer,
+            &[22, 3, 1, 0, 40, 1, 0, 0],
+            &mut env.cx(at),
+        );
+        conn.on_data(Direction::ToClient, &[0x99, 3, 3, 0, 1, 0], &mut env.cx(at));
+        conn.on_data(
+            Direction::ToClient,
+            &[23, 3, 3, 0x48, 0x01],
+            &mut env.cx(at),
+        );
+        conn.finish(FinishCause::ConnectionClosed, &mut env.cx(at));
+        assert_eq!(env.out.len(), 1);
+        assert!(env.out[0].anomalies.contains(Anomaly::TlsRecordInvalid));
+        assert_eq!(env.stats.records_invalid, 1);
+        assert_eq!(env.stats.client_hellos, 0, "the hello never completed");
+        assert_eq!(env.out[0].client_bytes, 8);
     }
 }

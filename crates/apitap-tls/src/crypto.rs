@@ -290,6 +290,17 @@ impl RecordKeys {
         }
     }
 
+    /// The plaintext length of a protected record `record_len` bytes long: exact in TLS
+    /// 1.2; in TLS 1.3 assuming no padding (the usual case; padding is not visible).
+    pub fn plaintext_len(&self, record_len: u64) -> u64 {
+        let overhead = match self.framing {
+            Framing::Tls12Explicit => 8 + TAG,
+            Framing::Tls12Xor => TAG,
+            Framing::Tls13 => TAG + 1,
+        };
+        record_len.saturating_sub(overhead as u64)
+    }
+
     /// A record went by that could not be opened (lost on the wire, or corrupt): its
     /// sequence number is used up.
     pub fn skip(&mut self) {
@@ -538,6 +549,24 @@ mod tests {
             b[last] ^= 1;
             assert_eq!(rx.open(&h, &mut b, 0), Err(OpenError::Authentication));
         }
+    }
+
+    #[test]
+    fn key_update_moves_both_sides_to_the_next_secret() {
+        let suite = Suite::from_id(0x1303).unwrap();
+        let mut tx = RecordKeys::tls13(suite, &[4u8; 32]).unwrap();
+        let mut rx = RecordKeys::tls13(suite, &[4u8; 32]).unwrap();
+        let (h, mut b) = tx.seal(23, b"before").unwrap();
+        assert_eq!(rx.open(&h, &mut b, 0), Ok(23));
+        assert!(tx.update() && rx.update());
+        let (h, mut b) = tx.seal(23, b"after").unwrap();
+        let mut stale = RecordKeys::tls13(suite, &[4u8; 32]).unwrap();
+        assert_eq!(
+            stale.open(&h, &mut b.clone(), 4),
+            Err(OpenError::Authentication)
+        );
+        assert_eq!(rx.open(&h, &mut b, 0), Ok(23));
+        assert_eq!(b, b"after");
     }
 
     #[test]

@@ -70,6 +70,7 @@ pub fn client_hello(
     let mut point_formats: &[u8] = &[];
     let mut sig_algs: &[u16] = &[];
     let mut versions = Vec::new();
+    let mut first_alpn: Option<&[u8]> = None;
     for e in exts {
         let t = ext_type(e);
         if !is_grease(t) {
@@ -83,6 +84,7 @@ pub fn client_hello(
                 }
             }
             TlsExtension::ALPN(protocols) => {
+                first_alpn = protocols.first().copied();
                 hs.alpn_offered = protocols
                     .iter()
                     .map(|p| String::from_utf8_lossy(p).into_owned())
@@ -114,12 +116,13 @@ pub fn client_hello(
     dashed(&mut ja3, point_formats.iter().map(|&p| u16::from(p)));
     hs.ja3 = Some(md5_hex(&ja3));
 
+    // JA4 reads the extension's presence (not a parsed name) and the ALPN's raw bytes.
     hs.ja4 = Some(ja4(
         highest,
-        hs.server_name.is_some(),
+        ext_types.contains(&0),
         &ciphers,
         &ext_types,
-        hs.alpn_offered.first().map(String::as_bytes),
+        first_alpn,
         sig_algs,
     ));
 }

@@ -46,6 +46,9 @@ apitap_core::counters! {
         pub garbage_lines: u64,
         /// Well-formed lines with a label apitap does not use (exporter and early secrets).
         pub unused_lines: u64,
+        /// Connections whose secrets were forgotten, oldest first, to stay within
+        /// `tls.max_keylog_connections`.
+        pub evicted: u64,
     }
 }
 
@@ -58,12 +61,23 @@ pub enum LineError {
     Unused,
 }
 
-/// Connections' secrets by client random.
-#[derive(Default)]
+/// Connections' secrets by client random, at most `max` connections (the oldest go first).
 pub struct KeyLog {
     by_random: HashMap<[u8; 32], Secrets>,
+    /// Client randoms in the order they arrived, for eviction.
+    order: std::collections::VecDeque<[u8; 32]>,
+    max: usize,
     stats: KeyLogStats,
 }
+
+impl Default for KeyLog {
+    fn default() -> Self {
+        KeyLog::with_capacity(DEFAULT_MAX_CONNECTIONS)
+    }
+}
+
+/// Connections a key log keeps secrets for unless told otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 
 impl std::fmt::Debug for KeyLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,6 +92,16 @@ impl KeyLog {
     /// An empty key log.
     pub fn new() -> KeyLog {
         KeyLog::default()
+    }
+
+    /// An empty key log keeping secrets for at most `max` connections.
+    pub fn with_capacity(max: usize) -> KeyLog {
+        KeyLog {
+            by_random: HashMap::new(),
+            order: std::collections::VecDeque::new(),
+            max: max.max(1),
+            stats: KeyLogStats::default(),
+        }
     }
 
     /// Takes every line of `text`; bad lines are counted, never fatal.
@@ -143,6 +167,17 @@ impl KeyLog {
         };
         if !len_ok {
             return Err(LineError::Garbage);
+        }
+        if !self.by_random.contains_key(&random) {
+            while self.by_random.len() >= self.max {
+                let Some(old) = self.order.pop_front() else {
+                    break;
+                };
+                // Dropping the entry zeroes its secrets.
+                self.by_random.remove(&old);
+                self.stats.evicted += 1;
+            }
+            self.order.push_back(random);
         }
         let entry = self.by_random.entry(random).or_default();
         let place = match slot {
@@ -219,6 +254,20 @@ mod tests {
         assert!(e.client_traffic.is_some() && e.server_traffic.is_none());
         assert!(k.get(&[0; 32]).is_none());
         assert!(k.get(&[0; 5]).is_none());
+    }
+
+    #[test]
+    fn the_oldest_connections_go_first() {
+        let mut k = KeyLog::with_capacity(2);
+        for tail in ['1', '2', '3'] {
+            let mut r = R.to_string();
+            r.pop();
+            r.push(tail);
+            k.add_text(&format!("CLIENT_RANDOM {r} {}\n", "ab".repeat(48)));
+        }
+        assert_eq!((k.len(), k.stats().evicted), (2, 1));
+        let first = hex(&format!("{}1", &R[..63])).unwrap();
+        assert!(k.get(&first).is_none());
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct TlsConfig {
     pub max_pending_bytes: usize,
     /// Accept key log files that other users can read (a warning, not a start-up error).
     pub allow_world_readable_keylog: bool,
+    /// Connections the key log keeps secrets for; the oldest are forgotten first
+    /// (`tls.keylog.evicted`).
+    pub max_keylog_connections: usize,
     /// The key log the files were read into (set at start-up, not in the file).
     #[serde(skip)]
     pub keys: keylog::KeyLogHandle,
@@ -48,6 +51,7 @@ impl Default for TlsConfig {
             keylog_files: Vec::new(),
             max_pending_bytes: 256 * 1024,
             allow_world_readable_keylog: false,
+            max_keylog_connections: keylog::DEFAULT_MAX_CONNECTIONS,
             keys: keylog::KeyLogHandle::default(),
         }
     }

@@ -439,6 +439,11 @@ impl Config {
                 0..=64 * MIB,
             ),
             (
+                "tls.max_keylog_connections",
+                self.tls.max_keylog_connections as u64,
+                1..=10_000_000,
+            ),
+            (
                 "session.max_depth",
                 u64::from(self.session.max_depth),
                 1..=16,

@@ -14,8 +14,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The most one key log file may hold at start-up, and the most read per poll after.
+/// The most read from one key log file per poll (the start-up read included); the rest
+/// waits for the next poll.
 pub const MAX_KEYLOG_BYTES: u64 = 256 << 20;
+/// Bytes read and handed to the key log at a time, so that a large read never holds the
+/// workers' key lookups back for long.
+const CHUNK_BYTES: u64 = 1 << 20;
+/// The longest line kept while waiting for its end; longer ones are garbage.
+const MAX_LINE_BYTES: usize = 64 << 10;
 
 /// One followed file: the descriptor opened at start-up (before a live sensor gives up
 /// root, so a key log only root can read stays readable), where reading stopped, and which
@@ -76,12 +82,28 @@ impl Followed {
             return Ok(());
         }
         self.file.seek(SeekFrom::Start(self.offset))?;
-        let mut buf = std::mem::take(&mut self.partial);
-        let read = (&self.file).take(MAX_KEYLOG_BYTES).read_to_end(&mut buf)?;
-        self.offset += read as u64;
-        let complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        self.partial = buf.split_off(complete);
-        keys.add_text(&String::from_utf8_lossy(&buf));
+        let mut left = (len - self.offset).min(MAX_KEYLOG_BYTES);
+        while left > 0 {
+            let mut buf = std::mem::take(&mut self.partial);
+            let read = (&self.file)
+                .take(left.min(CHUNK_BYTES))
+                .read_to_end(&mut buf)?;
+            if read == 0 {
+                break;
+            }
+            self.offset += read as u64;
+            left = left.saturating_sub(read as u64);
+            let complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            self.partial = buf.split_off(complete);
+            if self.partial.len() > MAX_LINE_BYTES {
+                // No key log line is this long: count it and drop it.
+                keys.add_text("garbage: line too long\n");
+                self.partial.clear();
+            }
+            keys.add_text(&String::from_utf8_lossy(&buf));
+            // The lines held secrets.
+            zeroize::Zeroize::zeroize(&mut buf);
+        }
         Ok(())
     }
 }
@@ -117,7 +139,7 @@ fn open_with(
     if tls.keylog_files.is_empty() {
         return Ok(None);
     }
-    let handle = KeyLogHandle::new(KeyLog::new());
+    let handle = KeyLogHandle::new(KeyLog::with_capacity(tls.max_keylog_connections));
     let mut files = Vec::new();
     for path in &tls.keylog_files {
         let path = PathBuf::from(path);
