@@ -3,9 +3,7 @@
 //! path). The `tls` object alone is also what a transaction decrypted from the
 //! connection carries.
 
-use crate::view::{
-    AnomalyList, EndpointView, IngressView, ObserverView, Rfc3339, TunnelView, VlanId, VlanView,
-};
+use crate::view::{AnomalyList, EndpointView, NetworkView, ObserverView, Rfc3339, TunnelView};
 use crate::{event_id, EncoderConfig, FlowContext, SCHEMA_VERSION};
 use apitap_core::tls::version_name;
 use apitap_core::{Certificate, Endpoint, Timestamp, TlsConnection, TlsHandshake};
@@ -224,22 +222,8 @@ impl<'a> TlsEventView<'a> {
             },
             source: BytesEndpoint::new(flow.client, c.client_bytes),
             destination: BytesEndpoint::new(flow.server, c.server_bytes),
-            network: crate::view::NetworkView {
-                transport: "tcp",
-                protocol: "tls",
-                ip_type: if flow.client.ip.is_ipv4() {
-                    "ipv4"
-                } else {
-                    "ipv6"
-                },
-                community_id: &flow.community_id,
-            },
-            observer: (sensor.is_some() || flow.encap.vlan.is_some()).then(|| ObserverView {
-                name: sensor,
-                ingress: flow.encap.vlan.map(|id| IngressView {
-                    vlan: VlanView { id: VlanId(id) },
-                }),
-            }),
+            network: NetworkView::new(flow, "tls"),
+            observer: ObserverView::new(sensor, flow),
             tls: TlsView::new(hs, Some(c.established)),
             apitap: ApitapTlsView {
                 flow_id: &flow.flow_id,

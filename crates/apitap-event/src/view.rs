@@ -82,12 +82,41 @@ pub(crate) struct NetworkView<'a> {
     pub(crate) community_id: &'a str,
 }
 
+impl<'a> NetworkView<'a> {
+    /// `network` of an event of `flow` speaking `protocol`.
+    pub(crate) fn new(flow: &'a FlowContext, protocol: &'static str) -> NetworkView<'a> {
+        NetworkView {
+            transport: "tcp",
+            protocol,
+            ip_type: if flow.client.ip.is_ipv4() {
+                "ipv4"
+            } else {
+                "ipv6"
+            },
+            community_id: &flow.community_id,
+        }
+    }
+}
+
 #[derive(Serialize)]
 pub(crate) struct ObserverView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) ingress: Option<IngressView>,
+}
+
+impl<'a> ObserverView<'a> {
+    /// `observer` of an event of `flow`: the sensor's name and the flow's VLAN, when
+    /// there is either.
+    pub(crate) fn new(sensor: Option<&'a str>, flow: &FlowContext) -> Option<ObserverView<'a>> {
+        (sensor.is_some() || flow.encap.vlan.is_some()).then(|| ObserverView {
+            name: sensor,
+            ingress: flow.encap.vlan.map(|id| IngressView {
+                vlan: VlanView { id: VlanId(id) },
+            }),
+        })
+    }
 }
 
 /// `observer.ingress`: where the observer saw the traffic.
@@ -380,22 +409,8 @@ impl<'a> EventView<'a> {
             },
             source: flow.client.into(),
             destination: flow.server.into(),
-            network: NetworkView {
-                transport: "tcp",
-                protocol: "http",
-                ip_type: if flow.client.ip.is_ipv4() {
-                    "ipv4"
-                } else {
-                    "ipv6"
-                },
-                community_id: &flow.community_id,
-            },
-            observer: (sensor.is_some() || flow.encap.vlan.is_some()).then(|| ObserverView {
-                name: sensor,
-                ingress: flow.encap.vlan.map(|id| IngressView {
-                    vlan: VlanView { id: VlanId(id) },
-                }),
-            }),
+            network: NetworkView::new(flow, "http"),
+            observer: ObserverView::new(sensor, flow),
             url,
             http: HttpView {
                 version: version.map(|v| v.as_str()),

@@ -224,8 +224,8 @@ impl TlsConn {
         if self.tls13() || !self.server_hello {
             content_type == APPLICATION_DATA
         } else {
+            // After ChangeCipherSpec every record is protected and uses a sequence number.
             self.dirs[dir.index()].ccs
-                && matches!(content_type, ALERT | HANDSHAKE | APPLICATION_DATA)
         }
     }
 
