@@ -90,13 +90,24 @@ impl ThirdParty {
             self.remember_dest(&dest);
             return None;
         }
+        self.new_external(client, server, &dest).then_some(dest)
+    }
+
+    /// After learning: whether `client` reaching `dest` at `server` goes from inside to a
+    /// destination outside never seen before (remembered from now on).
+    fn new_external(
+        &mut self,
+        client: std::net::IpAddr,
+        server: std::net::IpAddr,
+        dest: &str,
+    ) -> bool {
         let client_internal = self.internal.iter().any(|c| c.contains(client));
         let server_internal = self.internal.iter().any(|c| c.contains(server));
-        if client_internal && !server_internal && !self.known.contains(&dest) {
-            self.remember_dest(&dest);
-            return Some(dest);
+        if client_internal && !server_internal && !self.known.contains(dest) {
+            self.remember_dest(dest);
+            return true;
         }
-        None
+        false
     }
 
     pub(crate) fn hits(
@@ -138,11 +149,8 @@ impl ThirdParty {
                 }
             }
         } else {
-            let client_internal = self.internal.iter().any(|c| c.contains(tx.client.ip()));
-            let server_internal = self.internal.iter().any(|c| c.contains(tx.server.ip()));
-            if client_internal && !server_internal && !self.known.contains(&dest) {
+            if self.new_external(tx.client.ip(), tx.server.ip(), &dest) {
                 hits.new_destination = Some(dest.clone());
-                self.remember_dest(&dest);
             }
             if let (Some(p), Some(k)) = (partner, pkey) {
                 if !self.partner_eps.contains(&k) {
