@@ -133,6 +133,14 @@ enum CryptState {
     Failed(Decryption),
 }
 
+/// What waits for the keys, in order: protected records, and the places where a
+/// direction's framing was lost (after which sequence numbers are searched).
+#[derive(Debug)]
+enum Waiting {
+    Record(Direction, Record),
+    Loss(Direction, u64),
+}
+
 /// Decryption state of a connection. Keys are zeroized when dropped.
 #[derive(Debug, Default)]
 struct Crypt {
@@ -143,7 +151,7 @@ struct Crypt {
     /// TLS 1.3 application keys, taken after each side's Finished.
     next: [Option<RecordKeys>; 2],
     /// Protected records waiting for keys, in arrival order.
-    pending: VecDeque<(Direction, Record)>,
+    pending: VecDeque<Waiting>,
     pending_bytes: usize,
     /// Sequence numbers to try after a loss that broke the framing.
     seek: [u64; 2],
@@ -206,12 +214,42 @@ impl TlsConn {
             return;
         }
         if self.client_hello && self.server_hello && self.find_keys(cx) {
-            self.crypt.state = CryptState::Active;
-            self.crypt.pending_bytes = 0;
-            let waiting = std::mem::take(&mut self.crypt.pending);
-            for (d, r) in waiting {
-                self.open(d, r, cx);
+            self.release_pending(cx);
+        }
+    }
+
+    /// The keys are here: everything that waited is opened (or its loss told), in order.
+    fn release_pending(&mut self, cx: &mut Ctx<'_>) {
+        self.crypt.state = CryptState::Active;
+        self.crypt.pending_bytes = 0;
+        let waiting = std::mem::take(&mut self.crypt.pending);
+        for w in waiting {
+            match w {
+                Waiting::Record(d, r) => self.open(d, r, cx),
+                Waiting::Loss(d, len) => self.lost_framing(d, len, cx),
             }
+        }
+    }
+
+    /// Queues `w` until the keys come: a record is opened at once if they came just now;
+    /// past `max_pending_bytes` the connection is given up (`keys_too_late`).
+    fn wait(&mut self, w: Waiting, cx: &mut Ctx<'_>) {
+        // What waiting costs: the record's buffer and its place in the queue, so that
+        // empty records cannot grow the queue for free.
+        let cost = match &w {
+            Waiting::Record(_, r) => r.body.capacity() + PENDING_OVERHEAD,
+            Waiting::Loss(..) => PENDING_OVERHEAD,
+        };
+        let record = matches!(w, Waiting::Record(..));
+        self.crypt.pending_bytes += cost;
+        self.crypt.pending.push_back(w);
+        if record && self.find_keys(cx) {
+            self.release_pending(cx);
+            return;
+        }
+        if self.crypt.pending_bytes > cx.cfg.max_pending_bytes {
+            cx.stats.pending_bytes_dropped += self.crypt.pending_bytes as u64;
+            self.fail(Decryption::KeysTooLate);
         }
     }
 
@@ -267,7 +305,7 @@ impl TlsConn {
                     self.anomalies.insert(Anomaly::TlsRecordInvalid);
                     cx.stats.records_invalid += 1;
                     // How much was lost is not known: at least a record's worth.
-                    self.lost_framing(dir, MAX_RECORD_BODY as u64);
+                    self.lost_framing(dir, MAX_RECORD_BODY as u64, cx);
                     continue;
                 };
                 let content_type = r.header[0];
@@ -462,23 +500,7 @@ impl TlsConn {
                 self.fail(Decryption::HandshakeNotSeen);
                 return;
             }
-            // What a waiting record costs: its buffer and its place in the queue, so that
-            // empty records cannot grow the queue for free.
-            self.crypt.pending_bytes += record.body.capacity() + PENDING_OVERHEAD;
-            self.crypt.pending.push_back((dir, record));
-            if !self.find_keys(cx) {
-                if self.crypt.pending_bytes > cx.cfg.max_pending_bytes {
-                    cx.stats.pending_bytes_dropped += self.crypt.pending_bytes as u64;
-                    self.fail(Decryption::KeysTooLate);
-                }
-                return;
-            }
-            self.crypt.state = CryptState::Active;
-            self.crypt.pending_bytes = 0;
-            let waiting = std::mem::take(&mut self.crypt.pending);
-            for (d, r) in waiting {
-                self.open(d, r, cx);
-            }
+            self.wait(Waiting::Record(dir, record), cx);
             return;
         }
         self.open(dir, record, cx);
@@ -631,10 +653,15 @@ impl TlsConn {
 
     /// A gap or bad header broke a direction's framing: what is lost is told to the layer
     /// inside, and the next records are opened trying the sequence numbers lost ones used.
-    fn lost_framing(&mut self, dir: Direction, len: u64) {
-        if self.crypt.state == CryptState::Active {
-            self.crypt.seek[dir.index()] = SEEK_AFTER_LOSS;
-            self.plain.push(Plaintext::Lost(dir, len));
+    fn lost_framing(&mut self, dir: Direction, len: u64, cx: &mut Ctx<'_>) {
+        match self.crypt.state {
+            CryptState::Active => {
+                self.crypt.seek[dir.index()] = SEEK_AFTER_LOSS;
+                self.plain.push(Plaintext::Lost(dir, len));
+            }
+            // Told in its place once the keys come.
+            CryptState::Waiting => self.wait(Waiting::Loss(dir, len), cx),
+            CryptState::Off | CryptState::Failed(_) => {}
         }
     }
 
@@ -743,7 +770,7 @@ impl AppParser for TlsConn {
                     cx.stats.framing_lost += 1;
                 }
                 r.lose();
-                self.lost_framing(dir, len);
+                self.lost_framing(dir, len, cx);
             }
         }
     }
@@ -882,5 +909,92 @@ mod tests {
         assert_eq!(env.stats.records_invalid, 1);
         assert_eq!(env.stats.client_hellos, 0, "the hello never completed");
         assert_eq!(env.out[0].client_bytes, 8);
+    }
+
+    /// A TLS 1.2 connection made here (hellos, ChangeCipherSpec, records sealed with the
+    /// key log's master secret): records lost to a gap that breaks the framing while the
+    /// keys are still awaited. Once the keys come, the records before the loss open, the
+    /// loss is told to the layer inside, and the records after it open by sequence-number
+    /// search: nothing fails authentication.
+    #[test]
+    fn a_loss_while_waiting_for_keys_is_searched_past_once_they_come() {
+        use crate::crypto::{RecordKeys, Suite};
+        use crate::keylog::{KeyLog, KeyLogHandle};
+        let (cr, sr, master) = ([1u8; 32], [2u8; 32], [3u8; 48]);
+        let record = |kind: u8, body: &[u8]| {
+            let mut r = vec![kind, 3, 3];
+            r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+            r.extend_from_slice(body);
+            r
+        };
+        let handshake = |kind: u8, body: &[u8]| {
+            let mut m = vec![kind, 0, (body.len() >> 8) as u8, body.len() as u8];
+            m.extend_from_slice(body);
+            record(22, &m)
+        };
+        let mut ch = vec![3, 3];
+        ch.extend_from_slice(&cr);
+        ch.extend_from_slice(&[0, 0, 2, 0xc0, 0x2f, 1, 0]);
+        let mut sh = vec![3, 3];
+        sh.extend_from_slice(&sr);
+        sh.extend_from_slice(&[0, 0xc0, 0x2f, 0]);
+        let suite = Suite::from_id(0xc02f).unwrap();
+        let (_, mut server) = RecordKeys::tls12(suite, &master, &cr, &sr).unwrap();
+        let sealed: Vec<Vec<u8>> = (0..8u8)
+            .map(|i| {
+                let (h, b) = server.seal(23, &[b'a' + i; 300]).unwrap();
+                let mut r = h.to_vec();
+                r.extend_from_slice(&b);
+                r
+            })
+            .collect();
+
+        let keys = KeyLogHandle::new(KeyLog::new());
+        let mut env: ParserEnv<TlsConfig, TlsStats, TlsConnection> = ParserEnv::new(TlsConfig {
+            keys: keys.clone(),
+            ..TlsConfig::default()
+        });
+        let mut conn = TlsConn::new();
+        let at = PacketRef::default();
+        conn.on_data(Direction::ToServer, &handshake(1, &ch), &mut env.cx(at));
+        let mut wire = handshake(2, &sh);
+        wire.extend_from_slice(&handshake(14, &[]));
+        wire.extend_from_slice(&record(20, &[1]));
+        for r in &sealed[..3] {
+            wire.extend_from_slice(r);
+        }
+        // Record 3 starts, then its rest, record 4 and 10 bytes of record 5 are lost.
+        wire.extend_from_slice(&sealed[3][..20]);
+        conn.on_data(Direction::ToClient, &wire, &mut env.cx(at));
+        let lost = sealed[3].len() - 20 + sealed[4].len() + 10;
+        conn.on_gap(Direction::ToClient, lost as u64, &mut env.cx(at));
+        let mut rest = sealed[5][10..].to_vec();
+        for r in &sealed[6..] {
+            rest.extend_from_slice(r);
+        }
+        conn.on_data(Direction::ToClient, &rest, &mut env.cx(at));
+        assert!(conn.take_plaintext().is_empty(), "no keys yet");
+        keys.add_text(&format!(
+            "CLIENT_RANDOM {} {}\n",
+            crate::hello::hex_lower(&cr),
+            crate::hello::hex_lower(&master)
+        ));
+        conn.settle_pending(&mut env.cx(at));
+        let plain = conn.take_plaintext();
+        let data: Vec<u8> = plain
+            .iter()
+            .filter_map(|p| match p {
+                Plaintext::Data(_, b) => b.first().copied(),
+                Plaintext::Lost(..) => None,
+            })
+            .collect();
+        // Records 0-2 before the loss; 5 was cut (its header lost), 6 and 7 after it.
+        assert_eq!(data, b"abcgh");
+        assert!(plain
+            .iter()
+            .any(|p| matches!(p, Plaintext::Lost(Direction::ToClient, n) if *n == lost as u64)));
+        assert_eq!(env.stats.records_unauthenticated, 0);
+        conn.finish(FinishCause::ConnectionClosed, &mut env.cx(at));
+        assert_eq!(env.out[0].decryption, Some(Decryption::Decrypted));
     }
 }
