@@ -153,23 +153,11 @@ impl Layer {
         }
         let alpn = t.handshake().next_protocol.clone();
         let before = cx.out.len();
-        let depth = self.depth.saturating_add(1);
         for p in plain {
             match p {
                 Plaintext::Data(dir, bytes) => {
-                    let inner = self.inner.get_or_insert_with(|| {
-                        let parser = if depth > cx.cfg.max_depth {
-                            cx.stats.depth_exceeded += 1;
-                            Parser::Unparsed
-                        } else {
-                            cx.stats.handoffs += 1;
-                            Parser::decided(detect::decrypted(alpn.as_deref(), &bytes), cx.stats)
-                        };
-                        Box::new(Layer {
-                            parser,
-                            depth,
-                            inner: None,
-                        })
+                    let inner = self.inner_layer(cx.cfg, cx.stats, |stats| {
+                        Parser::decided(detect::decrypted(alpn.as_deref(), &bytes), stats)
                     });
                     inner.on_data(dir, &bytes, cx);
                 }
@@ -190,6 +178,17 @@ impl Layer {
         cfg: &SessionConfig,
         stats: &mut SessionStats,
     ) -> &mut Layer {
+        self.inner_layer(cfg, stats, |_| Parser::Undecided(handoff))
+    }
+
+    /// The layer inside this one, opened on first use one level deeper with the parser
+    /// `decide` picks, or left unparsed past `max_depth` (counted either way).
+    fn inner_layer(
+        &mut self,
+        cfg: &SessionConfig,
+        stats: &mut SessionStats,
+        decide: impl FnOnce(&mut SessionStats) -> Parser,
+    ) -> &mut Layer {
         let depth = self.depth.saturating_add(1);
         self.inner.get_or_insert_with(|| {
             let parser = if depth > cfg.max_depth {
@@ -197,7 +196,7 @@ impl Layer {
                 Parser::Unparsed
             } else {
                 stats.handoffs += 1;
-                Parser::Undecided(handoff)
+                decide(stats)
             };
             Box::new(Layer {
                 parser,

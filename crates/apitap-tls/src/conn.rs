@@ -368,12 +368,7 @@ impl TlsConn {
                     self.hs.resumed = true;
                 }
             }
-            ALERT => {
-                if let [2, description, ..] = record.body[..] {
-                    cx.stats.fatal_alerts += 1;
-                    self.alert.get_or_insert(description);
-                }
-            }
+            ALERT => self.alert_record(&record.body, cx),
             HANDSHAKE if record.damaged => {
                 // Message boundaries inside this stream are gone.
                 r.handshake.clear();
@@ -393,6 +388,14 @@ impl TlsConn {
         if r.body.capacity() == 0 {
             r.body = record.body;
             r.body.clear();
+        }
+    }
+
+    /// An alert record's body, in the clear or decrypted: the first fatal one is kept.
+    fn alert_record(&mut self, body: &[u8], cx: &mut Ctx<'_>) {
+        if let [2, description, ..] = body {
+            cx.stats.fatal_alerts += 1;
+            self.alert.get_or_insert(*description);
         }
     }
 
@@ -585,12 +588,7 @@ impl TlsConn {
                             self.message13(dir, &m, cx);
                         }
                     }
-                    ALERT => {
-                        if let [2, description, ..] = record.body[..] {
-                            cx.stats.fatal_alerts += 1;
-                            self.alert.get_or_insert(description);
-                        }
-                    }
+                    ALERT => self.alert_record(&record.body, cx),
                     _ => {}
                 }
             }
