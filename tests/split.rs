@@ -329,3 +329,76 @@ fn keys_that_arrive_late_still_decrypt_within_the_pending_bound() {
     }
     assert!(decrypted >= 7, "{decrypted}");
 }
+
+/// Parses an HTTP/2 conversation with each direction delivered in pieces of `piece` bytes
+/// after a first piece of `cut` bytes, requests first.
+fn parse_h2(req: &[u8], resp: &[u8], cut: [usize; 2], piece: usize) -> Vec<HttpTransaction> {
+    let cfg = HttpConfig {
+        include_body_for: vec!["application/json".into()],
+        ..HttpConfig::default()
+    };
+    let mut env: ParserEnv<HttpConfig, HttpStats> = ParserEnv::new(cfg.clone());
+    let mut conn = apitap_http::H2Conn::new(&cfg, &mut env.stats);
+    let at = PacketRef {
+        index: 1,
+        ts: Timestamp(0),
+    };
+    for (i, (dir, data)) in [(Direction::ToServer, req), (Direction::ToClient, resp)]
+        .into_iter()
+        .enumerate()
+    {
+        let c = cut[i].min(data.len());
+        conn.on_data(dir, &data[..c], &mut env.cx(at));
+        for chunk in data[c..].chunks(piece.max(1)) {
+            conn.on_data(dir, chunk, &mut env.cx(at));
+        }
+    }
+    conn.finish(FinishCause::ConnectionClosed, &mut env.cx(at));
+    let mut out = env.out;
+    out.sort_by_key(|t| t.key);
+    out
+}
+
+/// The HTTP/2 fixtures' conversations (nginx, grpcio, h2load, floods) cut at every byte
+/// of their first 8 KiB, and delivered a byte at a time (frame headers, padding, header
+/// blocks and gRPC prefixes spanning segments): the same transactions.
+#[test]
+fn every_http2_conversation_split_at_every_byte_gives_the_same_transactions() {
+    let mut checked = 0;
+    let mut streams = 0;
+    for pcap in fixture_captures()
+        .into_iter()
+        .filter(|p| p.components().any(|c| c.as_os_str() == "h2"))
+    {
+        let (convs, _) = conversations(&pcap);
+        for (mut req, mut resp) in convs {
+            if !req.starts_with(apitap_http::h2::PREFACE) {
+                continue;
+            }
+            req.truncate(PREFIX);
+            resp.truncate(PREFIX);
+            let whole = parse_h2(&req, &resp, [usize::MAX, usize::MAX], usize::MAX);
+            // The SETTINGS and PING floods carry no stream: their framing is checked.
+            streams += whole.len();
+            assert!(
+                parse_h2(&req, &resp, [0, 0], 1) == whole,
+                "{}: byte at a time",
+                pcap.display()
+            );
+            for (d, len) in [(0, req.len()), (1, resp.len())] {
+                for c in 0..=len {
+                    let mut cut = [usize::MAX, usize::MAX];
+                    cut[d] = c;
+                    assert!(
+                        parse_h2(&req, &resp, cut, usize::MAX) == whole,
+                        "{}: direction {d} cut at {c}",
+                        pcap.display()
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "only {checked} HTTP/2 conversations");
+    assert!(streams >= 100, "only {streams} streams");
+}

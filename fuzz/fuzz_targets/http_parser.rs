@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
         max_body_bytes: 256,
         max_decoded_body_bytes: 4096,
         max_decompression_ratio: 20,
+        ..HttpConfig::default()
     };
     let mut env: ParserEnv<HttpConfig, HttpStats> = ParserEnv::new(cfg.clone());
     let mut conn = HttpConn::new();

@@ -100,14 +100,17 @@ pub enum HttpVersion {
     /// HTTP/1.1
     #[default]
     Http11,
+    /// HTTP/2
+    Http2,
 }
 
 impl HttpVersion {
-    /// `"1.0"` or `"1.1"`, as ECS `http.version` spells it.
+    /// `"1.0"`, `"1.1"` or `"2"`, as ECS `http.version` spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             HttpVersion::Http10 => "1.0",
             HttpVersion::Http11 => "1.1",
+            HttpVersion::Http2 => "2",
         }
     }
 }
@@ -216,8 +219,12 @@ pub struct HttpRequest {
     pub head: Head,
     /// Method span in `head`.
     pub method: Span,
-    /// Request-target span in `head`, as sent.
+    /// Request-target span in `head`, as sent (HTTP/2: `:path`).
     pub target: Span,
+    /// HTTP/2 `:authority` span in `head` (empty for HTTP/1, which has `Host`).
+    pub authority: Span,
+    /// HTTP/2 `:scheme` span in `head` (empty for HTTP/1).
+    pub scheme: Span,
     /// Version from the request line.
     pub version: HttpVersion,
     /// Body length without chunk framing, before content decoding.
@@ -241,6 +248,14 @@ impl HttpRequest {
     pub fn target(&self) -> &[u8] {
         self.head.get(self.target)
     }
+    /// The HTTP/2 `:authority`, when there is one.
+    pub fn authority(&self) -> Option<&[u8]> {
+        Some(self.head.get(self.authority)).filter(|a| !a.is_empty())
+    }
+    /// The HTTP/2 `:scheme`, when there is one.
+    pub fn scheme(&self) -> Option<&[u8]> {
+        Some(self.head.get(self.scheme)).filter(|a| !a.is_empty())
+    }
 }
 
 /// A parsed response.
@@ -248,7 +263,7 @@ impl HttpRequest {
 pub struct HttpResponse {
     /// Head bytes and header spans.
     pub head: Head,
-    /// Status code (100..=999).
+    /// Status code (100..=999); 0 when an HTTP/2 `:status` could not be decoded.
     pub status: u16,
     /// Reason phrase span in `head`.
     pub reason: Span,
@@ -261,6 +276,8 @@ pub struct HttpResponse {
     pub wire_bytes: u64,
     /// Number of interim (1xx) responses seen before this final one.
     pub interim_count: u16,
+    /// Trailer fields (HTTP/2 trailers: gRPC's status); empty when there were none.
+    pub trailers: Head,
     /// The body, when captured.
     pub body: Option<Box<CapturedBody>>,
     /// Packet that delivered the first byte of the response (of the first interim one, if any).
@@ -327,12 +344,24 @@ crate::named_enum! {
     TlsHandshakeTooLarge = "tls_handshake_too_large",
     /// A TLS handshake message that does not parse.
     TlsHandshakeInvalid = "tls_handshake_invalid",
+    /// An HTTP/2 header field named HPACK table state that was not seen (the connection
+    /// was joined midway, or a header block was lost): the field is left out.
+    HpackStateMissing = "hpack_state_missing",
+    /// An HTTP/2 header block that does not decode (bad index, integer, length or
+    /// Huffman code): the fields after the fault are lost.
+    HpackInvalid = "hpack_invalid",
+    /// An HTTP/2 frame that breaks the protocol (length, padding, stream, or a header
+    /// block interrupted); it was skipped.
+    Http2FrameInvalid = "http2_frame_invalid",
+    /// An HTTP/2 header block whose decoded size is far larger than its size on the wire
+    /// (an HPACK decompression bomb indicator).
+    HpackBomb = "hpack_bomb",
     }
 }
 
 /// A set of [`Anomaly`] values (bitset).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Anomalies(pub u32);
+pub struct Anomalies(pub u64);
 
 impl Anomalies {
     /// Adds `a`.
@@ -376,9 +405,12 @@ crate::named_enum! {
         ResponseIncomplete = "response_incomplete",
         /// The request started but did not finish.
         RequestIncomplete = "request_incomplete",
-        /// Too many requests were waiting for responses on one connection; the oldest was
-        /// given up.
+        /// Too many requests were waiting for responses on one connection (HTTP/2: too
+        /// many open streams); the oldest was given up.
         PipelineOverflow = "pipeline_overflow",
+        /// The HTTP/2 stream was reset (RST_STREAM); `apitap.http2.reset` says by whom
+        /// and why.
+        StreamReset = "stream_reset",
     }
 }
 
@@ -397,6 +429,10 @@ pub struct HttpTransaction {
     pub incomplete: Option<IncompleteReason>,
     /// The handshake of the TLS connection it was decrypted from.
     pub tls: Option<std::sync::Arc<crate::tls::TlsHandshake>>,
+    /// The HTTP/2 stream it was carried on.
+    pub http2: Option<Box<crate::http2::Http2Stream>>,
+    /// gRPC messages counted in the bodies (gRPC calls only).
+    pub grpc: Option<Box<crate::http2::GrpcMessages>>,
 }
 
 impl HttpTransaction {
@@ -420,7 +456,7 @@ mod tests {
         assert!(!s.contains(Anomaly::Trailers));
         let names: Vec<_> = s.iter().map(Anomaly::name).collect();
         assert_eq!(names, ["gap", "bare_lf"]);
-        assert!(Anomaly::ALL.len() <= 32);
+        assert!(Anomaly::ALL.len() <= 64);
     }
 
     #[test]

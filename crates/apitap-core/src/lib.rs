@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod flow;
 pub mod hash;
 pub mod http;
+pub mod http2;
 pub mod output;
 pub mod packet;
 pub mod parser;
@@ -25,6 +26,7 @@ pub use http::{
     Anomalies, Anomaly, CapturedBody, ContentCoding, ContentCodings, Head, HttpRequest,
     HttpResponse, HttpTransaction, HttpVersion, IncompleteReason, Span, CREDENTIAL_HEADERS,
 };
+pub use http2::{GrpcMessages, Http2Stream, MessageCount, StreamReset};
 pub use output::EncodedEvent;
 pub use packet::{Encap, PacketBatch, PacketMeta, TcpFlags, Tunnel, TunnelKind};
 pub use parser::{AppParser, FinishCause, Handoff, ParseCx, ParserEnv, Probe, UpgradeTo};

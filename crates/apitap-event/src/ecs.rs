@@ -42,6 +42,7 @@ impl EventView<'_> {
                 ("path", &url.path),
                 ("query", &url.query),
                 ("domain", &url.domain),
+                ("scheme", &url.scheme),
             ] {
                 if let Some(v) = value {
                     u.str(key, v);
@@ -54,6 +55,10 @@ impl EventView<'_> {
             let mut u = json::Object::new(o.key("user_agent"));
             u.str("original", &ua.original);
             u.end();
+        }
+        if let Some(rpc) = &self.rpc {
+            // gRPC calls only: the serde form is the ECS form.
+            let _ = serde_json::to_writer(o.key("rpc"), rpc);
         }
         if let Some(tls) = &self.tls {
             // Once per decrypted transaction: the serde form is the ECS form.
@@ -126,7 +131,9 @@ impl HttpView<'_> {
         }
         if let Some(r) = &self.response {
             let mut p = json::Object::new(o.key("response"));
-            p.uint("status_code", u64::from(r.status_code));
+            if let Some(status) = r.status_code {
+                p.uint("status_code", u64::from(status));
+            }
             write_message_rest(p, &r.headers, r.bytes, &r.body, r.mime_type.as_deref());
         }
         o.end();
@@ -211,6 +218,15 @@ impl ApitapView<'_> {
                 m.write_json(b.key("response"));
             }
             b.end();
+        }
+        if let Some(t) = &self.trailers {
+            t.write_json(o.key("trailers"));
+        }
+        if let Some(h) = &self.http2 {
+            let _ = serde_json::to_writer(o.key("http2"), h);
+        }
+        if let Some(g) = &self.grpc {
+            let _ = serde_json::to_writer(o.key("grpc"), g);
         }
         if let Some(t) = &self.tunnel {
             let mut tu = json::Object::new(o.key("tunnel"));

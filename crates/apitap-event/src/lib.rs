@@ -18,6 +18,7 @@ mod headers;
 mod json;
 pub mod ocsf;
 pub mod redact;
+pub mod rpc;
 mod tls;
 mod view;
 

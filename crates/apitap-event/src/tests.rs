@@ -80,6 +80,8 @@ fn sample_tx() -> HttpTransaction {
             body_bytes: 13,
             wire_bytes: 200,
             body: None,
+            authority: Default::default(),
+            scheme: Default::default(),
             start: PacketRef {
                 index: 4,
                 ts: Timestamp::from_parts(1_714_564_800, 1_000),
@@ -98,6 +100,7 @@ fn sample_tx() -> HttpTransaction {
             wire_bytes: 60,
             body: None,
             interim_count: 0,
+            trailers: Default::default(),
             start: PacketRef {
                 index: 6,
                 ts: Timestamp::from_parts(1_714_564_800, 5_001_000),
@@ -110,6 +113,8 @@ fn sample_tx() -> HttpTransaction {
         anomalies: Default::default(),
         incomplete: None,
         tls: None,
+        http2: None,
+        grpc: None,
     }
 }
 

@@ -8,7 +8,7 @@ use crate::{event_id, EncoderConfig, FlowContext, SCHEMA_VERSION};
 use apitap_core::endpoint::{endpoint_name, shape_template};
 use apitap_core::url::{host_without_port, split_target};
 use apitap_core::utf8_lossy as text;
-use apitap_core::{Endpoint, Head, HttpRequest, HttpResponse, HttpTransaction};
+use apitap_core::{Endpoint, Head, HttpRequest, HttpResponse, HttpTransaction, HttpVersion};
 use serde::ser::SerializeSeq;
 use serde::{Serialize, Serializer};
 use std::borrow::Cow;
@@ -29,6 +29,8 @@ pub(crate) struct EventView<'a> {
     pub(crate) http: HttpView<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) user_agent: Option<UserAgentView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rpc: Option<crate::rpc::RpcView<'a>>,
     /// The handshake of the TLS connection the transaction was decrypted from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tls: Option<crate::tls::TlsView<'a>>,
@@ -157,6 +159,8 @@ pub(crate) struct UrlView<'a> {
     pub(crate) query: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) domain: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) scheme: Option<Cow<'a, str>>,
 }
 
 #[derive(Serialize)]
@@ -246,7 +250,9 @@ pub(crate) struct RequestView<'a> {
 
 #[derive(Serialize)]
 pub(crate) struct ResponseView<'a> {
-    pub(crate) status_code: u16,
+    /// Absent when an HTTP/2 `:status` could not be decoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) status_code: Option<u16>,
     pub(crate) headers: HeadersView<'a>,
     pub(crate) bytes: u64,
     pub(crate) body: BodyView,
@@ -271,6 +277,13 @@ pub(crate) struct ApitapView<'a> {
     pub(crate) anomalies: AnomalyList,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) body: Option<BodiesView>,
+    /// Response trailer fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) trailers: Option<HeadersView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) http2: Option<crate::rpc::Http2View>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) grpc: Option<crate::rpc::GrpcView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tunnel: Option<TunnelView>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -307,7 +320,14 @@ impl<'a> EventView<'a> {
             (Some(q), Some(r)) => Some(r.end.ts.nanos_since(q.start.ts)),
             _ => None,
         };
-        let outcome = resp.map(|r| if r.status < 400 { "success" } else { "failure" });
+        let grpc_status = crate::rpc::grpc_status(tx);
+        let outcome = resp.map(|r| {
+            if r.status >= 400 || grpc_status.is_some_and(|s| s != 0) {
+                "failure"
+            } else {
+                "success"
+            }
+        });
         let version = req.map(|r| r.version).or(resp.map(|r| r.version));
 
         // Each head is checked for UTF-8 once; the parts below are slices of it.
@@ -319,52 +339,64 @@ impl<'a> EventView<'a> {
                 None => text(part),
             }
         };
-        let url = req.map(|r| {
-            let target = r.target();
-            let (path, query, authority) = split_target(target, r.method());
-            let domain = r
-                .head
-                .header("host")
-                .or(authority)
-                .map(host_without_port)
-                .filter(|h| !h.is_empty())
-                .map(rtext);
-            let redacted_query = query.and_then(|q| redact_query(&rtext(q), &cfg.redactor));
-            match redacted_query {
-                None => UrlView {
-                    original: rtext(target),
-                    path: path.map(rtext),
-                    query: query.map(rtext),
-                    domain,
-                },
-                Some(q) => {
-                    // Rebuild the target with the redacted query (fragment dropped).
-                    let before = target
-                        .iter()
-                        .position(|&b| b == b'?')
-                        .and_then(|i| target.get(..=i))
-                        .unwrap_or(target);
-                    UrlView {
-                        original: Cow::Owned(format!("{}{q}", rtext(before))),
+        // An HTTP/2 request whose :path could not be decoded has no URL.
+        let url = req
+            .filter(|r| r.target.len > 0 || r.version != HttpVersion::Http2)
+            .map(|r| {
+                let target = r.target();
+                let (path, query, authority) = split_target(target, r.method());
+                let domain = r
+                    .authority()
+                    .or_else(|| r.head.header("host"))
+                    .or(authority)
+                    .map(host_without_port)
+                    .filter(|h| !h.is_empty())
+                    .map(rtext);
+                let redacted_query = query.and_then(|q| redact_query(&rtext(q), &cfg.redactor));
+                match redacted_query {
+                    None => UrlView {
+                        original: rtext(target),
                         path: path.map(rtext),
-                        query: Some(Cow::Owned(q)),
+                        query: query.map(rtext),
                         domain,
+                        scheme: r.scheme().map(rtext),
+                    },
+                    Some(q) => {
+                        // Rebuild the target with the redacted query (fragment dropped).
+                        let before = target
+                            .iter()
+                            .position(|&b| b == b'?')
+                            .and_then(|i| target.get(..=i))
+                            .unwrap_or(target);
+                        UrlView {
+                            original: Cow::Owned(format!("{}{q}", rtext(before))),
+                            path: path.map(rtext),
+                            query: Some(Cow::Owned(q)),
+                            domain,
+                            scheme: r.scheme().map(rtext),
+                        }
                     }
                 }
-            }
-        });
+            });
         let user_agent = req
             .and_then(|r| r.head.header("user-agent"))
             .map(|ua| UserAgentView {
                 original: rtext(ua),
             });
         let sensor = (!cfg.sensor.is_empty()).then_some(cfg.sensor.as_str());
+        let (rpc, grpc) = match crate::rpc::views(tx, req_text, tx.grpc.as_deref()) {
+            Some((r, g)) => (Some(r), Some(g)),
+            None => (None, None),
+        };
         let endpoint = match (req, url.as_ref().and_then(|u| u.path.as_deref())) {
             (Some(r), Some(path)) => endpoint_name(
                 &rtext(r.method()),
                 &shape_template(path, cfg.typed_placeholders),
             ),
-            (Some(r), None) => endpoint_name(&rtext(r.method()), &rtext(r.target())),
+            (Some(r), None) if !r.target().is_empty() => {
+                endpoint_name(&rtext(r.method()), &rtext(r.target()))
+            }
+            (Some(_), None) => String::new(),
             (None, _) => String::new(),
         };
 
@@ -422,7 +454,7 @@ impl<'a> EventView<'a> {
                     mime_type: mime_type(&r.head, t),
                 }),
                 response: resp.zip(resp_text).map(|(r, t)| ResponseView {
-                    status_code: r.status,
+                    status_code: (r.status != 0).then_some(r.status),
                     headers: HeadersView::new(&r.head, t, &cfg.redactor),
                     bytes: r.wire_bytes,
                     body: resp_body,
@@ -430,6 +462,7 @@ impl<'a> EventView<'a> {
                 }),
             },
             user_agent,
+            rpc,
             tls: tx
                 .tls
                 .as_deref()
@@ -445,6 +478,11 @@ impl<'a> EventView<'a> {
                     request: req_meta,
                     response: resp_meta,
                 }),
+                trailers: resp.filter(|r| !r.trailers.headers.is_empty()).map(|r| {
+                    HeadersView::new(&r.trailers, HeadText::new(&r.trailers), &cfg.redactor)
+                }),
+                http2: tx.http2.as_deref().map(crate::rpc::Http2View::new),
+                grpc,
                 tunnel: flow.encap.tunnel.map(|t| TunnelView {
                     kind: t.kind.name(),
                     id: t.id,

@@ -29,6 +29,12 @@ pub struct HttpConfig {
     pub max_decoded_body_bytes: usize,
     /// Most a compressed body may inflate relative to its compressed size.
     pub max_decompression_ratio: u32,
+    /// HTTP/2 streams open at once on one connection before the oldest is given up
+    /// (`pipeline_overflow`).
+    pub max_concurrent_streams: usize,
+    /// Bytes of HPACK dynamic table kept per direction of an HTTP/2 connection; entries
+    /// past it are forgotten (fields naming them are left out, counted).
+    pub max_hpack_table_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -44,6 +50,8 @@ impl Default for HttpConfig {
             max_body_bytes: 65_536,
             max_decoded_body_bytes: 1 << 20,
             max_decompression_ratio: 100,
+            max_concurrent_streams: 256,
+            max_hpack_table_bytes: 65_536,
         }
     }
 }

@@ -53,5 +53,63 @@ apitap_core::counters! {
         pub decompression_bombs: u64,
         /// Bodies whose content coding could not be decoded.
         pub body_decode_errors: u64,
+        /// HTTP/2 counters.
+        pub http2: Http2Stats,
+    }
+}
+
+apitap_core::counters! {
+    /// HTTP/2 counters (`http.http2`).
+    pub struct Http2Stats {
+        /// HTTP/2 connections (and decrypted or upgraded layers) parsed.
+        pub connections: u64,
+        /// Of those, joined midway (found by their frames, not the preface).
+        pub midstream_connections: u64,
+        /// Frames read.
+        pub frames: u64,
+        /// Frames that break the protocol (skipped by their length).
+        pub frames_invalid: u64,
+        /// Connections whose client preface was wrong (given up).
+        pub invalid_prefaces: u64,
+        /// Directions whose frame boundaries were lost (a gap outside a frame payload, or
+        /// joined midway not at a frame).
+        pub directions_lost: u64,
+        /// Connections given up after losing frame boundaries.
+        pub connections_given_up: u64,
+        /// Bytes not read on directions and connections given up.
+        pub bytes_ignored: u64,
+        /// Header blocks decoded.
+        pub header_blocks: u64,
+        /// Header blocks lost (gap, size limit, interrupted, memcap): the HPACK table of
+        /// that direction is forgotten with them.
+        pub header_blocks_lost: u64,
+        /// Header fields left out: they named HPACK table entries not seen.
+        pub hpack_fields_unknown: u64,
+        /// Header blocks that did not decode to their end.
+        pub hpack_errors: u64,
+        /// Header blocks flagged `hpack_bomb`.
+        pub hpack_bombs: u64,
+        /// CONTINUATION frames.
+        pub continuation_frames: u64,
+        /// SETTINGS frames.
+        pub settings_frames: u64,
+        /// PING frames.
+        pub ping_frames: u64,
+        /// GOAWAY frames.
+        pub goaways: u64,
+        /// RST_STREAM frames.
+        pub resets: u64,
+        /// Streams opened (requests, pushes, responses whose request was not seen).
+        pub streams: u64,
+        /// Streams handed out reset.
+        pub streams_reset: u64,
+        /// Streams given up past `max_concurrent_streams`.
+        pub streams_overflowed: u64,
+        /// Pushed responses (PUSH_PROMISE).
+        pub pushes: u64,
+        /// Frames for streams already handed out or never opened (ignored).
+        pub frames_on_closed_streams: u64,
+        /// gRPC calls.
+        pub grpc_calls: u64,
     }
 }

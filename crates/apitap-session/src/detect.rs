@@ -14,9 +14,10 @@ pub enum Protocol {
     Tls,
     /// WebSocket after an HTTP/1.1 upgrade (not parsed).
     WebSocket,
-    /// HTTP/2 after an `Upgrade: h2c` (not parsed yet).
+    /// HTTP/2 after an `Upgrade: h2c`.
     H2c,
-    /// HTTP/2 inside decrypted TLS (ALPN `h2`; not parsed yet).
+    /// HTTP/2: the client preface (prior knowledge), ALPN `h2` inside decrypted TLS, or
+    /// frames on a connection joined midway.
     Http2,
     /// No parser recognises it.
     Unknown,
@@ -41,7 +42,17 @@ pub(crate) fn outermost(first: &[u8]) -> Protocol {
     if let Probe::Yes(_) = apitap_tls::probe(first) {
         return Protocol::Tls;
     }
+    if is_preface(first) {
+        return Protocol::Http2;
+    }
     Protocol::Http1
+}
+
+/// The HTTP/2 client preface, or as much of it as `first` has (at least `PRI `), or a
+/// server's preface (a server may speak first).
+fn is_preface(first: &[u8]) -> bool {
+    (first.len() >= 4 && apitap_http::h2::probe(first) != Probe::No)
+        || apitap_http::h2::probe_server_preface(first)
 }
 
 /// The protocol of a layer that `handoff` opened, from its first bytes.
@@ -52,6 +63,8 @@ pub(crate) fn after(handoff: Handoff, first: &[u8]) -> Protocol {
         Handoff::Upgrade(UpgradeTo::Other) | Handoff::Tunnel => {
             if let Probe::Yes(_) = apitap_tls::probe(first) {
                 Protocol::Tls
+            } else if is_preface(first) {
+                Protocol::Http2
             } else if apitap_http::probe(first) != Probe::No {
                 Protocol::Http1
             } else {
@@ -64,7 +77,7 @@ pub(crate) fn after(handoff: Handoff, first: &[u8]) -> Protocol {
 /// The protocol inside a decrypted TLS connection: what ALPN chose, else what its first
 /// plaintext bytes say.
 pub(crate) fn decrypted(alpn: Option<&str>, first: &[u8]) -> Protocol {
-    if alpn == Some("h2") || first.starts_with(b"PRI * HTTP/2.0") {
+    if alpn == Some("h2") || is_preface(first) {
         Protocol::Http2
     } else if apitap_http::probe(first) != Probe::No {
         Protocol::Http1
@@ -75,7 +88,8 @@ pub(crate) fn decrypted(alpn: Option<&str>, first: &[u8]) -> Protocol {
 
 /// Which way the first bytes of a stream go, when a protocol can tell.
 pub(crate) fn direction_of(first: &[u8]) -> Option<Direction> {
-    crate::role::probe_direction(apitap_http::probe(first))
+    crate::role::probe_direction(apitap_http::h2::probe(first))
+        .or_else(|| crate::role::probe_direction(apitap_http::probe(first)))
         .or_else(|| crate::role::probe_direction(apitap_tls::probe(first)))
 }
 

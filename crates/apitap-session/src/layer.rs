@@ -5,10 +5,10 @@
 use crate::detect::{self, Protocol};
 use crate::{SessionConfig, SessionCx, SessionStats};
 use apitap_core::{
-    Anomaly, AppParser, Direction, FinishCause, Handoff, HttpTransaction, PacketRef, ParseCx,
-    SortKey, Timestamp, TlsConnection,
+    Anomaly, AppParser, Direction, FinishCause, Handoff, HttpRequest, HttpTransaction, PacketRef,
+    ParseCx, SortKey, Timestamp, TlsConnection, UpgradeTo,
 };
-use apitap_http::HttpConn;
+use apitap_http::{H2Conn, HttpConn};
 use apitap_tls::{Plaintext, TlsConn};
 
 /// A layer's parser. Layers are boxed, so the HTTP/1.x state sits inline: one allocation
@@ -18,10 +18,13 @@ use apitap_tls::{Plaintext, TlsConn};
 enum Parser {
     /// HTTP/1.x.
     Http1(HttpConn),
+    /// HTTP/2.
+    Http2(Box<H2Conn>),
     /// TLS (metadata).
     Tls(Box<TlsConn>),
-    /// Opened by a handoff; its protocol is decided by its first bytes.
-    Undecided(Handoff),
+    /// Opened by a handoff; its protocol is decided by its first bytes. After an
+    /// `Upgrade: h2c`, the request that asked for it (HTTP/2's stream 1 answers it).
+    Undecided(Handoff, Option<Box<HttpRequest>>),
     /// Not parsed (recognised or not; counted by protocol when decided): its bytes are
     /// counted.
     Unparsed,
@@ -84,9 +87,21 @@ impl<'s, 'a> Cx<'s, 'a> {
 
 impl Layer {
     /// A connection's outermost layer, from its first bytes.
-    pub(crate) fn outermost(first: &[u8], stats: &mut SessionStats) -> Box<Layer> {
+    pub(crate) fn outermost(
+        first: &[u8],
+        cfg: &SessionConfig,
+        stats: &mut SessionStats,
+    ) -> Box<Layer> {
+        let protocol = detect::outermost(first);
+        let parser = if protocol == Protocol::Http1 && apitap_http::h2::probe_midstream(first) {
+            // Joined midway, at a frame boundary.
+            stats.layers.count(Protocol::Http2);
+            Parser::Http2(Box::new(H2Conn::midstream(&cfg.http, &mut stats.http)))
+        } else {
+            Parser::decided(protocol, cfg, stats)
+        };
         Box::new(Layer {
-            parser: Parser::decided(detect::outermost(first), stats),
+            parser,
             depth: 1,
             inner: None,
         })
@@ -106,7 +121,8 @@ impl Layer {
             return inner.on_data(dir, data, cx);
         }
         let mut data = data;
-        if let Parser::Undecided(handoff) = self.parser {
+        if let Parser::Undecided(handoff, _) = &self.parser {
+            let handoff = *handoff;
             // Line ends left over from the message that opened the layer (a proxy's
             // answer followed by a stray CRLF) say nothing about what follows.
             let start = data
@@ -118,22 +134,44 @@ impl Layer {
             if data.is_empty() {
                 return;
             }
-            self.parser = Parser::decided(detect::after(handoff, data), cx.stats);
+            let protocol = detect::after(handoff, data);
+            self.parser = match std::mem::replace(&mut self.parser, Parser::Unparsed) {
+                Parser::Undecided(_, Some(request)) if protocol == Protocol::H2c => {
+                    cx.stats.layers.count(protocol);
+                    let mut h2 = H2Conn::upgraded(&cx.cfg.http, &mut cx.stats.http);
+                    h2.set_upgrade_request(*request);
+                    Parser::Http2(Box::new(h2))
+                }
+                _ => Parser::decided(protocol, cx.cfg, cx.stats),
+            };
         }
         let used = match &mut self.parser {
             Parser::Http1(h) => h.on_data(dir, data, &mut cx.http()),
+            Parser::Http2(h) => h.on_data(dir, data, &mut cx.http()),
             Parser::Tls(t) => {
                 let used = t.on_data(dir, data, &mut cx.tls());
                 self.forward_plaintext(cx);
                 used
             }
-            Parser::Undecided(_) | Parser::Unparsed => {
+            Parser::Undecided(..) | Parser::Unparsed => {
                 cx.stats.unparsed_bytes += data.len() as u64;
                 data.len()
             }
         };
         if let Some(handoff) = self.parser.handoff() {
-            let inner = self.open(handoff, cx.cfg, cx.stats);
+            // The transaction that asked for an h2c upgrade was just handed out.
+            let request = (self.inner.is_none() && handoff == Handoff::Upgrade(UpgradeTo::H2c))
+                .then(|| {
+                    cx.out
+                        .iter()
+                        .rev()
+                        .find(|t| t.response.as_ref().is_some_and(|r| r.status == 101))
+                        .and_then(|t| t.request.clone())
+                        .map(Box::new)
+                })
+                .flatten();
+            let inner =
+                self.inner_layer(cx.cfg, cx.stats, |_, _| Parser::Undecided(handoff, request));
             if let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
                 inner.on_data(dir, rest, cx);
             }
@@ -156,8 +194,8 @@ impl Layer {
         for p in plain {
             match p {
                 Plaintext::Data(dir, bytes) => {
-                    let inner = self.inner_layer(cx.cfg, cx.stats, |stats| {
-                        Parser::decided(detect::decrypted(alpn.as_deref(), &bytes), stats)
+                    let inner = self.inner_layer(cx.cfg, cx.stats, |cfg, stats| {
+                        Parser::decided(detect::decrypted(alpn.as_deref(), &bytes), cfg, stats)
                     });
                     inner.on_data(dir, &bytes, cx);
                 }
@@ -171,23 +209,13 @@ impl Layer {
         self.mark_decrypted(cx, before);
     }
 
-    /// The layer the parser handed the stream on to (opened on first use).
-    fn open(
-        &mut self,
-        handoff: Handoff,
-        cfg: &SessionConfig,
-        stats: &mut SessionStats,
-    ) -> &mut Layer {
-        self.inner_layer(cfg, stats, |_| Parser::Undecided(handoff))
-    }
-
     /// The layer inside this one, opened on first use one level deeper with the parser
     /// `decide` picks, or left unparsed past `max_depth` (counted either way).
     fn inner_layer(
         &mut self,
         cfg: &SessionConfig,
         stats: &mut SessionStats,
-        decide: impl FnOnce(&mut SessionStats) -> Parser,
+        decide: impl FnOnce(&SessionConfig, &mut SessionStats) -> Parser,
     ) -> &mut Layer {
         let depth = self.depth.saturating_add(1);
         self.inner.get_or_insert_with(|| {
@@ -196,7 +224,7 @@ impl Layer {
                 Parser::Unparsed
             } else {
                 stats.handoffs += 1;
-                decide(stats)
+                decide(cfg, stats)
             };
             Box::new(Layer {
                 parser,
@@ -212,13 +240,14 @@ impl Layer {
         }
         match &mut self.parser {
             Parser::Http1(h) => h.on_gap(dir, len, &mut cx.http()),
+            Parser::Http2(h) => h.on_gap(dir, len, &mut cx.http()),
             Parser::Tls(t) => {
                 t.on_gap(dir, len, &mut cx.tls());
                 self.forward_plaintext(cx);
             }
-            Parser::Undecided(_) => {
+            Parser::Undecided(..) => {
                 // Nothing to tell the protocol by: the layer is not parsed.
-                self.parser = Parser::decided(Protocol::Unknown, cx.stats);
+                self.parser = Parser::decided(Protocol::Unknown, cx.cfg, cx.stats);
                 cx.stats.unparsed_bytes += len;
             }
             Parser::Unparsed => cx.stats.unparsed_bytes += len,
@@ -231,13 +260,14 @@ impl Layer {
         }
         match &mut self.parser {
             Parser::Http1(h) => h.on_fin(dir, &mut cx.http()),
+            Parser::Http2(h) => h.on_fin(dir, &mut cx.http()),
             Parser::Tls(t) => {
                 t.on_fin(dir, &mut cx.tls());
                 if let Some(inner) = self.inner.as_mut() {
                     inner.on_fin(dir, cx);
                 }
             }
-            Parser::Undecided(_) | Parser::Unparsed => {}
+            Parser::Undecided(..) | Parser::Unparsed => {}
         }
     }
 
@@ -247,16 +277,18 @@ impl Layer {
         }
         match &mut self.parser {
             Parser::Http1(h) => h.on_anomaly(dir, anomaly),
+            Parser::Http2(h) => h.on_anomaly(dir, anomaly),
             Parser::Tls(t) => t.on_anomaly(dir, anomaly),
-            Parser::Undecided(_) | Parser::Unparsed => {}
+            Parser::Undecided(..) | Parser::Unparsed => {}
         }
     }
 
     pub(crate) fn expire(&mut self, cx: &mut Cx<'_, '_>) {
         match &mut self.parser {
             Parser::Http1(h) => h.expire(&mut cx.http()),
+            Parser::Http2(h) => h.expire(&mut cx.http()),
             Parser::Tls(t) => t.expire(&mut cx.tls()),
-            Parser::Undecided(_) | Parser::Unparsed => {}
+            Parser::Undecided(..) | Parser::Unparsed => {}
         }
         let before = cx.out.len();
         if let Some(inner) = self.inner.as_mut() {
@@ -268,13 +300,14 @@ impl Layer {
     pub(crate) fn finish(&mut self, cause: FinishCause, cx: &mut Cx<'_, '_>) {
         match &mut self.parser {
             Parser::Http1(h) => h.finish(cause, &mut cx.http()),
+            Parser::Http2(h) => h.finish(cause, &mut cx.http()),
             // The connection record comes after what was carried inside it; records that
             // still wait for keys get a last chance first.
             Parser::Tls(t) => {
                 t.settle_pending(&mut cx.tls());
                 self.forward_plaintext(cx);
             }
-            Parser::Undecided(_) | Parser::Unparsed => {}
+            Parser::Undecided(..) | Parser::Unparsed => {}
         }
         let before = cx.out.len();
         if let Some(inner) = self.inner.as_mut() {
@@ -291,8 +324,9 @@ impl Layer {
     pub(crate) fn buffered_bytes(&self) -> usize {
         let own = match &self.parser {
             Parser::Http1(h) => h.buffered_bytes(),
+            Parser::Http2(h) => h.buffered_bytes(),
             Parser::Tls(t) => t.buffered_bytes(),
-            Parser::Undecided(_) | Parser::Unparsed => 0,
+            Parser::Undecided(..) | Parser::Unparsed => 0,
         };
         own + self.inner.as_ref().map_or(0, |i| i.buffered_bytes())
     }
@@ -301,8 +335,9 @@ impl Layer {
     pub(crate) fn shed(&mut self, cx: &mut Cx<'_, '_>) {
         match &mut self.parser {
             Parser::Http1(h) => h.shed(&mut cx.http()),
+            Parser::Http2(h) => h.shed(&mut cx.http()),
             Parser::Tls(t) => t.shed(&mut cx.tls()),
-            Parser::Undecided(_) | Parser::Unparsed => {}
+            Parser::Undecided(..) | Parser::Unparsed => {}
         }
         let before = cx.out.len();
         if let Some(inner) = self.inner.as_mut() {
@@ -326,8 +361,9 @@ impl Layer {
     pub(crate) fn open_transactions(&self, out: &mut Vec<(SortKey, Timestamp)>) {
         match &self.parser {
             Parser::Http1(h) => h.open_transactions(out),
+            Parser::Http2(h) => h.open_transactions(out),
             Parser::Tls(t) => t.open_transactions(out),
-            Parser::Undecided(_) | Parser::Unparsed => {}
+            Parser::Undecided(..) | Parser::Unparsed => {}
         }
         if let Some(inner) = &self.inner {
             inner.open_transactions(out);
@@ -337,10 +373,12 @@ impl Layer {
 
 impl Parser {
     /// The parser for `protocol`, counted.
-    fn decided(protocol: Protocol, stats: &mut SessionStats) -> Parser {
+    fn decided(protocol: Protocol, cfg: &SessionConfig, stats: &mut SessionStats) -> Parser {
         stats.layers.count(protocol);
         match protocol {
             Protocol::Http1 => Parser::Http1(HttpConn::new()),
+            Protocol::Http2 => Parser::Http2(Box::new(H2Conn::new(&cfg.http, &mut stats.http))),
+            Protocol::H2c => Parser::Http2(Box::new(H2Conn::upgraded(&cfg.http, &mut stats.http))),
             Protocol::Tls => Parser::Tls(Box::new(TlsConn::new())),
             _ => Parser::Unparsed,
         }
@@ -349,8 +387,9 @@ impl Parser {
     fn handoff(&self) -> Option<Handoff> {
         match self {
             Parser::Http1(h) => h.handoff(),
+            Parser::Http2(h) => h.handoff(),
             Parser::Tls(t) => t.handoff(),
-            Parser::Undecided(_) | Parser::Unparsed => None,
+            Parser::Undecided(..) | Parser::Unparsed => None,
         }
     }
 }

@@ -56,9 +56,10 @@ apitap_core::counters! {
         pub tls: u64,
         /// WebSocket (not parsed).
         pub websocket: u64,
-        /// HTTP/2 after an h2c upgrade (not parsed).
+        /// HTTP/2 after an `Upgrade: h2c` (parsed).
         pub h2c: u64,
-        /// HTTP/2 inside decrypted TLS (not parsed).
+        /// HTTP/2 with prior knowledge, inside decrypted TLS (ALPN `h2`), or joined
+        /// midway (parsed).
         pub http2: u64,
         /// No parser recognised them.
         pub unknown: u64,
@@ -164,7 +165,7 @@ impl Session {
                 let dir = role::direction(side, client);
                 let top = self
                     .top
-                    .get_or_insert_with(|| Layer::outermost(bytes, cx.stats));
+                    .get_or_insert_with(|| Layer::outermost(bytes, cx.cfg, cx.stats));
                 top.on_data(dir, bytes, &mut layer::Cx::new(cx, &mut self.ordinal));
             }
             StreamEvent::Gap { side, len } => match (self.client, self.top.as_mut()) {
@@ -189,7 +190,7 @@ impl Session {
                 // copies): the outermost layer is made to carry it to the next message.
                 if let Some(client) = self.client {
                     self.top
-                        .get_or_insert_with(|| Layer::outermost(&[], cx.stats))
+                        .get_or_insert_with(|| Layer::outermost(&[], cx.cfg, cx.stats))
                         .on_anomaly(
                             role::direction(side, client),
                             apitap_core::Anomaly::OverlapConflict,

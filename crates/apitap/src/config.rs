@@ -429,6 +429,16 @@ impl Config {
                 1..=100_000,
             ),
             (
+                "http.max_concurrent_streams",
+                h.max_concurrent_streams as u64,
+                1..=65_536,
+            ),
+            (
+                "http.max_hpack_table_bytes",
+                h.max_hpack_table_bytes as u64,
+                0..=16 * MIB,
+            ),
+            (
                 "tls.max_handshake_bytes",
                 self.tls.max_handshake_bytes as u64,
                 1024..=16 * MIB,

@@ -155,6 +155,8 @@ impl HttpConn {
             anomalies: p.anomalies,
             incomplete: Some(incomplete),
             tls: None,
+            http2: None,
+            grpc: None,
         });
     }
 
@@ -210,6 +212,8 @@ impl HttpConn {
                 body: None,
                 start,
                 end: at,
+                authority: apitap_core::Span::default(),
+                scheme: apitap_core::Span::default(),
             },
             anomalies,
             is_head,
@@ -309,6 +313,7 @@ impl HttpConn {
                 wire_bytes: self.resp.msg_bytes,
                 body: capture_body.then(Box::default),
                 interim_count,
+                trailers: apitap_core::Head::default(),
                 start,
                 end: at,
             },
@@ -473,6 +478,8 @@ impl HttpConn {
                             anomalies: p.anomalies.union(r.anomalies),
                             incomplete: incomplete.or(p.incomplete),
                             tls: None,
+                            http2: None,
+                            grpc: None,
                             request: Some(p.req),
                             response: Some(r.resp),
                         });
@@ -486,6 +493,8 @@ impl HttpConn {
                     anomalies: r.anomalies,
                     incomplete: Some(incomplete.unwrap_or(IncompleteReason::RequestNotSeen)),
                     tls: None,
+                    http2: None,
+                    grpc: None,
                 });
             }
         }
