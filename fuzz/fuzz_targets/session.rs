@@ -42,6 +42,7 @@ fuzz_target!(|data: &[u8]| {
     let mut stats = SessionStats::default();
     let mut out = Vec::new();
     let mut tls = Vec::new();
+    let mut http2 = Vec::new();
     let mut session = Session::new();
     let mut at = PacketRef {
         index: 0,
@@ -81,6 +82,7 @@ fuzz_target!(|data: &[u8]| {
             stats: &mut stats,
             out: &mut out,
             tls: &mut tls,
+            http2: &mut http2,
         };
         session.on_stream(ev, &mut cx);
         if ctl & 0x10 != 0 {

@@ -57,6 +57,16 @@ pub enum Rule {
     TlsCertificateNameMismatch,
     /// A TLS client fingerprint (JA4) never seen for a host, after the learning period.
     TlsNewClientFingerprint,
+    /// A client reset many HTTP/2 streams before any response (rapid reset, CVE-2023-44487).
+    Http2RapidReset,
+    /// A header block over a great many CONTINUATION frames (CVE-2024-27316).
+    Http2ContinuationFlood,
+    /// A client flooded SETTINGS or PING frames.
+    Http2ControlFrameFlood,
+    /// HTTP/2 header blocks that decode to far more than their wire size.
+    Http2HpackBomb,
+    /// More concurrent HTTP/2 streams than allowed, or invalid stream ids.
+    Http2StreamAbuse,
 }
 
 /// The OWASP API Security Top 10 (2023) categories used by the rules.
@@ -84,7 +94,7 @@ impl Rule {
     }
 
     /// Every rule, in catalogue order.
-    pub const ALL: [Rule; 24] = [
+    pub const ALL: [Rule; 29] = [
         Rule::ShadowEndpoint,
         Rule::DeprecatedOperation,
         Rule::SupersededVersion,
@@ -109,6 +119,11 @@ impl Rule {
         Rule::TlsCertificateInvalidDates,
         Rule::TlsCertificateNameMismatch,
         Rule::TlsNewClientFingerprint,
+        Rule::Http2RapidReset,
+        Rule::Http2ContinuationFlood,
+        Rule::Http2ControlFrameFlood,
+        Rule::Http2HpackBomb,
+        Rule::Http2StreamAbuse,
     ];
 
     /// Stable rule id (`rule.id`).
@@ -138,6 +153,11 @@ impl Rule {
             Rule::TlsCertificateInvalidDates => "APITAP-TLS-003",
             Rule::TlsCertificateNameMismatch => "APITAP-TLS-004",
             Rule::TlsNewClientFingerprint => "APITAP-TLS-005",
+            Rule::Http2RapidReset => "APITAP-H2-001",
+            Rule::Http2ContinuationFlood => "APITAP-H2-002",
+            Rule::Http2ControlFrameFlood => "APITAP-H2-003",
+            Rule::Http2HpackBomb => "APITAP-H2-004",
+            Rule::Http2StreamAbuse => "APITAP-H2-005",
         }
     }
 
@@ -173,6 +193,11 @@ impl Rule {
             Rule::TlsCertificateInvalidDates => "tls_certificate_invalid_dates",
             Rule::TlsCertificateNameMismatch => "tls_certificate_name_mismatch",
             Rule::TlsNewClientFingerprint => "tls_new_client_fingerprint",
+            Rule::Http2RapidReset => "http2_rapid_reset",
+            Rule::Http2ContinuationFlood => "http2_continuation_flood",
+            Rule::Http2ControlFrameFlood => "http2_control_frame_flood",
+            Rule::Http2HpackBomb => "http2_hpack_bomb",
+            Rule::Http2StreamAbuse => "http2_stream_abuse",
         }
     }
 
@@ -203,6 +228,11 @@ impl Rule {
             Rule::TlsCertificateInvalidDates => "A server presented a certificate that was expired or not yet valid when it was seen.",
             Rule::TlsCertificateNameMismatch => "A server presented a certificate whose names do not cover the server name the client asked for.",
             Rule::TlsNewClientFingerprint => "A TLS client fingerprint (JA4) never seen for this host appeared after the learning period (new client software, automation).",
+            Rule::Http2RapidReset => "A client reset many HTTP/2 streams right after opening them, before any response, at a high rate (rapid reset, CVE-2023-44487).",
+            Rule::Http2ContinuationFlood => "A client sent a header block spread over a great many CONTINUATION frames (CONTINUATION flood, CVE-2024-27316).",
+            Rule::Http2ControlFrameFlood => "A client sent SETTINGS or PING frames at a flood rate (resource exhaustion of the server's HTTP/2 stack).",
+            Rule::Http2HpackBomb => "A client sent HTTP/2 header blocks that decode to far more than their size on the wire (HPACK decompression bomb).",
+            Rule::Http2StreamAbuse => "A client opened more HTTP/2 streams at once than the server allows, or used stream ids a client may not open.",
         }
     }
 
@@ -233,6 +263,11 @@ impl Rule {
             Rule::TlsCertificateInvalidDates => "Renew the certificate (or fix the server's clock) and automate renewal.",
             Rule::TlsCertificateNameMismatch => "Issue a certificate that names the host, or check whether the client is being sent somewhere it should not go.",
             Rule::TlsNewClientFingerprint => "Check which client software this is; new tooling against an API is often automation or a scanner.",
+            Rule::Http2RapidReset => "Patch the server or proxy for CVE-2023-44487, limit streams reset per connection, and block or rate-limit the client.",
+            Rule::Http2ContinuationFlood => "Patch the server or proxy for the CONTINUATION flood (CVE-2024-27316) and cap header block size and frames.",
+            Rule::Http2ControlFrameFlood => "Limit control frames per connection on the server or proxy and rate-limit the client.",
+            Rule::Http2HpackBomb => "Cap the decoded header list size (SETTINGS_MAX_HEADER_LIST_SIZE) on the server or proxy and block the client.",
+            Rule::Http2StreamAbuse => "Enforce SETTINGS_MAX_CONCURRENT_STREAMS and stream id rules on the server or proxy; check the client software.",
         }
     }
 
@@ -259,6 +294,11 @@ impl Rule {
             | Rule::TlsCertificateInvalidDates
             | Rule::TlsCertificateNameMismatch => "API8:2023",
             Rule::TlsNewClientFingerprint => "API6:2023",
+            Rule::Http2RapidReset
+            | Rule::Http2ContinuationFlood
+            | Rule::Http2ControlFrameFlood
+            | Rule::Http2HpackBomb
+            | Rule::Http2StreamAbuse => "API4:2023",
             Rule::NewExternalDestination | Rule::PartnerNewEndpoint | Rule::PartnerAuthFailures => {
                 "API10:2023"
             }
@@ -301,6 +341,11 @@ impl Rule {
             Rule::TlsCertificateInvalidDates => 60,
             Rule::TlsCertificateNameMismatch => 55,
             Rule::TlsNewClientFingerprint => 30,
+            Rule::Http2RapidReset => 75,
+            Rule::Http2ContinuationFlood => 70,
+            Rule::Http2ControlFrameFlood => 60,
+            Rule::Http2HpackBomb => 65,
+            Rule::Http2StreamAbuse => 50,
         }
     }
 
@@ -329,6 +374,11 @@ impl Rule {
             | Rule::TlsCertificateInvalidDates
             | Rule::TlsCertificateNameMismatch => &["configuration", "vulnerability"],
             Rule::TlsNewClientFingerprint => &["network", "intrusion_detection"],
+            Rule::Http2RapidReset
+            | Rule::Http2ContinuationFlood
+            | Rule::Http2ControlFrameFlood
+            | Rule::Http2HpackBomb
+            | Rule::Http2StreamAbuse => &["network", "intrusion_detection"],
             Rule::NewExternalDestination | Rule::PartnerNewEndpoint => {
                 &["api", "network", "intrusion_detection"]
             }

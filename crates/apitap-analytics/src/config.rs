@@ -61,6 +61,43 @@ pub struct AnalyticsConfig {
     pub third_party: ThirdPartyConfig,
     /// TLS: encrypted services and the posture rules.
     pub tls: TlsAnalyticsConfig,
+    /// HTTP/2 attack indicators.
+    pub http2: Http2AnalyticsConfig,
+}
+
+/// Thresholds of the HTTP/2 attack indicators (`[analytics.http2]`), per connection.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http2AnalyticsConfig {
+    /// Streams a client resets before any response (APITAP-H2-001), when they are at
+    /// least half its streams...
+    pub rapid_reset_streams: u32,
+    /// ...at this rate or more over the connection's life (per second).
+    pub rapid_reset_per_second: u64,
+    /// Frames one header block may take before it is a CONTINUATION flood
+    /// (APITAP-H2-002).
+    pub continuation_frames: u32,
+    /// SETTINGS (or PING) frames from a client (APITAP-H2-003)...
+    pub control_frames: u32,
+    /// ...at this rate or more (per second): keepalive pings on a long-lived connection
+    /// stay below it.
+    pub control_frames_per_second: u64,
+    /// Streams open at once past which a client abuses streams (APITAP-H2-005), when the
+    /// server advertised no lower SETTINGS_MAX_CONCURRENT_STREAMS.
+    pub max_open_streams: u32,
+}
+
+impl Default for Http2AnalyticsConfig {
+    fn default() -> Self {
+        Http2AnalyticsConfig {
+            rapid_reset_streams: 100,
+            rapid_reset_per_second: 10,
+            continuation_frames: 100,
+            control_frames: 100,
+            control_frames_per_second: 10,
+            max_open_streams: 1000,
+        }
+    }
 }
 
 /// TLS: the inventory of encrypted services and the client fingerprints learned per host.
@@ -104,6 +141,7 @@ impl Default for AnalyticsConfig {
             sensitive: SensitiveConfig::default(),
             third_party: ThirdPartyConfig::default(),
             tls: TlsAnalyticsConfig::default(),
+            http2: Http2AnalyticsConfig::default(),
         }
     }
 }
@@ -532,6 +570,36 @@ impl AnalyticsConfig {
                 "analytics.tls.max_fingerprint_hosts",
                 u(self.tls.max_fingerprint_hosts),
                 1..=MANY,
+            ),
+            (
+                "analytics.http2.rapid_reset_streams",
+                u64::from(self.http2.rapid_reset_streams),
+                1..=1_000_000,
+            ),
+            (
+                "analytics.http2.rapid_reset_per_second",
+                self.http2.rapid_reset_per_second,
+                0..=1_000_000,
+            ),
+            (
+                "analytics.http2.continuation_frames",
+                u64::from(self.http2.continuation_frames),
+                2..=1_000_000,
+            ),
+            (
+                "analytics.http2.control_frames",
+                u64::from(self.http2.control_frames),
+                1..=1_000_000,
+            ),
+            (
+                "analytics.http2.control_frames_per_second",
+                self.http2.control_frames_per_second,
+                0..=1_000_000,
+            ),
+            (
+                "analytics.http2.max_open_streams",
+                u64::from(self.http2.max_open_streams),
+                1..=1_000_000,
             ),
             (
                 "analytics.sensitive.max_scan_bytes",

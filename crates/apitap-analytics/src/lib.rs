@@ -46,6 +46,7 @@ pub mod baseline;
 pub mod config;
 mod detect;
 mod emit;
+mod http2;
 pub mod inventory;
 pub mod openapi;
 pub mod record;
@@ -61,6 +62,7 @@ use std::collections::BTreeMap;
 
 pub use alert::{rfc3339_micros, severity_label, Alert, Rule};
 pub use config::{AnalyticsConfig, Cidr, ConfigError};
+pub use http2::Http2Record;
 pub use inventory::{EndpointKey, EndpointStats, Inventory, InventorySnapshot};
 pub use openapi::inventory_openapi;
 pub use record::{Headers, TxRecord};
@@ -148,6 +150,8 @@ apitap_core::counters! {
         pub bodies_truncated: u64,
         /// TLS connections processed.
         pub tls_connections: u64,
+        /// HTTP/2 connections processed (attack indicators).
+        pub http2_connections: u64,
         /// Encrypted services in the inventory.
         pub tls_services: Level,
         /// TLS connections of new services not recorded (`tls.max_services`).
@@ -184,6 +188,7 @@ pub struct Analytics {
     third: ThirdParty,
     tls: tls::TlsAnalytics,
     tls_connections: u64,
+    http2_connections: u64,
     /// Disabled rules, suppression, alert ids.
     gate: Gate,
     /// Findings of the current transaction (reused).
@@ -242,6 +247,7 @@ impl Analytics {
             third,
             tls: tls::TlsAnalytics::new(cfg.tls.max_services, cfg.tls.max_fingerprint_hosts),
             tls_connections: 0,
+            http2_connections: 0,
             gate: Gate::new(&cfg),
             found: Vec::new(),
             endpoint_name: String::new(),
@@ -370,6 +376,21 @@ impl Analytics {
         self.gate.emit(&mut self.found, out);
     }
 
+    /// Processes one HTTP/2 connection (its event, when it ended): the HTTP/2 attack
+    /// indicators; appends the alerts to `out`.
+    pub fn process_http2(&mut self, r: &Http2Record, out: &mut Vec<Alert>) {
+        if !self.cfg.enabled {
+            return;
+        }
+        self.http2_connections += 1;
+        match self.clock_ns {
+            Some(c) if r.ts_ns < c => self.out_of_order += 1,
+            _ => self.clock_ns = Some(r.ts_ns),
+        }
+        http2::observe(r, &self.cfg.http2, &mut self.found);
+        self.gate.emit(&mut self.found, out);
+    }
+
     /// Encrypted services seen, by server name (or address) and port.
     pub fn tls_services(&self) -> Vec<TlsService> {
         self.tls.services().cloned().collect()
@@ -462,6 +483,7 @@ impl Analytics {
             spec_matched: self.spec.matched,
             spec_unmatched: self.spec.unmatched,
             tls_connections: self.tls_connections,
+            http2_connections: self.http2_connections,
             tls_services: Level(self.tls.len() as u64),
             tls_services_overflow: self.tls.services_overflow,
             tls_values_overflow: self.tls.values_overflow,

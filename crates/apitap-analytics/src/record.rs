@@ -26,6 +26,8 @@ pub struct TxRecord {
     pub query: Option<String>,
     /// Response status; `None` when no response was seen.
     pub status: Option<u16>,
+    /// A gRPC call's `grpc-status`, when it is one and the status was seen.
+    pub grpc_status: Option<u32>,
     /// Content-Type of the request (as sent; parameters are ignored).
     pub request_content_type: Option<String>,
     /// Content-Type of the response (as sent; parameters are ignored).
@@ -66,6 +68,7 @@ impl Default for TxRecord {
             path: String::new(),
             query: None,
             status: None,
+            grpc_status: None,
             request_content_type: None,
             response_content_type: None,
             request_headers: Headers::default(),
@@ -81,6 +84,17 @@ impl Default for TxRecord {
 }
 
 impl TxRecord {
+    /// The authentication failure this transaction is, as an HTTP status: 401 or 403, or
+    /// a gRPC call failing with UNAUTHENTICATED (as 401) or PERMISSION_DENIED (as 403).
+    pub fn auth_failure(&self) -> Option<u16> {
+        match (self.grpc_status, self.status) {
+            (Some(16), _) => Some(401),
+            (Some(7), _) => Some(403),
+            (_, Some(s @ (401 | 403))) => Some(s),
+            _ => None,
+        }
+    }
+
     /// First value of a request header (`name` lower case).
     pub fn request_header(&self, name: &str) -> Option<&str> {
         self.request_headers.get(name)
@@ -222,6 +236,23 @@ impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for Headers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_auth_failures_count_as_401_and_403() {
+        let mut r = TxRecord {
+            status: Some(200),
+            grpc_status: Some(16),
+            ..TxRecord::default()
+        };
+        assert_eq!(r.auth_failure(), Some(401));
+        r.grpc_status = Some(7);
+        assert_eq!(r.auth_failure(), Some(403));
+        r.grpc_status = Some(5);
+        assert_eq!(r.auth_failure(), None);
+        r.grpc_status = None;
+        r.status = Some(403);
+        assert_eq!(r.auth_failure(), Some(403));
+    }
 
     #[test]
     fn headers_keep_order_lower_case_names_and_first_value() {

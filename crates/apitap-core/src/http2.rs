@@ -2,6 +2,7 @@
 //! messages its bodies carried.
 
 use crate::flow::Direction;
+use crate::time::{PacketRef, SortKey};
 
 /// The HTTP/2 stream a transaction was carried on.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -69,6 +70,90 @@ pub struct MessageCount {
     /// Message framing was lost (a gap in the body, or a bad prefix): the counts are
     /// those before it.
     pub framing_lost: bool,
+}
+
+/// Frames of one direction of an HTTP/2 connection, by type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FrameCounts {
+    /// DATA.
+    pub data: u32,
+    /// HEADERS.
+    pub headers: u32,
+    /// CONTINUATION.
+    pub continuation: u32,
+    /// PRIORITY.
+    pub priority: u32,
+    /// RST_STREAM.
+    pub rst_stream: u32,
+    /// SETTINGS (acknowledgements included).
+    pub settings: u32,
+    /// PUSH_PROMISE.
+    pub push_promise: u32,
+    /// PING (acknowledgements included).
+    pub ping: u32,
+    /// GOAWAY.
+    pub goaway: u32,
+    /// WINDOW_UPDATE.
+    pub window_update: u32,
+    /// Types RFC 9113 does not define (skipped).
+    pub unknown: u32,
+    /// Frames that broke their type's rules (skipped).
+    pub invalid: u32,
+}
+
+/// A GOAWAY: who sent it, its error code and the last stream it covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GoAway {
+    /// The direction it travelled.
+    pub by: Direction,
+    /// Its error code.
+    pub error_code: u32,
+    /// The last stream id the sender processed.
+    pub last_stream_id: u32,
+}
+
+/// One HTTP/2 connection (or HTTP/2 layer of a connection), handed out when it ends: what
+/// its frames and streams were, the material for HTTP/2 attack indicators (rapid reset,
+/// CONTINUATION and control-frame floods, HPACK bombs, stream abuse) that no single
+/// stream shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Http2Connection {
+    /// Output order key: the packet that ended the connection.
+    pub key: SortKey,
+    /// The packet of its first byte.
+    pub start: PacketRef,
+    /// The packet that ended it.
+    pub end: PacketRef,
+    /// Joined midway (no preface seen).
+    pub midstream: bool,
+    /// Frame boundaries were lost and parsing stopped.
+    pub given_up: bool,
+    /// Frames the client sent.
+    pub client_frames: FrameCounts,
+    /// Frames the server sent.
+    pub server_frames: FrameCounts,
+    /// Streams opened.
+    pub streams: u32,
+    /// Most streams open at once.
+    pub max_open_streams: u32,
+    /// The server's SETTINGS_MAX_CONCURRENT_STREAMS, when it sent one.
+    pub server_max_concurrent_streams: Option<u32>,
+    /// Streams the client reset before any response began (CVE-2023-44487's pattern).
+    pub rapid_resets: u32,
+    /// Client HEADERS on a stream id a client may not open: even, or not above the last.
+    pub stream_id_errors: u32,
+    /// Most frames (HEADERS or PUSH_PROMISE and its CONTINUATIONs) one header block took.
+    pub longest_header_block_frames: u32,
+    /// Header blocks still open when the connection ended.
+    pub unfinished_header_blocks: u32,
+    /// Header blocks flagged `hpack_bomb`.
+    pub hpack_bombs: u32,
+    /// Largest decoded header list (RFC 7541 size) and the wire size of its block.
+    pub largest_header_list: (u64, u64),
+    /// Header fields left out for missing HPACK state.
+    pub hpack_fields_unknown: u32,
+    /// The first GOAWAY.
+    pub goaway: Option<GoAway>,
 }
 
 #[cfg(test)]

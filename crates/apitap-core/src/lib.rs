@@ -26,7 +26,9 @@ pub use http::{
     Anomalies, Anomaly, CapturedBody, ContentCoding, ContentCodings, Head, HttpRequest,
     HttpResponse, HttpTransaction, HttpVersion, IncompleteReason, Span, CREDENTIAL_HEADERS,
 };
-pub use http2::{GrpcMessages, Http2Stream, MessageCount, StreamReset};
+pub use http2::{
+    FrameCounts, GoAway, GrpcMessages, Http2Connection, Http2Stream, MessageCount, StreamReset,
+};
 pub use output::EncodedEvent;
 pub use packet::{Encap, PacketBatch, PacketMeta, TcpFlags, Tunnel, TunnelKind};
 pub use parser::{AppParser, FinishCause, Handoff, ParseCx, ParserEnv, Probe, UpgradeTo};

@@ -14,6 +14,7 @@ pub mod body;
 pub mod community_id;
 mod ecs;
 mod flow;
+mod h2conn;
 mod headers;
 mod json;
 pub mod ocsf;
@@ -171,6 +172,38 @@ impl Encoder {
             key: c.key,
             json,
             endpoint_hash: apitap_core::endpoint::endpoint_hash(host, ""),
+            alert: false,
+            endpoint_at: None,
+        }
+    }
+}
+
+impl Encoder {
+    /// Encodes the HTTP/2 connection record `c` of the flow `flow` (ECS layout, or OCSF
+    /// Network Activity), keyed like the connection's server.
+    pub fn encode_http2(
+        &self,
+        flow: &FlowContext,
+        c: &apitap_core::Http2Connection,
+    ) -> EncodedEvent {
+        let view = h2conn::Http2EventView::new(&self.cfg, flow, c);
+        let mut json = Vec::with_capacity(768);
+        // Plain strings, numbers and sequences: serialising into a Vec cannot fail.
+        let written = match self.cfg.format {
+            EventFormat::Ecs => serde_json::to_writer(&mut json, &view).is_ok(),
+            EventFormat::Ocsf => serde_json::to_value(&view)
+                .map(|ecs| ocsf::connection_from_ecs(&ecs, c.start.ts.0, env!("CARGO_PKG_VERSION")))
+                .and_then(|o| serde_json::to_writer(&mut json, &o))
+                .is_ok(),
+        };
+        if !written {
+            json.clear();
+            json.extend_from_slice(b"{}");
+        }
+        EncodedEvent {
+            key: c.key,
+            json,
+            endpoint_hash: apitap_core::endpoint::endpoint_hash(&flow.server.ip.to_string(), ""),
             alert: false,
             endpoint_at: None,
         }

@@ -128,6 +128,23 @@ fn common(ecs: &Value, start_ns: i64, product_version: &str, class: &Class) -> M
     out
 }
 
+/// An HTTP/2 connection event (ECS) as an OCSF 1.1.0 Network Activity record (Close),
+/// its counts under `unmapped.apitap`.
+pub fn connection_from_ecs(ecs: &Value, start_ns: i64, product_version: &str) -> Value {
+    let class = Class {
+        uid: 4001,
+        name: "Network Activity",
+        activity: 2,
+        activity_name: "Close",
+        log_name: "http2",
+    };
+    let mut out = common(ecs, start_ns, product_version, &class);
+    let mut unmapped = Map::new();
+    put(&mut unmapped, "apitap", ecs.pointer("/apitap"));
+    out.insert("unmapped".into(), Value::Object(unmapped));
+    Value::Object(out)
+}
+
 /// The OCSF Network Activity record (class 4001, activity Close) of one ECS TLS
 /// connection event that started at `start_ns`: OCSF's `tls` object, bytes per
 /// direction; the rest of ECS `tls` and `apitap` under `unmapped`.

@@ -1,7 +1,11 @@
-//! `apitap-gen`: writes a large, realistic, seeded HTTP/1.1 API capture (pcap, Ethernet).
+//! `apitap-gen`: writes a large, realistic, seeded API capture (pcap, Ethernet): HTTP/1.1,
+//! HTTP/2 (prior knowledge) or gRPC over HTTP/2.
 //!
 //! Many concurrent keep-alive clients call a JSON API (GET/POST/PUT/DELETE), responses mix
-//! sizes from a few bytes to hundreds of KB, some chunked, some gzip-encoded; every segment
+//! sizes from a few bytes to hundreds of KB, some chunked (HTTP/1.1), some gzip-encoded; in
+//! HTTP/2 the same exchanges are HEADERS (HPACK with the dynamic table and Huffman strings,
+//! as clients send them) and DATA frames, and gRPC calls are unary calls with
+//! length-prefixed messages and a `grpc-status` trailer; every segment
 //! respects an MTU of 1500; a configurable share of server segments arrives reordered or
 //! duplicated (retransmission). The same seed gives a byte-identical file. The number of
 //! transactions written is printed, so a replay can be checked against it.
@@ -46,6 +50,20 @@ struct Args {
     /// transaction on the wire) or `api` (small JSON answers, ~1.2 KB per transaction).
     #[arg(long, value_enum, default_value_t = SizeMix::Mixed)]
     size_mix: SizeMix,
+    /// Application protocol.
+    #[arg(long, value_enum, default_value_t = Protocol::Http1)]
+    protocol: Protocol,
+}
+
+/// What the clients speak.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2 by prior knowledge (h2c).
+    H2,
+    /// gRPC (unary calls) over h2c.
+    Grpc,
 }
 
 /// Response size distributions.
@@ -70,6 +88,9 @@ struct Conn {
     cseq: u32,
     sseq: u32,
     open: bool,
+    /// HTTP/2: the next client stream id and each direction's HPACK encoder.
+    stream: u32,
+    hpack: Option<Box<[httlib_hpack::Encoder<'static>; 2]>>,
 }
 
 struct Out {
@@ -268,6 +289,177 @@ fn exchange(rng: &mut ChaCha8Rng, client_no: u32, mix: SizeMix) -> (Vec<u8>, Vec
     (req, resp)
 }
 
+/// An HTTP/2 frame.
+fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+    out.push(kind);
+    out.push(flags);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// A header block: every field literal with incremental indexing and Huffman strings,
+/// or indexed when the table has it (what browsers and gRPC libraries do).
+fn header_block(enc: &mut httlib_hpack::Encoder<'static>, fields: &[(&str, &str)]) -> Vec<u8> {
+    use httlib_hpack::Encoder;
+    let flags = Encoder::HUFFMAN_NAME
+        | Encoder::HUFFMAN_VALUE
+        | Encoder::WITH_INDEXING
+        | Encoder::BEST_FORMAT;
+    let mut out = Vec::new();
+    for (n, v) in fields {
+        let _ = enc.encode(
+            (n.as_bytes().to_vec(), v.as_bytes().to_vec(), flags),
+            &mut out,
+        );
+    }
+    out
+}
+
+/// The HTTP/1.1 exchange `(req, resp)` rewritten as HTTP/2 frames on `stream`, or, for
+/// gRPC, as a unary call carrying the request and response bodies as one message each.
+fn to_h2(
+    c: &mut Conn,
+    req: &[u8],
+    resp: &[u8],
+    grpc: bool,
+    rng: &mut ChaCha8Rng,
+) -> (Vec<u8>, Vec<u8>) {
+    let (req_head, req_body) = split_message(req);
+    let (resp_head, resp_body) = split_message(resp);
+    let first = req_head.lines().next().unwrap_or("");
+    let mut parts = first.split(' ');
+    let (method, path) = (parts.next().unwrap_or("GET"), parts.next().unwrap_or("/"));
+    let status = resp_head.split(' ').nth(1).unwrap_or("200");
+    let header = |head: &str, name: &str| -> Option<String> {
+        head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    let stream = c.stream;
+    c.stream += 2;
+    let Some(hpack) = c.hpack.as_mut() else {
+        return (Vec::new(), Vec::new());
+    };
+    let (mut q, mut r) = (Vec::new(), Vec::new());
+    let ua = header(req_head, "user-agent").unwrap_or_default();
+    let auth = header(req_head, "authorization").unwrap_or_default();
+    if grpc {
+        let method = ["GetUser", "ListItems", "CreateOrder", "UpdateUser"][rng.random_range(0..4)];
+        let path = format!("/shop.v1.Shop/{method}");
+        let block = header_block(
+            &mut hpack[0],
+            &[
+                (":method", "POST"),
+                (":scheme", "http"),
+                (":path", &path),
+                (":authority", "api.example.com:8080"),
+                ("content-type", "application/grpc"),
+                ("te", "trailers"),
+                ("user-agent", "grpc-gen/1"),
+                ("authorization", &auth),
+                ("grpc-timeout", "5S"),
+            ],
+        );
+        frame(&mut q, 1, 0x4, stream, &block);
+        let msg = grpc_message(&req_body);
+        frame(&mut q, 0, 0x1, stream, &msg);
+        let code = match status {
+            "404" => "5",
+            "401" => "16",
+            "500" => "13",
+            _ => "0",
+        };
+        let block = header_block(
+            &mut hpack[1],
+            &[(":status", "200"), ("content-type", "application/grpc")],
+        );
+        frame(&mut r, 1, 0x4, stream, &block);
+        for chunk in grpc_message(&resp_body).chunks(16_384) {
+            frame(&mut r, 0, 0, stream, chunk);
+        }
+        let trailers = header_block(&mut hpack[1], &[("grpc-status", code)]);
+        frame(&mut r, 1, 0x5, stream, &trailers);
+        return (q, r);
+    }
+    let mut fields = vec![
+        (":method", method.to_string()),
+        (":scheme", "https".to_string()),
+        (":path", path.to_string()),
+        (":authority", "api.example.com".to_string()),
+        ("user-agent", ua),
+        ("accept", "application/json".to_string()),
+        ("authorization", auth),
+    ];
+    if !req_body.is_empty() {
+        fields.push(("content-type", "application/json".into()));
+        fields.push(("content-length", req_body.len().to_string()));
+    }
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let block = header_block(&mut hpack[0], &fields);
+    let end = if req_body.is_empty() { 0x5 } else { 0x4 };
+    frame(&mut q, 1, end, stream, &block);
+    if !req_body.is_empty() {
+        frame(&mut q, 0, 0x1, stream, &req_body);
+    }
+    let mut fields = vec![
+        (":status", status.to_string()),
+        ("server", "gen/1".to_string()),
+        ("content-type", "application/json".to_string()),
+    ];
+    if let Some(enc) = header(resp_head, "content-encoding") {
+        fields.push(("content-encoding", enc));
+    }
+    fields.push(("content-length", resp_body.len().to_string()));
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let block = header_block(&mut hpack[1], &fields);
+    let end = if resp_body.is_empty() { 0x5 } else { 0x4 };
+    frame(&mut r, 1, end, stream, &block);
+    let chunks: Vec<&[u8]> = resp_body.chunks(16_384).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let flags = if i + 1 == chunks.len() { 0x1 } else { 0 };
+        frame(&mut r, 0, flags, stream, chunk);
+    }
+    (q, r)
+}
+
+/// A gRPC message: uncompressed flag, length, bytes.
+fn grpc_message(body: &[u8]) -> Vec<u8> {
+    let mut m = vec![0];
+    m.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// An HTTP/1.1 message's head (text) and body without chunk framing.
+fn split_message(m: &[u8]) -> (&str, Vec<u8>) {
+    let at = m
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(m.len(), |p| p + 4);
+    let head = std::str::from_utf8(&m[..at]).unwrap_or("");
+    let body = &m[at..];
+    if !head.contains("Transfer-Encoding: chunked") {
+        return (head, body.to_vec());
+    }
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&rest[..eol])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s, 16).ok())
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = eol + 2;
+        out.extend_from_slice(&rest[start..(start + size).min(rest.len())]);
+        rest = &rest[(start + size + 2).min(rest.len())..];
+    }
+    (head, out)
+}
+
 fn open(out: &mut Out, rng: &mut ChaCha8Rng, c: &mut Conn) -> Result<()> {
     c.port = c.port.wrapping_add(1).max(1024);
     c.cseq = rng.random();
@@ -286,6 +478,27 @@ fn open(out: &mut Out, rng: &mut ChaCha8Rng, c: &mut Conn) -> Result<()> {
     c.sseq = c.sseq.wrapping_add(1);
     out.tcp(rng, true, c, c.cseq, c.sseq, ACK, &[])?;
     c.open = true;
+    Ok(())
+}
+
+/// The HTTP/2 connection preface of both sides: the client's magic and SETTINGS, the
+/// server's SETTINGS, each acknowledged.
+fn h2_preface(out: &mut Out, rng: &mut ChaCha8Rng, c: &mut Conn) -> Result<()> {
+    c.stream = 1;
+    c.hpack = Some(Box::new([
+        httlib_hpack::Encoder::with_dynamic_size(4096),
+        httlib_hpack::Encoder::with_dynamic_size(4096),
+    ]));
+    let mut q = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    frame(&mut q, 4, 0, 0, &[0, 3, 0, 0, 0, 100, 0, 4, 0, 0x60, 0, 0]);
+    frame(&mut q, 4, 1, 0, &[]);
+    let mut r = Vec::new();
+    frame(&mut r, 4, 0, 0, &[0, 3, 0, 0, 0, 128]);
+    frame(&mut r, 4, 1, 0, &[]);
+    out.tcp(rng, true, c, c.cseq, c.sseq, ACK | PSH, &q)?;
+    c.cseq = c.cseq.wrapping_add(q.len() as u32);
+    out.tcp(rng, false, c, c.sseq, c.cseq, ACK | PSH, &r)?;
+    c.sseq = c.sseq.wrapping_add(r.len() as u32);
     Ok(())
 }
 
@@ -320,6 +533,8 @@ fn main() -> Result<()> {
             cseq: 0,
             sseq: 0,
             open: false,
+            stream: 1,
+            hpack: None,
         })
         .collect();
     for _ in 0..args.transactions {
@@ -328,7 +543,14 @@ fn main() -> Result<()> {
         let c = &mut conns[i];
         if !c.open {
             open(&mut out, &mut rng, c)?;
+            if args.protocol != Protocol::Http1 {
+                h2_preface(&mut out, &mut rng, c)?;
+            }
         }
+        let (req, resp) = match args.protocol {
+            Protocol::Http1 => (req, resp),
+            p => to_h2(c, &req, &resp, p == Protocol::Grpc, &mut rng),
+        };
         for seg in req.chunks(MSS) {
             out.tcp(&mut rng, true, c, c.cseq, c.sseq, ACK | PSH, seg)?;
             c.cseq = c.cseq.wrapping_add(seg.len() as u32);

@@ -5,8 +5,8 @@
 use crate::detect::{self, Protocol};
 use crate::{SessionConfig, SessionCx, SessionStats};
 use apitap_core::{
-    Anomaly, AppParser, Direction, FinishCause, Handoff, HttpRequest, HttpTransaction, PacketRef,
-    ParseCx, SortKey, Timestamp, TlsConnection, UpgradeTo,
+    Anomaly, AppParser, Direction, FinishCause, Handoff, Http2Connection, HttpRequest,
+    HttpTransaction, PacketRef, ParseCx, SortKey, Timestamp, TlsConnection, UpgradeTo,
 };
 use apitap_http::{H2Conn, HttpConn};
 use apitap_tls::{Plaintext, TlsConn};
@@ -47,6 +47,7 @@ pub(crate) struct Cx<'s, 'a> {
     stats: &'s mut SessionStats,
     out: &'s mut Vec<HttpTransaction>,
     tls: &'s mut Vec<TlsConnection>,
+    http2: &'s mut Vec<Http2Connection>,
     ordinal: &'s mut u32,
 }
 
@@ -58,6 +59,7 @@ impl<'s, 'a> Cx<'s, 'a> {
             stats: &mut *cx.stats,
             out: &mut *cx.out,
             tls: &mut *cx.tls,
+            http2: &mut *cx.http2,
             ordinal,
         }
     }
@@ -300,7 +302,12 @@ impl Layer {
     pub(crate) fn finish(&mut self, cause: FinishCause, cx: &mut Cx<'_, '_>) {
         match &mut self.parser {
             Parser::Http1(h) => h.finish(cause, &mut cx.http()),
-            Parser::Http2(h) => h.finish(cause, &mut cx.http()),
+            Parser::Http2(h) => {
+                h.finish(cause, &mut cx.http());
+                if let Some(c) = h.take_connection() {
+                    cx.http2.push(c);
+                }
+            }
             // The connection record comes after what was carried inside it; records that
             // still wait for keys get a last chance first.
             Parser::Tls(t) => {

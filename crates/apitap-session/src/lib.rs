@@ -18,7 +18,8 @@ pub mod role;
 pub use detect::Protocol;
 
 use apitap_core::{
-    FinishCause, FlowKey, HttpTransaction, PacketRef, Side, SortKey, Timestamp, TlsConnection,
+    FinishCause, FlowKey, Http2Connection, HttpTransaction, PacketRef, Side, SortKey, Timestamp,
+    TlsConnection,
 };
 use apitap_flow::StreamEvent;
 use apitap_http::{HttpConfig, HttpStats};
@@ -124,6 +125,8 @@ pub struct SessionCx<'a> {
     pub out: &'a mut Vec<HttpTransaction>,
     /// Where TLS connection records go.
     pub tls: &'a mut Vec<TlsConnection>,
+    /// Where HTTP/2 connection records go.
+    pub http2: &'a mut Vec<Http2Connection>,
 }
 
 /// One connection above TCP: its roles and its layers.

@@ -18,6 +18,7 @@ struct Conn {
     stats: SessionStats,
     out: Vec<HttpTransaction>,
     tls: Vec<TlsConnection>,
+    http2: Vec<apitap_core::Http2Connection>,
     at: PacketRef,
 }
 
@@ -34,6 +35,7 @@ impl Conn {
             stats: SessionStats::default(),
             out: Vec::new(),
             tls: Vec::new(),
+            http2: Vec::new(),
             at: PacketRef {
                 index: 1,
                 ts: Timestamp(1_000_000_000),
@@ -50,6 +52,7 @@ impl Conn {
             stats: &mut self.stats,
             out: &mut self.out,
             tls: &mut self.tls,
+            http2: &mut self.http2,
         };
         f(&mut self.session, &mut cx);
     }

@@ -143,6 +143,18 @@ impl Stage {
         self.drain()
     }
 
+    /// Runs the HTTP/2 attack indicators on the HTTP/2 connection of `ev`; returns the
+    /// alerts it completed, keyed right after it.
+    pub fn observe_http2(
+        &mut self,
+        ev: &EncodedEvent,
+        record: &apitap_analytics::Http2Record,
+    ) -> Vec<EncodedEvent> {
+        self.last_key = ev.key;
+        self.engine.process_http2(record, &mut self.alerts);
+        self.drain()
+    }
+
     /// End of input: closes the open baseline windows and saves the inventory.
     pub fn finish(&mut self) -> Vec<EncodedEvent> {
         let tail = self.engine.finish();

@@ -28,6 +28,7 @@ pub fn tx_record(flow: &FlowContext, tx: HttpTransaction, event_id: String) -> T
         client: SocketAddr::new(flow.client.ip, flow.client.port),
         server: SocketAddr::new(flow.server.ip, flow.server.port),
         status: resp.map(|r| r.status),
+        grpc_status: apitap_event::rpc::grpc_status(&tx),
         duration_ns: match (req, resp) {
             (Some(q), Some(r)) => Some(r.end.ts.nanos_since(q.start.ts)),
             _ => None,
@@ -41,8 +42,8 @@ pub fn tx_record(flow: &FlowContext, tx: HttpTransaction, event_id: String) -> T
         rec.path = lossy(path.unwrap_or(target));
         rec.query = query.map(lossy);
         rec.host = r
-            .head
-            .header("host")
+            .authority()
+            .or_else(|| r.head.header("host"))
             .or(authority)
             .map(host_without_port)
             .filter(|h| !h.is_empty())
@@ -96,6 +97,32 @@ pub fn tls_record(
                     .map(|n| apitap_tls::cert::covers(cert, n)),
             }),
         server_name,
+    }
+}
+
+/// The analytics record of the HTTP/2 connection `c`; `event_id` is its event's
+/// `event.id`.
+pub fn http2_record(
+    flow: &FlowContext,
+    c: &apitap_core::Http2Connection,
+    event_id: String,
+) -> apitap_analytics::Http2Record {
+    apitap_analytics::Http2Record {
+        ts_ns: c.start.ts.as_nanos(),
+        end_ns: c.end.ts.as_nanos(),
+        event_id,
+        client: Some(SocketAddr::new(flow.client.ip, flow.client.port)),
+        server: Some(SocketAddr::new(flow.server.ip, flow.server.port)),
+        streams: c.streams,
+        max_open_streams: c.max_open_streams,
+        server_max_concurrent_streams: c.server_max_concurrent_streams,
+        rapid_resets: c.rapid_resets,
+        stream_id_errors: c.stream_id_errors,
+        longest_header_block_frames: c.longest_header_block_frames,
+        hpack_bombs: c.hpack_bombs,
+        largest_header_list: c.largest_header_list,
+        client_settings: c.client_frames.settings,
+        client_pings: c.client_frames.ping,
     }
 }
 

@@ -108,6 +108,7 @@ fn entry_record(entry: &Value, index: usize) -> Result<TxRecord> {
         },
         query: query.map(str::to_string),
         status,
+        grpc_status: None,
         request_content_type: str_at(entry, "/request/postData/mimeType")
             .map(str::to_string)
             .or_else(|| header(&request_headers, "content-type")),

@@ -570,6 +570,7 @@ impl Outputs {
         let alerts = match (self.analytics.as_mut(), record) {
             (Some(a), Some(Record::Tx(record))) => a.observe(&mut event, &record),
             (Some(a), Some(Record::Tls(record))) => a.observe_tls(&event, &record),
+            (Some(a), Some(Record::Http2(record))) => a.observe_http2(&event, &record),
             _ => Vec::new(),
         };
         self.write(event);

@@ -33,6 +33,8 @@ pub enum Record {
     Tx(Box<TxRecord>),
     /// A TLS connection.
     Tls(Box<apitap_analytics::TlsRecord>),
+    /// An HTTP/2 connection.
+    Http2(Box<apitap_analytics::Http2Record>),
 }
 
 impl Keyed for Finished {
@@ -92,6 +94,8 @@ struct Env {
     txs: Vec<HttpTransaction>,
     /// TLS connection records the last session call produced.
     tls: Vec<TlsConnection>,
+    /// HTTP/2 connection records the last session call produced.
+    http2: Vec<apitap_core::Http2Connection>,
     events: Vec<Finished>,
     /// Every open transaction of every flow: drives the watermark and transaction
     /// timeouts.
@@ -137,6 +141,7 @@ impl Worker {
                 session_stats: SessionStats::default(),
                 txs: Vec::new(),
                 tls: Vec::new(),
+                http2: Vec::new(),
                 events: Vec::new(),
                 open: BTreeMap::new(),
                 scratch: Vec::new(),
@@ -348,6 +353,7 @@ impl Worker {
                     stats: &mut env.session_stats,
                     out: &mut env.txs,
                     tls: &mut env.tls,
+                    http2: &mut env.http2,
                 });
                 // A head cut at its timeout gave its buffer back.
                 env.settle_parser(&fk, flow, now);
@@ -446,6 +452,7 @@ impl Env {
                     stats: &mut self.session_stats,
                     out: &mut self.txs,
                     tls: &mut self.tls,
+                    http2: &mut self.http2,
                 },
             },
         }
@@ -512,7 +519,7 @@ impl Env {
     /// A TLS connection record is keyed where the connection ended, so it never holds the
     /// watermark back however long the connection lives.
     fn encode(&mut self, key: FlowKey, flow: &mut Flow, emit_at: u64) {
-        if self.txs.is_empty() && self.tls.is_empty() {
+        if self.txs.is_empty() && self.tls.is_empty() && self.http2.is_empty() {
             return;
         }
         let ctx = flow.ctx.get_or_insert_with(|| {
@@ -549,6 +556,15 @@ impl Env {
             let record = self.records.then(|| {
                 let id = event_id(&ctx.flow_id, c.key.ordinal);
                 Record::Tls(Box::new(crate::bridge::tls_record(ctx, &c, id)))
+            });
+            self.events.push(Finished { event, record });
+        }
+        for mut c in self.http2.drain(..) {
+            c.key.flow = flow.first_packet;
+            let event = self.encoder.encode_http2(ctx, &c);
+            let record = self.records.then(|| {
+                let id = event_id(&ctx.flow_id, c.key.ordinal);
+                Record::Http2(Box::new(crate::bridge::http2_record(ctx, &c, id)))
             });
             self.events.push(Finished { event, record });
         }

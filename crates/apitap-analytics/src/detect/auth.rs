@@ -59,7 +59,7 @@ impl AuthDetector {
             login: None,
             any: None,
         };
-        let Some(status @ (401 | 403)) = tx.status else {
+        let Some(status) = tx.auth_failure() else {
             return none;
         };
         let login_like = self.login_like(&tx.path);

@@ -158,7 +158,7 @@ impl ThirdParty {
                 }
             }
         }
-        if let (Some(p), Some(s @ (401 | 403))) = (partner, tx.status) {
+        if let (Some(p), Some(s)) = (partner, tx.auth_failure()) {
             if let Some(w) = self.partner_fail.get_mut(p) {
                 if let Some(b) = w.push(tx, s, auth_threshold, window_ns, max_evidence) {
                     hits.partner_auth = Some((p, b));

@@ -44,9 +44,10 @@ impl Framing {
                 let len = u32::from_be_bytes([a, b, c, d]);
                 match flag {
                     0 | 1 => {
-                        self.count.messages += 1;
-                        self.count.bytes += u64::from(len);
-                        self.count.compressed += u32::from(flag);
+                        self.count.messages = self.count.messages.saturating_add(1);
+                        self.count.bytes = self.count.bytes.saturating_add(u64::from(len));
+                        self.count.compressed =
+                            self.count.compressed.saturating_add(u32::from(flag));
                     }
                     // grpc-web's trailer frame: not a message.
                     0x80 | 0x81 => {}

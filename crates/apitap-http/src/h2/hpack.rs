@@ -329,8 +329,19 @@ enum Lookup<'a> {
     Unknown,
 }
 
-/// Keeps a field decoded from the tables, within the limits.
+/// Keeps a field decoded from the tables, within the limits (checked before copying, so
+/// a block of one-byte references to a large entry costs no copies past the limit).
 fn keep(head: &mut Head, name: &[u8], value: &[u8], limits: Limits, report: &mut BlockReport) {
+    if head.headers.len() >= limits.max_fields {
+        report.list_size += (name.len() + value.len() + ENTRY_OVERHEAD) as u64;
+        report.fields_dropped += 1;
+        return;
+    }
+    if head.buf.len() + name.len() + value.len() > limits.max_list_bytes {
+        report.list_size += (name.len() + value.len() + ENTRY_OVERHEAD) as u64;
+        report.list_too_large = true;
+        return;
+    }
     let name_start = head.buf.len();
     head.buf.extend_from_slice(name);
     head.buf.extend_from_slice(value);
@@ -652,7 +663,52 @@ mod tests {
         assert_eq!(decode(&mut t, &[0xbe]).0.len(), 1);
     }
 
+    /// Header lists of a few names and random values, as clients reuse them.
+    fn header_lists() -> impl Strategy<Value = Vec<Vec<(String, String)>>> {
+        let name = prop::sample::select(vec![
+            ":method",
+            ":path",
+            ":authority",
+            "user-agent",
+            "accept",
+            "cookie",
+            "x-request-id",
+            "content-type",
+            "authorization",
+            "x-trace",
+        ]);
+        let field = (name, "[ -~]{0,40}").prop_map(|(n, v)| (n.to_string(), v));
+        prop::collection::vec(prop::collection::vec(field, 0..12), 1..8)
+    }
+
     proptest! {
+        /// Another implementation's encoder (httlib-hpack: Huffman, incremental indexing,
+        /// indexed fields, evictions in a small table) against this decoder, block after
+        /// block on one connection.
+        #[test]
+        fn blocks_from_another_encoder_decode_exactly(lists in header_lists(), size in 64u32..1024) {
+            use httlib_hpack::Encoder;
+            let mut enc = Encoder::with_dynamic_size(size);
+            let mut t = Table::new(65536, true);
+            let flags = Encoder::HUFFMAN_NAME | Encoder::HUFFMAN_VALUE | Encoder::WITH_INDEXING | Encoder::BEST_FORMAT;
+            let mut first = true;
+            for list in lists {
+                let mut block = Vec::new();
+                if first {
+                    // The encoder's table limit, announced as a size update.
+                    encode_integer(&mut block, size, 0x20, 5);
+                    first = false;
+                }
+                for (n, v) in &list {
+                    enc.encode((n.as_bytes().to_vec(), v.as_bytes().to_vec(), flags), &mut block).unwrap();
+                }
+                let (got, r) = decode(&mut t, &block);
+                prop_assert_eq!(r.error, None);
+                prop_assert_eq!(r.unknown_fields, 0);
+                prop_assert_eq!(got, list);
+            }
+        }
+
         #[test]
         fn garbage_never_panics_and_stays_bounded(block in proptest::collection::vec(any::<u8>(), 0..256)) {
             let mut t = Table::new(4096, false);

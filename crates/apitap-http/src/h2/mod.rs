@@ -18,9 +18,10 @@ pub use frame::{probe_midstream, probe_server_preface, PREFACE};
 
 use crate::{body, HttpConfig, HttpStats};
 use apitap_core::{
-    Anomalies, Anomaly, AppParser, CapturedBody, Direction, FinishCause, GrpcMessages, Handoff,
-    Head, Http2Stream, HttpRequest, HttpResponse, HttpTransaction, HttpVersion, IncompleteReason,
-    PacketRef, ParseCx, Probe, SortKey, Span, StreamReset, Timestamp,
+    Anomalies, Anomaly, AppParser, CapturedBody, Direction, FinishCause, FrameCounts, GoAway,
+    GrpcMessages, Handoff, Head, Http2Connection, Http2Stream, HttpRequest, HttpResponse,
+    HttpTransaction, HttpVersion, IncompleteReason, PacketRef, ParseCx, Probe, SortKey, Span,
+    StreamReset, Timestamp,
 };
 use frame::{FrameHeader, Kind, END_HEADERS, END_STREAM, HEADER_LEN, PADDED, PRIORITY};
 
@@ -87,12 +88,16 @@ struct Current {
     valid: bool,
     /// Part of the payload was lost (a gap).
     lost: bool,
+    /// DATA: the pad length was lost, so data cannot be told from padding.
+    pad_lost: bool,
 }
 
 #[derive(Debug)]
 struct Block {
     stream: u32,
-    /// `Some(promised stream)` for a PUSH_PROMISE.
+    /// A PUSH_PROMISE's block (never a response head, even when lost).
+    push: bool,
+    /// The stream a PUSH_PROMISE promised, once read.
     promised: Option<u32>,
     buf: Vec<u8>,
     start: PacketRef,
@@ -101,6 +106,8 @@ struct Block {
     /// Fragments were lost or the block outgrew `max_head_bytes`.
     lost: Option<Anomaly>,
     end_stream: bool,
+    /// Frames it took so far.
+    frames: u32,
     /// Frame bytes on the wire, headers included.
     wire: u64,
 }
@@ -122,6 +129,21 @@ struct Stream {
     resp_wire_before: u64,
 }
 
+impl Stream {
+    /// Bytes its heads and captured bodies hold.
+    fn held_bytes(&self) -> usize {
+        let head = |h: &Head| h.buf.capacity() + h.headers.capacity() * 16;
+        let body = |b: &Option<Box<CapturedBody>>| b.as_ref().map_or(0, |b| b.bytes.capacity());
+        self.req
+            .as_ref()
+            .map_or(0, |r| head(&r.head) + body(&r.body))
+            + self
+                .resp
+                .as_ref()
+                .map_or(0, |r| head(&r.head) + head(&r.trailers) + body(&r.body))
+    }
+}
+
 /// One HTTP/2 connection, both directions.
 #[derive(Debug)]
 pub struct H2Conn {
@@ -129,6 +151,12 @@ pub struct H2Conn {
     streams: Vec<Stream>,
     /// The highest stream id a client HEADERS opened.
     last_client_stream: u32,
+    /// Joined midway: the first stream a client HEADERS opened after the join; only
+    /// streams below it can have started before the capture.
+    midstream_floor: Option<u32>,
+    /// Joined midway: streams opened by a response whose request came before the capture
+    /// (at most `max_concurrent_streams`, so none is opened twice).
+    lone_streams: Vec<u32>,
     /// Joined midway: streams may have started before the capture did.
     midstream: bool,
     /// Reached by an HTTP/1.1 `Upgrade: h2c`: stream 1 answers that request.
@@ -141,6 +169,10 @@ pub struct H2Conn {
     given_up: bool,
     /// Anomalies seen below (overlap conflicts) for the next stream.
     carried: Anomalies,
+    /// The connection's record, filled as it goes and handed out when it ends.
+    record: Box<Http2Connection>,
+    /// Set once the record is ready to be handed out.
+    finished: bool,
 }
 
 fn side_index(dir: Direction) -> usize {
@@ -185,13 +217,43 @@ impl H2Conn {
             ],
             streams: Vec::new(),
             last_client_stream: 0,
+            midstream_floor: None,
+            lone_streams: Vec::new(),
             midstream,
             upgrade,
             upgrade_request: None,
             goaway: None,
             given_up: false,
             carried: Anomalies::default(),
+            record: Box::new(Http2Connection {
+                midstream,
+                ..Http2Connection::default()
+            }),
+            finished: false,
         }
+    }
+
+    /// The connection's record, once the connection has ended ([`AppParser::finish`]).
+    pub fn take_connection(&mut self) -> Option<Http2Connection> {
+        if !self.finished {
+            return None;
+        }
+        self.finished = false;
+        Some(std::mem::take(&mut *self.record))
+    }
+
+    fn frames_mut(&mut self, dir: Direction) -> &mut FrameCounts {
+        match dir {
+            Direction::ToServer => &mut self.record.client_frames,
+            Direction::ToClient => &mut self.record.server_frames,
+        }
+    }
+
+    /// A frame that broke the protocol, counted.
+    fn count_invalid(&mut self, dir: Direction, cx: &mut Ctx<'_>) {
+        cx.stats.http2.frames_invalid += 1;
+        let f = self.frames_mut(dir);
+        f.invalid = f.invalid.saturating_add(1);
     }
 
     /// A connection that starts with the client preface (prior knowledge, or ALPN `h2`).
@@ -223,6 +285,9 @@ impl H2Conn {
     /// Reads one direction's bytes frame by frame.
     fn read(&mut self, dir: Direction, mut data: &[u8], cx: &mut Ctx<'_>) {
         let d = side_index(dir);
+        if self.record.start.index == 0 {
+            self.record.start = cx.at;
+        }
         if self.sides[d].fresh {
             self.sides[d].fresh = false;
             if self.midstream && !probe_midstream(data) {
@@ -288,16 +353,31 @@ impl H2Conn {
     fn begin_frame(&mut self, dir: Direction, h: FrameHeader, cx: &mut Ctx<'_>) {
         let d = side_index(dir);
         cx.stats.http2.frames += 1;
+        let f = self.frames_mut(dir);
+        let slot = match h.kind {
+            Kind::Data => &mut f.data,
+            Kind::Headers => &mut f.headers,
+            Kind::Continuation => &mut f.continuation,
+            Kind::Priority => &mut f.priority,
+            Kind::RstStream => &mut f.rst_stream,
+            Kind::Settings => &mut f.settings,
+            Kind::PushPromise => &mut f.push_promise,
+            Kind::Ping => &mut f.ping,
+            Kind::GoAway => &mut f.goaway,
+            Kind::WindowUpdate => &mut f.window_update,
+            Kind::Unknown => &mut f.unknown,
+        };
+        *slot = slot.saturating_add(1);
         let valid = h.is_valid(self.sides[d].max_frame);
         if !valid {
-            cx.stats.http2.frames_invalid += 1;
+            self.count_invalid(dir, cx);
             self.flag_stream(h.stream, Anomaly::Http2FrameInvalid);
         }
         // A header block must be continued by CONTINUATION frames on its stream.
         if let Some(b) = &self.sides[d].block {
             if h.kind != Kind::Continuation || h.stream != b.stream {
                 let stream = b.stream;
-                cx.stats.http2.frames_invalid += 1;
+                self.count_invalid(dir, cx);
                 self.lose_block(dir, stream, Anomaly::Http2FrameInvalid, cx);
             }
         }
@@ -305,17 +385,31 @@ impl H2Conn {
         if valid && matches!(h.kind, Kind::Headers | Kind::PushPromise) {
             let opens = match (dir, h.kind) {
                 (Direction::ToServer, Kind::Headers) => {
-                    self.streams.iter().all(|s| s.id != h.stream)
-                        && (h.stream > self.last_client_stream || self.midstream)
+                    let new = self.streams.iter().all(|s| s.id != h.stream);
+                    let above = h.stream > self.last_client_stream;
+                    if new && (h.stream % 2 == 0 || !(above || self.midstream)) {
+                        // Clients open odd ids, each above the last.
+                        self.record.stream_id_errors =
+                            self.record.stream_id_errors.saturating_add(1);
+                    }
+                    if new && above && self.midstream {
+                        self.midstream_floor.get_or_insert(h.stream);
+                    }
+                    new && above
                 }
                 (Direction::ToClient, Kind::Headers) => {
-                    (self.midstream || (self.upgrade && h.stream == 1))
-                        && self.streams.iter().all(|s| s.id != h.stream)
+                    let new = self.streams.iter().all(|s| s.id != h.stream);
+                    let before_capture = self.midstream
+                        && h.stream < self.midstream_floor.unwrap_or(u32::MAX)
+                        && !self.lone_streams.contains(&h.stream)
+                        && self.lone_streams.len() < cx.cfg.max_concurrent_streams;
+                    new && (before_capture || (self.upgrade && h.stream == 1))
                 }
                 _ => dir == Direction::ToClient,
             };
             self.sides[d].block = Some(Block {
                 stream: h.stream,
+                push: h.kind == Kind::PushPromise,
                 promised: None,
                 buf: Vec::new(),
                 start: cx.at,
@@ -323,6 +417,7 @@ impl H2Conn {
                 lost: None,
                 end_stream: h.kind == Kind::Headers && h.flags & END_STREAM != 0,
                 wire: 0,
+                frames: 0,
             });
         }
         let side = &mut self.sides[d];
@@ -334,6 +429,7 @@ impl H2Conn {
             pad: 0,
             valid,
             lost: false,
+            pad_lost: false,
         });
         self.maybe_end_frame(dir, cx);
     }
@@ -373,6 +469,9 @@ impl H2Conn {
         }
         match h.kind {
             Kind::Data => {
+                if self.stream_mut(h.stream).is_none() {
+                    cx.stats.http2.frames_on_closed_streams += 1;
+                }
                 self.add_wire(dir, h.stream, wire);
                 if h.flags & END_STREAM != 0 {
                     self.end_direction(dir, h.stream, cx);
@@ -395,12 +494,21 @@ impl H2Conn {
                     if id == 5 && (DEFAULT_MAX_FRAME..=MAX_FRAME_LIMIT).contains(&value) {
                         self.sides[side_index(dir.reverse())].max_frame = value;
                     }
+                    // SETTINGS_MAX_CONCURRENT_STREAMS (3) from the server.
+                    if id == 3 && dir == Direction::ToClient {
+                        self.record.server_max_concurrent_streams = Some(value);
+                    }
                 }
             }
             Kind::Ping => cx.stats.http2.ping_frames += 1,
             Kind::GoAway => {
                 cx.stats.http2.goaways += 1;
                 let code = be32(payload, 4);
+                self.record.goaway.get_or_insert(GoAway {
+                    by: dir,
+                    error_code: code,
+                    last_stream_id: be32(payload, 0) & 0x7fff_ffff,
+                });
                 self.goaway = Some(code);
                 for s in &mut self.streams {
                     s.info.goaway = Some(code);
@@ -420,19 +528,27 @@ impl H2Conn {
         }
         if h.kind == Kind::PushPromise && dir == Direction::ToServer {
             // Only servers push.
-            cx.stats.http2.frames_invalid += 1;
+            self.count_invalid(dir, cx);
             self.lose_block(dir, h.stream, Anomaly::Http2FrameInvalid, cx);
             return;
         }
         let Some(block) = self.sides[d].block.as_mut() else {
             // A CONTINUATION with no block open: what it carried may have changed the
             // table.
-            cx.stats.http2.frames_invalid += 1;
+            self.count_invalid(dir, cx);
             self.sides[d].table.lose();
             self.flag_stream(h.stream, Anomaly::Http2FrameInvalid);
             return;
         };
         block.wire += HEADER_LEN as u64 + u64::from(h.len);
+        block.frames = block.frames.saturating_add(1);
+        if h.kind == Kind::PushPromise && !cur.lost {
+            // The promised id comes before the fragment: known even when the block is not.
+            let at = usize::from(h.flags & PADDED != 0);
+            if payload.len() >= at + 4 {
+                block.promised = Some(be32(payload, at) & 0x7fff_ffff);
+            }
+        }
         if cur.lost {
             block.lost.get_or_insert(Anomaly::Gap);
         } else if h.len as usize > payload.len() {
@@ -440,10 +556,7 @@ impl H2Conn {
         }
         if block.lost.is_none() {
             match fragment(&h, payload) {
-                Some((fragment, promised)) => {
-                    if h.kind == Kind::PushPromise {
-                        block.promised = Some(promised);
-                    }
+                Some(fragment) => {
                     if block.buf.len() + fragment.len() > max {
                         block.lost = Some(Anomaly::HeadTooLarge);
                         block.buf = Vec::new();
@@ -452,8 +565,8 @@ impl H2Conn {
                     }
                 }
                 None => {
-                    cx.stats.http2.frames_invalid += 1;
                     block.lost = Some(Anomaly::Http2FrameInvalid);
+                    self.count_invalid(dir, cx);
                 }
             }
         }
@@ -482,6 +595,7 @@ impl H2Conn {
     fn end_block(&mut self, dir: Direction, block: Block, cx: &mut Ctx<'_>) {
         let d = side_index(dir);
         cx.stats.http2.header_blocks += 1;
+        self.note_block_frames(block.frames);
         let mut head = Head::default();
         let mut anomalies = std::mem::take(&mut self.carried);
         match block.lost {
@@ -496,7 +610,14 @@ impl H2Conn {
                     max_list_bytes: cx.cfg.max_head_bytes,
                 };
                 let r = self.sides[d].table.decode(&block.buf, &mut head, limits);
+                if r.list_size > self.record.largest_header_list.0 {
+                    self.record.largest_header_list = (r.list_size, block.buf.len() as u64);
+                }
                 if r.unknown_fields > 0 {
+                    self.record.hpack_fields_unknown = self
+                        .record
+                        .hpack_fields_unknown
+                        .saturating_add(r.unknown_fields);
                     cx.stats.http2.hpack_fields_unknown += u64::from(r.unknown_fields);
                     anomalies.insert(Anomaly::HpackStateMissing);
                 }
@@ -513,13 +634,18 @@ impl H2Conn {
                 let wire = block.buf.len().max(1) as u64;
                 if r.list_size > 16_384 && r.list_size > wire.saturating_mul(BOMB_RATIO) {
                     cx.stats.http2.hpack_bombs += 1;
+                    self.record.hpack_bombs = self.record.hpack_bombs.saturating_add(1);
                     anomalies.insert(Anomaly::HpackBomb);
                 }
             }
         }
         let pseudo = split_pseudo(&mut head);
-        match (dir, block.promised) {
-            (Direction::ToClient, Some(promised)) => {
+        match (dir, block.push, block.promised) {
+            (Direction::ToClient, true, None) | (Direction::ToServer, true, _) => {
+                // A push whose promised stream is not known: nothing to open.
+                cx.stats.http2.frames_on_closed_streams += 1;
+            }
+            (Direction::ToClient, true, Some(promised)) => {
                 cx.stats.http2.pushes += 1;
                 let Some(key) = block.key else {
                     return;
@@ -531,8 +657,12 @@ impl H2Conn {
                 s.anomalies = anomalies;
                 self.add_stream(s, cx);
             }
-            (Direction::ToServer, _) => self.request_block(head, pseudo, block, anomalies, cx),
-            (Direction::ToClient, None) => self.response_block(head, pseudo, block, anomalies, cx),
+            (Direction::ToServer, false, _) => {
+                self.request_block(head, pseudo, block, anomalies, cx)
+            }
+            (Direction::ToClient, false, _) => {
+                self.response_block(head, pseudo, block, anomalies, cx)
+            }
         }
     }
 
@@ -562,6 +692,16 @@ impl H2Conn {
         };
         self.last_client_stream = self.last_client_stream.max(block.stream);
         let mut s = self.open_stream(block.stream, key, block.start, cx);
+        let mut anomalies = anomalies;
+        let connect = pseudo.method.is_some_and(|m| head.get(m) == b"CONNECT");
+        let incomplete_line = pseudo.method.is_none() || (pseudo.path.is_none() && !connect);
+        if incomplete_line
+            && block.lost.is_none()
+            && !anomalies.contains(Anomaly::HpackStateMissing)
+        {
+            // No :method or :path, and not for want of table state: a malformed request.
+            anomalies.insert(Anomaly::InvalidStartLine);
+        }
         let mut req = request(head, &pseudo, &block, cx.at);
         if body::wants_body(&req.head, cx.cfg) {
             req.body = Some(Box::default());
@@ -594,6 +734,9 @@ impl H2Conn {
             };
             // A response whose request came before the capture (or, after an upgrade,
             // in HTTP/1.1).
+            if self.midstream {
+                self.lone_streams.push(block.stream);
+            }
             let mut s = self.open_stream(block.stream, key, block.start, cx);
             s.req_done = true;
             s.info.upgrade = self.upgrade && block.stream == 1;
@@ -617,7 +760,7 @@ impl H2Conn {
             None => {
                 let status = pseudo.status(&head);
                 if (100..200).contains(&status) && status != 101 {
-                    s.interim += 1;
+                    s.interim = s.interim.saturating_add(1);
                     s.resp_wire_before += block.wire;
                     return;
                 }
@@ -638,7 +781,12 @@ impl H2Conn {
                     resp.body = Some(Box::default());
                 }
                 if s.grpc.is_none() && is_grpc(&resp.head) {
-                    s.grpc = Some(Box::default());
+                    let mut g: Box<[grpc::Framing; 2]> = Box::default();
+                    if s.req.as_ref().is_some_and(|r| r.body_bytes > 0) {
+                        // The request's messages went by before the call was known.
+                        g[0].lose();
+                    }
+                    s.grpc = Some(g);
                 }
                 s.resp = Some(resp);
             }
@@ -654,7 +802,11 @@ impl H2Conn {
         let Some(key) = block.key else {
             return;
         };
-        let id = block.promised.unwrap_or(block.stream);
+        let id = match (block.push, block.promised) {
+            (false, _) => block.stream,
+            (true, Some(id)) => id,
+            (true, None) => return,
+        };
         let mut s = self.open_stream(id, key, block.start, cx);
         s.anomalies = std::mem::take(&mut self.carried);
         if let Some(a) = block.lost {
@@ -672,8 +824,15 @@ impl H2Conn {
         self.add_stream(s, cx);
     }
 
+    /// Keeps the most frames one header block took.
+    fn note_block_frames(&mut self, frames: u32) {
+        let r = &mut self.record.longest_header_block_frames;
+        *r = (*r).max(frames);
+    }
+
     fn open_stream(&mut self, id: u32, key: SortKey, start: PacketRef, cx: &mut Ctx<'_>) -> Stream {
         cx.stats.http2.streams += 1;
+        self.record.streams = self.record.streams.saturating_add(1);
         Stream {
             id,
             key,
@@ -702,6 +861,8 @@ impl H2Conn {
             emit(oldest, Some(IncompleteReason::PipelineOverflow), cx);
         }
         self.streams.push(s);
+        let open = u32::try_from(self.streams.len()).unwrap_or(u32::MAX);
+        self.record.max_open_streams = self.record.max_open_streams.max(open);
     }
 
     /// Body bytes of a DATA frame's payload, `pos` bytes into it.
@@ -710,7 +871,7 @@ impl H2Conn {
         let Some(cur) = self.sides[d].frame.as_mut() else {
             return;
         };
-        if !cur.valid {
+        if !cur.valid || cur.pad_lost {
             return;
         }
         let (h, mut chunk, mut pos) = (cur.h, chunk, pos);
@@ -722,7 +883,7 @@ impl H2Conn {
                 cur.pad = pad;
                 if u32::from(pad) >= h.len {
                     cur.valid = false;
-                    cx.stats.http2.frames_invalid += 1;
+                    self.count_invalid(dir, cx);
                     self.flag_stream(h.stream, Anomaly::Http2FrameInvalid);
                     return;
                 }
@@ -738,7 +899,6 @@ impl H2Conn {
         }
         let cfg = cx.cfg;
         let Some(s) = self.stream_mut(h.stream) else {
-            cx.stats.http2.frames_on_closed_streams += u64::from(pos == 0);
             return;
         };
         let msg = match dir {
@@ -815,6 +975,9 @@ impl H2Conn {
             return;
         };
         let mut s = self.streams.remove(i);
+        if dir == Direction::ToServer && s.resp.is_none() {
+            self.record.rapid_resets = self.record.rapid_resets.saturating_add(1);
+        }
         s.info.reset = Some(StreamReset {
             by: dir,
             error_code: code,
@@ -835,6 +998,14 @@ impl H2Conn {
         if !self.given_up {
             self.given_up = true;
             cx.stats.http2.connections_given_up += 1;
+        }
+        // A header block in progress still opened its stream.
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            if let Some(mut block) = self.sides[side_index(dir)].block.take() {
+                cx.stats.http2.header_blocks_lost += 1;
+                block.lost.get_or_insert(Anomaly::Gap);
+                self.open_unfinished(dir, block, cx);
+            }
         }
         for mut s in std::mem::take(&mut self.streams) {
             s.anomalies.insert(Anomaly::Gap);
@@ -864,9 +1035,9 @@ fn payload_room(h: &FrameHeader, cfg: &HttpConfig) -> usize {
     }
 }
 
-/// The header block fragment of a HEADERS, PUSH_PROMISE or CONTINUATION payload (and the
-/// promised stream id); None when the padding does not fit.
-fn fragment<'p>(h: &FrameHeader, payload: &'p [u8]) -> Option<(&'p [u8], u32)> {
+/// The header block fragment of a HEADERS, PUSH_PROMISE or CONTINUATION payload; None
+/// when the padding does not fit.
+fn fragment<'p>(h: &FrameHeader, payload: &'p [u8]) -> Option<&'p [u8]> {
     let mut start = 0;
     let mut end = payload.len();
     if h.kind != Kind::Continuation && h.flags & PADDED != 0 {
@@ -874,16 +1045,12 @@ fn fragment<'p>(h: &FrameHeader, payload: &'p [u8]) -> Option<(&'p [u8], u32)> {
         start = 1;
         end = end.checked_sub(pad)?;
     }
-    let mut promised = 0;
     match h.kind {
         Kind::Headers if h.flags & PRIORITY != 0 => start += 5,
-        Kind::PushPromise => {
-            promised = be32(payload, start) & 0x7fff_ffff;
-            start += 4;
-        }
+        Kind::PushPromise => start += 4,
         _ => {}
     }
-    Some((payload.get(start..end)?, promised))
+    payload.get(start..end)
 }
 
 fn be32(b: &[u8], at: usize) -> u32 {
@@ -1039,7 +1206,7 @@ impl AppParser for H2Conn {
         let inside = self.sides[d]
             .frame
             .as_ref()
-            .is_some_and(|c| u64::from(c.left) >= len && c.h.kind != Kind::Unknown);
+            .is_some_and(|c| u64::from(c.left) >= len);
         if !inside {
             cx.stats.http2.directions_lost += 1;
             self.give_up(cx);
@@ -1048,8 +1215,20 @@ impl AppParser for H2Conn {
         let Some(cur) = self.sides[d].frame.as_mut() else {
             return;
         };
-        cur.left -= len as u32;
-        cur.pos += len as u32;
+        // The body bytes the gap took: all of it, or its overlap with the data between a
+        // known pad length and the padding.
+        let gap = len as u32;
+        let body = if cur.h.flags & PADDED == 0 {
+            u64::from(gap)
+        } else if cur.pos == 0 {
+            cur.pad_lost = true;
+            0
+        } else {
+            let data_end = cur.h.len.saturating_sub(u32::from(cur.pad));
+            u64::from(data_end.min(cur.pos + gap).saturating_sub(cur.pos.max(1)))
+        };
+        cur.left -= gap;
+        cur.pos += gap;
         cur.lost = true;
         let (h, valid) = (cur.h, cur.valid);
         match h.kind {
@@ -1066,7 +1245,7 @@ impl AppParser for H2Conn {
                         }
                     };
                     if let Some((bytes, captured)) = msg {
-                        *bytes += len;
+                        *bytes += body;
                         if let Some(b) = captured.as_deref_mut() {
                             b.truncated = true;
                         }
@@ -1123,12 +1302,21 @@ impl AppParser for H2Conn {
             let d = side_index(dir);
             if let Some(block) = self.sides[d].block.take() {
                 cx.stats.http2.header_blocks_lost += 1;
+                self.record.unfinished_header_blocks += 1;
+                self.note_block_frames(block.frames);
                 self.open_unfinished(dir, block, cx);
             }
         }
         for s in std::mem::take(&mut self.streams) {
             let r = open_reason(&s, reason);
             emit(s, Some(r), cx);
+        }
+        // The connection's record comes after its streams.
+        if !self.finished {
+            self.record.given_up = self.given_up;
+            self.record.end = cx.at;
+            self.record.key = cx.next_key();
+            self.finished = true;
         }
     }
 
@@ -1150,30 +1338,42 @@ impl AppParser for H2Conn {
     }
 
     fn buffered_bytes(&self) -> usize {
-        self.sides
+        let sides: usize = self
+            .sides
             .iter()
             .map(|s| {
                 s.payload.capacity()
                     + s.block.as_ref().map_or(0, |b| b.buf.capacity())
                     + s.table.bytes()
             })
-            .sum()
+            .sum();
+        sides + self.streams.iter().map(Stream::held_bytes).sum::<usize>()
     }
 
+    /// Gives back what the connection holds: a header block in progress is marked lost
+    /// (its CONTINUATIONs are still read, so no frame is blamed on the peer), the tables
+    /// are forgotten, and open streams are handed out as they stand, flagged `head_memcap`.
     fn shed(&mut self, cx: &mut Ctx<'_>) {
         cx.stats.heads_shed += 1;
-        for dir in [Direction::ToServer, Direction::ToClient] {
-            let d = side_index(dir);
-            if let Some(stream) = self.sides[d].block.as_ref().map(|b| b.stream) {
-                self.lose_block(dir, stream, Anomaly::HeadMemcap, cx);
+        for side in &mut self.sides {
+            if let Some(b) = side.block.as_mut() {
+                b.lost.get_or_insert(Anomaly::HeadMemcap);
+                b.buf = Vec::new();
             }
-            self.sides[d].table.lose();
-            if let Some(c) = self.sides[d].frame.as_mut() {
-                if c.h.kind != Kind::Data {
-                    c.valid = false;
+            side.table.lose();
+            if let Some(c) = side.frame.as_mut() {
+                match c.h.kind {
+                    Kind::Headers | Kind::PushPromise | Kind::Continuation => c.lost = true,
+                    Kind::Data => {}
+                    _ => c.valid = false,
                 }
             }
-            self.sides[d].payload = Vec::new();
+            side.payload = Vec::new();
+        }
+        for mut s in std::mem::take(&mut self.streams) {
+            s.anomalies.insert(Anomaly::HeadMemcap);
+            let reason = open_reason(&s, IncompleteReason::ResponseIncomplete);
+            emit(s, Some(reason), cx);
         }
     }
 }
@@ -1563,5 +1763,215 @@ mod tests {
             Some(&b"0"[..])
         );
         assert_eq!(run.h2().grpc_calls, 1);
+    }
+    #[test]
+    fn a_lost_push_promise_never_becomes_its_parents_response() {
+        let mut run = Run::new(HttpConfig::default());
+        run.client(&frame(
+            1,
+            END_HEADERS | END_STREAM,
+            1,
+            &request_block("/page"),
+        ));
+        let mut promise = 2u32.to_be_bytes().to_vec();
+        promise.extend_from_slice(&request_block("/style.css"));
+        let f = frame(5, END_HEADERS, 1, &promise);
+        run.server(&f[..15]);
+        run.conn
+            .on_gap(Direction::ToClient, 3, &mut run.env.cx(run.at));
+        run.server(&f[18..]);
+        run.server(&frame(
+            1,
+            END_HEADERS | END_STREAM,
+            1,
+            &response_block("404"),
+        ));
+        let page = run
+            .env
+            .out
+            .iter()
+            .find(|t| t.http2.as_ref().unwrap().stream_id == 1)
+            .unwrap();
+        assert_eq!(page.response.as_ref().unwrap().status, 404);
+        assert!(page.response.as_ref().unwrap().trailers.headers.is_empty());
+        // The pushed stream was opened, flagged, with what could be known.
+        let pushed = run
+            .env
+            .out
+            .iter()
+            .find(|t| t.http2.as_ref().unwrap().stream_id == 2);
+        assert!(pushed.is_none_or(|t| t.anomalies.contains(Anomaly::Gap)));
+    }
+
+    #[test]
+    fn giving_up_hands_out_a_block_in_progress() {
+        let mut run = Run::new(HttpConfig::default());
+        run.client(&frame(1, END_STREAM, 3, &request_block("/a")));
+        let mut open = Vec::new();
+        run.conn.open_transactions(&mut open);
+        assert_eq!(open.len(), 1);
+        run.conn
+            .on_gap(Direction::ToServer, 100, &mut run.env.cx(run.at));
+        run.finish();
+        assert_eq!(run.env.out.len(), 1);
+        assert!(run.env.out[0].anomalies.contains(Anomaly::Gap));
+        assert_eq!(run.h2().header_blocks_lost, 1);
+    }
+
+    #[test]
+    fn joined_midway_a_stream_is_never_handed_out_twice() {
+        let cfg = HttpConfig::default();
+        let mut env = Env::new(cfg.clone());
+        let mut conn = H2Conn::midstream(&cfg, &mut env.stats);
+        let at = PacketRef {
+            index: 1,
+            ts: Timestamp(0),
+        };
+        // A response to a request from before the capture, then the client's stream 5
+        // reset while its response is in flight.
+        let mut first = frame(1, END_HEADERS | END_STREAM, 3, &response_block("200"));
+        first.extend(frame(8, 0, 0, &[0, 0, 1, 0]));
+        conn.on_data(Direction::ToClient, &first, &mut env.cx(at));
+        conn.on_data(
+            Direction::ToServer,
+            &frame(1, END_HEADERS | END_STREAM, 5, &request_block("/x")),
+            &mut env.cx(at),
+        );
+        conn.on_data(
+            Direction::ToServer,
+            &frame(3, 0, 5, &8u32.to_be_bytes()),
+            &mut env.cx(at),
+        );
+        conn.on_data(
+            Direction::ToClient,
+            &frame(1, END_HEADERS | END_STREAM, 5, &response_block("200")),
+            &mut env.cx(at),
+        );
+        conn.on_data(
+            Direction::ToClient,
+            &frame(1, END_HEADERS | END_STREAM, 3, &response_block("200")),
+            &mut env.cx(at),
+        );
+        conn.finish(FinishCause::EndOfCapture, &mut env.cx(at));
+        let ids: Vec<u32> = env
+            .out
+            .iter()
+            .map(|t| t.http2.as_ref().unwrap().stream_id)
+            .collect();
+        assert_eq!(ids, [3, 5]);
+        assert_eq!(env.stats.http2.frames_on_closed_streams, 2);
+    }
+
+    #[test]
+    fn endless_interim_responses_do_not_overflow() {
+        let mut run = Run::new(HttpConfig::default());
+        run.client(&frame(1, END_HEADERS | END_STREAM, 1, &request_block("/")));
+        let mut b = Vec::new();
+        hpack::encode_literal(&mut b, b":status", b"100", true);
+        run.server(&frame(1, END_HEADERS, 1, &b));
+        let more: Vec<u8> = (0..70_000)
+            .flat_map(|_| frame(1, END_HEADERS, 1, &[0xbe]))
+            .collect();
+        run.server(&more);
+        run.server(&frame(
+            1,
+            END_HEADERS | END_STREAM,
+            1,
+            &response_block("200"),
+        ));
+        let resp = run.env.out[0].response.as_ref().unwrap();
+        assert_eq!((resp.status, resp.interim_count), (200, u16::MAX));
+    }
+
+    #[test]
+    fn shedding_frees_streams_and_blames_no_frame_on_the_peer() {
+        let mut run = Run::new(HttpConfig::default());
+        exchange(&mut run, 1, "/done");
+        run.client(&frame(
+            1,
+            END_HEADERS | END_STREAM,
+            3,
+            &request_block("/open"),
+        ));
+        let b = request_block("/cut");
+        run.client(&frame(1, END_STREAM, 5, &b[..4]));
+        assert!(run.conn.buffered_bytes() > 0);
+        run.conn.shed(&mut run.env.cx(run.at));
+        assert_eq!(run.conn.buffered_bytes(), 0);
+        run.client(&frame(9, END_HEADERS, 5, &b[4..]));
+        run.finish();
+        assert_eq!(run.h2().frames_invalid, 0);
+        let cut: Vec<_> = run.env.out[1..]
+            .iter()
+            .map(|t| t.anomalies.contains(Anomaly::HeadMemcap))
+            .collect();
+        assert_eq!(cut, [true, true]);
+    }
+
+    #[test]
+    fn a_gap_in_padded_data_counts_only_data() {
+        let mut run = Run::new(HttpConfig::default());
+        run.client(&frame(1, END_HEADERS | END_STREAM, 1, &request_block("/")));
+        run.server(&frame(1, END_HEADERS, 1, &response_block("200")));
+        // Pad length 10, 20 data bytes, 10 padding; the gap takes data 5..15.
+        let mut payload = vec![10];
+        payload.extend_from_slice(&[1; 20]);
+        payload.extend_from_slice(&[0; 10]);
+        let f = frame(0, PADDED | END_STREAM, 1, &payload);
+        run.server(&f[..9 + 6]);
+        run.conn
+            .on_gap(Direction::ToClient, 10, &mut run.env.cx(run.at));
+        run.server(&f[9 + 16..]);
+        assert_eq!(run.env.out[0].response.as_ref().unwrap().body_bytes, 20);
+    }
+
+    #[test]
+    fn a_request_without_method_or_path_is_flagged() {
+        let mut run = Run::new(HttpConfig::default());
+        let mut b = Vec::new();
+        hpack::encode_literal(&mut b, b"x-only", b"1", false);
+        run.client(&frame(1, END_HEADERS | END_STREAM, 1, &b));
+        run.finish();
+        assert!(run.env.out[0].anomalies.contains(Anomaly::InvalidStartLine));
+    }
+
+    #[test]
+    fn the_connection_record_says_what_its_frames_and_streams_were() {
+        let mut run = Run::new(HttpConfig::default());
+        let mut settings = Vec::new();
+        settings.extend_from_slice(&[0, 3, 0, 0, 0, 100]);
+        run.server(&frame(4, 0, 0, &settings));
+        for id in [1, 3, 5] {
+            run.client(&frame(1, END_HEADERS | END_STREAM, id, &request_block("/")));
+            run.client(&frame(3, 0, id, &8u32.to_be_bytes()));
+        }
+        run.client(&frame(
+            1,
+            END_HEADERS | END_STREAM,
+            4,
+            &request_block("/even"),
+        ));
+        run.client(&frame(6, 0, 0, &[0; 8]));
+        run.client(&frame(7, 0, 0, &[0, 0, 0, 5, 0, 0, 0, 0]));
+        assert!(run.conn.take_connection().is_none(), "only once it ended");
+        run.finish();
+        let c = run.conn.take_connection().unwrap();
+        // Stream 4 (even, and below 5) is not opened: counted.
+        assert_eq!((c.streams, c.rapid_resets, c.stream_id_errors), (3, 3, 1));
+        assert_eq!(
+            (
+                c.client_frames.headers,
+                c.client_frames.rst_stream,
+                c.client_frames.ping
+            ),
+            (4, 3, 1)
+        );
+        assert_eq!(c.server_max_concurrent_streams, Some(100));
+        assert_eq!(
+            c.goaway.map(|g| (g.by, g.last_stream_id)),
+            Some((Direction::ToServer, 5))
+        );
+        assert!(c.key.ordinal > run.env.out.iter().map(|t| t.key.ordinal).max().unwrap());
+        assert!(run.conn.take_connection().is_none());
     }
 }
