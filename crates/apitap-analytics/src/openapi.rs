@@ -123,6 +123,9 @@ pub fn inventory_openapi(endpoints: &[EndpointStats], title: &str, host: Option<
             op.insert("requestBody".into(), json!({ "content": content }));
         }
         op.insert("responses".into(), Value::Object(responses));
+        if let Some(call) = grpc_call(&a.req_ct, template) {
+            op.insert("x-grpc".into(), call);
+        }
         op.insert(
             "x-apitap".into(),
             json!({
@@ -204,6 +207,19 @@ fn param_schema(ph: Placeholder) -> Value {
         Placeholder::Email => json!({"type": "string", "format": "email"}),
         Placeholder::Hex | Placeholder::Token | Placeholder::Param => json!({"type": "string"}),
     }
+}
+
+/// `x-grpc` of an operation every request of which was a gRPC call: its service and
+/// method, from `/package.Service/Method`. gRPC endpoints stay in the document as paths
+/// (their requests are POSTs to that path), marked, so one export lists every endpoint.
+fn grpc_call(request_types: &BTreeSet<String>, template: &str) -> Option<Value> {
+    let grpc = |ct: &String| ct.to_ascii_lowercase().starts_with("application/grpc");
+    if request_types.is_empty() || !request_types.iter().all(grpc) {
+        return None;
+    }
+    let (service, method) = template.strip_prefix('/')?.rsplit_once('/')?;
+    (!service.is_empty() && !method.is_empty() && !service.contains('/'))
+        .then(|| json!({"service": service, "method": method}))
 }
 
 fn operation_id(method: &str, path: &str, used: &mut BTreeSet<String>) -> String {
@@ -295,6 +311,18 @@ mod tests {
         assert_eq!(
             doc["paths"]["/o/{uuid}"]["get"]["parameters"][0]["schema"]["format"],
             "uuid"
+        );
+        assert!(post.get("x-grpc").is_none());
+        // A gRPC method is a marked path.
+        let mut call = base.clone();
+        call.method = "POST".into();
+        call.path = "/shop.v1.Shop/GetUser".into();
+        call.request_content_type = Some("application/grpc".into());
+        inv.observe(&call);
+        let doc = inventory_openapi(&inv.endpoints(), "test", Some("api.example.com"));
+        assert_eq!(
+            doc["paths"]["/shop.v1.Shop/GetUser"]["post"]["x-grpc"],
+            json!({"service": "shop.v1.Shop", "method": "GetUser"})
         );
         // Another host's view is empty.
         let other = inventory_openapi(&inv.endpoints(), "t", Some("other"));

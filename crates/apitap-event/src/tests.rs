@@ -233,6 +233,56 @@ fn hand_writer_equals_serde() {
     lone.incomplete = Some(IncompleteReason::RequestNotSeen);
     txs.push(lone);
 
+    // HTTP/2 and gRPC: authority and scheme, the stream's reset, push and GOAWAY, gRPC
+    // messages, trailers, a status that could not be decoded.
+    let mut h2 = sample_tx();
+    let (qh, qw) = head(
+        &[
+            ("content-type", "application/grpc"),
+            ("grpc-encoding", "gzip"),
+        ],
+        "POST /pkg.Svc/Do api.example.com:443 https",
+    );
+    if let Some(r) = h2.request.as_mut() {
+        r.head = qh;
+        r.method = qw[0];
+        r.target = qw[1];
+        let rest = qw[2];
+        r.authority = Span::new(rest.start as usize, 19);
+        r.scheme = Span::new(rest.start as usize + 20, 5);
+        r.version = HttpVersion::Http2;
+    }
+    if let Some(r) = h2.response.as_mut() {
+        r.version = HttpVersion::Http2;
+        r.status = 0;
+        let (th, _) = head(
+            &[("grpc-status", "16"), ("grpc-message", "who%20are%20you")],
+            "-",
+        );
+        r.trailers = th;
+    }
+    h2.http2 = Some(Box::new(apitap_core::Http2Stream {
+        stream_id: 7,
+        reset: Some(apitap_core::StreamReset {
+            by: apitap_core::Direction::ToServer,
+            error_code: 8,
+        }),
+        promised_by: Some(1),
+        goaway: Some(0x42),
+        upgrade: true,
+    }));
+    h2.grpc = Some(Box::new(apitap_core::GrpcMessages {
+        request: apitap_core::MessageCount {
+            messages: 2,
+            bytes: 10,
+            compressed: 1,
+            framing_lost: true,
+        },
+        response: apitap_core::MessageCount::default(),
+    }));
+    h2.incomplete = Some(IncompleteReason::StreamReset);
+    txs.push(h2);
+
     let v6 = FlowContext::new(
         Endpoint {
             ip: "2001:db8::2".parse().unwrap(),
@@ -478,4 +528,45 @@ fn flow_id_depends_on_first_packet() {
     let b = FlowContext::new(a.client, a.server, 8);
     assert_ne!(a.flow_id, b.flow_id);
     assert_eq!(a, FlowContext::new(a.client, a.server, 7));
+}
+
+/// grpc-web over HTTP/1.1 is recognised by its content type: `rpc.*` from the path, the
+/// status from a trailers-only response head; no message counts (the body is not framed
+/// by the HTTP/1 parser).
+#[test]
+fn grpc_web_over_http1_is_a_grpc_call() {
+    let (qh, qw) = head(
+        &[
+            ("Host", "api.example.com"),
+            ("Content-Type", "application/grpc-web+proto"),
+        ],
+        "POST /shop.v1.Shop/GetUser HTTP/1.1",
+    );
+    let (rh, rw) = head(
+        &[
+            ("Content-Type", "application/grpc-web+proto"),
+            ("grpc-status", "5"),
+            ("grpc-message", "no%20such%20user"),
+        ],
+        "HTTP/1.1 200 OK",
+    );
+    let mut tx = sample_tx();
+    let req = tx.request.as_mut().unwrap();
+    req.head = qh;
+    req.method = qw[0];
+    req.target = qw[1];
+    let resp = tx.response.as_mut().unwrap();
+    resp.head = rh;
+    resp.status = 200;
+    resp.reason = rw[2];
+    let v = encode(&tx, &Encoder::new(EncoderConfig::default()));
+    assert_eq!(v["rpc"]["system"], "grpc");
+    assert_eq!(v["rpc"]["service"], "shop.v1.Shop");
+    assert_eq!(v["rpc"]["method"], "GetUser");
+    assert_eq!(v["rpc"]["grpc"]["status_code"], 5);
+    assert_eq!(v["apitap"]["grpc"]["status"], "NOT_FOUND");
+    assert_eq!(v["apitap"]["grpc"]["message"], "no such user");
+    assert!(v["apitap"]["grpc"].get("request").is_none());
+    assert_eq!(v["event"]["outcome"], "failure");
+    assert_eq!(v["http"]["version"], "1.1");
 }
