@@ -19,6 +19,8 @@ pub enum Protocol {
     /// HTTP/2: the client preface (prior knowledge), ALPN `h2` inside decrypted TLS, or
     /// frames on a connection joined midway.
     Http2,
+    /// A SOCKS 4, 4a or 5 handshake (followed into the stream it opens).
+    Socks,
     /// No parser recognises it.
     Unknown,
 }
@@ -32,6 +34,7 @@ impl Protocol {
             Protocol::WebSocket => "websocket",
             Protocol::H2c => "h2c",
             Protocol::Http2 => "http2",
+            Protocol::Socks => "socks",
             Protocol::Unknown => "unknown",
         }
     }
@@ -44,6 +47,9 @@ pub(crate) fn outermost(first: &[u8]) -> Protocol {
     }
     if is_preface(first) {
         return Protocol::Http2;
+    }
+    if let Probe::Yes(_) = crate::socks::probe(first) {
+        return Protocol::Socks;
     }
     Protocol::Http1
 }
@@ -65,6 +71,8 @@ pub(crate) fn after(handoff: Handoff, first: &[u8]) -> Protocol {
                 Protocol::Tls
             } else if is_preface(first) {
                 Protocol::Http2
+            } else if let Probe::Yes(_) = crate::socks::probe(first) {
+                Protocol::Socks
             } else if apitap_http::probe(first) != Probe::No {
                 Protocol::Http1
             } else {
@@ -89,6 +97,7 @@ pub(crate) fn decrypted(alpn: Option<&str>, first: &[u8]) -> Protocol {
 /// Which way the first bytes of a stream go, when a protocol can tell.
 pub(crate) fn direction_of(first: &[u8]) -> Option<Direction> {
     crate::role::probe_direction(apitap_http::h2::probe(first))
+        .or_else(|| crate::role::probe_direction(crate::socks::probe(first)))
         .or_else(|| crate::role::probe_direction(apitap_http::probe(first)))
         .or_else(|| crate::role::probe_direction(apitap_tls::probe(first)))
 }

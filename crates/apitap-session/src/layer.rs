@@ -3,6 +3,7 @@
 //! trait objects on the per-byte path).
 
 use crate::detect::{self, Protocol};
+use crate::socks::SocksConn;
 use crate::{SessionConfig, SessionCx, SessionStats};
 use apitap_core::{
     Anomaly, AppParser, Direction, FinishCause, Handoff, Http2Connection, HttpRequest,
@@ -20,6 +21,8 @@ enum Parser {
     Http1(HttpConn),
     /// HTTP/2.
     Http2(Box<H2Conn>),
+    /// A SOCKS handshake; a granted CONNECT hands the stream on.
+    Socks(Box<SocksConn>),
     /// TLS (metadata).
     Tls(Box<TlsConn>),
     /// Opened by a handoff; its protocol is decided by its first bytes. After an
@@ -100,7 +103,7 @@ impl Layer {
             stats.layers.count(Protocol::Http2);
             Parser::Http2(Box::new(H2Conn::midstream(&cfg.http, &mut stats.http)))
         } else {
-            Parser::decided(protocol, cfg, stats)
+            Parser::decided(protocol, first, cfg, stats)
         };
         Box::new(Layer {
             parser,
@@ -144,7 +147,7 @@ impl Layer {
                     h2.set_upgrade_request(*request);
                     Parser::Http2(Box::new(h2))
                 }
-                _ => Parser::decided(protocol, cx.cfg, cx.stats),
+                _ => Parser::decided(protocol, data, cx.cfg, cx.stats),
             };
         }
         let used = match &mut self.parser {
@@ -155,6 +158,7 @@ impl Layer {
                 self.forward_plaintext(cx);
                 used
             }
+            Parser::Socks(s) => s.on_data(dir, data, &mut cx.stats.socks),
             Parser::Undecided(..) | Parser::Unparsed => {
                 cx.stats.unparsed_bytes += data.len() as u64;
                 data.len()
@@ -172,8 +176,16 @@ impl Layer {
                         .map(Box::new)
                 })
                 .flatten();
+            // Client bytes a SOCKS client sent before the proxy answered come first.
+            let early = match &mut self.parser {
+                Parser::Socks(s) => s.take_early(),
+                _ => Vec::new(),
+            };
             let inner =
                 self.inner_layer(cx.cfg, cx.stats, |_, _| Parser::Undecided(handoff, request));
+            if !early.is_empty() {
+                inner.on_data(Direction::ToServer, &early, cx);
+            }
             if let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
                 inner.on_data(dir, rest, cx);
             }
@@ -197,7 +209,8 @@ impl Layer {
             match p {
                 Plaintext::Data(dir, bytes) => {
                     let inner = self.inner_layer(cx.cfg, cx.stats, |cfg, stats| {
-                        Parser::decided(detect::decrypted(alpn.as_deref(), &bytes), cfg, stats)
+                        let p = detect::decrypted(alpn.as_deref(), &bytes);
+                        Parser::decided(p, &bytes, cfg, stats)
                     });
                     inner.on_data(dir, &bytes, cx);
                 }
@@ -247,9 +260,15 @@ impl Layer {
                 t.on_gap(dir, len, &mut cx.tls());
                 self.forward_plaintext(cx);
             }
+            Parser::Socks(_) => {
+                // The handshake is lost: nothing after it can be placed.
+                cx.stats.socks.invalid += 1;
+                cx.stats.unparsed_bytes += len;
+                self.parser = Parser::Unparsed;
+            }
             Parser::Undecided(..) => {
                 // Nothing to tell the protocol by: the layer is not parsed.
-                self.parser = Parser::decided(Protocol::Unknown, cx.cfg, cx.stats);
+                self.parser = Parser::decided(Protocol::Unknown, &[], cx.cfg, cx.stats);
                 cx.stats.unparsed_bytes += len;
             }
             Parser::Unparsed => cx.stats.unparsed_bytes += len,
@@ -269,7 +288,7 @@ impl Layer {
                     inner.on_fin(dir, cx);
                 }
             }
-            Parser::Undecided(..) | Parser::Unparsed => {}
+            Parser::Socks(_) | Parser::Undecided(..) | Parser::Unparsed => {}
         }
     }
 
@@ -281,7 +300,7 @@ impl Layer {
             Parser::Http1(h) => h.on_anomaly(dir, anomaly),
             Parser::Http2(h) => h.on_anomaly(dir, anomaly),
             Parser::Tls(t) => t.on_anomaly(dir, anomaly),
-            Parser::Undecided(..) | Parser::Unparsed => {}
+            Parser::Socks(_) | Parser::Undecided(..) | Parser::Unparsed => {}
         }
     }
 
@@ -290,7 +309,7 @@ impl Layer {
             Parser::Http1(h) => h.expire(&mut cx.http()),
             Parser::Http2(h) => h.expire(&mut cx.http()),
             Parser::Tls(t) => t.expire(&mut cx.tls()),
-            Parser::Undecided(..) | Parser::Unparsed => {}
+            Parser::Socks(_) | Parser::Undecided(..) | Parser::Unparsed => {}
         }
         let before = cx.out.len();
         if let Some(inner) = self.inner.as_mut() {
@@ -314,7 +333,7 @@ impl Layer {
                 t.settle_pending(&mut cx.tls());
                 self.forward_plaintext(cx);
             }
-            Parser::Undecided(..) | Parser::Unparsed => {}
+            Parser::Socks(_) | Parser::Undecided(..) | Parser::Unparsed => {}
         }
         let before = cx.out.len();
         if let Some(inner) = self.inner.as_mut() {
@@ -333,6 +352,7 @@ impl Layer {
             Parser::Http1(h) => h.buffered_bytes(),
             Parser::Http2(h) => h.buffered_bytes(),
             Parser::Tls(t) => t.buffered_bytes(),
+            Parser::Socks(s) => s.buffered_bytes(),
             Parser::Undecided(..) | Parser::Unparsed => 0,
         };
         own + self.inner.as_ref().map_or(0, |i| i.buffered_bytes())
@@ -344,7 +364,7 @@ impl Layer {
             Parser::Http1(h) => h.shed(&mut cx.http()),
             Parser::Http2(h) => h.shed(&mut cx.http()),
             Parser::Tls(t) => t.shed(&mut cx.tls()),
-            Parser::Undecided(..) | Parser::Unparsed => {}
+            Parser::Socks(_) | Parser::Undecided(..) | Parser::Unparsed => {}
         }
         let before = cx.out.len();
         if let Some(inner) = self.inner.as_mut() {
@@ -370,7 +390,7 @@ impl Layer {
             Parser::Http1(h) => h.open_transactions(out),
             Parser::Http2(h) => h.open_transactions(out),
             Parser::Tls(t) => t.open_transactions(out),
-            Parser::Undecided(..) | Parser::Unparsed => {}
+            Parser::Socks(_) | Parser::Undecided(..) | Parser::Unparsed => {}
         }
         if let Some(inner) = &self.inner {
             inner.open_transactions(out);
@@ -380,9 +400,15 @@ impl Layer {
 
 impl Parser {
     /// The parser for `protocol`, counted.
-    fn decided(protocol: Protocol, cfg: &SessionConfig, stats: &mut SessionStats) -> Parser {
+    fn decided(
+        protocol: Protocol,
+        first: &[u8],
+        cfg: &SessionConfig,
+        stats: &mut SessionStats,
+    ) -> Parser {
         stats.layers.count(protocol);
         match protocol {
+            Protocol::Socks => Parser::Socks(Box::new(SocksConn::new(first))),
             Protocol::Http1 => Parser::Http1(HttpConn::new()),
             Protocol::Http2 => Parser::Http2(Box::new(H2Conn::new(&cfg.http, &mut stats.http))),
             Protocol::H2c => Parser::Http2(Box::new(H2Conn::upgraded(&cfg.http, &mut stats.http))),
@@ -396,6 +422,7 @@ impl Parser {
             Parser::Http1(h) => h.handoff(),
             Parser::Http2(h) => h.handoff(),
             Parser::Tls(t) => t.handoff(),
+            Parser::Socks(s) => s.handoff(),
             Parser::Undecided(..) | Parser::Unparsed => None,
         }
     }

@@ -14,6 +14,7 @@
 pub mod detect;
 mod layer;
 pub mod role;
+pub mod socks;
 
 pub use detect::Protocol;
 
@@ -62,6 +63,8 @@ apitap_core::counters! {
         /// HTTP/2 with prior knowledge, inside decrypted TLS (ALPN `h2`), or joined
         /// midway (parsed).
         pub http2: u64,
+        /// SOCKS handshakes (the stream inside is a layer of its own).
+        pub socks: u64,
         /// No parser recognised them.
         pub unknown: u64,
     }
@@ -75,6 +78,7 @@ impl LayerCounts {
             Protocol::WebSocket => &mut self.websocket,
             Protocol::H2c => &mut self.h2c,
             Protocol::Http2 => &mut self.http2,
+            Protocol::Socks => &mut self.socks,
             Protocol::Unknown => &mut self.unknown,
         };
         *c += 1;
@@ -102,6 +106,8 @@ apitap_core::counters! {
         pub depth_exceeded: u64,
         /// Bytes of layers no parser reads (recognised but not parsed, unknown, too deep).
         pub unparsed_bytes: u64,
+        /// SOCKS handshakes.
+        pub socks: socks::SocksStats,
         /// HTTP/1.x parser counters (a summary section of their own).
         #[serde(skip)]
         pub http: HttpStats,
