@@ -42,10 +42,10 @@ def read_pcap(path):
     return frames
 
 
-def write_pcap(name, frames):
+def write_pcap(name, frames, linktype=1):
     path = os.path.join(OUT, name)
     with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype))
         for sec, usec, frame in frames:
             f.write(struct.pack("<IIII", sec, usec, len(frame), len(frame)))
             f.write(frame)
@@ -122,6 +122,27 @@ def geneve(vni, frame):
     # One 8-byte option (class 0x0101, type 0x01, 4 bytes of data): option length 2 words.
     opt = struct.pack("!HBB", 0x0101, 0x01, 1) + b"\xde\xad\xbe\xef"
     return struct.pack("!BBHI", len(opt) // 4, 0, 0x6558, vni << 8) + opt + frame
+
+
+def wlan(frame, to_ds):
+    """The Ethernet frame as an 802.11 QoS data frame (to or from the distribution
+    system, by direction) with LLC/SNAP, addresses from its MACs."""
+    dst, src, et = frame[0:6], frame[6:12], frame[12:14]
+    bssid = bytes.fromhex("02aabbccddee")
+    fc = bytes([0x88, 0x01 if to_ds else 0x02])
+    # ToDS: BSSID, SA, DA; FromDS: DA, BSSID, SA.
+    addrs = bssid + src + dst if to_ds else dst + bssid + src
+    header = fc + b"\0\0" + addrs + b"\0\0" + b"\0\0"
+    return header + bytes([0xAA, 0xAA, 0x03, 0, 0, 0]) + et + frame[14:]
+
+
+def radiotap(wlan_frame):
+    """A radiotap header with flags (FCS at end), rate and channel, then the 802.11 frame
+    and a (dummy) frame check sequence."""
+    present = (1 << 1) | (1 << 2) | (1 << 3)
+    fields = bytes([0x10, 0x0C]) + struct.pack("<HH", 5180, 0x0140)
+    header = struct.pack("<BBHI", 0, 0, 8 + len(fields), present) + fields
+    return header + wlan_frame + b"\xde\xad\xbe\xef"
 
 
 def sport_for(frame):
@@ -240,6 +261,16 @@ def main():
     write_pcap(
         "vlan-vxlan.pcap",
         each(v4, lambda i, f: vlan_eth(100, 0x0800, ipv4(17, udp(sport_for(f), 4789, vxlan(4321, f))))),
+    )
+    def to_ds(frame):
+        # The client (pyhttp's curl) sends from port >= 1024 to the server's 8000.
+        return struct.unpack("!H", ip_of(frame)[1][22:24])[0] == 8000
+
+    write_pcap("wlan.pcap", each(v4, lambda i, f: wlan(f, to_ds(f))), linktype=105)
+    write_pcap(
+        "wlan-radiotap.pcap",
+        each(v4, lambda i, f: radiotap(wlan(f, to_ds(f)))),
+        linktype=127,
     )
     for name, frames, cut, size in [
         ("frag4", v4, frag4, 64),

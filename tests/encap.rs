@@ -63,6 +63,8 @@ fn cases() -> Vec<Case> {
             t("vxlan", Some(4321)),
             true,
         ),
+        c("wlan.pcap", PYHTTP, None, None, true),
+        c("wlan-radiotap.pcap", PYHTTP, None, None, true),
         c("frag4.pcap", PYHTTP, None, None, false),
         c("frag4-reversed.pcap", PYHTTP, None, None, false),
         c("frag4-tiny.pcap", PYHTTP, None, None, false),

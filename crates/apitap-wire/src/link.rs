@@ -1,5 +1,5 @@
 //! The link layer: Ethernet with VLAN/QinQ tags, LLC/SNAP, MPLS and PPPoE; Linux cooked
-//! v1/v2; BSD null/loop; raw IP. A few fixed offsets, read with checked slicing, each
+//! v1/v2; BSD null/loop; raw IP; 802.11 data frames, bare or behind radiotap. A few fixed offsets, read with checked slicing, each
 //! ending where the IP header starts.
 
 use crate::decap::Decap;
@@ -25,11 +25,17 @@ pub enum LinkType {
     Null,
     /// OpenBSD loopback (DLT_LOOP 108): 4-byte address family in network byte order.
     Loop,
+    /// IEEE 802.11 (LINKTYPE_IEEE802_11 105): data frames (QoS too) with LLC/SNAP;
+    /// management, control and null frames carry no IP; protected frames are counted.
+    Ieee80211,
+    /// 802.11 behind a radiotap header (LINKTYPE_IEEE802_11_RADIOTAP 127): wireless
+    /// monitoring captures.
+    Radiotap,
 }
 
 impl LinkType {
     /// Every link type decoded.
-    pub const ALL: [LinkType; 8] = [
+    pub const ALL: [LinkType; 10] = [
         LinkType::Ethernet,
         LinkType::LinuxSll,
         LinkType::LinuxSll2,
@@ -38,6 +44,8 @@ impl LinkType {
         LinkType::Ipv6,
         LinkType::Null,
         LinkType::Loop,
+        LinkType::Ieee80211,
+        LinkType::Radiotap,
     ];
 
     /// Maps a pcap link-type code to a supported link type; `None` when unsupported.
@@ -51,6 +59,8 @@ impl LinkType {
             229 => LinkType::Ipv6,
             0 => LinkType::Null,
             108 => LinkType::Loop,
+            105 => LinkType::Ieee80211,
+            127 => LinkType::Radiotap,
             _ => return None,
         })
     }
@@ -66,6 +76,8 @@ impl LinkType {
             LinkType::Ipv6 => "ipv6",
             LinkType::Null => "null",
             LinkType::Loop => "loop",
+            LinkType::Ieee80211 => "ieee802_11",
+            LinkType::Radiotap => "ieee802_11_radiotap",
         }
     }
 }
@@ -172,6 +184,44 @@ pub(crate) fn ether_payload(
     Err(Skip::Malformed)
 }
 
+/// An 802.11 frame at `at`: a data frame's header (three or four addresses, QoS control,
+/// HT control), then LLC/SNAP and the ether type. A frame check sequence at the end does
+/// not matter: the IP header's own length bounds what is read.
+fn wlan(data: &[u8], at: usize, decap: &mut Decap) -> Result<IpStart, Skip> {
+    let [fc0, fc1] = *data
+        .get(at..)
+        .and_then(|d| d.first_chunk::<2>())
+        .ok_or(Skip::Truncated)?;
+    let (kind, subtype) = ((fc0 >> 2) & 3, fc0 >> 4);
+    // Data frames only; subtypes with bit 2 set are null data (no payload).
+    if fc0 & 3 != 0 || kind != 2 || subtype & 4 != 0 {
+        return Err(Skip::NonIp);
+    }
+    if fc1 & 0x40 != 0 {
+        return Err(Skip::WlanProtected);
+    }
+    let mut len = 24;
+    if fc1 & 3 == 3 {
+        len += 6;
+    }
+    if subtype & 8 != 0 {
+        // QoS control, and HT control when the Order bit is set.
+        len += 2;
+        if fc1 & 0x80 != 0 {
+            len += 4;
+        }
+    }
+    let llc = at.checked_add(len).ok_or(Skip::Malformed)?;
+    match data.get(llc..llc + 6) {
+        None => Err(Skip::Truncated),
+        Some([0xaa, 0xaa, 0x03, 0, 0, 0] | [0xaa, 0xaa, 0x03, 0, 0, 0xf8]) => {
+            let ether_type = be16(data, llc + 6).ok_or(Skip::Truncated)?;
+            ether_payload(data, ether_type, llc + 8, decap)
+        }
+        Some(_) => Err(Skip::NonIp),
+    }
+}
+
 /// Skips an MPLS label stack; IP follows the bottom label when its first nibble says so.
 fn mpls(data: &[u8], mut offset: usize) -> Result<IpStart, Skip> {
     for _ in 0..MAX_LINK_LAYERS {
@@ -216,6 +266,15 @@ pub(crate) fn link_layer(link: LinkType, data: &[u8], decap: &mut Decap) -> Resu
             }
             let ether_type = be16(data, 0).ok_or(Skip::Truncated)?;
             ether_payload(data, ether_type, 20, decap)
+        }
+        LinkType::Ieee80211 => wlan(data, 0, decap),
+        LinkType::Radiotap => {
+            // Version 0, pad, little-endian length of the whole radiotap header.
+            let [version, _, lo, hi] = *data.first_chunk::<4>().ok_or(Skip::Truncated)?;
+            if version != 0 {
+                return Err(Skip::Malformed);
+            }
+            wlan(data, usize::from(u16::from_le_bytes([lo, hi])), decap)
         }
         LinkType::Raw => Ok(IpStart {
             offset: 0,

@@ -51,6 +51,8 @@ apitap_core::named_enum! {
     TunnelUnsupported = "tunnel_unsupported",
     /// Frames nested in more than [`crate::decap::MAX_TUNNEL_DEPTH`] tunnels.
     TooDeep = "encap_too_deep",
+    /// 802.11 data frames with the Protected flag (WEP/WPA encrypted): not decrypted.
+    WlanProtected = "wlan_protected",
     }
 }
 

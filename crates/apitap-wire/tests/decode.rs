@@ -401,11 +401,13 @@ fn link_type_codes_and_names() {
         (229, LinkType::Ipv6, "ipv6"),
         (0, LinkType::Null, "null"),
         (108, LinkType::Loop, "loop"),
+        (105, LinkType::Ieee80211, "ieee802_11"),
+        (127, LinkType::Radiotap, "ieee802_11_radiotap"),
     ] {
         assert_eq!(LinkType::from_linktype(code), Some(link));
         assert_eq!(link.name(), name);
     }
-    for code in [-1, 2, 105, 127, 147, 239, i32::MAX] {
+    for code in [-1, 2, 147, 239, i32::MAX] {
         assert_eq!(LinkType::from_linktype(code), None, "{code}");
     }
 }
@@ -536,7 +538,8 @@ fn stats_add_and_drop_names() {
             "tunnel_truncated",
             "tunnel_malformed",
             "tunnel_unsupported",
-            "encap_too_deep"
+            "encap_too_deep",
+            "wlan_protected"
         ]
     );
     assert!(a.drops().all(|(_, n)| n == 0));
@@ -596,6 +599,56 @@ fn valid_frame(link: LinkType, v6: bool) -> Vec<u8> {
         LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => ip,
         LinkType::Null => with_prefix(&(if is6 { 30u32 } else { 2 }).to_le_bytes(), &ip),
         LinkType::Loop => with_prefix(&(if is6 { 24u32 } else { 2 }).to_be_bytes(), &ip),
+        LinkType::Ieee80211 => with_prefix(&wlan_header(et), &ip),
+        LinkType::Radiotap => {
+            // An 8-byte radiotap header (no fields), then the 802.11 frame.
+            let mut h = vec![0, 0, 8, 0, 0, 0, 0, 0];
+            h.extend_from_slice(&wlan_header(et));
+            with_prefix(&h, &ip)
+        }
+    }
+}
+
+/// An 802.11 QoS data frame header from the distribution system (FromDS), then LLC/SNAP
+/// with ether type `et`.
+fn wlan_header(et: [u8; 2]) -> Vec<u8> {
+    let mut h = vec![0x88, 0x02, 0, 0];
+    h.extend_from_slice(&[0x02; 18]);
+    h.extend_from_slice(&[0, 0]); // sequence control
+    h.extend_from_slice(&[0, 0]); // QoS control
+    h.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0, et[0], et[1]]);
+    h
+}
+
+#[test]
+fn wlan_frames_that_carry_no_ip_are_counted_by_reason() {
+    let ip = ip_tcp(b"data");
+    let mut protected = wlan_header([0x08, 0x00]);
+    protected[1] |= 0x40;
+    let mut beacon = vec![0x80, 0, 0, 0];
+    beacon.extend_from_slice(&[0; 40]);
+    let mut null = wlan_header([0x08, 0x00]);
+    null[0] = 0xc8; // QoS null
+    for (frame, want) in [
+        (with_prefix(&protected, &ip), Skip::WlanProtected),
+        (beacon, Skip::NonIp),
+        (with_prefix(&null, &ip), Skip::NonIp),
+        (vec![0x88, 0x02], Skip::Truncated),
+    ] {
+        assert_eq!(
+            dropped(LinkType::Ieee80211, &frame),
+            want.name(),
+            "{frame:?}"
+        );
+    }
+    assert_eq!(
+        dropped(LinkType::Radiotap, &[1, 0, 8, 0]),
+        Skip::Malformed.name()
+    );
+    // Both decode their TCP record, radiotap with its fields skipped by length.
+    for link in [LinkType::Ieee80211, LinkType::Radiotap] {
+        let m = tcp(link, &valid_frame(link, false));
+        assert_eq!(m.payload_len, 18);
     }
 }
 
