@@ -471,3 +471,28 @@ fn a_header_block_that_never_ends_is_one_incomplete_event() {
     assert_eq!(h2.continuation_frames, 300);
     assert_eq!(h2.header_blocks_lost, 1);
 }
+
+/// Bodies of HTTP/2 streams are captured, content-decoded and redacted as HTTP/1 bodies
+/// are (`http.include_body_for`).
+#[test]
+fn http2_bodies_are_captured_and_decoded_like_http1() {
+    let mut cfg = apitap::Config::default();
+    cfg.http.include_body_for = vec!["application/json".into()];
+    let (out, _) = run_replay_with(&[fixture("h2c.pcap")], &cfg);
+    let events = http_events(&out);
+    let post = events
+        .iter()
+        .find(|e| field(e, "http.request.method") == "POST")
+        .unwrap();
+    let sent = text(field(post, "http.request.body.content"));
+    assert!(sent.starts_with('{'), "{post}");
+    assert_eq!(
+        field(post, "http.request.body.bytes").as_u64(),
+        Some(sent.len() as u64)
+    );
+    let gzip = events
+        .iter()
+        .find(|e| field(e, "apitap.body.response.content_encoding") == "gzip")
+        .unwrap();
+    assert!(text(field(gzip, "http.response.body.content")).starts_with('{'));
+}

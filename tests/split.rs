@@ -175,6 +175,12 @@ fn every_fixture_conversation_split_at_every_byte_gives_the_same_transactions() 
         let (convs, broken) = conversations(&pcap);
         skipped += broken;
         for (mut req, mut resp) in convs {
+            // A SOCKS connection is not HTTP/1 at its start: the session never gives its
+            // handshake to this parser (the handshake's own split test is in
+            // apitap-session's socks module).
+            if matches!(req.first(), Some(4 | 5)) {
+                continue;
+            }
             req.truncate(PREFIX);
             resp.truncate(PREFIX);
             let whole = parse(&req, &resp, [None, None], &cfg);

@@ -95,6 +95,8 @@ pub const CREDENTIAL_HEADERS: &[&str] = &[
 /// HTTP protocol version from the start line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum HttpVersion {
+    /// HTTP/0.9: a request line without a version, answered by a bare body.
+    Http09,
     /// HTTP/1.0
     Http10,
     /// HTTP/1.1
@@ -105,9 +107,10 @@ pub enum HttpVersion {
 }
 
 impl HttpVersion {
-    /// `"1.0"`, `"1.1"` or `"2"`, as ECS `http.version` spells it.
+    /// `"0.9"`, `"1.0"`, `"1.1"` or `"2"`, as ECS `http.version` spells it.
     pub fn as_str(self) -> &'static str {
         match self {
+            HttpVersion::Http09 => "0.9",
             HttpVersion::Http10 => "1.0",
             HttpVersion::Http11 => "1.1",
             HttpVersion::Http2 => "2",
@@ -356,6 +359,9 @@ crate::named_enum! {
     /// An HTTP/2 header block whose decoded size is far larger than its size on the wire
     /// (an HPACK decompression bomb indicator).
     HpackBomb = "hpack_bomb",
+    /// An HTTP/0.9 simple request (a request line without a version; no headers) and its
+    /// answer, a bare body without a status line, up to the connection's end.
+    Http09 = "http09",
     }
 }
 

@@ -321,7 +321,7 @@ impl<'a> EventView<'a> {
             _ => None,
         };
         let grpc_status = crate::rpc::grpc_status(tx);
-        let outcome = resp.map(|r| {
+        let outcome = resp.filter(|r| r.status != 0).map(|r| {
             if r.status >= 400 || grpc_status.is_some_and(|s| s != 0) {
                 "failure"
             } else {

@@ -27,6 +27,91 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+/// Where an HTTP/0.9 simple request (`METHOD SP target`, no version, no headers) ends in
+/// `buf`: right after its line end. None when the first line is not one, or not whole.
+pub(crate) fn simple_request_end(buf: &[u8]) -> Option<usize> {
+    let nl = memchr::memchr(b'\n', buf)?;
+    let line = buf.get(..nl)?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let sp = memchr::memchr(b' ', line)?;
+    let (method, target) = (line.get(..sp)?, line.get(sp + 1..)?);
+    let method_ok = (1..=16).contains(&method.len()) && method.iter().all(u8::is_ascii_uppercase);
+    let target_ok = target.first() == Some(&b'/') && target.iter().all(|&b| b > b' ' && b < 0x7f);
+    (method_ok && target_ok).then_some(nl + 1)
+}
+
+/// An HTTP/0.9 simple request (`raw` as [`simple_request_end`] delimited it, or a
+/// version-less request line with lines after it up to a blank line: servers answer both
+/// the HTTP/0.9 way; `Name: value` lines are kept as fields, the first `max_headers`).
+pub(crate) fn parse_simple_request(
+    raw: &[u8],
+    max_headers: usize,
+) -> Result<RequestHead, HeadError> {
+    let end = simple_request_end(raw).ok_or(HeadError)?;
+    let line = raw.get(..end).ok_or(HeadError)?;
+    let sp = memchr::memchr(b' ', line).ok_or(HeadError)?;
+    let text_end =
+        line.len() - 1 - usize::from(line.get(line.len().saturating_sub(2)) == Some(&b'\r'));
+    let mut anomalies = Anomalies::default();
+    anomalies.insert(Anomaly::Http09);
+    let mut headers = Vec::new();
+    let mut pos = end;
+    while pos < raw.len() {
+        let nl =
+            memchr::memchr(b'\n', raw.get(pos..).unwrap_or(&[])).map_or(raw.len(), |i| pos + i);
+        let mut stop = nl;
+        if stop > pos && raw.get(stop - 1) == Some(&b'\r') {
+            stop -= 1;
+        }
+        if stop == pos {
+            break;
+        }
+        let field = raw.get(pos..stop).unwrap_or(&[]);
+        match memchr::memchr(b':', field) {
+            Some(c) if c > 0 => {
+                let value = field.get(c + 1..).unwrap_or(&[]);
+                let lead = value.iter().take_while(|b| b.is_ascii_whitespace()).count();
+                let trimmed = value.get(lead..).unwrap_or(&[]).trim_ascii_end();
+                if headers.len() < max_headers {
+                    headers.push((
+                        Span::new(pos, c),
+                        Span::new(pos + c + 1 + lead, trimmed.len()),
+                    ));
+                } else {
+                    anomalies.insert(Anomaly::TooManyHeaders);
+                }
+            }
+            _ => anomalies.insert(Anomaly::InvalidHeader),
+        }
+        pos = nl + 1;
+    }
+    Ok(RequestHead {
+        head: Head {
+            buf: raw.to_vec(),
+            headers,
+        },
+        method: Span::new(0, sp),
+        target: Span::new(sp + 1, text_end.saturating_sub(sp + 1)),
+        version: HttpVersion::Http09,
+        anomalies,
+        framing: (Framing::None, Anomalies::default()),
+    })
+}
+
+/// The answer to an HTTP/0.9 request: no status line, a body until the connection ends.
+pub(crate) fn simple_response() -> ResponseHead {
+    let mut anomalies = Anomalies::default();
+    anomalies.insert(Anomaly::Http09);
+    ResponseHead {
+        head: Head::default(),
+        status: 0,
+        reason: Span::default(),
+        version: HttpVersion::Http09,
+        anomalies,
+        framing: (Framing::UntilClose, Anomalies::default()),
+    }
+}
+
 /// Where the search for a head end may resume after `len` bytes were searched.
 pub(crate) fn resume_from(len: usize) -> usize {
     len.saturating_sub(3)
@@ -324,6 +409,38 @@ fn body_framing<'f>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http09_simple_requests() {
+        assert_eq!(simple_request_end(b"GET /zeek.html\n"), Some(15));
+        assert_eq!(simple_request_end(b"GET /a\r\nmore"), Some(8));
+        for not in [
+            &b"GET / HTTP/1.1\r\n"[..],
+            b"GET \n",
+            b"get /a\n",
+            b"GET a\n",
+            b"GET /a",
+        ] {
+            assert_eq!(
+                simple_request_end(not),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(not)
+            );
+        }
+        let raw = b"GET /\nFakeHeader\nHost: localhost\nUser-Agent:  myscript \n\n";
+        let r = parse_simple_request(raw, 8).unwrap();
+        assert_eq!(r.version, HttpVersion::Http09);
+        assert_eq!(
+            (r.head.get(r.method), r.head.get(r.target)),
+            (&b"GET"[..], &b"/"[..])
+        );
+        assert_eq!(r.head.header("user-agent"), Some(&b"myscript"[..]));
+        assert!(r.anomalies.contains(Anomaly::Http09));
+        assert!(r.anomalies.contains(Anomaly::InvalidHeader));
+        assert_eq!(r.framing.0, Framing::None);
+        assert_eq!(simple_response().framing.0, Framing::UntilClose);
+    }
 
     #[test]
     fn head_end_variants() {

@@ -154,6 +154,36 @@ impl HttpConn {
             self.give_up_not_http(cx);
             return 0;
         }
+        if dir == Direction::ToClient
+            && self.req.phase == Phase::Head
+            && head::simple_request_end(&self.req.head_buf).is_some()
+        {
+            // The server answers a request line that has no version and no blank line
+            // after it: an HTTP/0.9 request, whole (a client of those sends no more).
+            let buf = std::mem::take(&mut self.req.head_buf);
+            self.parse_simple(&buf, cx);
+            self.req.head_buf = buf;
+            self.req.head_buf.clear();
+            self.req.release_head_buf();
+        }
+        // A server that answers with a status line after all is read as usual.
+        let status_line = input.get(..5.min(input.len())) == b"HTTP/".get(..5.min(input.len()));
+        if dir == Direction::ToClient
+            && !status_line
+            && self
+                .pending
+                .front()
+                .is_some_and(|p| p.req.version == apitap_core::HttpVersion::Http09)
+        {
+            // The answer to an HTTP/0.9 request: no status line, a body until close.
+            let at = cx.at;
+            let d = self.dir_mut(dir);
+            d.msg_bytes = 0;
+            d.start = at;
+            d.body_bytes = 0;
+            self.on_response_head(head::simple_response(), false, None, cx);
+            return 0;
+        }
         if Self::looks(dir, input) == Looks::No {
             self.invalid_start(dir, cx);
             return 0;

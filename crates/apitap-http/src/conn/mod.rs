@@ -164,12 +164,24 @@ impl HttpConn {
         match dir {
             Direction::ToServer => match head::parse_request(raw, cx.cfg.max_headers) {
                 Ok(h) => self.on_request_head(h, cx),
-                Err(e) => self.bad_head(dir, e, cx),
+                // A request line without a version and a blank line: HTTP/0.9.
+                Err(e) => match head::parse_simple_request(raw, cx.cfg.max_headers) {
+                    Ok(h) => self.on_request_head(h, cx),
+                    Err(_) => self.bad_head(dir, e, cx),
+                },
             },
             Direction::ToClient => match head::parse_response(raw, cx.cfg.max_headers) {
                 Ok(h) => self.on_response_head(h, false, None, cx),
                 Err(e) => self.bad_head(dir, e, cx),
             },
+        }
+    }
+
+    /// An HTTP/0.9 simple request.
+    fn parse_simple(&mut self, raw: &[u8], cx: &mut Ctx<'_>) {
+        match head::parse_simple_request(raw, cx.cfg.max_headers) {
+            Ok(h) => self.on_request_head(h, cx),
+            Err(e) => self.bad_head(Direction::ToServer, e, cx),
         }
     }
 
@@ -292,8 +304,10 @@ impl HttpConn {
             None
         };
         let upgrade = handoff.is_some();
+        // Status 0: the bare answer to an HTTP/0.9 request, framed until close.
+        let informational = h.status < 200 && h.status != 0;
         let framing =
-            if cut || upgrade || is_head || h.status == 204 || h.status == 304 || h.status < 200 {
+            if cut || upgrade || is_head || h.status == 204 || h.status == 304 || informational {
                 Framing::None
             } else {
                 anomalies = anomalies.union(h.framing.1);
