@@ -62,6 +62,16 @@ impl Head {
             .map(|&(_, v)| self.get(v))
     }
 
+    /// Whether the Content-Type says gRPC (`application/grpc*`, grpc-web included): one
+    /// rule for the parser that counts messages and the encoder that writes `rpc.*`.
+    pub fn is_grpc(&self) -> bool {
+        self.header("content-type").is_some_and(|ct| {
+            ct.trim_ascii_start()
+                .get(..16)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"application/grpc"))
+        })
+    }
+
     /// Whether the Content-Type value starts with one of `prefixes` (ASCII
     /// case-insensitive, leading white space ignored): `http.include_body_for` matching.
     pub fn content_type_starts_with(&self, prefixes: &[String]) -> bool {

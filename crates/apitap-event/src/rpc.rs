@@ -3,7 +3,7 @@
 
 use crate::headers::HeadText;
 use apitap_core::http2::error_code_name;
-use apitap_core::{Direction, GrpcMessages, Head, Http2Stream, HttpTransaction, MessageCount};
+use apitap_core::{Direction, GrpcMessages, Http2Stream, HttpTransaction, MessageCount};
 use serde::Serialize;
 use std::borrow::Cow;
 
@@ -138,15 +138,6 @@ pub fn grpc_status_name(code: u32) -> Option<&'static str> {
     STATUS_NAMES.get(code as usize).copied()
 }
 
-/// Whether a request is a gRPC call (or grpc-web): its content type.
-pub fn is_grpc(head: &Head) -> bool {
-    head.header("content-type").is_some_and(|ct| {
-        ct.trim_ascii_start()
-            .get(..16)
-            .is_some_and(|p| p.eq_ignore_ascii_case(b"application/grpc"))
-    })
-}
-
 /// The gRPC status of a call: `grpc-status` from the trailers, else from the response
 /// head (a trailers-only response).
 pub fn grpc_status(tx: &HttpTransaction) -> Option<u32> {
@@ -165,8 +156,8 @@ pub(crate) fn views<'a>(
     messages: Option<&GrpcMessages>,
 ) -> Option<(RpcView<'a>, GrpcView<'a>)> {
     let req = tx.request.as_ref()?;
-    let grpc = is_grpc(&req.head)
-        || tx.response.as_ref().is_some_and(|r| is_grpc(&r.head))
+    let grpc = req.head.is_grpc()
+        || tx.response.as_ref().is_some_and(|r| r.head.is_grpc())
         || messages.is_some();
     if !grpc {
         return None;

@@ -130,6 +130,15 @@ struct Stream {
 }
 
 impl Stream {
+    /// The body byte count and captured body of the message `dir` carries, once its head
+    /// was seen.
+    fn body_mut(&mut self, dir: Direction) -> Option<(&mut u64, &mut Option<Box<CapturedBody>>)> {
+        match dir {
+            Direction::ToServer => self.req.as_mut().map(|r| (&mut r.body_bytes, &mut r.body)),
+            Direction::ToClient => self.resp.as_mut().map(|r| (&mut r.body_bytes, &mut r.body)),
+        }
+    }
+
     /// Bytes its heads and captured bodies hold.
     fn held_bytes(&self) -> usize {
         let head = |h: &Head| h.buf.capacity() + h.headers.capacity() * 16;
@@ -706,7 +715,7 @@ impl H2Conn {
         if body::wants_body(&req.head, cx.cfg) {
             req.body = Some(Box::default());
         }
-        if is_grpc(&req.head) {
+        if req.head.is_grpc() {
             cx.stats.http2.grpc_calls += 1;
             s.grpc = Some(Box::default());
         }
@@ -780,7 +789,7 @@ impl H2Conn {
                 if body::wants_body(&resp.head, cfg) {
                     resp.body = Some(Box::default());
                 }
-                if s.grpc.is_none() && is_grpc(&resp.head) {
+                if s.grpc.is_none() && resp.head.is_grpc() {
                     let mut g: Box<[grpc::Framing; 2]> = Box::default();
                     if s.req.as_ref().is_some_and(|r| r.body_bytes > 0) {
                         // The request's messages went by before the call was known.
@@ -901,11 +910,7 @@ impl H2Conn {
         let Some(s) = self.stream_mut(h.stream) else {
             return;
         };
-        let msg = match dir {
-            Direction::ToServer => s.req.as_mut().map(|r| (&mut r.body_bytes, &mut r.body)),
-            Direction::ToClient => s.resp.as_mut().map(|r| (&mut r.body_bytes, &mut r.body)),
-        };
-        let Some((bytes, captured)) = msg else {
+        let Some((bytes, captured)) = s.body_mut(dir) else {
             // DATA before the head it belongs to.
             s.anomalies.insert(Anomaly::Http2FrameInvalid);
             return;
@@ -1128,13 +1133,6 @@ fn request(head: Head, p: &Pseudo, block: &Block, at: PacketRef) -> HttpRequest 
     }
 }
 
-fn is_grpc(head: &Head) -> bool {
-    head.header("content-type").is_some_and(|ct| {
-        ct.get(..16)
-            .is_some_and(|p| p.eq_ignore_ascii_case(b"application/grpc"))
-    })
-}
-
 fn finish_body(
     captured: &mut Option<Box<CapturedBody>>,
     head: &Head,
@@ -1236,15 +1234,7 @@ impl AppParser for H2Conn {
                 cx.stats.gaps_in_body += 1;
                 if let Some(s) = self.stream_mut(h.stream) {
                     s.anomalies.insert(Anomaly::Gap);
-                    let msg = match dir {
-                        Direction::ToServer => {
-                            s.req.as_mut().map(|r| (&mut r.body_bytes, &mut r.body))
-                        }
-                        Direction::ToClient => {
-                            s.resp.as_mut().map(|r| (&mut r.body_bytes, &mut r.body))
-                        }
-                    };
-                    if let Some((bytes, captured)) = msg {
+                    if let Some((bytes, captured)) = s.body_mut(dir) {
                         *bytes += body;
                         if let Some(b) = captured.as_deref_mut() {
                             b.truncated = true;
