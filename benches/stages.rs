@@ -10,7 +10,7 @@ use apitap_core::{Direction, Endpoint, FlowKey, PacketRef, Side, TcpFlags, Times
 use apitap_event::{Encoder, FlowContext};
 use apitap_flow::{FlowTable, ReassemblyConfig, ReassemblyStats, Segment, StreamEvent, TcpConn};
 use apitap_http::{HttpConfig, HttpConn, HttpStats};
-use apitap_wire::{decode, DecodeStats, LinkType};
+use apitap_wire::{decode, DecodeStats, LinkType, UdpTunnels};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
 
@@ -47,11 +47,13 @@ fn bench_decode(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(f.len() as u64));
     g.bench_function("ethernet_ipv4_tcp_512B", |b| {
         let mut stats = DecodeStats::default();
+        let tunnels = UdpTunnels::default();
         b.iter(|| {
             decode(
                 LinkType::Ethernet,
                 black_box(&f),
                 PacketRef::default(),
+                &tunnels,
                 &mut stats,
             )
         })

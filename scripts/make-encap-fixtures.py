@@ -4,7 +4,10 @@
 Every frame of fixtures/pyhttp/pyhttp.pcap (python3 http.server + curl over IPv4) is wrapped
 in one encapsulation per output file, keeping its timestamp; IPv6 sources come from
 fixtures/nginx/nginx-ipv6.pcap (curl over [::1]). The IPv4/IPv6 fragment fixtures cut every
-TCP packet's IP payload into pieces (in order, and in reverse order).
+TCP packet's IP payload into pieces (in order, and in reverse order). Teredo carries the
+IPv6 capture with its addresses moved to a Teredo client (2001:0::/32) and a native peer;
+teredo-plain.pcap is that conversation unwrapped, to compare with. The kernel's own VXLAN
+captures come from scripts/make-vxlan-fixtures.sh.
 
     python3 scripts/make-encap-fixtures.py      # rewrites fixtures/encap/
 """
@@ -101,17 +104,80 @@ def gre(proto, payload, checksum=False, key=None, seq=None):
     return out
 
 
-def erspan2(session, index, frame):
-    # Ver 1, VLAN 0, CoS 0, En 0, T 0, session id; reserved, index.
-    return struct.pack("!HHI", 0x1000, session & 0x3FF, index & 0xFFFFF) + frame
+def erspan2(session, index, frame, vlan=0):
+    # Ver 1, VLAN, CoS 0, En (2: 802.1Q encapsulated when a VLAN is given), T 0, session id;
+    # reserved, index.
+    en = 2 if vlan else 0
+    return struct.pack("!HHI", 0x1000 | vlan, (en << 11) | (session & 0x3FF), index & 0xFFFFF) + frame
 
 
-def erspan3(session, ts, frame):
-    # Ver 2, VLAN 0, CoS/BSO/T 0, session id; timestamp; SGT 0; P 0, FT 0 (Ethernet),
+def erspan3(session, ts, frame, vlan=0, frame_type=0):
+    # Ver 2, VLAN, CoS/BSO/T 0, session id; timestamp; SGT 0; P 0, FT (0 Ethernet, 2 IP),
     # HW id 1, D 0, Gra 1 (100 us), O 1; then the 8-byte platform subheader (type 3).
-    word3 = struct.pack("!HBB", 0, 0x00 | (1 >> 4), ((1 & 0xF) << 4) | (1 << 1) | 1)
+    word3 = struct.pack("!HBB", 0, (frame_type << 2) | (1 >> 4), ((1 & 0xF) << 4) | (1 << 1) | 1)
     platform = struct.pack("!II", (3 << 26) | 0x12345, ts & 0xFFFFFFFF)
-    return struct.pack("!HHI", 0x2000, session & 0x3FF, ts & 0xFFFFFFFF) + word3 + platform + frame
+    return struct.pack("!HHI", 0x2000 | vlan, session & 0x3FF, ts & 0xFFFFFFFF) + word3 + platform + frame
+
+
+def gtpu(teid, ip, ext=False):
+    """A GTP-U G-PDU (GTPv1, PT 1) carrying `ip`; with `ext`, the sequence/N-PDU word and
+    a PDU session container extension header (type 0x85, one 4-byte word, QFI 9)."""
+    flags = 0x30
+    opt = b""
+    if ext:
+        flags |= 0x04
+        opt = struct.pack("!HBB", 0, 0, 0x85) + bytes([1, 0x10, 0x09, 0])
+    return struct.pack("!BBHI", flags, 0xFF, len(opt) + len(ip), teid) + opt + ip
+
+
+def vxlan_gpe(vni, next_protocol, payload):
+    # Flags: version 0, I and P set; next protocol (1 IPv4, 2 IPv6, 3 Ethernet).
+    return struct.pack("!BBBBI", 0x0C, 0, 0, next_protocol, vni << 8) + payload
+
+
+TEREDO_CLIENT = bytes.fromhex("20010000" "4136e378" "8000" "63bf" "3fff" "fdd2")
+TEREDO_PEER = bytes.fromhex("2001db80000000000000000000000068")
+
+
+def teredo_addresses(ip6):
+    """The IPv6 packet with ::1 -> ::1 turned into client -> peer by the TCP port (nginx
+    listens on 8080); the TCP checksum is recomputed."""
+    sport, dport = struct.unpack("!HH", ip6[40:44])
+    src, dst = (TEREDO_CLIENT, TEREDO_PEER) if dport == 8080 else (TEREDO_PEER, TEREDO_CLIENT)
+    tcp = bytearray(ip6[40:])
+    tcp[16:18] = b"\0\0"
+    pseudo = src + dst + struct.pack("!IxxxB", len(tcp), 6)
+    tcp[16:18] = struct.pack("!H", csum(pseudo + bytes(tcp)))
+    return ip6[:8] + src + dst + bytes(tcp)
+
+
+def teredo_indicators(to_client, first):
+    """Origin indicator (client's obfuscated port and address) on packets to the client; the
+    first one also carries an authentication indicator (client id "c1", 2-byte value)."""
+    out = b""
+    if to_client and first:
+        out += struct.pack("!BBBB", 0, 1, 2, 2) + b"c1" + b"\xaa\xbb" + b"\x01" * 8 + b"\0"
+    if to_client:
+        out += struct.pack("!HH4s", 0, 51000 ^ 0xFFFF, bytes(b ^ 0xFF for b in OUTER_SRC))
+    return out
+
+
+def nflog(ip, family, big_endian):
+    """An NFLOG record: packet header, prefix and payload attributes (length and type in
+    the capturing host's byte order, here little- or big-endian)."""
+    e = ">" if big_endian else "<"
+
+    def tlv(kind, value):
+        body = struct.pack(e + "HH", 4 + len(value), kind) + value
+        return body + b"\0" * (-len(body) % 4)
+
+    hwproto = 0x0800 if family == 2 else 0x86DD
+    return (
+        struct.pack("!BBH", family, 0, 5)
+        + tlv(1, struct.pack("!HBx", hwproto, 3))
+        + tlv(10, b"apitap\0")
+        + tlv(9, ip)
+    )
 
 
 def vxlan(vni, frame):
@@ -272,6 +338,61 @@ def main():
         each(v4, lambda i, f: radiotap(wlan(f, to_ds(f)))),
         linktype=127,
     )
+    write_pcap(
+        "gre-udp.pcap",
+        each(v4, lambda i, f: eth(0x0800, ipv4(17, udp(sport_for(f), 4754, gre(ip_only(f)[0], ip_only(f)[1], key=77))))),
+    )
+    write_pcap(
+        "erspan1.pcap",
+        each(v4, lambda i, f: eth(0x0800, ipv4(47, gre(0x88BE, f)))),
+    )
+    write_pcap(
+        "erspan2-vlan.pcap",
+        each(v4, lambda i, f: eth(0x0800, ipv4(47, gre(0x88BE, erspan2(101, i, f, vlan=42), seq=i)))),
+    )
+    write_pcap(
+        "erspan3-ip.pcap",
+        each(
+            v4,
+            lambda i, f: eth(0x0800, ipv4(47, gre(0x22EB, erspan3(201, i * 1000, ip_only(f)[1], vlan=43, frame_type=2), seq=i))),
+        ),
+    )
+    write_pcap(
+        "gtpu.pcap",
+        each(v4, lambda i, f: eth(0x0800, ipv4(17, udp(2152, 2152, gtpu(0x1234ABCD, ip_only(f)[1], ext=True))))),
+    )
+    write_pcap(
+        "gtpu-ipv6.pcap",
+        each(v6, lambda i, f: eth(0x0800, ipv4(17, udp(2152, 2152, gtpu(0x00C0FFEE, ip_only(f)[1]))))),
+    )
+    write_pcap(
+        "vxlan-gpe-ipv6.pcap",
+        each(v6, lambda i, f: eth(0x0800, ipv4(17, udp(sport_for(f), 4790, vxlan_gpe(77, 2, ip_only(f)[1]))))),
+    )
+    write_pcap(
+        "vxlan-gpe-eth.pcap",
+        each(v4, lambda i, f: eth(0x0800, ipv4(17, udp(sport_for(f), 4790, vxlan_gpe(78, 3, f))))),
+    )
+    t6 = [(s, u, eth(0x86DD, teredo_addresses(ip_only(f)[1]))) for s, u, f in v6]
+    write_pcap("teredo-plain.pcap", t6)
+
+    def teredo(server_port):
+        out = []
+        for i, (s, u, f) in enumerate(t6):
+            ip6 = ip_only(f)[1]
+            to_client = ip6[24:40] == TEREDO_CLIENT
+            # The client talks from 51000 to the server (3544) or a relay (any port).
+            ports = (server_port, 51000) if to_client else (51000, server_port)
+            payload = teredo_indicators(to_client, i < 3) + ip6
+            src, dst = (OUTER_DST, OUTER_SRC) if to_client else (OUTER_SRC, OUTER_DST)
+            out.append((s, u, eth(0x0800, ipv4(17, udp(*ports, payload), src=src, dst=dst))))
+        return out
+
+    write_pcap("teredo.pcap", teredo(3544))
+    write_pcap("teredo-relay.pcap", teredo(40123))
+    write_pcap("nflog.pcap", each(v4, lambda i, f: nflog(ip_only(f)[1], 2, False)), linktype=239)
+    write_pcap("nflog-be-ipv6.pcap", each(v6, lambda i, f: nflog(ip_only(f)[1], 10, True)), linktype=239)
+    write_pcap("chdlc.pcap", each(v4, lambda i, f: struct.pack("!BBH", 0x0F, 0, ip_of(f)[0]) + ip_of(f)[1]), linktype=104)
     for name, frames, cut, size in [
         ("frag4", v4, frag4, 64),
         ("frag6", v6, frag6, 96),

@@ -34,6 +34,7 @@ fn conversations(pcap: &Path) -> (Vec<Conversation>, usize) {
     }
     let mut source = FileSource::open(&[pcap.to_path_buf()]).unwrap();
     let mut dstats = DecodeStats::default();
+    let tunnels = apitap_wire::UdpTunnels::default();
     let mut rstats = ReassemblyStats::default();
     let cfg = ReassemblyConfig::default();
     let mut convs: BTreeMap<(FlowKey, u64), Conv> = BTreeMap::new();
@@ -43,7 +44,7 @@ fn conversations(pcap: &Path) -> (Vec<Conversation>, usize) {
     while let Ok(Some(raw)) = source.next_packet() {
         index += 1;
         let at = PacketRef { index, ts: raw.ts };
-        let Some(meta) = decode(raw.link, raw.data, at, &mut dstats) else {
+        let Some(meta) = decode(raw.link, raw.data, at, &tunnels, &mut dstats) else {
             continue;
         };
         let start = meta.payload_offset as usize;

@@ -5,7 +5,7 @@
 #![no_main]
 
 use apitap_core::{PacketRef, Timestamp};
-use apitap_wire::{Decoder, DefragLimits, LinkType};
+use apitap_wire::{Decoder, DefragLimits, LinkType, UdpTunnels};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,7 +19,8 @@ fuzz_target!(|data: &[u8]| {
         max_fragments: 8,
         max_bytes: 8192,
     };
-    let mut decoder = Decoder::new(if selector & 0x80 != 0 { 1000 } else { 0 }, Some(limits));
+    let dedup_window_us = if selector & 0x80 != 0 { 1000 } else { 0 };
+    let mut decoder = Decoder::new(UdpTunnels::default(), dedup_window_us, Some(limits));
     let mut index = 0u64;
     // Each frame: a time step byte, a length byte, then that many bytes.
     while rest.len() >= 2 {

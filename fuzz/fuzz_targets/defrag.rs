@@ -4,7 +4,9 @@
 #![no_main]
 
 use apitap_core::{PacketRef, Timestamp};
-use apitap_wire::{decode_reassembled, Decap, DecodeStats, Defrag, DefragLimits, DefragStats};
+use apitap_wire::{
+    decode_reassembled, Decap, DecodeStats, Defrag, DefragLimits, DefragStats, UdpTunnels,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// A fragment: IPv4 (protocol 6) or IPv6 with a fragment header, 10.0.0.x addresses.
@@ -69,7 +71,8 @@ fuzz_target!(|data: &[u8]| {
         if defrag.push(&frame, Decap::default(), now, &mut stats, &mut out) {
             assert!(out.len() <= 65_535 + 40);
             let at = PacketRef { index: 1, ts: now };
-            let _ = decode_reassembled(&out, Decap::default(), at, &mut decode_stats);
+            let tunnels = UdpTunnels::default();
+            let _ = decode_reassembled(&out, Decap::default(), at, &tunnels, &mut decode_stats);
         }
         assert!(defrag.bytes_held() <= limits.max_bytes);
         assert!(defrag.in_progress() <= limits.max_datagrams);

@@ -38,47 +38,45 @@ impl TcpFlags {
     }
 }
 
-/// A tunnel the packet arrived in (decapsulated by the decoder).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TunnelKind {
-    /// GRE (RFC 2784/2890) carrying IPv4, IPv6 or transparent Ethernet (0x6558).
-    Gre,
-    /// ERSPAN type II (GRE protocol 0x88be).
-    ErspanII,
-    /// ERSPAN type III (GRE protocol 0x22eb).
-    ErspanIII,
-    /// VXLAN (RFC 7348, UDP port 4789).
-    Vxlan,
-    /// GENEVE (RFC 8926, UDP port 6081).
-    Geneve,
-    /// IPv4 in IP (IP protocol 4).
-    IpIp,
-    /// IPv6 in IP (IP protocol 41, e.g. 6in4).
-    Ip6Ip,
-}
-
-impl TunnelKind {
-    /// Stable name, as written in `apitap.tunnel.type`.
-    pub fn name(self) -> &'static str {
-        match self {
-            TunnelKind::Gre => "gre",
-            TunnelKind::ErspanII => "erspan_ii",
-            TunnelKind::ErspanIII => "erspan_iii",
-            TunnelKind::Vxlan => "vxlan",
-            TunnelKind::Geneve => "geneve",
-            TunnelKind::IpIp => "ipip",
-            TunnelKind::Ip6Ip => "ip6ip",
-        }
+crate::named_enum! {
+    /// A tunnel the packet arrived in (decapsulated by the decoder); its name is written in
+    /// `apitap.tunnel.type`.
+    pub enum TunnelKind {
+        /// GRE (RFC 2784/2890) carrying IPv4, IPv6, MPLS or transparent Ethernet (0x6558).
+        Gre = "gre",
+        /// GRE in UDP (RFC 8086, UDP port 4754).
+        GreUdp = "gre_udp",
+        /// ERSPAN type I (GRE protocol 0x88be without a sequence number, no ERSPAN header).
+        ErspanI = "erspan_i",
+        /// ERSPAN type II (GRE protocol 0x88be).
+        ErspanII = "erspan_ii",
+        /// ERSPAN type III (GRE protocol 0x22eb), carrying Ethernet or IP.
+        ErspanIII = "erspan_iii",
+        /// VXLAN (RFC 7348, UDP port 4789).
+        Vxlan = "vxlan",
+        /// VXLAN-GPE (generic protocol extension, UDP port 4790): IPv4, IPv6, Ethernet or
+        /// MPLS inside.
+        VxlanGpe = "vxlan_gpe",
+        /// GENEVE (RFC 8926, UDP port 6081).
+        Geneve = "geneve",
+        /// GTP-U (3GPP TS 29.281, GTPv1 user plane, UDP port 2152): IPv4/IPv6 inside.
+        GtpU = "gtpu",
+        /// Teredo (RFC 4380, IPv6 in UDP; port 3544, or found by its shape on any port).
+        Teredo = "teredo",
+        /// IPv4 in IP (IP protocol 4).
+        IpIp = "ipip",
+        /// IPv6 in IP (IP protocol 41, e.g. 6in4).
+        Ip6Ip = "ip6ip",
     }
 }
 
 /// The outermost tunnel of a packet: its kind and its identifier (VXLAN/GENEVE VNI, GRE
-/// key, ERSPAN session id) when the header has one.
+/// key, ERSPAN session id, GTP-U tunnel endpoint id) when the header has one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tunnel {
     /// Encapsulation.
     pub kind: TunnelKind,
-    /// VNI, GRE key or ERSPAN session id.
+    /// VNI, GRE key, ERSPAN session id or GTP-U TEID.
     pub id: Option<u32>,
 }
 

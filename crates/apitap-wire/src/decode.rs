@@ -9,10 +9,12 @@
 //!
 //! Tunnels are followed to the innermost TCP segment, whose 5-tuple is the flow key: GRE
 //! (IPv4, IPv6, MPLS or transparent Ethernet inside, optional checksum/key/sequence),
-//! ERSPAN type II and III (over GRE), VXLAN (UDP 4789), GENEVE (UDP 6081), IPv4-in-IP
-//! (protocol 4) and IPv6-in-IP (protocol 41), at most [`MAX_TUNNEL_DEPTH`] deep. The
-//! outermost VLAN id (outside any tunnel) and the outermost tunnel (kind and VNI, key or
-//! session id) travel with the packet in [`PacketMeta::encap`].
+//! ERSPAN type I, II and III (over GRE), IPv4-in-IP (protocol 4), IPv6-in-IP (protocol 41)
+//! and, on the UDP ports [`UdpTunnels`] names, VXLAN (4789), VXLAN-GPE (4790), GENEVE
+//! (6081), GTP-U (2152), Teredo (3544, and found by its shape on other ports) and GRE in
+//! UDP (4754), at most [`MAX_TUNNEL_DEPTH`] deep. The outermost VLAN id (outside any
+//! tunnel, or in an ERSPAN header) and the outermost tunnel (kind and VNI, key, session id
+//! or TEID) travel with the packet in [`PacketMeta::encap`].
 //!
 //! IP fragments are handed back by [`decode_frame`] for reassembly (see [`crate::defrag`]);
 //! the reassembled datagram goes through [`decode_reassembled`].
@@ -23,7 +25,7 @@
 use crate::decap::Decap;
 use crate::link::{link_layer, IpStart};
 use crate::stats::{DecodeStats, Skip};
-use crate::tunnel::{geneve, gre, vxlan, GENEVE_PORT, VXLAN_PORT};
+use crate::tunnel::{gre, teredo_shape, udp_tunnel};
 use apitap_core::{Endpoint, FlowKey, PacketMeta, PacketRef, TcpFlags, TunnelKind};
 use etherparse::err::packet::SliceError;
 use etherparse::err::{Layer, LenError};
@@ -32,6 +34,15 @@ use std::net::IpAddr;
 
 pub use crate::decap::MAX_TUNNEL_DEPTH;
 pub use crate::link::LinkType;
+pub use crate::tunnel::UdpTunnels;
+
+/// The IANA UDP ports of the tunnels [`UdpTunnels`] decodes by default.
+pub mod tunnel_ports {
+    pub use crate::tunnel::{
+        GENEVE_PORT as GENEVE, GRE_UDP_PORT as GRE_UDP, GTPU_PORT as GTPU, TEREDO_PORT as TEREDO,
+        VXLAN_GPE_PORT as VXLAN_GPE, VXLAN_PORT as VXLAN,
+    };
+}
 
 /// An IP fragment found by [`decode_frame`]: where its IP header starts in the frame, and
 /// what decapsulation learned before it (so the reassembled datagram is reported with it).
@@ -61,9 +72,23 @@ enum Found {
     Fragment(Fragment),
 }
 
-/// Decodes one captured frame of link type `link` into a TCP record, or counts in `stats`
-/// why not (and returns `None`). IP fragments are counted in `ip_fragments` (this entry
-/// point does not reassemble; see [`decode_frame`]).
+/// Why a frame yields no segment, and the tunnel whose header was read last (for the
+/// per-kind tunnel counters).
+struct Reject {
+    skip: Skip,
+    tunnel: Option<TunnelKind>,
+}
+
+impl From<Skip> for Reject {
+    fn from(skip: Skip) -> Self {
+        Reject { skip, tunnel: None }
+    }
+}
+
+/// Decodes one captured frame of link type `link` into a TCP record, following UDP
+/// tunnels on the ports `tunnels` names, or counts in `stats` why not (and returns
+/// `None`). IP fragments are counted in `ip_fragments` (this entry point does not
+/// reassemble; see [`decode_frame`]).
 ///
 /// In the returned record, `payload_offset`/`payload_len` locate the captured TCP payload
 /// within `data` (never outside it, never including link-layer trailer padding), and
@@ -74,9 +99,10 @@ pub fn decode(
     link: LinkType,
     data: &[u8],
     at: PacketRef,
+    tunnels: &UdpTunnels,
     stats: &mut DecodeStats,
 ) -> Option<PacketMeta> {
-    match decode_frame(link, data, at, stats) {
+    match decode_frame(link, data, at, tunnels, stats) {
         Decoded::Tcp(meta) => Some(meta),
         Decoded::Fragment(_) => {
             stats.count_fragment();
@@ -93,13 +119,16 @@ pub fn decode_frame(
     link: LinkType,
     data: &[u8],
     at: PacketRef,
+    tunnels: &UdpTunnels,
     stats: &mut DecodeStats,
 ) -> Decoded {
     stats.packets = stats.packets.saturating_add(1);
     stats.bytes = stats.bytes.saturating_add(data.len() as u64);
     let mut decap = Decap::default();
-    let found =
-        link_layer(link, data, &mut decap).and_then(|start| decode_ip(data, start, decap, at));
+    let found = match link_layer(link, data, &mut decap) {
+        Ok(start) => decode_ip(data, start, decap, at, tunnels),
+        Err(skip) => Err(skip.into()),
+    };
     outcome(found, stats)
 }
 
@@ -111,24 +140,25 @@ pub fn decode_reassembled(
     data: &[u8],
     decap: Decap,
     at: PacketRef,
+    tunnels: &UdpTunnels,
     stats: &mut DecodeStats,
 ) -> Decoded {
     let start = IpStart {
         offset: 0,
         version: None,
     };
-    outcome(decode_ip(data, start, decap, at), stats)
+    outcome(decode_ip(data, start, decap, at, tunnels), stats)
 }
 
-fn outcome(found: Result<Found, Skip>, stats: &mut DecodeStats) -> Decoded {
+fn outcome(found: Result<Found, Reject>, stats: &mut DecodeStats) -> Decoded {
     match found {
         Ok(Found::Tcp(meta)) => {
             stats.tcp = stats.tcp.saturating_add(1);
             Decoded::Tcp(meta)
         }
         Ok(Found::Fragment(f)) => Decoded::Fragment(f),
-        Err(skip) => {
-            stats.count(skip);
+        Err(Reject { skip, tunnel }) => {
+            stats.count(skip, tunnel);
             Decoded::Dropped
         }
     }
@@ -149,21 +179,32 @@ fn offset_in(data: &[u8], sub: &[u8]) -> Result<usize, Skip> {
 }
 
 /// Decodes from the IP header at `start` on, through any tunnels, to the TCP segment.
-fn decode_ip(data: &[u8], start: IpStart, decap: Decap, at: PacketRef) -> Result<Found, Skip> {
+fn decode_ip(
+    data: &[u8],
+    start: IpStart,
+    decap: Decap,
+    at: PacketRef,
+    tunnels: &UdpTunnels,
+) -> Result<Found, Reject> {
     if start.version.is_none_or(|v| v == 4) {
         if let Some(meta) = plain_ipv4_tcp(data, start.offset, &decap, at) {
             return Ok(Found::Tcp(meta));
         }
     }
-    decode_ip_general(data, start, decap, at)
+    let mut decap = decap;
+    decode_ip_general(data, start, &mut decap, at, tunnels).map_err(|skip| Reject {
+        skip,
+        tunnel: decap.reading,
+    })
 }
 
 /// [`decode_ip`] for any packet: every IP version, fragment, tunnel and error.
 fn decode_ip_general(
     data: &[u8],
     mut start: IpStart,
-    mut decap: Decap,
+    decap: &mut Decap,
     at: PacketRef,
+    tunnels: &UdpTunnels,
 ) -> Result<Found, Skip> {
     // Each turn either returns or enters a tunnel, and `Decap::enter` bounds those.
     loop {
@@ -220,20 +261,22 @@ fn decode_ip_general(
         if ip_payload.fragmented {
             return Ok(Found::Fragment(Fragment {
                 ip_offset: start.offset,
-                decap,
+                decap: *decap,
             }));
         }
 
         let tcp = match &sliced.transport {
             Some(TransportSlice::Tcp(tcp)) => tcp,
             Some(TransportSlice::Udp(udp)) => {
-                let payload = udp.payload();
-                let at_payload = offset_in(data, payload)?;
-                start = match udp.destination_port() {
-                    VXLAN_PORT => vxlan(data, at_payload, &mut decap)?,
-                    GENEVE_PORT => geneve(data, at_payload, &mut decap)?,
-                    _ => return Err(Skip::Udp),
+                let at_payload = offset_in(data, udp.payload())?;
+                let kind = match tunnels.by_port(udp.destination_port(), udp.source_port()) {
+                    Some(kind) => kind,
+                    None if tunnels.teredo_detect() && teredo_shape(data, at_payload) => {
+                        TunnelKind::Teredo
+                    }
+                    None => return Err(Skip::Udp),
                 };
+                start = udp_tunnel(kind, data, at_payload, decap)?;
                 continue;
             }
             Some(_) => return Err(Skip::OtherTransport),
@@ -261,7 +304,7 @@ fn decode_ip_general(
                                 version: Some(6),
                             }
                         }
-                        _ => gre(data, at_payload, &mut decap)?,
+                        _ => gre(data, at_payload, decap, TunnelKind::Gre)?,
                     };
                     continue;
                 }
@@ -433,7 +476,13 @@ mod tests {
             let at = PacketRef::default();
             let start = IpStart { offset: at_offset, version: None };
             let fast = plain_ipv4_tcp(&data, at_offset, &Decap::default(), at);
-            let general = decode_ip_general(&data, start, Decap::default(), at);
+            let general = decode_ip_general(
+                &data,
+                start,
+                &mut Decap::default(),
+                at,
+                &UdpTunnels::default(),
+            );
             if let Some(meta) = fast {
                 match general {
                     Ok(Found::Tcp(g)) => prop_assert_eq!(meta, g),

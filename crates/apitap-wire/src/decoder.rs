@@ -7,7 +7,7 @@
 //! held fragment; duplicates are counted apart ([`Decoder::duplicates_dropped`]).
 
 use crate::decap::Decap;
-use crate::decode::{decode_frame, decode_reassembled, Decoded, LinkType};
+use crate::decode::{decode_frame, decode_reassembled, Decoded, LinkType, UdpTunnels};
 use crate::dedup::Dedup;
 use crate::defrag::{Defrag, DefragLimits};
 use crate::stats::DecodeStats;
@@ -17,6 +17,7 @@ use apitap_core::{PacketMeta, PacketRef, Timestamp};
 /// filter, and their bounded state.
 pub struct Decoder {
     stats: DecodeStats,
+    tunnels: UdpTunnels,
     dedup: Dedup,
     /// `None` when fragment reassembly is off (fragments are counted and dropped).
     defrag: Option<Defrag>,
@@ -26,11 +27,13 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// A decoder that drops duplicates within `dedup_window_us` (0: off) and reassembles
-    /// fragments within `defrag` (`None`: off).
-    pub fn new(dedup_window_us: u64, defrag: Option<DefragLimits>) -> Decoder {
+    /// A decoder that follows UDP tunnels on the ports `tunnels` names, drops duplicates
+    /// within `dedup_window_us` (0: off) and reassembles fragments within `defrag`
+    /// (`None`: off).
+    pub fn new(tunnels: UdpTunnels, dedup_window_us: u64, defrag: Option<DefragLimits>) -> Decoder {
         Decoder {
             stats: DecodeStats::default(),
+            tunnels,
             dedup: Dedup::new(dedup_window_us),
             defrag: defrag.map(Defrag::new),
             reassembled: Vec::new(),
@@ -48,7 +51,7 @@ impl Decoder {
         data: &'a [u8],
         at: PacketRef,
     ) -> Option<(PacketMeta, &'a [u8])> {
-        let decoded = decode_frame(link, data, at, &mut self.stats);
+        let decoded = decode_frame(link, data, at, &self.tunnels, &mut self.stats);
         if let Some(d) = self.defrag.as_mut() {
             // Packet-time expiry; looks at the oldest datagram only.
             d.expire(at.ts, &mut self.stats.defrag);
@@ -99,7 +102,7 @@ impl Decoder {
                 self.stats.count_fragment();
                 return None;
             }
-            match decode_reassembled(&self.reassembled, decap, at, &mut self.stats) {
+            match decode_reassembled(&self.reassembled, decap, at, &self.tunnels, &mut self.stats) {
                 Decoded::Tcp(meta) => return Some((meta, &self.reassembled)),
                 Decoded::Fragment(inner) => {
                     let ip = self.reassembled.get(inner.ip_offset..).unwrap_or(&[]);

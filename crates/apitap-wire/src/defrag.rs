@@ -860,6 +860,7 @@ mod tests {
                 tunnel: None,
             },
             depth: 0,
+            reading: None,
         };
         assert!(!d.push(&frags[0], Decap::default(), ts(0), &mut stats, &mut out));
         assert!(!d.push(&frags[1], other, ts(0), &mut stats, &mut out));

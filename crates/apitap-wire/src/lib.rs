@@ -24,9 +24,11 @@ mod stats;
 mod tunnel;
 
 pub use decap::Decap;
-pub use decode::{decode, decode_frame, decode_reassembled, Decoded, Fragment, LinkType};
+pub use decode::{
+    decode, decode_frame, decode_reassembled, Decoded, Fragment, LinkType, UdpTunnels,
+};
 pub use decoder::Decoder;
 pub use defrag::{Defrag, DefragLimits, DefragStats};
 pub use live::{list_interfaces, CaptureOptions, InterfaceStats, LiveSource};
 pub use source::{FileSource, RawPacket, WireError};
-pub use stats::{DecodeStats, Skip, Skipped};
+pub use stats::{ByTunnel, DecodeStats, Skip, Skipped, TunnelSkips};

@@ -1,6 +1,7 @@
 //! The link layer: Ethernet with VLAN/QinQ tags, LLC/SNAP, MPLS and PPPoE; Linux cooked
-//! v1/v2; BSD null/loop; raw IP; 802.11 data frames, bare or behind radiotap. A few fixed offsets, read with checked slicing, each
-//! ending where the IP header starts.
+//! v1/v2; BSD null/loop; raw IP; 802.11 data frames, bare or behind radiotap; Linux NFLOG;
+//! Cisco HDLC. A few fixed offsets, read with checked slicing, each ending where the IP
+//! header starts.
 
 use crate::decap::Decap;
 use crate::stats::Skip;
@@ -31,11 +32,16 @@ pub enum LinkType {
     /// 802.11 behind a radiotap header (LINKTYPE_IEEE802_11_RADIOTAP 127): wireless
     /// monitoring captures.
     Radiotap,
+    /// Linux netfilter log (LINKTYPE_NFLOG 239): a 4-byte header, then type-length-value
+    /// attributes in the capturing host's byte order; the packet is the payload attribute.
+    Nflog,
+    /// Cisco HDLC (LINKTYPE_C_HDLC 104): address, control, then an ether type.
+    CiscoHdlc,
 }
 
 impl LinkType {
     /// Every link type decoded.
-    pub const ALL: [LinkType; 10] = [
+    pub const ALL: [LinkType; 12] = [
         LinkType::Ethernet,
         LinkType::LinuxSll,
         LinkType::LinuxSll2,
@@ -46,6 +52,8 @@ impl LinkType {
         LinkType::Loop,
         LinkType::Ieee80211,
         LinkType::Radiotap,
+        LinkType::Nflog,
+        LinkType::CiscoHdlc,
     ];
 
     /// Maps a pcap link-type code to a supported link type; `None` when unsupported.
@@ -61,6 +69,8 @@ impl LinkType {
             108 => LinkType::Loop,
             105 => LinkType::Ieee80211,
             127 => LinkType::Radiotap,
+            239 => LinkType::Nflog,
+            104 => LinkType::CiscoHdlc,
             _ => return None,
         })
     }
@@ -78,6 +88,8 @@ impl LinkType {
             LinkType::Loop => "loop",
             LinkType::Ieee80211 => "ieee802_11",
             LinkType::Radiotap => "ieee802_11_radiotap",
+            LinkType::Nflog => "nflog",
+            LinkType::CiscoHdlc => "c_hdlc",
         }
     }
 }
@@ -222,6 +234,55 @@ fn wlan(data: &[u8], at: usize, decap: &mut Decap) -> Result<IpStart, Skip> {
     }
 }
 
+/// NFLOG attribute type of the logged packet (NFULA_PAYLOAD).
+const NFULA_PAYLOAD: u16 = 9;
+
+/// An NFLOG record: family (AF_INET 2, AF_INET6 10), version, resource id, then
+/// attributes of length (header included) and type, each padded to 4 bytes. Length and type
+/// are in the capturing host's byte order, which the file does not record: attribute types
+/// are small numbers, so the order is the one that reads the first type as one.
+fn nflog(data: &[u8]) -> Result<IpStart, Skip> {
+    let [family, ..] = *data.first_chunk::<4>().ok_or(Skip::Truncated)?;
+    let version = match family {
+        2 => Some(4),
+        10 => Some(6),
+        _ => None,
+    };
+    let mut at = 4usize;
+    let mut little_endian = None;
+    while let Some(&[l0, l1, t0, t1]) = data.get(at..).and_then(|d| d.first_chunk::<4>()) {
+        let le = *little_endian.get_or_insert_with(|| {
+            // Bits 15 and 14 are netlink's nested and byte-order flags.
+            (1..=0xff).contains(&(u16::from_le_bytes([t0, t1]) & 0x3fff))
+        });
+        let (len, kind) = if le {
+            (u16::from_le_bytes([l0, l1]), u16::from_le_bytes([t0, t1]))
+        } else {
+            (u16::from_be_bytes([l0, l1]), u16::from_be_bytes([t0, t1]))
+        };
+        let len = usize::from(len);
+        if len < 4 {
+            return Err(Skip::Malformed);
+        }
+        if kind & 0x3fff == NFULA_PAYLOAD {
+            // A packet the snap length cut still decodes as far as it was captured.
+            if data.len() <= at + 4 {
+                return Err(Skip::Truncated);
+            }
+            return Ok(IpStart {
+                offset: at + 4,
+                version,
+            });
+        }
+        at = at.saturating_add(len.next_multiple_of(4));
+    }
+    if at < data.len() {
+        return Err(Skip::Truncated);
+    }
+    // No packet attribute: a log record without the packet.
+    Err(Skip::NonIp)
+}
+
 /// Skips an MPLS label stack; IP follows the bottom label when its first nibble says so.
 fn mpls(data: &[u8], mut offset: usize) -> Result<IpStart, Skip> {
     for _ in 0..MAX_LINK_LAYERS {
@@ -275,6 +336,12 @@ pub(crate) fn link_layer(link: LinkType, data: &[u8], decap: &mut Decap) -> Resu
                 return Err(Skip::Malformed);
             }
             wlan(data, usize::from(u16::from_le_bytes([lo, hi])), decap)
+        }
+        LinkType::Nflog => nflog(data),
+        LinkType::CiscoHdlc => {
+            // Address (0x0f unicast, 0x8f broadcast), control 0, protocol.
+            let ether_type = be16(data, 2).ok_or(Skip::Truncated)?;
+            ether_payload(data, ether_type, 4, decap)
         }
         LinkType::Raw => Ok(IpStart {
             offset: 0,

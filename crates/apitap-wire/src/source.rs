@@ -40,7 +40,7 @@ pub enum WireError {
         msg: String,
     },
     /// The capture's link type is not one apitap decodes.
-    #[error("{path}: unsupported link type {code} ({name}); supported: Ethernet, Linux cooked v1/v2, raw IPv4/IPv6, BSD null/loop, 802.11 (bare or radiotap)")]
+    #[error("{path}: unsupported link type {code} ({name}); supported: Ethernet, Linux cooked v1/v2, raw IPv4/IPv6, BSD null/loop, 802.11 (bare or radiotap), NFLOG, Cisco HDLC")]
     UnsupportedLinkType {
         /// File path.
         path: String,

@@ -2,6 +2,7 @@
 
 use crate::defrag::DefragStats;
 use apitap_core::counters::ByName;
+use apitap_core::TunnelKind;
 
 apitap_core::counters! {
     /// Decode counters. Every frame is counted in `packets` and in exactly one of `tcp` or
@@ -19,13 +20,32 @@ apitap_core::counters! {
         pub skipped: Skipped,
         /// IP fragment reassembly counters (see [`crate::defrag`]).
         pub defrag: DefragStats,
+        /// The tunnel skips again, by the kind of tunnel whose header failed.
+        pub tunnels: TunnelSkips,
+    }
+}
+
+/// Frames counted per tunnel kind.
+pub type ByTunnel = ByName<TunnelKind, { TunnelKind::ALL.len() }>;
+
+apitap_core::counters! {
+    /// `tunnel_truncated`, `tunnel_malformed` and `tunnel_unsupported` by tunnel kind (each
+    /// frame is also counted under its [`Skip`] reason).
+    pub struct TunnelSkips {
+        /// Capture ends inside the tunnel header.
+        pub truncated: ByTunnel,
+        /// Invalid tunnel header.
+        pub malformed: ByTunnel,
+        /// Valid header, payload or variant not decoded.
+        pub unsupported: ByTunnel,
     }
 }
 
 apitap_core::named_enum! {
     /// Why a frame yields no TCP segment.
     pub enum Skip {
-    /// UDP datagrams (not analysed).
+    /// UDP datagrams (not analysed), tunnel signalling included (GTP-U echo, error
+    /// indication and end marker messages).
     Udp = "udp",
     /// Other IP transports: ICMP, ICMPv6, IGMP, ESP, ...
     OtherTransport = "other_transport",
@@ -39,15 +59,16 @@ apitap_core::named_enum! {
     /// Frames whose headers are invalid (bad IP header length or version, TCP data offset
     /// below 5, lengths that contradict each other, too many link-layer encapsulations).
     Malformed = "malformed",
-    /// Frames whose capture ends inside a tunnel header (GRE, ERSPAN, VXLAN, GENEVE, or
-    /// the Ethernet header they carry).
+    /// Frames whose capture ends inside a tunnel header (or the Ethernet header it
+    /// carries); also counted by kind in [`DecodeStats::tunnels`].
     TunnelTruncated = "tunnel_truncated",
     /// Frames with an invalid tunnel header: GRE reserved bits set, VXLAN without the I
-    /// flag, GENEVE version other than 0, ERSPAN version that does not match its type.
+    /// flag, GENEVE or VXLAN-GPE version other than 0, ERSPAN version that does not match
+    /// its type, GTP version other than 1, a Teredo payload that is not IPv6.
     TunnelMalformed = "tunnel_malformed",
-    /// Tunnels not decoded: GRE version 1 (PPTP) or with routing, GRE/GENEVE payload
-    /// protocols other than IPv4, IPv6, MPLS, Ethernet and ERSPAN; ERSPAN III frame types
-    /// other than Ethernet.
+    /// Tunnels not decoded: GRE version 1 (PPTP) or with routing; payload protocols other
+    /// than IPv4, IPv6, MPLS, Ethernet and ERSPAN (NSH in VXLAN-GPE, for one); ERSPAN III
+    /// frame types other than Ethernet and IP; GTP' (GTP with PT 0).
     TunnelUnsupported = "tunnel_unsupported",
     /// Frames nested in more than [`crate::decap::MAX_TUNNEL_DEPTH`] tunnels.
     TooDeep = "encap_too_deep",
@@ -73,7 +94,16 @@ impl DecodeStats {
         self.skipped.count(Skip::IpFragment);
     }
 
-    pub(crate) fn count(&mut self, skip: Skip) {
+    pub(crate) fn count(&mut self, skip: Skip, tunnel: Option<TunnelKind>) {
         self.skipped.count(skip);
+        let by_kind = match skip {
+            Skip::TunnelTruncated => &mut self.tunnels.truncated,
+            Skip::TunnelMalformed => &mut self.tunnels.malformed,
+            Skip::TunnelUnsupported => &mut self.tunnels.unsupported,
+            _ => return,
+        };
+        if let Some(kind) = tunnel {
+            by_kind.count(kind);
+        }
     }
 }

@@ -1,10 +1,11 @@
-//! Tunnels: GRE, ERSPAN II/III, VXLAN, GENEVE, IP-in-IP, IPv6-in-IP; VLAN and tunnel carried
-//! with the packet; depth bound; every failure counted under its reason; fragments inside
-//! tunnels reassembled with the tunnel kept.
+//! Tunnels: GRE, GRE in UDP, ERSPAN I/II/III, VXLAN, VXLAN-GPE, GENEVE, GTP-U, Teredo,
+//! IP-in-IP, IPv6-in-IP; VLAN and tunnel carried with the packet; configured ports; depth
+//! bound; every failure counted under its reason and tunnel kind; fragments inside tunnels
+//! reassembled with the tunnel kept.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use apitap_core::{Encap, PacketMeta, PacketRef, Timestamp, Tunnel, TunnelKind};
-use apitap_wire::{decode, DecodeStats, Decoder, DefragLimits, LinkType, Skip};
+use apitap_wire::{decode, DecodeStats, Decoder, DefragLimits, LinkType, Skip, UdpTunnels};
 use etherparse::PacketBuilder;
 use proptest::prelude::*;
 
@@ -66,7 +67,11 @@ fn outer4(proto: u8, body: &[u8]) -> Vec<u8> {
 }
 
 fn udp(dst: u16, body: &[u8]) -> Vec<u8> {
-    let mut u = 49152u16.to_be_bytes().to_vec();
+    udp_ports(49152, dst, body)
+}
+
+fn udp_ports(src: u16, dst: u16, body: &[u8]) -> Vec<u8> {
+    let mut u = src.to_be_bytes().to_vec();
     u.extend_from_slice(&dst.to_be_bytes());
     u.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
     u.extend_from_slice(&[0, 0]);
@@ -139,13 +144,84 @@ fn erspan3(session: u16, platform: bool, frame_type: u8, inner: &[u8]) -> Vec<u8
     gre(0x22eb, false, None, Some(1), &e)
 }
 
+/// ERSPAN type II with the VLAN field set.
+fn erspan2_vlan(session: u16, vlan: u16, inner: &[u8]) -> Vec<u8> {
+    let mut g = erspan2(session, inner);
+    // GRE (4 bytes) and sequence number (4), then the ERSPAN header.
+    g[8..10].copy_from_slice(&(0x1000 | vlan).to_be_bytes());
+    g
+}
+
+/// VXLAN-GPE: flags I and P, `next` protocol.
+fn vxlan_gpe(vni: u32, next: u8, inner: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x0c, 0, 0, next];
+    v.extend_from_slice(&(vni << 8).to_be_bytes());
+    v.extend_from_slice(inner);
+    v
+}
+
+/// A GTP-U G-PDU; `ext` extension headers of one 4-byte word each (type 0x85).
+fn gtpu(teid: u32, ext: usize, inner: &[u8]) -> Vec<u8> {
+    let mut opt = Vec::new();
+    if ext > 0 {
+        opt.extend_from_slice(&[0, 0, 0, 0x85]);
+        for i in 0..ext {
+            let next = if i + 1 == ext { 0 } else { 0x85 };
+            opt.extend_from_slice(&[1, 0x10, 9, next]);
+        }
+    }
+    let mut g = vec![if ext > 0 { 0x34 } else { 0x30 }, 0xff];
+    g.extend_from_slice(&((opt.len() + inner.len()) as u16).to_be_bytes());
+    g.extend_from_slice(&teid.to_be_bytes());
+    g.extend_from_slice(&opt);
+    g.extend_from_slice(inner);
+    g
+}
+
+/// IPv6/TCP between a Teredo client (2001:0:...) and a native peer.
+fn teredo_ip6(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ipv6(
+        [
+            0x20, 1, 0, 0, 0x41, 0x36, 0xe3, 0x78, 0x80, 0, 0x63, 0xbf, 0x3f, 0xff, 0xfd, 0xd2,
+        ],
+        [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x68],
+        64,
+    )
+    .tcp(40000, 80, 7, 100)
+    .write(&mut out, payload)
+    .unwrap();
+    out
+}
+
+/// Teredo indicators: authentication (client id "c1", 2-byte value, nonce, confirmation)
+/// and origin.
+fn teredo_indicators(auth: bool, origin: bool) -> Vec<u8> {
+    let mut t = Vec::new();
+    if auth {
+        t.extend_from_slice(&[0, 1, 2, 2, b'c', b'1', 0xaa, 0xbb]);
+        t.extend_from_slice(&[1; 8]);
+        t.push(0);
+    }
+    if origin {
+        t.extend_from_slice(&[0, 0, 0x12, 0x34, 0x3f, 0xff, 0xfd, 0xfe]);
+    }
+    t
+}
+
 const PAYLOAD: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
 
 /// Decodes a frame that must give the inner TCP segment; checks key, payload and encap.
 fn inner_tcp(frame: &[u8], encap: Encap) -> PacketMeta {
     let mut stats = DecodeStats::default();
-    let m = decode(LinkType::Ethernet, frame, at(), &mut stats)
-        .unwrap_or_else(|| panic!("no TCP: {stats:?}"));
+    let m = decode(
+        LinkType::Ethernet,
+        frame,
+        at(),
+        &UdpTunnels::default(),
+        &mut stats,
+    )
+    .unwrap_or_else(|| panic!("no TCP: {stats:?}"));
     assert_eq!((stats.packets, stats.tcp), (1, 1));
     let start = m.payload_offset as usize;
     assert_eq!(&frame[start..start + m.payload_len as usize], PAYLOAD);
@@ -164,7 +240,14 @@ fn tunnel(kind: TunnelKind, id: Option<u32>) -> Encap {
 
 fn dropped(frame: &[u8]) -> &'static str {
     let mut stats = DecodeStats::default();
-    assert!(decode(LinkType::Ethernet, frame, at(), &mut stats).is_none());
+    assert!(decode(
+        LinkType::Ethernet,
+        frame,
+        at(),
+        &UdpTunnels::default(),
+        &mut stats
+    )
+    .is_none());
     let reasons: Vec<_> = stats.drops().filter(|(_, n)| *n > 0).collect();
     assert_eq!(reasons.len(), 1, "{stats:?}");
     reasons[0].0
@@ -256,8 +339,14 @@ fn erspan_type_ii_and_iii() {
         let f = eth(0x0800, &outer4(47, &erspan3(77, platform, 0, &inner)));
         inner_tcp(&f, tunnel(TunnelKind::ErspanIII, Some(77)));
     }
-    // IP frame type (2) is not decoded; a version that does not match the type is malformed.
-    let f = eth(0x0800, &outer4(47, &erspan3(77, false, 2, &inner)));
+    // IP frame type (2) is decoded, other types are not; a version that does not match the
+    // type is malformed.
+    let f = eth(
+        0x0800,
+        &outer4(47, &erspan3(77, false, 2, &ip_tcp(PAYLOAD))),
+    );
+    inner_tcp(&f, tunnel(TunnelKind::ErspanIII, Some(77)));
+    let f = eth(0x0800, &outer4(47, &erspan3(77, false, 1, &inner)));
     assert_eq!(dropped(&f), "tunnel_unsupported");
     let mut bad = erspan2(1, &inner);
     bad[8] = 0x20;
@@ -437,7 +526,11 @@ fn through_decoder(
     frames: &[Vec<u8>],
     dedup_window_us: u64,
 ) -> (Vec<PacketMeta>, Vec<Vec<u8>>, DecodeStats) {
-    let mut decoder = Decoder::new(dedup_window_us, Some(DefragLimits::default()));
+    let mut decoder = Decoder::new(
+        UdpTunnels::default(),
+        dedup_window_us,
+        Some(DefragLimits::default()),
+    );
     let mut metas = Vec::new();
     let mut buffers = Vec::new();
     for f in frames {
@@ -536,7 +629,7 @@ fn a_fragment_inside_a_reassembled_datagram_goes_round_again() {
         doubled.push(f.clone());
         doubled.push(f.clone());
     }
-    let mut decoder = Decoder::new(1000, Some(DefragLimits::default()));
+    let mut decoder = Decoder::new(UdpTunnels::default(), 1000, Some(DefragLimits::default()));
     let found = doubled
         .iter()
         .filter(|f| decoder.frame(LinkType::Ethernet, f, at()).is_some())
@@ -551,10 +644,289 @@ fn a_fragment_inside_a_reassembled_datagram_goes_round_again() {
     assert_eq!(decoder.stats().packets, doubled.len() as u64);
 }
 
+#[test]
+fn erspan_type_i_and_the_vlan_an_erspan_header_carries() {
+    let inner = eth(0x0800, &ip_tcp(PAYLOAD));
+    // Type I: 0x88be without a sequence number, Ethernet straight after GRE.
+    let f = eth(0x0800, &outer4(47, &gre(0x88be, false, None, None, &inner)));
+    inner_tcp(&f, tunnel(TunnelKind::ErspanI, None));
+    // The mirrored frame's VLAN, like an Ethernet tag; an outer tag comes first.
+    let f = eth(0x0800, &outer4(47, &erspan2_vlan(5, 42, &inner)));
+    let mut want = tunnel(TunnelKind::ErspanII, Some(5));
+    want.vlan = Some(42);
+    inner_tcp(&f, want);
+    let f = eth_vlan(7, 0x0800, &outer4(47, &erspan2_vlan(5, 42, &inner)));
+    want.vlan = Some(7);
+    inner_tcp(&f, want);
+    let mut e3 = erspan3(6, false, 0, &inner);
+    e3[8..10].copy_from_slice(&0x202bu16.to_be_bytes());
+    let mut want = tunnel(TunnelKind::ErspanIII, Some(6));
+    want.vlan = Some(43);
+    inner_tcp(&eth(0x0800, &outer4(47, &e3)), want);
+}
+
+#[test]
+fn gre_in_udp() {
+    let ip = ip_tcp(PAYLOAD);
+    let f = eth(
+        0x0800,
+        &outer4(17, &udp(4754, &gre(0x0800, false, Some(9), None, &ip))),
+    );
+    inner_tcp(&f, tunnel(TunnelKind::GreUdp, Some(9)));
+    // ERSPAN carried in GRE-in-UDP is reported as ERSPAN.
+    let inner = eth(0x0800, &ip);
+    let f = eth(0x0800, &outer4(17, &udp(4754, &erspan2(3, &inner))));
+    inner_tcp(&f, tunnel(TunnelKind::ErspanII, Some(3)));
+}
+
+#[test]
+fn vxlan_gpe_every_payload() {
+    let ip = ip_tcp(PAYLOAD);
+    let ip6 = ip6_tcp(PAYLOAD);
+    let ether = eth(0x0800, &ip);
+    let mut mpls = vec![0, 0x01, 0x01, 64];
+    mpls.extend_from_slice(&ip);
+    for (next, inner) in [(1u8, &ip), (2, &ip6), (3, &ether), (5, &mpls)] {
+        let f = eth(0x0800, &outer4(17, &udp(4790, &vxlan_gpe(99, next, inner))));
+        inner_tcp(&f, tunnel(TunnelKind::VxlanGpe, Some(99)));
+    }
+    // Without P the payload is Ethernet.
+    let mut v = vxlan_gpe(99, 1, &ether);
+    v[0] = 0x08;
+    inner_tcp(
+        &eth(0x0800, &outer4(17, &udp(4790, &v))),
+        tunnel(TunnelKind::VxlanGpe, Some(99)),
+    );
+    // NSH is not decoded; version 1 and a missing I flag are malformed.
+    let f = eth(0x0800, &outer4(17, &udp(4790, &vxlan_gpe(1, 4, &ip))));
+    assert_eq!(dropped(&f), "tunnel_unsupported");
+    for flags in [0x1c, 0x04] {
+        let mut v = vxlan_gpe(1, 1, &ip);
+        v[0] = flags;
+        assert_eq!(
+            dropped(&eth(0x0800, &outer4(17, &udp(4790, &v)))),
+            "tunnel_malformed"
+        );
+    }
+}
+
+#[test]
+fn gtpu_with_and_without_extension_headers() {
+    let ip = ip_tcp(PAYLOAD);
+    for ext in [0, 1, 3] {
+        let f = eth(0x0800, &outer4(17, &udp(2152, &gtpu(0xabcd, ext, &ip))));
+        inner_tcp(&f, tunnel(TunnelKind::GtpU, Some(0xabcd)));
+    }
+    let f = eth(
+        0x0800,
+        &outer4(17, &udp(2152, &gtpu(7, 0, &ip6_tcp(PAYLOAD)))),
+    );
+    inner_tcp(&f, tunnel(TunnelKind::GtpU, Some(7)));
+    // An echo request carries no packet: UDP signalling.
+    let mut echo = gtpu(0, 0, &[]);
+    echo[1] = 1;
+    assert_eq!(dropped(&eth(0x0800, &outer4(17, &udp(2152, &echo)))), "udp");
+    // Version 2 is malformed, GTP' (PT 0) unsupported, an extension of length 0 malformed,
+    // an extension chain cut short truncated.
+    for (flags, reason) in [(0x50, "tunnel_malformed"), (0x20, "tunnel_unsupported")] {
+        let mut g = gtpu(1, 0, &ip);
+        g[0] = flags;
+        assert_eq!(dropped(&eth(0x0800, &outer4(17, &udp(2152, &g)))), reason);
+    }
+    let mut g = gtpu(1, 1, &ip);
+    g[12] = 0;
+    assert_eq!(
+        dropped(&eth(0x0800, &outer4(17, &udp(2152, &g)))),
+        "tunnel_malformed"
+    );
+    let g = gtpu(1, 2, &[]);
+    assert_eq!(
+        dropped(&eth(0x0800, &outer4(17, &udp(2152, &g[..g.len() - 2])))),
+        "tunnel_truncated"
+    );
+}
+
+#[test]
+fn teredo_on_its_port_and_by_its_shape() {
+    let ip6 = teredo_ip6(PAYLOAD);
+    for (auth, origin) in [(false, false), (false, true), (true, true), (true, false)] {
+        let mut payload = teredo_indicators(auth, origin);
+        payload.extend_from_slice(&ip6);
+        // From the server's port, to it, and between a client and a relay on other ports.
+        for (src, dst) in [(3544, 51000), (51000, 3544), (51000, 40123)] {
+            let f = eth(0x0800, &outer4(17, &udp_ports(src, dst, &payload)));
+            inner_tcp(&f, tunnel(TunnelKind::Teredo, None));
+        }
+    }
+    // On 3544, something that is not IPv6 is malformed; elsewhere it is plain UDP.
+    let f = eth(0x0800, &outer4(17, &udp(3544, &ip_tcp(PAYLOAD))));
+    assert_eq!(dropped(&f), "tunnel_malformed");
+    let f = eth(0x0800, &outer4(17, &udp(40123, &ip_tcp(PAYLOAD))));
+    assert_eq!(dropped(&f), "udp");
+    // Off the Teredo port, IPv6 without a Teredo or link-local address, or with a length
+    // that does not fill the datagram, is not taken for Teredo.
+    let f = eth(0x0800, &outer4(17, &udp(40123, &ip6_tcp(PAYLOAD))));
+    assert_eq!(dropped(&f), "udp");
+    let mut longer = ip6.clone();
+    longer.push(0);
+    let f = eth(0x0800, &outer4(17, &udp(40123, &longer)));
+    assert_eq!(dropped(&f), "udp");
+    // Detection off: only the ports.
+    let tunnels = UdpTunnels::new([(TunnelKind::Teredo, &[3544u16][..])], false).unwrap();
+    let f = eth(0x0800, &outer4(17, &udp(40123, &ip6)));
+    let mut stats = DecodeStats::default();
+    assert!(decode(LinkType::Ethernet, &f, at(), &tunnels, &mut stats).is_none());
+    assert_eq!(stats.skipped.get(Skip::Udp), 1);
+}
+
+#[test]
+fn tunnel_ports_are_configured() {
+    let inner = eth(0x0800, &ip_tcp(PAYLOAD));
+    let on_8472 = eth(0x0800, &outer4(17, &udp(8472, &vxlan(5, &inner))));
+    let on_4789 = eth(0x0800, &outer4(17, &udp(4789, &vxlan(5, &inner))));
+    assert_eq!(dropped(&on_8472), "udp");
+    let tunnels = UdpTunnels::new([(TunnelKind::Vxlan, &[8472u16][..])], true).unwrap();
+    let mut stats = DecodeStats::default();
+    let m = decode(LinkType::Ethernet, &on_8472, at(), &tunnels, &mut stats).unwrap();
+    assert_eq!(m.encap, tunnel(TunnelKind::Vxlan, Some(5)));
+    // 4789 is no longer VXLAN, and GENEVE is off (not listed).
+    assert!(decode(LinkType::Ethernet, &on_4789, at(), &tunnels, &mut stats).is_none());
+    assert_eq!(stats.skipped.get(Skip::Udp), 1);
+    let e = UdpTunnels::new(
+        [
+            (TunnelKind::Vxlan, &[4789u16][..]),
+            (TunnelKind::Geneve, &[4789u16][..]),
+        ],
+        true,
+    )
+    .unwrap_err();
+    assert!(e.contains("4789") && e.contains("geneve"), "{e}");
+    assert!(UdpTunnels::new([(TunnelKind::Gre, &[1u16][..])], true).is_err());
+}
+
+#[test]
+fn tunnel_skips_are_counted_by_kind() {
+    let ip = ip_tcp(PAYLOAD);
+    let inner = eth(0x0800, &ip);
+    let cases: Vec<(TunnelKind, Vec<u8>, &str)> = vec![
+        (
+            TunnelKind::Vxlan,
+            outer4(17, &udp(4789, &[0x08, 0, 0])),
+            "truncated",
+        ),
+        (
+            TunnelKind::Vxlan,
+            outer4(
+                17,
+                &udp(
+                    4789,
+                    &vxlan(1, &inner)[..8].iter().map(|_| 0).collect::<Vec<_>>(),
+                ),
+            ),
+            "malformed",
+        ),
+        (
+            TunnelKind::VxlanGpe,
+            outer4(17, &udp(4790, &[0x0c, 0, 0])),
+            "truncated",
+        ),
+        (
+            TunnelKind::VxlanGpe,
+            outer4(17, &udp(4790, &vxlan_gpe(1, 4, &ip))),
+            "unsupported",
+        ),
+        (
+            TunnelKind::Geneve,
+            outer4(17, &udp(6081, &geneve(1, 4, 0x6558, &[])[..10])),
+            "truncated",
+        ),
+        (
+            TunnelKind::GtpU,
+            outer4(17, &udp(2152, &[0x30, 0xff, 0, 0])),
+            "truncated",
+        ),
+        (
+            TunnelKind::Teredo,
+            outer4(17, &udp(3544, &[0x45, 0])),
+            "malformed",
+        ),
+        (
+            TunnelKind::GreUdp,
+            outer4(17, &udp(4754, &[0x00, 0x01, 0x08, 0x00])),
+            "unsupported",
+        ),
+        (
+            TunnelKind::Gre,
+            outer4(47, &[0x20, 0, 0x08, 0x00]),
+            "truncated",
+        ),
+        (
+            TunnelKind::ErspanII,
+            outer4(47, &erspan2(1, &inner)[..12]),
+            "truncated",
+        ),
+        (
+            TunnelKind::ErspanIII,
+            outer4(47, &erspan3(1, false, 9, &inner)),
+            "unsupported",
+        ),
+        (
+            TunnelKind::ErspanI,
+            outer4(47, &gre(0x88be, false, None, None, &inner[..10])),
+            "truncated",
+        ),
+    ];
+    for (kind, ip_frame, what) in cases {
+        let f = eth(0x0800, &ip_frame);
+        let mut stats = DecodeStats::default();
+        assert!(decode(
+            LinkType::Ethernet,
+            &f,
+            at(),
+            &UdpTunnels::default(),
+            &mut stats
+        )
+        .is_none());
+        let t = &stats.tunnels;
+        let by_kind = match what {
+            "truncated" => &t.truncated,
+            "malformed" => &t.malformed,
+            _ => &t.unsupported,
+        };
+        assert_eq!(by_kind.get(kind), 1, "{} {what}: {stats:?}", kind.name());
+        assert_eq!(
+            t.truncated.total() + t.malformed.total() + t.unsupported.total(),
+            1,
+            "{} {what}",
+            kind.name()
+        );
+        assert_eq!(
+            stats.skipped.get(match what {
+                "truncated" => Skip::TunnelTruncated,
+                "malformed" => Skip::TunnelMalformed,
+                _ => Skip::TunnelUnsupported,
+            }),
+            1
+        );
+    }
+}
+
 fn tunnel_frames() -> Vec<Vec<u8>> {
     let inner = eth(0x0800, &ip_tcp(PAYLOAD));
     let ip = ip_tcp(PAYLOAD);
+    let mut teredo = teredo_indicators(true, true);
+    teredo.extend_from_slice(&teredo_ip6(PAYLOAD));
     vec![
+        eth(0x0800, &outer4(47, &gre(0x88be, false, None, None, &inner))),
+        eth(0x0800, &outer4(47, &erspan2_vlan(3, 42, &inner))),
+        eth(
+            0x0800,
+            &outer4(17, &udp(4754, &gre(0x0800, false, Some(1), None, &ip))),
+        ),
+        eth(0x0800, &outer4(17, &udp(4790, &vxlan_gpe(1, 1, &ip)))),
+        eth(0x0800, &outer4(17, &udp(2152, &gtpu(1, 2, &ip)))),
+        eth(0x0800, &outer4(17, &udp(3544, &teredo))),
+        eth(0x0800, &outer4(17, &udp(40000, &teredo))),
         eth(
             0x0800,
             &outer4(47, &gre(0x0800, true, Some(1), Some(2), &ip)),
@@ -579,7 +951,7 @@ proptest! {
     /// lies inside the frame.
     #[test]
     fn mutated_tunnel_frames_never_panic(
-        which in 0usize..8,
+        which in 0usize..15,
         edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
         cut in any::<usize>(),
     ) {
@@ -590,7 +962,7 @@ proptest! {
         }
         frame.truncate(frame.len() - cut % (frame.len() + 1));
         let mut stats = DecodeStats::default();
-        if let Some(m) = decode(LinkType::Ethernet, &frame, at(), &mut stats) {
+        if let Some(m) = decode(LinkType::Ethernet, &frame, at(), &UdpTunnels::default(), &mut stats) {
             prop_assert!(m.payload_offset as usize + m.payload_len as usize <= frame.len());
         }
         prop_assert_eq!(stats.tcp + stats.drops().map(|(_, n)| n).sum::<u64>(), 1);

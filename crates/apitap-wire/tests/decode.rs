@@ -3,7 +3,7 @@
 
 use apitap_core::Merge;
 use apitap_core::{PacketMeta, PacketRef, Side, TcpFlags, Timestamp};
-use apitap_wire::{decode, DecodeStats, LinkType, Skip};
+use apitap_wire::{decode, DecodeStats, LinkType, Skip, UdpTunnels};
 use etherparse::{LinuxSllPacketType, PacketBuilder, VlanId};
 use proptest::prelude::*;
 
@@ -62,7 +62,7 @@ fn payload<'a>(frame: &'a [u8], m: &PacketMeta) -> &'a [u8] {
 /// Decodes one frame that must be TCP.
 fn tcp(link: LinkType, frame: &[u8]) -> PacketMeta {
     let mut stats = DecodeStats::default();
-    let m = decode(link, frame, at(), &mut stats)
+    let m = decode(link, frame, at(), &UdpTunnels::default(), &mut stats)
         .unwrap_or_else(|| panic!("{link:?} gave no TCP record: {stats:?}"));
     assert_eq!((stats.packets, stats.tcp), (1, 1));
     assert_eq!(stats.bytes, frame.len() as u64);
@@ -72,7 +72,7 @@ fn tcp(link: LinkType, frame: &[u8]) -> PacketMeta {
 /// Decodes one frame that must not be TCP; returns the only drop reason it was counted under.
 fn dropped(link: LinkType, frame: &[u8]) -> &'static str {
     let mut stats = DecodeStats::default();
-    let r = decode(link, frame, at(), &mut stats);
+    let r = decode(link, frame, at(), &UdpTunnels::default(), &mut stats);
     assert!(r.is_none(), "{link:?}: {r:?}");
     assert_eq!((stats.packets, stats.tcp), (1, 0));
     let reasons: Vec<_> = stats.drops().filter(|(_, n)| *n > 0).collect();
@@ -403,11 +403,13 @@ fn link_type_codes_and_names() {
         (108, LinkType::Loop, "loop"),
         (105, LinkType::Ieee80211, "ieee802_11"),
         (127, LinkType::Radiotap, "ieee802_11_radiotap"),
+        (239, LinkType::Nflog, "nflog"),
+        (104, LinkType::CiscoHdlc, "c_hdlc"),
     ] {
         assert_eq!(LinkType::from_linktype(code), Some(link));
         assert_eq!(link.name(), name);
     }
-    for code in [-1, 2, 147, 239, i32::MAX] {
+    for code in [-1, 2, 129, 147, i32::MAX] {
         assert_eq!(LinkType::from_linktype(code), None, "{code}");
     }
 }
@@ -544,10 +546,28 @@ fn stats_add_and_drop_names() {
     );
     assert!(a.drops().all(|(_, n)| n == 0));
     let frame = eth(&ip_tcp(b"x"), [8, 0]);
-    decode(LinkType::Ethernet, &frame, at(), &mut a);
-    decode(LinkType::Ethernet, &frame[..5], at(), &mut a);
+    decode(
+        LinkType::Ethernet,
+        &frame,
+        at(),
+        &UdpTunnels::default(),
+        &mut a,
+    );
+    decode(
+        LinkType::Ethernet,
+        &frame[..5],
+        at(),
+        &UdpTunnels::default(),
+        &mut a,
+    );
     let mut b = DecodeStats::default();
-    decode(LinkType::Ethernet, &frame, at(), &mut b);
+    decode(
+        LinkType::Ethernet,
+        &frame,
+        at(),
+        &UdpTunnels::default(),
+        &mut b,
+    );
     b.merge(&a);
     assert_eq!(
         (b.packets, b.tcp, b.skipped.get(Skip::Truncated)),
@@ -563,7 +583,7 @@ fn link_strategy() -> impl Strategy<Value = LinkType> {
 /// Checks the decode contract on `data`: counted once, payload inside `data`.
 fn check(link: LinkType, data: &[u8]) -> Result<(), TestCaseError> {
     let mut stats = DecodeStats::default();
-    if let Some(m) = decode(link, data, at(), &mut stats) {
+    if let Some(m) = decode(link, data, at(), &UdpTunnels::default(), &mut stats) {
         let end = m.payload_offset as usize + m.payload_len as usize;
         prop_assert!(end <= data.len());
         prop_assert!(m.payload_wire_len >= m.payload_len);
@@ -606,7 +626,30 @@ fn valid_frame(link: LinkType, v6: bool) -> Vec<u8> {
             h.extend_from_slice(&wlan_header(et));
             with_prefix(&h, &ip)
         }
+        LinkType::Nflog => nflog_frame(&ip, is6, false),
+        LinkType::CiscoHdlc => with_prefix(&[0x0f, 0, et[0], et[1]], &ip),
     }
+}
+
+/// An NFLOG record (attributes in little- or big-endian order): a packet header attribute,
+/// a prefix attribute padded to 4 bytes, then the payload attribute holding `ip`.
+fn nflog_frame(ip: &[u8], is6: bool, big_endian: bool) -> Vec<u8> {
+    let tlv = |len: u16, kind: u16| -> Vec<u8> {
+        let (l, k) = if big_endian {
+            (len.to_be_bytes(), kind.to_be_bytes())
+        } else {
+            (len.to_le_bytes(), kind.to_le_bytes())
+        };
+        [l, k].concat()
+    };
+    let mut f = vec![if is6 { 10 } else { 2 }, 0, 0, 5];
+    f.extend(tlv(8, 1));
+    f.extend([0x08, 0x00, 3, 0]);
+    f.extend(tlv(4 + 6, 10));
+    f.extend(b"drop:\0\0\0");
+    f.extend(tlv(4 + u16::try_from(ip.len()).unwrap(), 9));
+    f.extend_from_slice(ip);
+    f
 }
 
 /// An 802.11 QoS data frame header from the distribution system (FromDS), then LLC/SNAP
@@ -618,6 +661,34 @@ fn wlan_header(et: [u8; 2]) -> Vec<u8> {
     h.extend_from_slice(&[0, 0]); // QoS control
     h.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0, et[0], et[1]]);
     h
+}
+
+#[test]
+fn nflog_in_either_byte_order_and_its_bad_records() {
+    let ip = ip_tcp(b"GET / HTTP/1.1\r\n\r\n");
+    let ip6 = ip6_tcp(b"GET / HTTP/1.1\r\n\r\n");
+    for big_endian in [false, true] {
+        for (packet, is6) in [(&ip, false), (&ip6, true)] {
+            let f = nflog_frame(packet, is6, big_endian);
+            let m = tcp(LinkType::Nflog, &f);
+            assert_eq!(payload(&f, &m), b"GET / HTTP/1.1\r\n\r\n");
+        }
+    }
+    // The family says IPv4 and the packet is IPv6.
+    let mut f = nflog_frame(&ip6, false, false);
+    assert_eq!(dropped(LinkType::Nflog, &f), "malformed");
+    // No payload attribute (the record ends after the prefix).
+    f.truncate(4 + 8 + 12);
+    assert_eq!(dropped(LinkType::Nflog, &f), "non_ip");
+    // An attribute cut short, an attribute length below its own header, a short header.
+    assert_eq!(dropped(LinkType::Nflog, &f[..4 + 8 + 2]), "truncated");
+    let mut bad = nflog_frame(&ip, false, false);
+    bad[4..6].copy_from_slice(&2u16.to_le_bytes());
+    assert_eq!(dropped(LinkType::Nflog, &bad), "malformed");
+    assert_eq!(dropped(LinkType::Nflog, &[2, 0]), "truncated");
+    // Cisco HDLC with a protocol other than IP.
+    let f = with_prefix(&[0x8f, 0, 0x80, 0x35], &ip);
+    assert_eq!(dropped(LinkType::CiscoHdlc, &f), "non_ip");
 }
 
 #[test]
@@ -671,7 +742,7 @@ proptest! {
         let mut frame = valid_frame(link, v6);
         check(link, &frame)?;
         let mut stats = DecodeStats::default();
-        prop_assert!(decode(link, &frame, at(), &mut stats).is_some(), "valid frame decodes");
+        prop_assert!(decode(link, &frame, at(), &UdpTunnels::default(), &mut stats).is_some(), "valid frame decodes");
         for (pos, byte) in edits {
             let p = pos % frame.len();
             frame[p] = byte;

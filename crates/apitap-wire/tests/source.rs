@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use apitap_core::PacketRef;
-use apitap_wire::{decode, DecodeStats, FileSource, LinkType, WireError};
+use apitap_wire::{decode, DecodeStats, FileSource, LinkType, UdpTunnels, WireError};
 use std::path::{Path, PathBuf};
 
 fn data(name: &str) -> PathBuf {
@@ -74,7 +74,7 @@ fn decode_file(file: &str, link: LinkType) -> ([u64; 6], DecodeStats) {
         assert!(p.wire_len as usize >= p.data.len(), "{file}");
         index += 1;
         let at = PacketRef { index, ts: p.ts };
-        if let Some(m) = decode(p.link, p.data, at, &mut stats) {
+        if let Some(m) = decode(p.link, p.data, at, &UdpTunnels::default(), &mut stats) {
             assert_eq!(m.at, at);
             assert_eq!(m.payload_len, m.payload_wire_len, "{file}: nothing is cut");
             let end = (m.payload_offset + m.payload_len) as usize;

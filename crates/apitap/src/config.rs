@@ -29,6 +29,8 @@ pub struct Config {
     pub reassembly: apitap_flow::ReassemblyConfig,
     /// IPv4/IPv6 fragment reassembly (in the reader, before sharding).
     pub defrag: DefragConfig,
+    /// Tunnels over UDP: which ports carry which.
+    pub decode: DecodeConfig,
     /// HTTP parsing.
     pub http: apitap_http::HttpConfig,
     /// The session layer: protocol layers per connection.
@@ -217,6 +219,75 @@ impl DefragConfig {
         ])
         .map_err(anyhow::Error::msg)?;
         Ok(())
+    }
+}
+
+/// Tunnels over UDP (`[decode]`): the ports each one is decoded on (a datagram's
+/// destination port, then its source port), since mirror setups use non-standard ones.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeConfig {
+    /// VXLAN (Ethernet inside).
+    pub vxlan_ports: Vec<u16>,
+    /// VXLAN-GPE.
+    pub vxlan_gpe_ports: Vec<u16>,
+    /// GENEVE.
+    pub geneve_ports: Vec<u16>,
+    /// GTP-U (GTPv1 user plane).
+    pub gtpu_ports: Vec<u16>,
+    /// Teredo servers.
+    pub teredo_ports: Vec<u16>,
+    /// GRE in UDP.
+    pub gre_udp_ports: Vec<u16>,
+    /// Teredo between clients, relays and peers on any port, found by its shape: one IPv6
+    /// packet filling the datagram, with a Teredo (2001:0::/32) or link-local address.
+    pub teredo_detect: bool,
+}
+
+/// Ports one UDP tunnel may be given.
+const MAX_TUNNEL_PORTS: usize = 16;
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        use apitap_wire::decode::tunnel_ports::*;
+        DecodeConfig {
+            vxlan_ports: vec![VXLAN],
+            vxlan_gpe_ports: vec![VXLAN_GPE],
+            geneve_ports: vec![GENEVE],
+            gtpu_ports: vec![GTPU],
+            teredo_ports: vec![TEREDO],
+            gre_udp_ports: vec![GRE_UDP],
+            teredo_detect: true,
+        }
+    }
+}
+
+impl DecodeConfig {
+    /// The decoder's port map; a port given to two tunnels, port 0 or more than 16 ports
+    /// for one tunnel is an error.
+    pub fn udp_tunnels(&self) -> Result<apitap_wire::UdpTunnels> {
+        use apitap_core::TunnelKind as K;
+        let lists: [(K, &str, &[u16]); 6] = [
+            (K::Vxlan, "vxlan_ports", &self.vxlan_ports),
+            (K::VxlanGpe, "vxlan_gpe_ports", &self.vxlan_gpe_ports),
+            (K::Geneve, "geneve_ports", &self.geneve_ports),
+            (K::GtpU, "gtpu_ports", &self.gtpu_ports),
+            (K::Teredo, "teredo_ports", &self.teredo_ports),
+            (K::GreUdp, "gre_udp_ports", &self.gre_udp_ports),
+        ];
+        for (_, name, ports) in lists {
+            if ports.len() > MAX_TUNNEL_PORTS {
+                bail!("decode.{name} lists more than {MAX_TUNNEL_PORTS} ports");
+            }
+            if ports.contains(&0) {
+                bail!("decode.{name} holds port 0");
+            }
+        }
+        apitap_wire::UdpTunnels::new(
+            lists.iter().map(|(kind, _, ports)| (*kind, *ports)),
+            self.teredo_detect,
+        )
+        .map_err(|e| anyhow::anyhow!("decode: {e}"))
     }
 }
 
@@ -483,6 +554,7 @@ impl Config {
             bail!("http.include_body_for holds an empty media type");
         }
         self.defrag.validate()?;
+        self.decode.udp_tunnels()?;
         let d = &self.daemon;
         if !d.metrics_addr.is_empty() && d.metrics_addr.parse::<std::net::SocketAddr>().is_err() {
             bail!(

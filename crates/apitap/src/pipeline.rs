@@ -253,6 +253,7 @@ impl Pipeline {
             keylog,
             feeder: Feeder {
                 decoder: Decoder::new(
+                    cfg.decode.udp_tunnels()?,
                     cfg.pipeline.dedup_window_us,
                     cfg.defrag.enabled.then(|| cfg.defrag.limits()),
                 ),

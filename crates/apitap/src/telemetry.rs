@@ -221,6 +221,9 @@ fn gauge(out: &mut String, name: &str, help: &str, v: f64) {
 /// Maps whose keys become a label, by section key.
 const LABELLED: &[(&str, &str)] = &[
     ("skipped", "reason"),
+    ("tunnel_truncated", "tunnel"),
+    ("tunnel_malformed", "tunnel"),
+    ("tunnel_unsupported", "tunnel"),
     ("incomplete", "reason"),
     ("anomalies", "anomaly"),
     ("alerts_by_rule", "rule"),
