@@ -259,9 +259,13 @@ fn decode_ip_general(
         };
         let ip_payload = sliced.ip_payload().ok_or(Skip::Malformed)?;
         if ip_payload.fragmented {
+            // Which tunnel header was read last is no part of the datagram's identity.
             return Ok(Found::Fragment(Fragment {
                 ip_offset: start.offset,
-                decap: *decap,
+                decap: Decap {
+                    reading: None,
+                    ..*decap
+                },
             }));
         }
 
@@ -271,7 +275,7 @@ fn decode_ip_general(
                 let at_payload = offset_in(data, udp.payload())?;
                 let kind = match tunnels.by_port(udp.destination_port(), udp.source_port()) {
                     Some(kind) => kind,
-                    None if tunnels.teredo_detect() && teredo_shape(data, at_payload) => {
+                    None if tunnels.teredo_detect() && teredo_shape(udp.payload()) => {
                         TunnelKind::Teredo
                     }
                     None => return Err(Skip::Udp),

@@ -64,7 +64,8 @@ apitap_core::named_enum! {
     TunnelTruncated = "tunnel_truncated",
     /// Frames with an invalid tunnel header: GRE reserved bits set, VXLAN without the I
     /// flag, GENEVE or VXLAN-GPE version other than 0, ERSPAN version that does not match
-    /// its type, GTP version other than 1, a Teredo payload that is not IPv6.
+    /// its type, GTP version other than 1 or a GTP-U extension header of length 0, a
+    /// Teredo payload that is not IPv6.
     TunnelMalformed = "tunnel_malformed",
     /// Tunnels not decoded: GRE version 1 (PPTP) or with routing; payload protocols other
     /// than IPv4, IPv6, MPLS, Ethernet and ERSPAN (NSH in VXLAN-GPE, for one); ERSPAN III

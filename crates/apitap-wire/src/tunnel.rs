@@ -24,10 +24,11 @@ const GRE_TEB: u16 = 0x6558;
 const GRE_ERSPAN_II: u16 = 0x88be;
 const GRE_ERSPAN_III: u16 = 0x22eb;
 
-/// Which UDP ports carry which tunnel. A datagram is matched by its destination port, then
-/// by its source port (a Teredo server answers from 3544); a datagram on no listed port is
-/// taken for Teredo when `teredo_detect` is on and it has Teredo's shape (see
-/// [`teredo_shape`]), since Teredo clients talk to relays and peers on any port.
+/// Which UDP ports carry which tunnel. A datagram is matched by its destination port; by its
+/// source port only for Teredo (a Teredo server answers from 3544; the other tunnels' senders
+/// pick source ports freely, so an ordinary client port must not make a tunnel). A datagram
+/// on no listed port is taken for Teredo when `teredo_detect` is on and it has Teredo's
+/// shape (see [`teredo_shape`]), since Teredo clients talk to relays and peers on any port.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UdpTunnels {
     ports: Vec<(u16, TunnelKind)>,
@@ -65,11 +66,15 @@ impl UdpTunnels {
             }
             for &port in list {
                 if let Some((_, other)) = out.iter().find(|(p, _)| *p == port) {
-                    return Err(format!(
-                        "UDP port {port} is given to both {} and {}",
-                        other.name(),
-                        kind.name()
-                    ));
+                    return Err(if *other == kind {
+                        format!("UDP port {port} is listed twice for {}", kind.name())
+                    } else {
+                        format!(
+                            "UDP port {port} is given to both {} and {}",
+                            other.name(),
+                            kind.name()
+                        )
+                    });
                 }
                 out.push((port, kind));
             }
@@ -84,7 +89,7 @@ impl UdpTunnels {
     #[inline]
     pub(crate) fn by_port(&self, dst: u16, src: u16) -> Option<TunnelKind> {
         let find = |port| self.ports.iter().find(|(p, _)| *p == port).map(|e| e.1);
-        find(dst).or_else(|| find(src))
+        find(dst).or_else(|| find(src).filter(|k| *k == TunnelKind::Teredo))
     }
 
     /// Whether a datagram on no tunnel port is tried as Teredo.
@@ -232,7 +237,8 @@ fn gtpu(data: &[u8], at: usize, decap: &mut Decap) -> Result<IpStart, Skip> {
     let mut inner = at.saturating_add(8);
     if flags & 0x07 != 0 {
         let optional = tunnel_bytes::<4>(data, inner)?;
-        let mut next = optional[3];
+        // The next extension type counts only with E set.
+        let mut next = if flags & 0x04 != 0 { optional[3] } else { 0 };
         inner = inner.saturating_add(4);
         // Each extension header is at least 4 bytes, so the walk ends within the frame.
         while next != 0 {
@@ -258,10 +264,7 @@ fn gtpu(data: &[u8], at: usize, decap: &mut Decap) -> Result<IpStart, Skip> {
 /// address: 8 bytes).
 fn teredo(data: &[u8], at: usize, decap: &mut Decap) -> Result<IpStart, Skip> {
     decap.reading(TunnelKind::Teredo);
-    let inner = teredo_ipv6_at(data, at).ok_or(Skip::TunnelMalformed)?;
-    if data.len() <= inner {
-        return Err(Skip::TunnelTruncated);
-    }
+    let inner = teredo_ipv6_at(data, at)?;
     decap.enter(TunnelKind::Teredo, None)?;
     Ok(IpStart {
         offset: inner,
@@ -269,23 +272,37 @@ fn teredo(data: &[u8], at: usize, decap: &mut Decap) -> Result<IpStart, Skip> {
     })
 }
 
-/// Where the IPv6 packet of a Teredo payload at `at` starts, past its indicators; `None`
-/// when the indicators are cut short or what follows them is not IPv6.
-fn teredo_ipv6_at(data: &[u8], mut at: usize) -> Option<usize> {
-    if let Some(&[0x00, 0x01, id_len, auth_len]) = data.get(at..).and_then(|d| d.first_chunk()) {
-        at = at.checked_add(4 + usize::from(id_len) + usize::from(auth_len) + 9)?;
+/// Where the IPv6 packet of a Teredo payload at `at` starts, past its indicators: tunnel
+/// truncation when the capture ends first, malformed when what follows is not IPv6.
+fn teredo_ipv6_at(data: &[u8], mut at: usize) -> Result<usize, Skip> {
+    let pair = |at: usize| {
+        data.get(at..)
+            .and_then(|d| d.first_chunk::<2>())
+            .copied()
+            .ok_or(Skip::TunnelTruncated)
+    };
+    if pair(at)? == [0x00, 0x01] {
+        let [id_len, auth_len] = pair(at.saturating_add(2))?;
+        at = at.saturating_add(4 + usize::from(id_len) + usize::from(auth_len) + 9);
     }
-    if let Some(&[0x00, 0x00]) = data.get(at..).and_then(|d| d.first_chunk()) {
-        at = at.checked_add(8)?;
+    if pair(at)? == [0x00, 0x00] {
+        at = at.saturating_add(8);
     }
-    (data.get(at)? >> 4 == 6).then_some(at)
+    match data.get(at) {
+        None => Err(Skip::TunnelTruncated),
+        Some(b) if b >> 4 == 6 => Ok(at),
+        Some(_) => Err(Skip::TunnelMalformed),
+    }
 }
 
-/// Whether a UDP payload at `at` (on no tunnel port) looks like Teredo: exactly one IPv6
-/// packet, its payload length filling the datagram to the byte, with a Teredo address
+/// Whether a UDP payload (on no tunnel port) looks like Teredo: exactly one IPv6 packet,
+/// its payload length filling the datagram to the byte, with a Teredo address
 /// (2001:0::/32) or a link-local one (qualification bubbles) on one side.
-pub(crate) fn teredo_shape(data: &[u8], at: usize) -> bool {
-    let Some(ip) = teredo_ipv6_at(data, at).and_then(|i| data.get(i..)) else {
+pub(crate) fn teredo_shape(payload: &[u8]) -> bool {
+    let Some(ip) = teredo_ipv6_at(payload, 0)
+        .ok()
+        .and_then(|i| payload.get(i..))
+    else {
         return false;
     };
     let Some(h) = ip.first_chunk::<40>() else {
@@ -395,7 +412,8 @@ pub(crate) fn gre(
 }
 
 /// The VLAN field of an ERSPAN II/III header (its first two bytes: version, VLAN): the
-/// mirrored frame's VLAN, recorded like an Ethernet tag (the outermost one wins; 0 is none).
+/// mirrored frame's VLAN, recorded like an Ethernet tag. The outermost one wins, so a tag on
+/// the mirror's own transport frame comes first; 0 is none.
 fn erspan_vlan(header: &[u8], decap: &mut Decap) {
     if let [hi, lo, ..] = *header {
         let vid = u16::from_be_bytes([hi, lo]) & 0x0fff;

@@ -744,6 +744,14 @@ fn gtpu_with_and_without_extension_headers() {
         dropped(&eth(0x0800, &outer4(17, &udp(2152, &g[..g.len() - 2])))),
         "tunnel_truncated"
     );
+    // S alone: the optional word is there, its next-extension byte does not count.
+    let mut g = vec![0x32, 0xff, 0, 0, 0, 0, 0, 9, 0, 1, 0, 0x85];
+    g[2..4].copy_from_slice(&((4 + ip.len()) as u16).to_be_bytes());
+    g.extend_from_slice(&ip);
+    inner_tcp(
+        &eth(0x0800, &outer4(17, &udp(2152, &g))),
+        tunnel(TunnelKind::GtpU, Some(9)),
+    );
 }
 
 #[test]
@@ -758,9 +766,19 @@ fn teredo_on_its_port_and_by_its_shape() {
             inner_tcp(&f, tunnel(TunnelKind::Teredo, None));
         }
     }
-    // On 3544, something that is not IPv6 is malformed; elsewhere it is plain UDP.
+    // Bytes after the datagram (Ethernet padding, a trailer) do not hide the shape.
+    let mut f = eth(0x0800, &outer4(17, &udp_ports(51000, 40123, &ip6)));
+    f.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+    inner_tcp(&f, tunnel(TunnelKind::Teredo, None));
+    // On 3544, something that is not IPv6 is malformed, indicators cut short truncated;
+    // elsewhere it is plain UDP.
     let f = eth(0x0800, &outer4(17, &udp(3544, &ip_tcp(PAYLOAD))));
     assert_eq!(dropped(&f), "tunnel_malformed");
+    let f = eth(
+        0x0800,
+        &outer4(17, &udp(3544, &teredo_indicators(true, true)[..10])),
+    );
+    assert_eq!(dropped(&f), "tunnel_truncated");
     let f = eth(0x0800, &outer4(17, &udp(40123, &ip_tcp(PAYLOAD))));
     assert_eq!(dropped(&f), "udp");
     // Off the Teredo port, IPv6 without a Teredo or link-local address, or with a length
@@ -801,6 +819,14 @@ fn tunnel_ports_are_configured() {
     )
     .unwrap_err();
     assert!(e.contains("4789") && e.contains("geneve"), "{e}");
+    let e = UdpTunnels::new([(TunnelKind::Vxlan, &[4789u16, 4789][..])], true).unwrap_err();
+    assert!(e.contains("listed twice"), "{e}");
+    // Only Teredo is matched by source port: a client that happens to send from 4789 or
+    // 2152 is plain UDP.
+    for src in [4789, 2152, 4790, 4754, 6081] {
+        let f = eth(0x0800, &outer4(17, &udp_ports(src, 53, &vxlan(5, &inner))));
+        assert_eq!(dropped(&f), "udp", "from {src}");
+    }
     assert!(UdpTunnels::new([(TunnelKind::Gre, &[1u16][..])], true).is_err());
 }
 
