@@ -4,7 +4,9 @@
 # (rustup); nothing here starts a service.
 set -euo pipefail
 
-packages=(libpcap-dev libssl-dev pkg-config time tcpdump nginx-light apache2-utils curl python3 iproute2 ca-certificates systemd tshark)
+# dpkg-dev (dpkg-shlibdeps) and man-db (man -w): the Debian package, scripts/package.sh and
+# scripts/test-package.sh. chromium: tests/report.rs renders a report in it.
+packages=(libpcap-dev libssl-dev pkg-config time tcpdump nginx-light apache2-utils curl python3 iproute2 ca-certificates systemd tshark dpkg-dev man-db chromium)
 
 missing=()
 for p in "${packages[@]}"; do

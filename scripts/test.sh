@@ -25,3 +25,8 @@ cargo check --manifest-path fuzz/Cargo.toml --bins --locked
 
 echo "== cargo test"
 cargo test --workspace --locked
+
+# Builds the .deb (a release build and, the first time, `cargo install cargo-deb`), then
+# installs, exercises and purges it: needs root.
+echo "== debian package"
+scripts/test-package.sh

@@ -473,7 +473,14 @@ fn live_events_reach_kafka() {
         ),
     )
     .unwrap();
-    let sensor = lab.start_apitap(&["--user", "nobody", "--config", config.to_str().unwrap()]);
+    let sensor = lab.start_apitap(&[
+        "--user",
+        "nobody",
+        "--config",
+        config.to_str().unwrap(),
+        "--metrics-addr",
+        "127.0.0.1:19188",
+    ]);
     for p in ["/api/users", "/api/users/1", "/index.html", "/missing"] {
         assert!(lab
             .cli_cmd(&["curl", "-s", "-o", "/dev/null", &lab.url(p)])
@@ -481,6 +488,32 @@ fn live_events_reach_kafka() {
             .success());
     }
     wait_for_log(&lab, 4);
+    // Every metric and label the Grafana dashboard queries is one this daemon serves. The
+    // counters are published about once a second; nginx's version banner makes an alert, so
+    // the per-rule family has a sample too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let (code, body) = lab.sensor_http("127.0.0.1:19188", "/metrics");
+        assert_eq!(code, "200");
+        if body.contains("apitap_transactions_total 4") && body.contains("{rule=\"") {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "metrics incomplete:\n{body}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (names, labels) = dashboard_queries();
+    for name in &names {
+        assert!(
+            metrics.contains(&format!("# TYPE {name} ")),
+            "the dashboard queries {name}, which /metrics does not serve"
+        );
+    }
+    for label in &labels {
+        assert!(
+            metrics.contains(&format!("{{{label}=\"")),
+            "the dashboard groups by {label}, which no metric carries"
+        );
+    }
     let (events, _) = sensor.stop();
     assert_eq!(events.len(), 4, "stdout/file output alongside Kafka");
     // Read back inside the namespace when the broker lives there.

@@ -201,3 +201,50 @@ pub fn field<'a>(ev: &'a Value, dotted: &str) -> &'a Value {
     }
     v
 }
+
+/// The metric names and the `by (...)` labels the Grafana dashboard
+/// (dashboards/apitap.json) queries.
+#[allow(dead_code)]
+pub fn dashboard_queries() -> (
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<String>,
+) {
+    fn exprs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    match (k.as_str(), x) {
+                        ("expr", Value::String(s)) => out.push(s.clone()),
+                        _ => exprs(x, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| exprs(x, out)),
+            _ => {}
+        }
+    }
+    let text = std::fs::read_to_string(root().join("dashboards/apitap.json")).unwrap();
+    let dashboard: Value = serde_json::from_str(&text).unwrap();
+    let mut all = Vec::new();
+    exprs(&dashboard, &mut all);
+    let word = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut names = std::collections::BTreeSet::new();
+    let mut labels = std::collections::BTreeSet::new();
+    for e in &all {
+        for (i, _) in e.match_indices("apitap_") {
+            names.insert(word(&e[i..]));
+        }
+        for part in e.split("by (").skip(1) {
+            for l in part.split(')').next().unwrap_or("").split(',') {
+                labels.insert(l.trim().to_string());
+            }
+        }
+    }
+    // Prometheus' own target label, not one apitap serves.
+    labels.remove("instance");
+    (names, labels)
+}

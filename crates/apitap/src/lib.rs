@@ -1,6 +1,7 @@
 //! apitap: passive API-security sensor. This library holds the pipeline behind the
 //! `apitap` binary so tests and benches can drive it in-process.
 
+pub mod alerts;
 pub mod analysis;
 pub mod bridge;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod privileges;
 pub mod reorder;
+pub mod report;
 pub mod stats;
 pub mod telemetry;
 pub mod worker;

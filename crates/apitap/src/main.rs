@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use apitap::live::{run_live, LiveRun, Overrides};
 use apitap::{replay_with_progress, Config, Output, RunSummary};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -122,6 +122,23 @@ enum Command {
     Check(apitap::cli::CheckArgs),
     /// List the interfaces libpcap can capture on: name, flags, addresses, description.
     Interfaces,
+    /// Read the alert topic: a table on a terminal (JSON lines with --json), filtered by
+    /// severity, rule, endpoint, client or time; --follow keeps reading.
+    Alerts(apitap::alerts::AlertsArgs),
+    /// Write one self-contained HTML report of captures or HAR files: summary, alerts with
+    /// their evidence, the endpoint inventory with spec coverage, charts over time.
+    Report(apitap::report::ReportArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages, apitap.1 and one per subcommand, into DIR (for packaging).
+    #[command(hide = true)]
+    Manpages {
+        /// Directory to write them into (created if missing).
+        dir: PathBuf,
+    },
 }
 
 /// Exit codes: 0 all input processed; 1 input or output failed part-way (events before the
@@ -165,6 +182,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Inventory(args) => apitap::cli::inventory(args),
         Command::Check(args) => apitap::cli::check(args),
+        Command::Alerts(args) => apitap::alerts::alerts(args),
+        Command::Report(args) => apitap::report::report(args),
+        Command::Completions { shell } => {
+            // Into memory first: the generator panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "apitap", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(e).context("cannot write the completion script")
+                }
+                _ => Ok(ExitCode::SUCCESS),
+            }
+        }
+        Command::Manpages { dir } => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run {
             config,
             interfaces,

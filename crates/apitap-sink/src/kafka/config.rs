@@ -238,9 +238,7 @@ impl KafkaConfig {
             }
         }
         let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers)
-            .set("client.id", &self.client_id)
-            .set("compression.type", &self.compression)
+        c.set("compression.type", &self.compression)
             .set("acks", &self.acks)
             .set("linger.ms", self.linger_ms.to_string())
             .set("batch.num.messages", self.batch_num_messages.to_string())
@@ -253,6 +251,26 @@ impl KafkaConfig {
                 "queue.buffering.max.messages",
                 in_flight_cap(self).to_string(),
             );
+        self.connection(&mut c)?;
+        Ok(c)
+    }
+
+    /// The librdkafka configuration of a consumer reading the topics: the brokers, client
+    /// id, TLS, SASL and extra options of the producer's, no producer settings.
+    pub fn consumer_config(&self) -> Result<ClientConfig, KafkaSetupError> {
+        if self.brokers.trim().is_empty() {
+            return Err(KafkaSetupError::Config("brokers is empty".into()));
+        }
+        let mut c = ClientConfig::new();
+        self.connection(&mut c)?;
+        Ok(c)
+    }
+
+    /// What every client needs: brokers, client id, security and the extra options.
+    fn connection(&self, c: &mut ClientConfig) -> Result<(), KafkaSetupError> {
+        let bad = |m: String| Err(KafkaSetupError::Config(m));
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", &self.client_id);
         let protocol = match (&self.tls, &self.sasl) {
             (None, None) => "plaintext",
             (Some(_), None) => "ssl",
@@ -293,6 +311,6 @@ impl KafkaConfig {
         for (k, v) in &self.options {
             c.set(k, v);
         }
-        Ok(c)
+        Ok(())
     }
 }

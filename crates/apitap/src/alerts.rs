@@ -1,0 +1,512 @@
+//! `apitap alerts`: the alert topic read back for a person at a terminal, filtered, as a
+//! compact table (coloured by severity on a terminal) or as the JSON lines published.
+//!
+//! By default the reader is a member of its own consumer group: each run shows what arrived
+//! since that group's last run (everything, the first time) and commits what it showed.
+//! `--from-beginning` and `--since` read every partition from its start instead, without a
+//! group and without committing. Without `--follow` the run ends when every partition has
+//! been read to the end it had at start.
+
+use crate::Config;
+use anyhow::{anyhow, bail, Context, Result};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Arguments of `apitap alerts`.
+#[derive(Debug, clap::Args)]
+pub struct AlertsArgs {
+    /// Kafka brokers, host:port[,host:port...] (default: `[kafka] brokers` of --config).
+    #[arg(long, value_name = "BROKERS")]
+    pub kafka: Option<String>,
+    /// Configuration file: its `[kafka]` section (brokers, TLS, SASL, alerts_topic).
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+    /// Topic to read (default: kafka.alerts_topic, "apitap.alerts").
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Consumer group: each run shows what arrived since the group's last run.
+    #[arg(long, default_value = "apitap-alerts-console", value_name = "NAME")]
+    pub group: String,
+    /// Read every alert on the topic, without a consumer group.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Only alerts whose time (`@timestamp`) is at or after TIME: RFC 3339
+    /// (2026-12-07T08:00:00Z) or a span back from now (90s, 15m, 2h, 7d). Reads the topic
+    /// from the start, without a consumer group.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Lowest severity shown: low, medium, high or critical.
+    #[arg(long, value_name = "SEVERITY")]
+    pub severity: Option<String>,
+    /// Only this rule, by id (APITAP-BOLA-001) or name (object_id_enumeration); repeat for
+    /// several.
+    #[arg(long, value_name = "RULE")]
+    pub rule: Vec<String>,
+    /// Only alerts whose endpoint contains this text (e.g. "/api/users").
+    #[arg(long, value_name = "TEXT")]
+    pub endpoint: Option<String>,
+    /// Only alerts about this client address.
+    #[arg(long, value_name = "IP")]
+    pub client: Option<String>,
+    /// Print the alerts as published (JSON lines) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep reading new alerts until interrupted.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Seconds allowed to reach the brokers at start.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub connect_timeout: u64,
+}
+
+/// Severity labels, lowest first, and the lowest score of each (as in alerts).
+const SEVERITIES: [(&str, u64); 4] = [("low", 1), ("medium", 40), ("high", 70), ("critical", 90)];
+
+/// What a record must match to be shown.
+#[derive(Debug, Default)]
+struct Filter {
+    min_severity: u64,
+    rules: Vec<String>,
+    endpoint: Option<String>,
+    client: Option<String>,
+    /// `@timestamp` lower bound, in the alerts' own format (fixed width, so it compares as
+    /// text).
+    since: Option<String>,
+}
+
+impl Filter {
+    fn new(args: &AlertsArgs, now: time::OffsetDateTime) -> Result<Filter> {
+        let min_severity = match &args.severity {
+            None => 0,
+            Some(s) => SEVERITIES
+                .iter()
+                .find(|(name, _)| name == s)
+                .map(|(_, score)| *score)
+                .ok_or_else(|| anyhow!("--severity {s:?}: use low, medium, high or critical"))?,
+        };
+        let since = args
+            .since
+            .as_deref()
+            .map(|s| since_bound(s, now))
+            .transpose()?;
+        Ok(Filter {
+            min_severity,
+            rules: args.rule.clone(),
+            endpoint: args.endpoint.clone(),
+            client: args.client.clone(),
+            since,
+        })
+    }
+
+    fn matches(&self, alert: &Value) -> bool {
+        let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+        if alert["event"]["severity"].as_u64().unwrap_or(0) < self.min_severity {
+            return false;
+        }
+        if !self.rules.is_empty()
+            && !self
+                .rules
+                .iter()
+                .any(|r| *r == text(&alert["rule"]["id"]) || *r == text(&alert["rule"]["name"]))
+        {
+            return false;
+        }
+        if let Some(e) = &self.endpoint {
+            if !text(&alert["apitap"]["endpoint"]).contains(e.as_str()) {
+                return false;
+            }
+        }
+        if let Some(c) = &self.client {
+            if text(&alert["source"]["ip"]) != *c {
+                return false;
+            }
+        }
+        if let Some(since) = &self.since {
+            if text(&alert["@timestamp"]).as_str() < since.as_str() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// `--since` as an `@timestamp` in the alerts' format (`2026-12-07T08:00:00.000000Z`).
+fn since_bound(text: &str, now: time::OffsetDateTime) -> Result<String> {
+    let bad = || {
+        anyhow!(
+            "--since {text:?}: give RFC 3339 (2026-12-07T08:00:00Z) or a span (90s, 15m, 2h, 7d)"
+        )
+    };
+    let at = if let Ok(t) =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+    {
+        t
+    } else {
+        let (number, unit) = text.split_at(text.len().saturating_sub(1));
+        let n: i64 = number.parse().map_err(|_| bad())?;
+        let seconds = match unit {
+            "s" => n,
+            "m" => n.saturating_mul(60),
+            "h" => n.saturating_mul(3600),
+            "d" => n.saturating_mul(86_400),
+            _ => return Err(bad()),
+        };
+        now.checked_sub(time::Duration::seconds(seconds))
+            .ok_or_else(bad)?
+    };
+    let ns = i64::try_from(at.unix_timestamp_nanos()).map_err(|_| bad())?;
+    Ok(apitap_analytics::rfc3339_micros(ns))
+}
+
+/// librdkafka reports reaching a partition's end as an error too; here it is the
+/// expected way a run ends, so only other errors are logged.
+struct Quiet;
+
+impl ClientContext for Quiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::error!("kafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for Quiet {}
+
+/// Records read, by what became of them.
+#[derive(Debug, Default)]
+struct Tally {
+    shown: u64,
+    filtered: u64,
+    not_json: u64,
+    not_alert: u64,
+}
+
+/// Runs `apitap alerts`. Exit 0 when the topic was read; 2 (via `Err`) when it could not
+/// be (no brokers, a broker that cannot be reached, bad arguments).
+pub fn alerts(args: AlertsArgs) -> Result<ExitCode> {
+    let filter = Filter::new(&args, time::OffsetDateTime::now_utc())?;
+    let cfg = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let mut kafka = cfg.kafka.clone().unwrap_or_default();
+    if let Some(b) = &args.kafka {
+        kafka.brokers = b.clone();
+    }
+    if kafka.brokers.trim().is_empty() {
+        bail!("no brokers: give --kafka HOST:PORT, or [kafka] brokers in --config");
+    }
+    let topic = args.topic.clone().unwrap_or(kafka.alerts_topic.clone());
+    let grouped = !args.from_beginning && args.since.is_none();
+    let mut client = kafka.consumer_config()?;
+    client
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("group.id", &args.group);
+    if !kafka.options.contains_key("session.timeout.ms") {
+        // A console comes and goes; with the 45 s default a broker may hold a join (and a
+        // departed console's partitions) that long. 6 s is Kafka's smallest by default.
+        client.set("session.timeout.ms", "6000");
+    }
+    let consumer: BaseConsumer<Quiet> = client
+        .create_with_context(Quiet)
+        .context("cannot create the Kafka consumer")?;
+    let timeout = Duration::from_secs(args.connect_timeout.max(1));
+    let partitions = loop {
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), timeout)
+            .map_err(|e| anyhow!("cannot reach Kafka at {}: {e}", kafka.brokers))?;
+        let n = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map_or(0, |t| t.partitions().len());
+        if n > 0 {
+            break n;
+        }
+        if !args.follow {
+            eprintln!(
+                "apitap alerts: no topic {topic} at {} (no alert published yet)",
+                kafka.brokers
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    if grouped {
+        consumer
+            .subscribe(&[&topic])
+            .context("cannot join the consumer group")?;
+    } else {
+        let mut list = TopicPartitionList::new();
+        for p in 0..i32::try_from(partitions).unwrap_or(i32::MAX) {
+            list.add_partition_offset(&topic, p, Offset::Beginning)?;
+        }
+        consumer.assign(&list)?;
+    }
+
+    let colour =
+        !args.json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut out = std::io::stdout().lock();
+    if !args.json {
+        writeln!(out, "{}", row(&HEADER, None, colour))?;
+    }
+    let mut tally = Tally::default();
+    let mut at_end: BTreeSet<i32> = BTreeSet::new();
+    // A group takes a moment to hand out partitions; give up on a group that never does.
+    let join_deadline = Instant::now() + timeout.saturating_mul(3);
+    loop {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                show(
+                    m.payload().unwrap_or(&[]),
+                    &filter,
+                    &args,
+                    colour,
+                    &mut tally,
+                    &mut out,
+                )?;
+                if grouped {
+                    consumer.store_offset_from_message(&m)?;
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+                out.flush()?;
+                if grouped {
+                    // What was shown is committed as soon as a partition is caught up.
+                    let _ = consumer.commit_consumer_state(CommitMode::Async);
+                }
+            }
+            Some(Err(e)) => bail!("reading {topic} from {}: {e}", kafka.brokers),
+            None => out.flush()?,
+        }
+        if args.follow {
+            continue;
+        }
+        let assigned = consumer.assignment()?.count();
+        if assigned > 0 && at_end.len() >= assigned {
+            break;
+        }
+        if assigned == 0 && Instant::now() > join_deadline {
+            bail!("consumer group {} got no partition of {topic}", args.group);
+        }
+    }
+    out.flush()?;
+    if grouped {
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            // Nothing new was read: nothing to commit.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) | Ok(()) => {}
+            Err(e) => return Err(e).context("cannot commit the consumer group's offsets"),
+        }
+    }
+    eprintln!(
+        "apitap alerts: {} shown, {} filtered out, {} skipped (not JSON {}, not an alert {}) from {topic}",
+        tally.shown,
+        tally.filtered,
+        tally.not_json + tally.not_alert,
+        tally.not_json,
+        tally.not_alert
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+const HEADER: [&str; 7] = [
+    "TIME", "SEVERITY", "RULE", "CLIENT", "ENDPOINT", "SENSOR", "MESSAGE",
+];
+/// Column widths of the table (a longer cell widens its row, never cut).
+const WIDTHS: [usize; 6] = [19, 8, 16, 15, 28, 8];
+
+/// One record: counted, filtered, printed.
+fn show(
+    payload: &[u8],
+    filter: &Filter,
+    args: &AlertsArgs,
+    colour: bool,
+    tally: &mut Tally,
+    out: &mut impl Write,
+) -> Result<()> {
+    let Ok(alert) = serde_json::from_slice::<Value>(payload) else {
+        tally.not_json += 1;
+        return Ok(());
+    };
+    if alert["event"]["kind"] != "alert" || !alert["rule"]["id"].is_string() {
+        tally.not_alert += 1;
+        return Ok(());
+    }
+    if !filter.matches(&alert) {
+        tally.filtered += 1;
+        return Ok(());
+    }
+    tally.shown += 1;
+    if args.json {
+        out.write_all(payload)?;
+        out.write_all(b"\n")?;
+        return Ok(());
+    }
+    let text = |v: &Value| match v.as_str() {
+        Some(s) if !s.is_empty() => s.to_string(),
+        _ => "-".to_string(),
+    };
+    let time = text(&alert["@timestamp"]).replace('T', " ");
+    let cells = [
+        time.get(..19).unwrap_or(&time).to_string(),
+        text(&alert["apitap"]["severity"]),
+        text(&alert["rule"]["id"]),
+        text(&alert["source"]["ip"]),
+        text(&alert["apitap"]["endpoint"]),
+        text(&alert["observer"]["name"]),
+        text(&alert["message"]),
+    ];
+    let severity = alert["apitap"]["severity"].as_str();
+    let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
+    writeln!(out, "{}", row(&cells, severity, colour))?;
+    Ok(())
+}
+
+/// A table line: cells padded to their column width; coloured by severity when asked.
+fn row(cells: &[&str], severity: Option<&str>, colour: bool) -> String {
+    let mut line = String::new();
+    for (i, cell) in cells.iter().enumerate() {
+        // Control characters from the topic never reach the terminal.
+        let clean: String = cell.chars().filter(|c| !c.is_control()).collect();
+        match WIDTHS.get(i) {
+            Some(w) => line.push_str(&format!("{clean:<w$}  ")),
+            None => line.push_str(&clean),
+        }
+    }
+    let line = line.trim_end().to_string();
+    let code = match (colour, severity) {
+        (true, Some("critical")) => "1;31",
+        (true, Some("high")) => "31",
+        (true, Some("medium")) => "33",
+        (true, Some("low")) => "36",
+        _ => return line,
+    };
+    format!("\x1b[{code}m{line}\x1b[0m")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn args() -> AlertsArgs {
+        AlertsArgs {
+            kafka: None,
+            config: None,
+            topic: None,
+            group: "g".into(),
+            from_beginning: false,
+            since: None,
+            severity: None,
+            rule: Vec::new(),
+            endpoint: None,
+            client: None,
+            json: false,
+            follow: false,
+            connect_timeout: 1,
+        }
+    }
+
+    fn now() -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp(1_765_094_400)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn since_takes_rfc3339_and_spans() {
+        assert_eq!(
+            since_bound("2026-12-07T08:00:00Z", now()).unwrap(),
+            "2026-12-07T08:00:00.000000Z"
+        );
+        assert_eq!(
+            since_bound("2026-12-07T09:30:00.5+01:30", now()).unwrap(),
+            "2026-12-07T08:00:00.500000Z"
+        );
+        // now() is 2025-12-07T08:00:00Z.
+        assert_eq!(
+            since_bound("90m", now()).unwrap(),
+            "2025-12-07T06:30:00.000000Z"
+        );
+        assert_eq!(
+            since_bound("1d", now()).unwrap(),
+            "2025-12-06T08:00:00.000000Z"
+        );
+        for bad in ["", "m", "5w", "yesterday", "-", "99999999999999999d"] {
+            assert!(since_bound(bad, now()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn filters_combine() {
+        let alert = json!({
+            "@timestamp": "2026-11-25T07:32:41.888409Z",
+            "event": {"kind": "alert", "severity": 75},
+            "rule": {"id": "APITAP-BOLA-001", "name": "object_id_enumeration"},
+            "source": {"ip": "127.0.0.107"},
+            "apitap": {"endpoint": "GET /api/users/{id}", "severity": "high"},
+        });
+        let mut a = args();
+        let f = |a: &AlertsArgs| Filter::new(a, now()).unwrap().matches(&alert);
+        assert!(f(&a));
+        a.severity = Some("high".into());
+        assert!(f(&a));
+        a.severity = Some("critical".into());
+        assert!(!f(&a));
+        a.severity = None;
+        a.rule = vec!["APITAP-AUTH-001".into(), "object_id_enumeration".into()];
+        assert!(f(&a));
+        a.rule = vec!["APITAP-AUTH-001".into()];
+        assert!(!f(&a));
+        a.rule.clear();
+        a.endpoint = Some("/api/users".into());
+        a.client = Some("127.0.0.107".into());
+        assert!(f(&a));
+        a.client = Some("127.0.0.1".into());
+        assert!(!f(&a));
+        a.client = None;
+        a.since = Some("2026-11-25T07:32:42Z".into());
+        assert!(!f(&a));
+        a.since = Some("2026-11-25T07:32:41Z".into());
+        assert!(f(&a));
+        a.severity = Some("urgent".into());
+        assert!(Filter::new(&a, now()).is_err());
+    }
+
+    #[test]
+    fn records_that_are_not_alerts_are_counted() {
+        let (a, f) = (args(), Filter::default());
+        let mut tally = Tally::default();
+        let mut out = Vec::new();
+        for payload in [
+            &b"not json"[..],
+            b"{\"event\":{\"kind\":\"event\"}}",
+            b"\xff\xfe",
+        ] {
+            show(payload, &f, &a, false, &mut tally, &mut out).unwrap();
+        }
+        assert_eq!((tally.not_json, tally.not_alert, tally.shown), (2, 1, 0));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn rows_are_plain_or_coloured_and_never_carry_control_characters() {
+        let plain = row(&["a", "high", "R\x1b[2J"], Some("high"), false);
+        assert!(!plain.contains('\x1b'), "{plain:?}");
+        assert!(plain.starts_with("a   "));
+        let coloured = row(&["a"], Some("critical"), true);
+        assert_eq!(coloured, "\x1b[1;31ma\x1b[0m");
+    }
+}
