@@ -61,7 +61,14 @@ installed_files=(
 )
 
 if dpkg_installed_at_all; then
-  step "apitap is installed ($(db_status | tr -d ' ')): purging it first"
+  # A real install (config, state, user) is not the test's to destroy.
+  if [[ "${APITAP_TEST_PACKAGE_FORCE:-}" != 1 ]]; then
+    echo "test-package: SKIPPED: apitap is installed here ($(db_status | tr -d ' ')); set APITAP_TEST_PACKAGE_FORCE=1 to purge it and test" >&2
+    trap - EXIT
+    rm -rf "$tmp"
+    exit 0
+  fi
+  step "apitap is installed ($(db_status | tr -d ' ')): purging it first (APITAP_TEST_PACKAGE_FORCE=1)"
   dpkg --purge apitap >/dev/null || fail "could not purge the apitap package installed before the test"
 fi
 

@@ -215,4 +215,7 @@ fn a_broker_that_is_down_is_an_error() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no brokers"));
     let o = alerts(&["--kafka", &brokers, "--severity", "urgent"]);
     assert_eq!(o.status.code(), Some(2));
+    // A group means nothing without committed offsets to start from.
+    let o = alerts(&["--kafka", &brokers, "--group", "g", "--from-beginning"]);
+    assert_eq!(o.status.code(), Some(2));
 }

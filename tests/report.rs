@@ -196,5 +196,41 @@ fn bad_input_is_an_error_and_leaves_no_file() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    assert!(!html.exists(), "a failed report left a file");
+    // The target is one of the inputs: refused, the input untouched.
+    let input = dir.join("in.pcap");
+    std::fs::copy(fixture("bola.pcap"), &input).unwrap();
+    let before = std::fs::read(&input).unwrap();
+    let o = apitap(&[
+        "report",
+        "-o",
+        input.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+    // Captures and HAR files together are refused (two engines would halve the traffic).
+    let har = dir.join("x.har");
+    std::fs::write(&har, r#"{"log":{"entries":[]}}"#).unwrap();
+    let o = apitap(&[
+        "report",
+        "-o",
+        html.to_str().unwrap(),
+        input.to_str().unwrap(),
+        har.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not both"));
+    assert!(!html.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".apitap-report-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "staged files left behind");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,11 +1,12 @@
 //! `apitap alerts`: the alert topic read back for a person at a terminal, filtered, as a
 //! compact table (coloured by severity on a terminal) or as the JSON lines published.
 //!
-//! By default the reader is a member of its own consumer group: each run shows what arrived
-//! since that group's last run (everything, the first time) and commits what it showed.
-//! `--from-beginning` and `--since` read every partition from its start instead, without a
-//! group and without committing. Without `--follow` the run ends when every partition has
-//! been read to the end it had at start.
+//! By default the reader is a member of its own consumer group (one per user): each run
+//! shows what arrived since that group's last run (everything, the first time) and commits
+//! what it read, filtered-out alerts included. `--from-beginning` and `--since` read every
+//! partition from its start instead, without a group and without committing. Without
+//! `--follow` the run ends when every partition has been read up to the end it had at
+//! start.
 
 use crate::Config;
 use anyhow::{anyhow, bail, Context, Result};
@@ -15,7 +16,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,9 +34,10 @@ pub struct AlertsArgs {
     /// Topic to read (default: kafka.alerts_topic, "apitap.alerts").
     #[arg(long)]
     pub topic: Option<String>,
-    /// Consumer group: each run shows what arrived since the group's last run.
-    #[arg(long, default_value = "apitap-alerts-console", value_name = "NAME")]
-    pub group: String,
+    /// Consumer group: each run shows what arrived since the group's last run (default
+    /// `apitap-alerts-USER`, one per user, so two people never split the partitions).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["from_beginning", "since"])]
+    pub group: Option<String>,
     /// Read every alert on the topic, without a consumer group.
     #[arg(long)]
     pub from_beginning: bool,
@@ -151,7 +153,8 @@ fn since_bound(text: &str, now: time::OffsetDateTime) -> Result<String> {
     {
         t
     } else {
-        let (number, unit) = text.split_at(text.len().saturating_sub(1));
+        let last = text.char_indices().last().map_or(0, |(i, _)| i);
+        let (number, unit) = text.split_at(last);
         let n: i64 = number.parse().map_err(|_| bad())?;
         let seconds = match unit {
             "s" => n,
@@ -207,12 +210,13 @@ pub fn alerts(args: AlertsArgs) -> Result<ExitCode> {
     }
     let topic = args.topic.clone().unwrap_or(kafka.alerts_topic.clone());
     let grouped = !args.from_beginning && args.since.is_none();
+    let group = args.group.clone().unwrap_or_else(default_group);
     let mut client = kafka.consumer_config()?;
     client
         .set("enable.partition.eof", "true")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set("group.id", &args.group);
+        .set("group.id", &group);
     if !kafka.options.contains_key("session.timeout.ms") {
         // A console comes and goes; with the 45 s default a broker may hold a join (and a
         // departed console's partitions) that long. 6 s is Kafka's smallest by default.
@@ -226,11 +230,17 @@ pub fn alerts(args: AlertsArgs) -> Result<ExitCode> {
         let metadata = consumer
             .fetch_metadata(Some(&topic), timeout)
             .map_err(|e| anyhow!("cannot reach Kafka at {}: {e}", kafka.brokers))?;
-        let n = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .map_or(0, |t| t.partitions().len());
+        let found = metadata.topics().iter().find(|t| t.name() == topic);
+        match found.and_then(|t| t.error()) {
+            None
+            | Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => {}
+            Some(e) => bail!(
+                "cannot read topic {topic} at {}: {}",
+                kafka.brokers,
+                RDKafkaErrorCode::from(e)
+            ),
+        }
+        let n = found.map_or(0, |t| t.partitions().len());
         if n > 0 {
             break n;
         }
@@ -243,6 +253,15 @@ pub fn alerts(args: AlertsArgs) -> Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_secs(1));
     };
+    // Where each partition ended when the run started: without --follow, the run reads up
+    // to there (a busy topic cannot keep it going).
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+    for p in 0..i32::try_from(partitions).unwrap_or(i32::MAX) {
+        let (low, high) = consumer
+            .fetch_watermarks(&topic, p, timeout)
+            .map_err(|e| anyhow!("cannot read the offsets of {topic} [{p}]: {e}"))?;
+        ends.insert(p, if high > low { high } else { 0 });
+    }
     if grouped {
         consumer
             .subscribe(&[&topic])
@@ -262,13 +281,26 @@ pub fn alerts(args: AlertsArgs) -> Result<ExitCode> {
         writeln!(out, "{}", row(&HEADER, None, colour))?;
     }
     let mut tally = Tally::default();
-    let mut at_end: BTreeSet<i32> = BTreeSet::new();
-    // A group takes a moment to hand out partitions; give up on a group that never does.
-    let join_deadline = Instant::now() + timeout.saturating_mul(3);
+    // Partitions read up to their end at start (or reported at their end).
+    let mut done: BTreeSet<i32> = ends
+        .iter()
+        .filter(|(_, end)| **end == 0)
+        .map(|(p, _)| *p)
+        .collect();
+    // A group takes a moment to hand out partitions, and a partition whose leader is away
+    // never reports its end: give up after a while without progress.
+    let patience = timeout.saturating_mul(3);
+    let mut progress = Instant::now();
     loop {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
-                at_end.remove(&m.partition());
+                progress = Instant::now();
+                if ends
+                    .get(&m.partition())
+                    .is_some_and(|end| m.offset() + 1 >= *end)
+                {
+                    done.insert(m.partition());
+                }
                 show(
                     m.payload().unwrap_or(&[]),
                     &filter,
@@ -282,12 +314,16 @@ pub fn alerts(args: AlertsArgs) -> Result<ExitCode> {
                 }
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
+                progress = Instant::now();
+                done.insert(p);
                 out.flush()?;
                 if grouped {
                     // What was shown is committed as soon as a partition is caught up.
                     let _ = consumer.commit_consumer_state(CommitMode::Async);
                 }
+            }
+            Some(Err(e)) if args.follow => {
+                tracing::warn!("reading {topic} from {}: {e}", kafka.brokers);
             }
             Some(Err(e)) => bail!("reading {topic} from {}: {e}", kafka.brokers),
             None => out.flush()?,
@@ -295,12 +331,29 @@ pub fn alerts(args: AlertsArgs) -> Result<ExitCode> {
         if args.follow {
             continue;
         }
-        let assigned = consumer.assignment()?.count();
-        if assigned > 0 && at_end.len() >= assigned {
+        let assigned: Vec<i32> = consumer
+            .assignment()?
+            .elements()
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        if !assigned.is_empty() && assigned.iter().all(|p| done.contains(p)) {
             break;
         }
-        if assigned == 0 && Instant::now() > join_deadline {
-            bail!("consumer group {} got no partition of {topic}", args.group);
+        if progress.elapsed() > patience {
+            if assigned.is_empty() {
+                bail!("consumer group {group} got no partition of {topic}");
+            }
+            let waiting: Vec<String> = assigned
+                .iter()
+                .filter(|p| !done.contains(p))
+                .map(i32::to_string)
+                .collect();
+            eprintln!(
+                "apitap alerts: stopped waiting for partition(s) {} of {topic}",
+                waiting.join(",")
+            );
+            break;
         }
     }
     out.flush()?;
@@ -351,8 +404,7 @@ fn show(
     }
     tally.shown += 1;
     if args.json {
-        out.write_all(payload)?;
-        out.write_all(b"\n")?;
+        writeln!(out, "{}", json_line(&alert))?;
         return Ok(());
     }
     let text = |v: &Value| match v.as_str() {
@@ -375,12 +427,50 @@ fn show(
     Ok(())
 }
 
+/// The consumer group of `apitap alerts` for the user running it.
+fn default_group() -> String {
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| {
+            !u.is_empty()
+                && u.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
+        .unwrap_or_else(|| nix::unistd::getuid().to_string());
+    format!("apitap-alerts-{user}")
+}
+
+/// Characters that must not reach a terminal from the topic: controls (C0, DEL, C1) and
+/// the invisible ones that reorder or hide text (bidi overrides and isolates, zero-width).
+fn hostile(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
+/// An alert as one compact JSON line, with hostile characters written as `\uXXXX`
+/// escapes (they can only occur inside strings, so the JSON stays the same value).
+fn json_line(alert: &Value) -> String {
+    let text = alert.to_string();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if hostile(c) {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A table line: cells padded to their column width; coloured by severity when asked.
 fn row(cells: &[&str], severity: Option<&str>, colour: bool) -> String {
     let mut line = String::new();
     for (i, cell) in cells.iter().enumerate() {
         // Control characters from the topic never reach the terminal.
-        let clean: String = cell.chars().filter(|c| !c.is_control()).collect();
+        let clean: String = cell.chars().filter(|c| !hostile(*c)).collect();
         match WIDTHS.get(i) {
             Some(w) => line.push_str(&format!("{clean:<w$}  ")),
             None => line.push_str(&clean),
@@ -407,7 +497,7 @@ mod tests {
             kafka: None,
             config: None,
             topic: None,
-            group: "g".into(),
+            group: None,
             from_beginning: false,
             since: None,
             severity: None,
@@ -502,9 +592,23 @@ mod tests {
     }
 
     #[test]
+    fn json_lines_escape_what_a_terminal_would_act_on() {
+        let alert = json!({"message": "a\u{202e}b\u{9b}c\u{7f}d\né"});
+        let line = json_line(&alert);
+        assert_eq!(line, r#"{"message":"a\u202eb\u009bc\u007fd\né"}"#);
+        assert_eq!(serde_json::from_str::<Value>(&line).unwrap(), alert);
+        assert!(!line.contains('\n'));
+        assert!(since_bound("5µ", now()).is_err());
+        assert!(since_bound("µ", now()).is_err());
+    }
+
+    #[test]
     fn rows_are_plain_or_coloured_and_never_carry_control_characters() {
-        let plain = row(&["a", "high", "R\x1b[2J"], Some("high"), false);
-        assert!(!plain.contains('\x1b'), "{plain:?}");
+        let plain = row(&["a", "high", "R\x1b[2J\u{202e}x"], Some("high"), false);
+        assert!(
+            !plain.contains('\x1b') && !plain.contains('\u{202e}'),
+            "{plain:?}"
+        );
         assert!(plain.starts_with("a   "));
         let coloured = row(&["a"], Some("critical"), true);
         assert_eq!(coloured, "\x1b[1;31ma\x1b[0m");

@@ -81,17 +81,23 @@ struct Collected {
     start_ns: i64,
     bucket_ns: i64,
     series: BTreeMap<(String, String), Series>,
+    /// Series kept at most (host names come from traffic: a bound, like the inventory's).
+    max_series: usize,
+    /// Transactions of endpoints beyond `max_series`, not charted.
+    uncharted: u64,
     evidence_wanted: BTreeSet<String>,
     evidence: HashMap<String, Tx>,
 }
 
 impl Collected {
-    fn new(start_ns: i64, end_ns: i64, alerts: &[Alert]) -> Collected {
+    fn new(start_ns: i64, end_ns: i64, alerts: &[Alert], max_series: usize) -> Collected {
         let span = end_ns.saturating_sub(start_ns).max(1);
         Collected {
             start_ns,
             bucket_ns: (span / BUCKETS as i64).max(1) + 1,
             series: BTreeMap::new(),
+            max_series,
+            uncharted: 0,
             evidence_wanted: alerts
                 .iter()
                 .flat_map(|a| a.evidence.iter().take(EVIDENCE_SHOWN).cloned())
@@ -104,10 +110,15 @@ impl Collected {
         let bucket = usize::try_from(tx.ts_ns.saturating_sub(self.start_ns) / self.bucket_ns)
             .unwrap_or(0)
             .min(BUCKETS - 1);
-        let s = self
-            .series
-            .entry((tx.host.clone(), tx.endpoint.clone()))
-            .or_default();
+        if self.evidence_wanted.contains(&tx.id) {
+            self.evidence.insert(tx.id.clone(), tx.clone());
+        }
+        let key = (tx.host, tx.endpoint);
+        if !self.series.contains_key(&key) && self.series.len() >= self.max_series {
+            self.uncharted += 1;
+            return;
+        }
+        let s = self.series.entry(key).or_default();
         s.requests[bucket] += 1;
         if tx.status.is_none_or(|c| c >= 400) {
             s.errors[bucket] += 1;
@@ -115,9 +126,6 @@ impl Collected {
         if let Some(d) = tx.duration_ns {
             s.latency_sum_ns[bucket] = s.latency_sum_ns[bucket].saturating_add(d);
             s.latency_n[bucket] += 1;
-        }
-        if self.evidence_wanted.contains(&tx.id) {
-            self.evidence.insert(tx.id.clone(), tx);
         }
     }
 }
@@ -155,6 +163,8 @@ pub fn report(args: ReportArgs) -> Result<ExitCode> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    // The events are read back here: whatever the file says, they are ECS.
+    cfg.output.format = apitap_event::EventFormat::Ecs;
     cfg.analytics.enabled = true;
     cfg.kafka = None;
     cfg.analytics.inventory.state_file.clear();
@@ -166,18 +176,32 @@ pub fn report(args: ReportArgs) -> Result<ExitCode> {
         "" => None,
         p => Some(load_spec(std::path::Path::new(p))?),
     };
-    // Unreadable inputs and an unwritable target are refused before any work (and before
-    // the target is touched).
+    // Unreadable inputs and an unwritable target are refused before any work; the report
+    // is written next to its target and renamed into place at the end, so a failure never
+    // leaves a half-written or emptied file.
     for f in &args.files {
         std::fs::File::open(f).with_context(|| format!("cannot read {}", f.display()))?;
+        if same_file(f, &args.output) {
+            bail!("{} is an input; write the report elsewhere", f.display());
+        }
     }
-    std::fs::write(&args.output, b"")
+    let dir_of_output = match args.output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let staged = tempfile::Builder::new()
+        .prefix(".apitap-report-")
+        .tempfile_in(&dir_of_output)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     let (hars, pcaps): (Vec<PathBuf>, Vec<PathBuf>) = args
         .files
         .iter()
         .cloned()
         .partition(|p| crate::har::is_har(p));
+    if !hars.is_empty() && !pcaps.is_empty() {
+        // Two analytics engines would each see half the traffic and list endpoints twice.
+        bail!("give captures or HAR files, not both, to one report");
+    }
 
     let mut alerts: Vec<Alert> = Vec::new();
     let mut input_error = None;
@@ -206,17 +230,18 @@ pub fn report(args: ReportArgs) -> Result<ExitCode> {
         }
         records.sort_by_key(|r| r.ts_ns);
         for r in &records {
-            let named = engine.process_into(r, &mut alerts);
+            let Some(named) = engine.process_into(r, &mut alerts) else {
+                continue;
+            };
+            let endpoint = named.endpoint.to_string();
             txs_from_har.push(Tx {
                 id: r.event_id.clone(),
                 ts_ns: r.ts_ns,
                 host: r.host.clone().unwrap_or_default(),
-                endpoint: named.map(|n| n.endpoint.to_string()).unwrap_or_default(),
+                endpoint,
                 client: r.client.ip().to_string(),
-                target: match &r.query {
-                    Some(q) => format!("{}?{q}", r.path),
-                    None => r.path.clone(),
-                },
+                // The path only: a HAR's query string is not redacted like an event's.
+                target: r.path.clone(),
                 status: r.status,
                 duration_ns: r.duration_ns,
             });
@@ -231,22 +256,25 @@ pub fn report(args: ReportArgs) -> Result<ExitCode> {
             .cmp(&a.count)
             .then_with(|| (&a.host, &a.method, &a.template).cmp(&(&b.host, &b.method, &b.template)))
     });
-    let start = endpoints.iter().map(|e| e.first_seen_ns).min().unwrap_or(0);
-    let end = endpoints.iter().map(|e| e.last_seen_ns).max().unwrap_or(0);
-    let mut collected = Collected::new(start, end, &alerts);
-    if events.exists() {
-        let file = std::fs::File::open(&events).context("cannot read the events back")?;
-        for line in std::io::BufReader::new(file).lines() {
-            let line = line.context("cannot read the events back")?;
-            if let Some(tx) = serde_json::from_str::<Value>(&line)
-                .ok()
-                .as_ref()
-                .and_then(tx_of_event)
-            {
-                collected.add(tx);
-            }
-        }
+    // The time range of the transactions themselves (the inventory leaves some out: 404s,
+    // endpoints past its bound): one pass for the range, one to collect.
+    let (mut start, mut end) = (i64::MAX, i64::MIN);
+    let mut span = |ts: i64| {
+        start = start.min(ts);
+        end = end.max(ts);
+    };
+    each_event(&events, |tx| span(tx.ts_ns))?;
+    txs_from_har.iter().for_each(|tx| span(tx.ts_ns));
+    if start > end {
+        (start, end) = (0, 0);
     }
+    let mut collected = Collected::new(
+        start,
+        end,
+        &alerts,
+        cfg.analytics.inventory.max_endpoints.max(1),
+    );
+    each_event(&events, |tx| collected.add(tx))?;
     for tx in txs_from_har {
         collected.add(tx);
     }
@@ -269,7 +297,10 @@ pub fn report(args: ReportArgs) -> Result<ExitCode> {
         max_charts: args.max_charts,
         input_error: input_error.as_deref(),
     });
-    std::fs::write(&args.output, html)
+    std::fs::write(staged.path(), html)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    staged
+        .persist(&args.output)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     eprintln!(
         "apitap report: {} ({} endpoints, {} alerts)",
@@ -285,6 +316,33 @@ pub fn report(args: ReportArgs) -> Result<ExitCode> {
         bail!("no input");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Calls `f` with each transaction of the events file (none when it does not exist).
+fn each_event(path: &std::path::Path, mut f: impl FnMut(Tx)) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let file = std::fs::File::open(path).context("cannot read the events back")?;
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.context("cannot read the events back")?;
+        if let Some(tx) = serde_json::from_str::<Value>(&line)
+            .ok()
+            .as_ref()
+            .and_then(tx_of_event)
+        {
+            f(tx);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `a` and `b` name the same existing file.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
 }
 
 /// Everything one page shows.
@@ -575,6 +633,13 @@ fn charts(h: &mut String, p: &Page<'_>) {
         p.collected.bucket_ns as f64 / 1e9,
         esc(&rfc3339_micros(p.collected.start_ns)),
     );
+    if p.collected.uncharted > 0 {
+        let _ = write!(
+            h,
+            "<p class=\"warning\">{} transactions of endpoints beyond the first {} are not charted (analytics.inventory.max_endpoints).</p>",
+            p.collected.uncharted, p.collected.max_series
+        );
+    }
     for ((host, endpoint), s) in busiest {
         let latency_ms: Vec<f64> = s
             .latency_sum_ns
@@ -726,7 +791,7 @@ mod tests {
 
     #[test]
     fn collected_buckets_stay_in_range() {
-        let mut c = Collected::new(1_000, 1_000, &[]);
+        let mut c = Collected::new(1_000, 1_000, &[], 1);
         for ts in [i64::MIN, 0, 1_000, 5_000, i64::MAX] {
             c.add(Tx {
                 ts_ns: ts,
@@ -738,5 +803,11 @@ mod tests {
         let s = &c.series[&(String::new(), "GET /".to_string())];
         assert_eq!(s.requests.iter().sum::<u64>(), 5);
         assert_eq!(s.errors.iter().sum::<u64>(), 5);
+        // One series at most: another endpoint is counted, not charted.
+        c.add(Tx {
+            endpoint: "GET /other".into(),
+            ..Tx::default()
+        });
+        assert_eq!((c.series.len(), c.uncharted), (1, 1));
     }
 }
