@@ -16,7 +16,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -253,15 +253,6 @@ pub fn alerts(args: AlertsArgs) -> Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_secs(1));
     };
-    // Where each partition ended when the run started: without --follow, the run reads up
-    // to there (a busy topic cannot keep it going).
-    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
-    for p in 0..i32::try_from(partitions).unwrap_or(i32::MAX) {
-        let (low, high) = consumer
-            .fetch_watermarks(&topic, p, timeout)
-            .map_err(|e| anyhow!("cannot read the offsets of {topic} [{p}]: {e}"))?;
-        ends.insert(p, if high > low { high } else { 0 });
-    }
     if grouped {
         consumer
             .subscribe(&[&topic])
@@ -281,12 +272,11 @@ pub fn alerts(args: AlertsArgs) -> Result<ExitCode> {
         writeln!(out, "{}", row(&HEADER, None, colour))?;
     }
     let mut tally = Tally::default();
-    // Partitions read up to their end at start (or reported at their end).
-    let mut done: BTreeSet<i32> = ends
-        .iter()
-        .filter(|(_, end)| **end == 0)
-        .map(|(p, _)| *p)
-        .collect();
+    // Partitions read to their end since they were last assigned. The end is the broker's
+    // end-of-partition report, not watermarks fetched at start: some Kafka-protocol brokers
+    // report those late or short, and a run stopped on them loses records.
+    let mut done: BTreeSet<i32> = BTreeSet::new();
+    let mut assigned: BTreeSet<i32> = BTreeSet::new();
     // A group takes a moment to hand out partitions, and a partition whose leader is away
     // never reports its end: give up after a while without progress.
     let patience = timeout.saturating_mul(3);
@@ -295,12 +285,6 @@ pub fn alerts(args: AlertsArgs) -> Result<ExitCode> {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
                 progress = Instant::now();
-                if ends
-                    .get(&m.partition())
-                    .is_some_and(|end| m.offset() + 1 >= *end)
-                {
-                    done.insert(m.partition());
-                }
                 show(
                     m.payload().unwrap_or(&[]),
                     &filter,
@@ -331,12 +315,17 @@ pub fn alerts(args: AlertsArgs) -> Result<ExitCode> {
         if args.follow {
             continue;
         }
-        let assigned: Vec<i32> = consumer
+        let now: BTreeSet<i32> = consumer
             .assignment()?
             .elements()
             .iter()
             .map(|e| e.partition())
             .collect();
+        if now != assigned {
+            // A partition taken away (in a rebalance) is read to its end again if it returns.
+            done.retain(|p| now.contains(p));
+            assigned = now;
+        }
         if !assigned.is_empty() && assigned.iter().all(|p| done.contains(p)) {
             break;
         }
