@@ -345,8 +345,43 @@ fn bench_tls(c: &mut Criterion) {
     g.finish();
 }
 
+/// The sensitive-data scan over 64 KiB bodies: API JSON with nothing to find (the common
+/// case), and a user list full of emails.
+fn bench_sensitive(c: &mut Criterion) {
+    use apitap_analytics::sensitive::{Scanner, SensitiveKind};
+    let scanner = Scanner::new(&SensitiveKind::ALL);
+    let mut items = String::from("{\"items\":[");
+    let mut users = String::from("{\"users\":[");
+    for i in 0..2000u32 {
+        items.push_str(&format!(
+            "{{\"id\":{},\"name\":\"item-{i}\",\"price\":{}.{:02},\"tags\":[\"t{}\"]}},",
+            400_000 + i * 7,
+            i % 1000,
+            i % 100,
+            i % 13
+        ));
+        users.push_str(&format!(
+            "{{\"id\":{i},\"email\":\"user{i}@example.com\",\"created\":1733561234567}},"
+        ));
+    }
+    let mut g = c.benchmark_group("sensitive");
+    for (name, body) in [("api_json_64KiB", items), ("user_emails_64KiB", users)] {
+        let body = &body.as_bytes()[..65_536];
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut counts = std::collections::BTreeMap::new();
+                scanner.scan(std::hint::black_box(body), &mut counts);
+                counts
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    bench_sensitive,
     bench_tls,
     bench_decode,
     bench_flow_lookup,

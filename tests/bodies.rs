@@ -96,16 +96,17 @@ fn bodies_are_captured_decoded_and_redacted() {
     assert_eq!(http["bodies_decoded"], 2);
     assert_eq!(http["decompression_bombs"], 0);
 
-    // Capture off (the default): no content anywhere, but the query is still redacted.
-    let (plain, _) = run_replay(std::slice::from_ref(&pcap), 1);
+    // Without analytics.sensitive.scan_bodies, bodies no event asks for are not read.
+    let mut no_scan = apitap::Config::default();
+    no_scan.pipeline.workers = 1;
+    no_scan.analytics.sensitive.scan_bodies = false;
+    let (plain, _) = run_replay_with(std::slice::from_ref(&pcap), &no_scan);
     assert!(parse_alerts(&plain)
         .iter()
         .all(|a| a["rule"]["id"] != "APITAP-SENSITIVE-002"));
-    // analytics.sensitive.scan_bodies: bodies captured for the scan only, never written.
-    let mut scan = apitap::Config::default();
-    scan.pipeline.workers = 1;
-    scan.analytics.sensitive.scan_bodies = true;
-    let (plain, _) = run_replay_with(&[pcap], &scan);
+    // Body capture off, the scan on (the defaults): bodies captured for the scan only,
+    // never written.
+    let (plain, _) = run_replay(&[pcap], 1);
     let alerts = parse_alerts(&plain);
     let plain = String::from_utf8(plain).unwrap();
     assert!(!plain.contains("\"content\""));

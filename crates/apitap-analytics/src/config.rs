@@ -384,14 +384,15 @@ pub struct SensitiveConfig {
     /// Kinds looked for: `card_number`, `email`, `ssn`, `aws_access_key_id`, `jwt`,
     /// `private_key`.
     pub kinds: Vec<String>,
-    /// Bytes of each body sample scanned (the sample is already bounded upstream).
+    /// Bytes scanned from the start of each body (after decoding); the rest is not read,
+    /// and bodies cut here are counted (`bodies_truncated`). A body captured only for the
+    /// scan is captured and decoded no further.
     pub max_scan_bytes: usize,
     /// Scan header values too (except `skip_headers`).
     pub scan_headers: bool,
     /// Capture JSON, form, XML and text bodies for this scan even when
     /// `http.include_body_for` does not list them; such bodies are scanned, never written
-    /// into events. Off by default: capturing, decoding and scanning every API body costs
-    /// about 3x the throughput on body-heavy traffic. Captured bodies are always scanned.
+    /// into events. Captured bodies are always scanned.
     pub scan_bodies: bool,
     /// Headers never scanned (they carry credentials by design).
     pub skip_headers: Vec<String>,
@@ -404,9 +405,9 @@ impl Default for SensitiveConfig {
                 .iter()
                 .map(|k| k.name().to_string())
                 .collect(),
-            max_scan_bytes: 65_536,
+            max_scan_bytes: 4_096,
             scan_headers: true,
-            scan_bodies: false,
+            scan_bodies: true,
             skip_headers: apitap_core::CREDENTIAL_HEADERS
                 .iter()
                 .chain(&["x-csrf-token", "x-xsrf-token"])

@@ -3,8 +3,9 @@
 //! module, never the matched bytes.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
-use regex::bytes::{Regex, RegexSet};
+use regex::bytes::Regex;
 
 /// A kind of sensitive data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -62,6 +63,22 @@ impl SensitiveKind {
         }
     }
 
+    /// Bytes a match of this kind is made of: a match lies inside one run of them.
+    fn in_match(self, b: u8) -> bool {
+        match self {
+            SensitiveKind::CardNumber | SensitiveKind::Ssn => {
+                b.is_ascii_digit() || b == b' ' || b == b'-'
+            }
+            // The local part's bytes (the domain's are a subset), and the `@`.
+            SensitiveKind::Email => {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-' | b'@')
+            }
+            SensitiveKind::AwsAccessKeyId => b.is_ascii_uppercase() || b.is_ascii_digit(),
+            SensitiveKind::Jwt => b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'),
+            SensitiveKind::PrivateKey => b.is_ascii_uppercase() || b == b' ' || b == b'-',
+        }
+    }
+
     fn pattern(self) -> &'static str {
         match self {
             SensitiveKind::CardNumber => r"(?-u)\b(?:\d[ -]?){12,18}\d\b",
@@ -82,34 +99,82 @@ impl SensitiveKind {
     }
 }
 
-/// Precompiled scanner for a set of kinds. A `RegexSet::is_match` pass tells whether any
-/// kind occurs: most data holds none, and that search stops at the first match and runs
-/// the DFA's fast loop. Only then does a `RegexSet::matches` pass (which has to read the
-/// whole input) tell which kinds occur, and only those kinds are counted (with Luhn / SSN
-/// validation).
+/// Precompiled scanner for a set of kinds.
+///
+/// It never runs an expression over a whole body. A cheap pass finds what every match
+/// must contain: a run of at least 9 digits (single spaces or dashes between them) for card
+/// numbers and SSNs, `@` for emails, `eyJ` for JWTs, an AWS key-id prefix, `-----BEGIN `.
+/// Each find widens to the run of bytes a match of its kind is made of (and one byte either
+/// side, for `\b`), and only those regions are searched, kind by kind. Every match lies in
+/// such a region, so the counts equal a search of the whole input (a property test checks
+/// this); API data, full of short numbers and words, mostly yields no region at all.
 #[derive(Clone, Debug)]
 pub struct Scanner {
-    kinds: Vec<SensitiveKind>,
-    set: RegexSet,
-    each: Vec<Regex>,
+    /// Enabled kinds with their expressions.
+    kinds: Vec<(SensitiveKind, Regex)>,
+    /// Digits the shortest card number or SSN has; `None` when neither is enabled.
+    min_digits: Option<usize>,
+    /// Whether emails are enabled (the `@` search).
+    email: bool,
+    /// Whether JWTs are enabled (the `eyJ` search: apart from the other anchors, whose
+    /// first bytes are rare, as `e` is not).
+    jwt: bool,
+    /// The multi-byte anchors of enabled kinds, and which kind each belongs to.
+    anchors: Option<(aho_corasick::AhoCorasick, Vec<SensitiveKind>)>,
 }
 
 impl Scanner {
     /// A scanner for `kinds` (duplicates ignored).
     pub fn new(kinds: &[SensitiveKind]) -> Scanner {
-        let mut kinds = kinds.to_vec();
-        kinds.sort_unstable();
-        kinds.dedup();
-        let pats: Vec<&str> = kinds.iter().map(|k| k.pattern()).collect();
+        let mut enabled = kinds.to_vec();
+        enabled.sort_unstable();
+        enabled.dedup();
         // The patterns are constants covered by tests; a failure here is a programming error.
         #[allow(clippy::expect_used)]
-        let set = RegexSet::new(&pats).expect("sensitive patterns compile");
-        #[allow(clippy::expect_used)]
-        let each = pats
+        let kinds = enabled
             .iter()
-            .map(|p| Regex::new(p).expect("sensitive pattern compiles"))
+            .map(|k| {
+                (
+                    *k,
+                    Regex::new(k.pattern()).expect("sensitive pattern compiles"),
+                )
+            })
             .collect();
-        Scanner { kinds, set, each }
+        let min_digits = enabled
+            .iter()
+            .filter_map(|k| match k {
+                SensitiveKind::CardNumber => Some(13),
+                SensitiveKind::Ssn => Some(9),
+                _ => None,
+            })
+            .min();
+        let mut literals = Vec::new();
+        let mut owners = Vec::new();
+        for k in &enabled {
+            let words: &[&str] = match k {
+                SensitiveKind::PrivateKey => &["-----BEGIN "],
+                SensitiveKind::AwsAccessKeyId => &[
+                    "AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA",
+                ],
+                _ => &[],
+            };
+            for w in words {
+                literals.push(*w);
+                owners.push(*k);
+            }
+        }
+        // Plain literals: building the automaton does not fail.
+        let anchors = (!literals.is_empty())
+            .then(|| aho_corasick::AhoCorasick::new(&literals).ok())
+            .flatten()
+            .map(|a| (a, owners));
+        Scanner {
+            email: enabled.contains(&SensitiveKind::Email),
+            jwt: enabled.contains(&SensitiveKind::Jwt),
+            kinds,
+            min_digits,
+            anchors,
+        }
     }
 
     /// Adds the counts of each kind found in `data` to `counts`.
@@ -117,32 +182,211 @@ impl Scanner {
         if self.kinds.is_empty() {
             return;
         }
-        if !self.set.is_match(data) {
-            return;
-        }
-        let hits = self.set.matches(data);
-        if !hits.matched_any() {
-            return;
-        }
-        for i in hits.iter() {
-            let kind = self.kinds[i];
+        let regions = self.regions(data);
+        for (kind, re) in &self.kinds {
+            // Card numbers and SSNs share the digit-run regions.
+            let key = match kind {
+                SensitiveKind::Ssn => SensitiveKind::CardNumber,
+                k => *k,
+            };
             let mut n = 0u64;
-            for m in self.each[i].find_iter(data) {
-                let ok = match kind {
-                    SensitiveKind::CardNumber => {
-                        let before = m.start().checked_sub(1).map(|j| data[j]);
-                        let after = data.get(m.end()).copied();
-                        before != Some(b'.') && after != Some(b'.') && card_ok(m.as_bytes())
-                    }
-                    SensitiveKind::Ssn => ssn_ok(m.as_bytes()),
-                    _ => true,
-                };
-                n += u64::from(ok);
+            for r in regions.of(key) {
+                for m in re.find_iter(&data[r.clone()]) {
+                    let (start, end) = (r.start + m.start(), r.start + m.end());
+                    n += u64::from(valid(*kind, data, start, end));
+                }
             }
             if n > 0 {
-                *counts.entry(kind).or_insert(0) += n;
+                *counts.entry(*kind).or_insert(0) += n;
             }
         }
+    }
+
+    /// Where in `data` a match of an enabled kind can be.
+    fn regions(&self, data: &[u8]) -> Regions {
+        let mut regions = Regions::default();
+        if let Some(min) = self.min_digits {
+            digit_runs(data, min, |run| {
+                regions.add(
+                    SensitiveKind::CardNumber,
+                    widen(data, run, |b| b.is_ascii_digit()),
+                );
+            });
+        }
+        // A find inside its kind's last region adds nothing (and is not widened again, so
+        // a body of a million `@` costs linear time).
+        if self.email {
+            for at in memchr::memchr_iter(b'@', data) {
+                if !regions.covers(SensitiveKind::Email, at) {
+                    regions.add(
+                        SensitiveKind::Email,
+                        run_around(data, at, 1, SensitiveKind::Email),
+                    );
+                }
+            }
+        }
+        if self.jwt {
+            for at in memchr::memmem::find_iter(data, b"eyJ") {
+                if !regions.covers(SensitiveKind::Jwt, at) {
+                    regions.add(
+                        SensitiveKind::Jwt,
+                        run_around(data, at, 3, SensitiveKind::Jwt),
+                    );
+                }
+            }
+        }
+        if let Some((ac, owners)) = &self.anchors {
+            for m in ac.find_iter(data) {
+                let kind = owners[m.pattern().as_usize()];
+                if !regions.covers(kind, m.start()) {
+                    regions.add(kind, run_around(data, m.start(), m.len(), kind));
+                }
+            }
+        }
+        regions
+    }
+
+    /// [`Scanner::scan`] the slow way, each expression over all of `data`: the reference
+    /// the tests and the `sensitive` fuzz target hold the regions to.
+    pub fn scan_whole(&self, data: &[u8], counts: &mut BTreeMap<SensitiveKind, u64>) {
+        for (kind, re) in &self.kinds {
+            let n = re
+                .find_iter(data)
+                .filter(|m| valid(*kind, data, m.start(), m.end()))
+                .count() as u64;
+            if n > 0 {
+                *counts.entry(*kind).or_insert(0) += n;
+            }
+        }
+    }
+}
+
+/// Whether the match `data[start..end]` of `kind` is real: a card number passes its prefix
+/// and Luhn checks and is no part of a decimal, an SSN passes the SSA rules.
+fn valid(kind: SensitiveKind, data: &[u8], start: usize, end: usize) -> bool {
+    match kind {
+        SensitiveKind::CardNumber => {
+            let before = start.checked_sub(1).map(|j| data[j]);
+            let after = data.get(end).copied();
+            before != Some(b'.') && after != Some(b'.') && card_ok(&data[start..end])
+        }
+        SensitiveKind::Ssn => ssn_ok(&data[start..end]),
+        _ => true,
+    }
+}
+
+/// The regions to search, per kind, in order and merged where they overlap. (Merging
+/// regions a few hundred bytes apart, to save search calls, measured slower.)
+#[derive(Default)]
+struct Regions {
+    list: Vec<(SensitiveKind, Range<usize>)>,
+}
+
+impl Regions {
+    /// Whether `at` lies in `kind`'s last region.
+    fn covers(&self, kind: SensitiveKind, at: usize) -> bool {
+        self.last(kind).is_some_and(|r| r.contains(&at))
+    }
+
+    fn last(&self, kind: SensitiveKind) -> Option<&Range<usize>> {
+        self.list
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, r)| r)
+    }
+
+    fn add(&mut self, kind: SensitiveKind, r: Range<usize>) {
+        // Finds come in order per kind, so only the kind's last region can overlap.
+        if let Some((_, last)) = self.list.iter_mut().rev().find(|(k, _)| *k == kind) {
+            if r.start <= last.end {
+                last.end = last.end.max(r.end);
+                return;
+            }
+        }
+        self.list.push((kind, r));
+    }
+
+    fn of(&self, kind: SensitiveKind) -> impl Iterator<Item = &Range<usize>> {
+        self.list
+            .iter()
+            .filter(move |(k, _)| *k == kind)
+            .map(|(_, r)| r)
+    }
+}
+
+/// The run of `kind`'s bytes around `data[at..at + len]`, with one byte more either side.
+fn run_around(data: &[u8], at: usize, len: usize, kind: SensitiveKind) -> Range<usize> {
+    let end = (at + len).min(data.len());
+    widen(data, at..end, |b| kind.in_match(b))
+}
+
+/// `r` grown over the bytes `keep` holds, then by one byte either side (for `\b` and the
+/// card number's decimal check).
+fn widen(data: &[u8], r: Range<usize>, keep: impl Fn(u8) -> bool) -> Range<usize> {
+    let mut start = r.start;
+    while start > 0 && keep(data[start - 1]) {
+        start -= 1;
+    }
+    let mut end = r.end;
+    while end < data.len() && keep(data[end]) {
+        end += 1;
+    }
+    start.saturating_sub(1)..(end + 1).min(data.len())
+}
+
+/// Calls `found` with each run of at least `min` digits, a single space or dash allowed
+/// between two of them: where a card number (13 or more digits) or an SSN (9) can be.
+/// It probes every `min`-th byte, and reads on around a probe only where that byte could be
+/// part of a run, so short numbers cost little.
+fn digit_runs(data: &[u8], min: usize, mut found: impl FnMut(Range<usize>)) {
+    let digitish = |b: u8| b.is_ascii_digit() || b == b' ' || b == b'-';
+    let step = min.max(1);
+    let mut probe = step - 1;
+    while probe < data.len() {
+        if !digitish(data[probe]) {
+            probe += step;
+            continue;
+        }
+        // The span of digits, spaces and dashes around the probe; runs lie inside one.
+        let mut start = probe;
+        while start > 0 && digitish(data[start - 1]) {
+            start -= 1;
+        }
+        let mut end = probe + 1;
+        while end < data.len() && digitish(data[end]) {
+            end += 1;
+        }
+        if end - start >= min {
+            exact_runs(&data[start..end], start, min, &mut found);
+        }
+        probe = end + step;
+    }
+}
+
+/// The runs of [`digit_runs`] inside one span of digits, spaces and dashes.
+fn exact_runs(span: &[u8], offset: usize, min: usize, found: &mut impl FnMut(Range<usize>)) {
+    let mut digits = 0usize;
+    let mut run_start = 0usize;
+    let mut last_digit = 0usize;
+    for (i, &b) in span.iter().enumerate() {
+        if b.is_ascii_digit() {
+            if digits == 0 {
+                run_start = i;
+            } else if i - last_digit > 2 {
+                // Two separators in a row end a run.
+                if digits >= min {
+                    found(offset + run_start..offset + last_digit + 1);
+                }
+                digits = 0;
+                run_start = i;
+            }
+            digits += 1;
+            last_digit = i;
+        }
+    }
+    if digits >= min {
+        found(offset + run_start..offset + last_digit + 1);
     }
 }
 
@@ -256,6 +500,7 @@ pub fn secret_value_kind(value: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy as _;
 
     fn scan(kinds: &[SensitiveKind], data: &str) -> BTreeMap<&'static str, u64> {
         let s = Scanner::new(kinds);
@@ -304,6 +549,132 @@ mod tests {
         // Only enabled kinds are reported.
         let c = scan(&[SensitiveKind::Ssn], body);
         assert_eq!(c.len(), 1);
+    }
+
+    proptest::proptest! {
+        /// Searching regions finds what searching everything finds: for any enabled kinds
+        /// and any data made of digits, separators, anchors, sensitive samples and noise.
+        #[test]
+        fn regions_hold_every_match(
+            mask in 1u8..64,
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::string::string_regex("[0-9]{1,20}").unwrap(),
+                    proptest::string::string_regex("[ -]{1,2}").unwrap(),
+                    proptest::string::string_regex("[a-zA-Z.@_%+-]{1,12}").unwrap(),
+                    proptest::string::string_regex("[A-Z0-9]{1,20}").unwrap(),
+                    proptest::sample::select(vec![
+                        "4111 1111 1111 1111".to_string(),
+                        "4111-1111-1111-1111".to_string(),
+                        "378282246310005".to_string(),
+                        "123-45-6789".to_string(),
+                        "a@example.com".to_string(),
+                        "x@y.com@z.org".to_string(),
+                        "@".to_string(),
+                        ".".to_string(),
+                        "ASIA".to_string(),
+                        "eyJ".to_string(),
+                        "-----BEGIN ".to_string(),
+                        "PRIVATE KEY-----".to_string(),
+                        "AKIAIOSFODNN7EXAMPLE".to_string(),
+                        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln".to_string(),
+                        "-----BEGIN EC PRIVATE KEY-----".to_string(),
+                        "\"".to_string(),
+                        ",".to_string(),
+                    ]),
+                    proptest::collection::vec(proptest::prelude::any::<u8>(), 1..8)
+                        .prop_map(|b: Vec<u8>| String::from_utf8_lossy(&b).into_owned()),
+                ],
+                0..24,
+            ),
+        ) {
+            let kinds: Vec<SensitiveKind> = SensitiveKind::ALL
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, k)| *k)
+                .collect();
+            let s = Scanner::new(&kinds);
+            let data = parts.concat();
+            let (mut with, mut without) = (BTreeMap::new(), BTreeMap::new());
+            s.scan(data.as_bytes(), &mut with);
+            s.scan_whole(data.as_bytes(), &mut without);
+            proptest::prop_assert_eq!(with, without, "{:?}", data);
+        }
+    }
+
+    #[test]
+    fn api_data_has_no_region_and_every_anchor_makes_one() {
+        let s = Scanner::new(&SensitiveKind::ALL);
+        let api = br#"{"items":[{"id":123456,"name":"item-123456","price":12.34,"tags":["t1","t5"]}],"ts":"2026-12-07T08:00:00Z"}"#;
+        assert!(s.regions(api).list.is_empty());
+        for hit in [
+            &b"x@y"[..],
+            b"eyJ",
+            b"-----BEGIN ",
+            b"ASIA",
+            b"123 456-789",
+            b"1234567890123",
+        ] {
+            assert!(
+                !s.regions(hit).list.is_empty(),
+                "{}",
+                String::from_utf8_lossy(hit)
+            );
+        }
+        // Two separators in a row end a run.
+        let ssn = Scanner::new(&[SensitiveKind::Ssn]);
+        assert!(ssn.regions(b"1234 -56789").list.is_empty());
+        assert_eq!(ssn.regions(b"x 123-45-6789 -").list.len(), 1);
+    }
+
+    /// Every capture in the repository's fixtures (analytics, bodies, HTTP/2, public
+    /// corpus...), read as raw bytes: headers, bodies and binary noise, scanned both ways.
+    #[test]
+    fn regions_agree_with_the_whole_scan_on_every_fixture() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+        let mut dirs = vec![root];
+        let (mut files, mut found) = (0, BTreeMap::new());
+        let s = Scanner::new(&SensitiveKind::ALL);
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let data = std::fs::read(&path).unwrap();
+                let (mut regions, mut whole) = (BTreeMap::new(), BTreeMap::new());
+                s.scan(&data, &mut regions);
+                s.scan_whole(&data, &mut whole);
+                assert_eq!(regions, whole, "{}", path.display());
+                files += 1;
+                for (k, n) in whole {
+                    *found.entry(k).or_insert(0u64) += n;
+                }
+            }
+        }
+        // The fixtures' raw bytes hold four kinds (SSNs and keys only compressed or in the
+        // property test above); a scan that found nothing would prove nothing.
+        assert!(files > 100 && found.len() >= 4, "{files} files, {found:?}");
+    }
+
+    #[test]
+    fn hostile_bodies_cost_linear_time() {
+        // Each find inside its kind's last region is not widened again; without that, these
+        // take minutes.
+        let s = Scanner::new(&SensitiveKind::ALL);
+        for body in [
+            vec![b'@'; 1 << 20],
+            b"a@".repeat(1 << 19),
+            b"AKIA".repeat(1 << 18),
+            b"eyJ.".repeat(1 << 18),
+            b"1 ".repeat(1 << 19),
+        ] {
+            let mut counts = BTreeMap::new();
+            s.scan(&body, &mut counts);
+            assert!(s.regions(&body).list.len() <= 2, "{:?}", &body[..8]);
+        }
     }
 
     #[test]

@@ -140,6 +140,9 @@ pub struct CapturedBody {
     pub truncated: bool,
     /// The content codings that were removed, as the message listed them.
     pub decoded_from: Option<ContentCodings>,
+    /// Bytes captured when fewer than `http.max_body_bytes`: a body captured only for the
+    /// sensitive-data scan is captured (and decoded) a byte past what the scan reads.
+    pub capture_limit: Option<usize>,
 }
 
 /// A content coding apitap can remove.

@@ -209,6 +209,7 @@ fn hand_writer_equals_serde() {
             bytes: br#"{"user":"a\"b","password":"p","n":[1,2]}"#.to_vec(),
             truncated: false,
             decoded_from: None,
+            capture_limit: None,
         }));
     }
     if let Some(r) = bodies.response.as_mut() {
@@ -216,6 +217,7 @@ fn hand_writer_equals_serde() {
             bytes: vec![0, 159, 146, 150, 0xff, b'"'],
             truncated: true,
             decoded_from: apitap_core::ContentCodings::new(&[apitap_core::ContentCoding::Gzip]),
+            capture_limit: None,
         }));
     }
     txs.push(bodies);

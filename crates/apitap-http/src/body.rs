@@ -11,14 +11,48 @@ pub(crate) fn wants_body(head: &Head, cfg: &HttpConfig) -> bool {
     if cfg.include_body_for.is_empty() || cfg.max_body_bytes == 0 {
         return false;
     }
+    media_type_in(head, cfg.include_body_for.iter())
+}
+
+/// The body to capture for a message with this head, if [`wants_body`]: one captured only
+/// for the sensitive-data scan stops a byte past what the scan reads (so the scan can
+/// still tell that it was cut).
+pub(crate) fn new_body(head: &Head, cfg: &HttpConfig) -> Option<Box<CapturedBody>> {
+    if !wants_body(head, cfg) {
+        return None;
+    }
+    let capture_limit = (cfg.max_scan_body_bytes > 0 && scan_only(head, cfg))
+        .then(|| cfg.max_scan_body_bytes.saturating_add(1))
+        .filter(|l| *l < cfg.max_body_bytes);
+    Some(Box::new(CapturedBody {
+        capture_limit,
+        ..CapturedBody::default()
+    }))
+}
+
+/// Whether the media type of `head` starts with one of `prefixes` (case-insensitive).
+fn media_type_in<'a>(head: &Head, mut prefixes: impl Iterator<Item = &'a String>) -> bool {
     let Some(ct) = head.header("content-type") else {
         return false;
     };
     let ct = ct.trim_ascii_start();
-    cfg.include_body_for.iter().any(|want| {
+    prefixes.any(|want| {
         ct.get(..want.len())
             .is_some_and(|p| p.eq_ignore_ascii_case(want.as_bytes()))
     })
+}
+
+/// Whether a captured body is there only for the sensitive-data scan: its media type is
+/// one the scan added, and none an event asked for.
+fn scan_only(head: &Head, cfg: &HttpConfig) -> bool {
+    !cfg.scan_only_body_for.is_empty()
+        && media_type_in(head, cfg.scan_only_body_for.iter())
+        && !media_type_in(
+            head,
+            cfg.include_body_for
+                .iter()
+                .filter(|m| !cfg.scan_only_body_for.contains(m)),
+        )
 }
 
 /// Appends body bytes, up to the limit; past it the body is marked truncated.
@@ -26,7 +60,8 @@ pub(crate) fn capture(body: &mut CapturedBody, bytes: &[u8], cfg: &HttpConfig) {
     if body.truncated {
         return;
     }
-    let room = cfg.max_body_bytes.saturating_sub(body.bytes.len());
+    let limit = body.capture_limit.unwrap_or(cfg.max_body_bytes);
+    let room = limit.saturating_sub(body.bytes.len());
     if bytes.len() > room {
         body.truncated = true;
     }
@@ -47,7 +82,8 @@ pub(crate) fn finish(
         Ok(None) => {}
         Ok(Some(list)) => {
             if !body.bytes.is_empty() {
-                decode(body, list, cfg, stats, anomalies);
+                let scan_limit = body.capture_limit;
+                decode(body, list, cfg, scan_limit, stats, anomalies);
             }
         }
         Err(()) => {
@@ -105,11 +141,13 @@ fn finish_counts(body: &CapturedBody, stats: &mut HttpStats) {
 /// Decodes `body.bytes` in place, the last applied coding first. Every layer's output is
 /// capped at `max_decoded_body_bytes` and at `max_decompression_ratio` times the bytes on
 /// the wire, so neither a small bomb nor a stack of codings can make it grow: each decoder
-/// is read through `take(limit + 1)`.
+/// is read through `take(limit + 1)`. A body captured only for the scan (`scan_limit`) is
+/// decoded no further than the scan reads: cut there, it is truncated, not a bomb.
 fn decode(
     body: &mut CapturedBody,
     list: ContentCodings,
     cfg: &HttpConfig,
+    scan_limit: Option<usize>,
     stats: &mut HttpStats,
     anomalies: &mut Anomalies,
 ) {
@@ -117,7 +155,8 @@ fn decode(
         .bytes
         .len()
         .saturating_mul(cfg.max_decompression_ratio as usize);
-    let limit = cfg.max_decoded_body_bytes.min(ratio_cap);
+    let bomb_limit = cfg.max_decoded_body_bytes.min(ratio_cap);
+    let limit = scan_limit.map_or(bomb_limit, |s| s.min(bomb_limit));
     // Layers removed, outermost (last applied) first.
     let mut removed = 0;
     for coding in list.iter().rev() {
@@ -139,7 +178,7 @@ fn decode(
         if out.len() > limit {
             out.truncate(limit);
             body.truncated = true;
-            if !anomalies.contains(Anomaly::DecompressionBomb) {
+            if limit == bomb_limit && !anomalies.contains(Anomaly::DecompressionBomb) {
                 stats.decompression_bombs += 1;
                 anomalies.insert(Anomaly::DecompressionBomb);
             }
@@ -242,6 +281,57 @@ mod tests {
             &head(&[("content-type", "application/json")]),
             &HttpConfig::default()
         ));
+    }
+
+    /// A body captured only for the scan is captured and decoded a byte past what the scan
+    /// reads, and cut there it is truncated, not a bomb; a body an event asked for is
+    /// captured and decoded in full.
+    #[test]
+    fn scan_only_bodies_go_no_further_than_the_scan_reads() {
+        let text = br#"{"users":[{"id":1,"name":"ada"}]}"#.repeat(200);
+        let packed = gzip(&text);
+        let scan = HttpConfig {
+            include_body_for: vec!["text/".into(), "application/json".into()],
+            scan_only_body_for: vec!["application/json".into()],
+            max_scan_body_bytes: 1000,
+            ..HttpConfig::default()
+        };
+        let json = head(&[
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+        ]);
+        let decode_with = |cfg: &HttpConfig, h: &Head| {
+            let mut body = new_body(h, cfg).unwrap();
+            capture(&mut body, &packed, cfg);
+            let (mut stats, mut anomalies) = (HttpStats::default(), Anomalies::default());
+            finish(&mut body, h, cfg, &mut stats, &mut anomalies);
+            (body, anomalies)
+        };
+        let (b, a) = decode_with(&scan, &json);
+        assert_eq!(b.bytes, &text[..1001]);
+        assert!(b.truncated && a.is_empty(), "{a:?}");
+        // Not encoded: captured no further either.
+        let plain = head(&[("Content-Type", "application/json")]);
+        let mut body = new_body(&plain, &scan).unwrap();
+        capture(&mut body, &text, &scan);
+        assert_eq!(body.bytes, &text[..1001]);
+        assert!(body.truncated);
+        // An event asked for JSON too (a wider prefix): decoded in full.
+        let events_too = HttpConfig {
+            include_body_for: vec!["application/".into(), "application/json".into()],
+            ..scan.clone()
+        };
+        let (b, a) = decode_with(&events_too, &json);
+        assert_eq!(b.bytes, text);
+        assert!(!b.truncated && a.is_empty());
+        // A real bomb below the scan limit is still one.
+        let bomb = HttpConfig {
+            max_decoded_body_bytes: 500,
+            ..scan
+        };
+        let (b, a) = decode_with(&bomb, &json);
+        assert_eq!(b.bytes.len(), 500);
+        assert!(a.contains(Anomaly::DecompressionBomb));
     }
 
     #[test]

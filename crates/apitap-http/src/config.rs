@@ -35,6 +35,15 @@ pub struct HttpConfig {
     /// Bytes of HPACK dynamic table kept per direction of an HTTP/2 connection; entries
     /// past it are forgotten (fields naming them are left out, counted).
     pub max_hpack_table_bytes: usize,
+    /// Media-type prefixes whose bodies are captured only for the analytics'
+    /// sensitive-data scan, never for events (set from `[analytics.sensitive]`, not read
+    /// from `[http]`).
+    #[serde(skip)]
+    pub scan_only_body_for: Vec<String>,
+    /// Bytes a scan-only body is decoded to: the scan reads no more
+    /// (`analytics.sensitive.max_scan_bytes`; 0: no such limit).
+    #[serde(skip)]
+    pub max_scan_body_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -52,6 +61,8 @@ impl Default for HttpConfig {
             max_decompression_ratio: 100,
             max_concurrent_streams: 256,
             max_hpack_table_bytes: 65_536,
+            scan_only_body_for: Vec::new(),
+            max_scan_body_bytes: 0,
         }
     }
 }

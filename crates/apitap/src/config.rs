@@ -396,8 +396,10 @@ impl Config {
             for media in SCANNED_MEDIA_TYPES {
                 if !http.include_body_for.iter().any(|m| m == media) {
                     http.include_body_for.push((*media).to_string());
+                    http.scan_only_body_for.push((*media).to_string());
                 }
             }
+            http.max_scan_body_bytes = s.max_scan_bytes;
         }
         http
     }

@@ -206,8 +206,11 @@ impl HttpConn {
             Some(k) => k,
             None => cx.next_key(),
         };
-        let capture_body = !matches!(framing, Framing::None | Framing::Length(0))
-            && crate::body::wants_body(&h.head, cx.cfg);
+        let body = if matches!(framing, Framing::None | Framing::Length(0)) {
+            None
+        } else {
+            crate::body::new_body(&h.head, cx.cfg)
+        };
         let method = h.head.get(h.method);
         let is_head = method.eq_ignore_ascii_case(b"HEAD");
         let is_connect = method.eq_ignore_ascii_case(b"CONNECT");
@@ -232,9 +235,9 @@ impl HttpConn {
             is_connect,
             incomplete: None,
         });
-        if capture_body {
+        if body.is_some() {
             if let Some(p) = self.pending.back_mut() {
-                p.req.body = Some(Box::default());
+                p.req.body = body;
             }
         }
         self.req.key = Some(key);
@@ -313,8 +316,11 @@ impl HttpConn {
                 anomalies = anomalies.union(h.framing.1);
                 h.framing.0
             };
-        let capture_body = !matches!(framing, Framing::None | Framing::Length(0))
-            && crate::body::wants_body(&h.head, cx.cfg);
+        let body = if matches!(framing, Framing::None | Framing::Length(0)) {
+            None
+        } else {
+            crate::body::new_body(&h.head, cx.cfg)
+        };
         let start = self.interim_start.take().unwrap_or(self.resp.start);
         let interim_count = std::mem::take(&mut self.interim_count);
         self.in_response = Some(InResponse {
@@ -325,7 +331,7 @@ impl HttpConn {
                 version: h.version,
                 body_bytes: 0,
                 wire_bytes: self.resp.msg_bytes,
-                body: capture_body.then(Box::default),
+                body,
                 interim_count,
                 trailers: apitap_core::Head::default(),
                 start,

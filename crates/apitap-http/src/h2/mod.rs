@@ -712,9 +712,7 @@ impl H2Conn {
             anomalies.insert(Anomaly::InvalidStartLine);
         }
         let mut req = request(head, &pseudo, &block, cx.at);
-        if body::wants_body(&req.head, cx.cfg) {
-            req.body = Some(Box::default());
-        }
+        req.body = body::new_body(&req.head, cx.cfg);
         if req.head.is_grpc() {
             cx.stats.http2.grpc_calls += 1;
             s.grpc = Some(Box::default());
@@ -786,9 +784,7 @@ impl H2Conn {
                     ..HttpResponse::default()
                 };
                 resp.head = head;
-                if body::wants_body(&resp.head, cfg) {
-                    resp.body = Some(Box::default());
-                }
+                resp.body = body::new_body(&resp.head, cfg);
                 if s.grpc.is_none() && resp.head.is_grpc() {
                     let mut g: Box<[grpc::Framing; 2]> = Box::default();
                     if s.req.as_ref().is_some_and(|r| r.body_bytes > 0) {

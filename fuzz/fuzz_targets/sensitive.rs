@@ -1,0 +1,26 @@
+//! Fuzz target: the sensitive-data scanner over arbitrary bytes (a body or header values
+//! from the wire). The first byte picks the kinds; the scan, which searches only the regions
+//! around what every match must contain, must count exactly what searching all of the data
+//! with each expression counts.
+#![no_main]
+
+use apitap_analytics::sensitive::{Scanner, SensitiveKind};
+use libfuzzer_sys::fuzz_target;
+use std::collections::BTreeMap;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mask, body)) = data.split_first() else {
+        return;
+    };
+    let kinds: Vec<SensitiveKind> = SensitiveKind::ALL
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, k)| *k)
+        .collect();
+    let scanner = Scanner::new(&kinds);
+    let (mut regions, mut whole) = (BTreeMap::new(), BTreeMap::new());
+    scanner.scan(body, &mut regions);
+    scanner.scan_whole(body, &mut whole);
+    assert_eq!(regions, whole);
+});
