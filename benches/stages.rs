@@ -269,6 +269,8 @@ fn analytics_records() -> Vec<apitap_analytics::TxRecord> {
                 response_headers,
                 request_body: None,
                 response_body: Some(body.into_bytes()),
+                request_body_cut: false,
+                response_body_cut: false,
                 request_body_bytes: 0,
                 response_body_bytes: 120,
                 duration_ns: Some(1_000_000),

@@ -42,6 +42,10 @@ pub struct TxRecord {
     pub request_body: Option<Vec<u8>>,
     /// Decoded response body sample (bounded upstream); `None` when not captured.
     pub response_body: Option<Vec<u8>>,
+    /// The request body sample is not the whole body (a size limit, a gap).
+    pub request_body_cut: bool,
+    /// The response body sample is not the whole body (a size limit, a gap).
+    pub response_body_cut: bool,
     /// Full request body length in bytes (not just the sample).
     pub request_body_bytes: u64,
     /// Full response body length in bytes (not just the sample).
@@ -75,6 +79,8 @@ impl Default for TxRecord {
             response_headers: Headers::default(),
             request_body: None,
             response_body: None,
+            request_body_cut: false,
+            response_body_cut: false,
             request_body_bytes: 0,
             response_body_bytes: 0,
             duration_ns: None,

@@ -133,7 +133,9 @@ fn codings(head: &Head) -> Result<Option<ContentCodings>, ()> {
 
 fn finish_counts(body: &CapturedBody, stats: &mut HttpStats) {
     stats.body_bytes_captured += body.bytes.len() as u64;
-    if body.truncated {
+    // A body captured only for the sensitive-data scan is cut on purpose; the analytics
+    // count those cuts (`analytics.bodies_truncated`).
+    if body.truncated && body.capture_limit.is_none() {
         stats.bodies_truncated += 1;
     }
 }
@@ -186,7 +188,8 @@ fn decode(
         let failed = match result {
             Ok(_) => false,
             // A body cut short (capture limit or gap) ends mid-stream: keep what decoded.
-            Err(_) if body.truncated => false,
+            // Nothing decoded from a cut body is an error still (garbage labelled gzip).
+            Err(_) if body.truncated && !out.is_empty() => false,
             Err(_) => {
                 stats.body_decode_errors += 1;
                 anomalies.insert(Anomaly::BodyDecodeError);

@@ -45,7 +45,8 @@ apitap_core::counters! {
         pub bodies_captured: u64,
         /// Bytes of captured bodies kept (after decoding).
         pub body_bytes_captured: u64,
-        /// Captured bodies not kept whole (size limit, gap, cut short, decode limit).
+        /// Captured bodies not kept whole (size limit, gap, cut short, decode limit); not
+        /// those captured only for the sensitive-data scan (the analytics count their cuts).
         pub bodies_truncated: u64,
         /// Captured bodies whose content coding was removed.
         pub bodies_decoded: u64,

@@ -54,12 +54,14 @@ pub fn tx_record(flow: &FlowContext, tx: HttpTransaction, event_id: String) -> T
             });
         rec.request_content_type = r.head.header("content-type").map(lossy);
         rec.request_headers = headers(r.head);
+        rec.request_body_cut = r.body.as_ref().is_some_and(|b| b.truncated);
         rec.request_body = r.body.map(|b| b.bytes);
         rec.request_body_bytes = r.body_bytes;
     }
     if let Some(r) = tx.response {
         rec.response_content_type = r.head.header("content-type").map(lossy);
         rec.response_headers = headers(r.head);
+        rec.response_body_cut = r.body.as_ref().is_some_and(|b| b.truncated);
         rec.response_body = r.body.map(|b| b.bytes);
         rec.response_body_bytes = r.body_bytes;
     }

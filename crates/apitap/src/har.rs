@@ -116,6 +116,8 @@ fn entry_record(entry: &Value, index: usize) -> Result<TxRecord> {
             .filter(|m| !m.is_empty())
             .map(str::to_string)
             .or_else(|| header(&response_headers, "content-type")),
+        request_body_cut: false,
+        response_body_cut: false,
         request_body_bytes: request_body.as_ref().map_or(0, |b| b.len() as u64),
         response_body_bytes: content_size
             .or(response_body.as_ref().map(|b| b.len() as u64))

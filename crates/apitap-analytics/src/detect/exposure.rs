@@ -51,11 +51,13 @@ impl Detector for Exposure {
             Flow::Request => self.scan.scan(
                 &tx.request_headers,
                 tx.request_body.as_deref(),
+                tx.request_body_cut,
                 tx.request_content_type.as_deref(),
             ),
             Flow::Response => self.scan.scan(
                 &tx.response_headers,
                 tx.response_body.as_deref(),
+                tx.response_body_cut,
                 tx.response_content_type.as_deref(),
             ),
         };
@@ -154,11 +156,13 @@ impl SensitiveScan {
         }
     }
 
-    /// Counts by kind in the headers and the body sample of one direction.
+    /// Counts by kind in the headers and the body sample of one direction (`body_cut`:
+    /// the sample is not the whole body).
     pub(crate) fn scan(
         &mut self,
         headers: &Headers,
         body: Option<&[u8]>,
+        body_cut: bool,
         content_type: Option<&str>,
     ) -> BTreeMap<SensitiveKind, u64> {
         let mut counts = BTreeMap::new();
@@ -185,12 +189,14 @@ impl SensitiveScan {
                 self.counters.bodies_skipped_binary += 1;
             } else {
                 let n = body.len().min(self.max_bytes);
-                if n < body.len() {
+                if n < body.len() || body_cut {
                     self.counters.bodies_truncated += 1;
                 }
                 self.counters.bodies_scanned += 1;
                 self.counters.body_bytes_scanned += n as u64;
-                self.scanner.scan(&body[..n], &mut counts);
+                // A match ending where a cut sample ends may go on past it: not counted.
+                self.scanner
+                    .scan_part(&body[..n], n < body.len() || body_cut, &mut counts);
             }
         }
         counts
@@ -208,15 +214,42 @@ mod tests {
         let c = s.scan(
             &Headers::default(),
             Some(b"a@example.com"),
+            false,
             Some("image/png"),
         );
         assert!(c.is_empty());
-        let c = s.scan(&Headers::default(), Some(b"\0a@example.com"), None);
+        let c = s.scan(&Headers::default(), Some(b"\0a@example.com"), false, None);
         assert!(c.is_empty());
         assert_eq!(s.counters.bodies_skipped_binary, 2);
         // Truncation to max_bytes: the email after byte 10 is not seen.
-        let c = s.scan(&Headers::default(), Some(b"0123456789 a@example.com"), None);
+        let c = s.scan(
+            &Headers::default(),
+            Some(b"0123456789 a@example.com"),
+            false,
+            None,
+        );
         assert!(c.is_empty());
         assert_eq!(s.counters.bodies_truncated, 1);
+    }
+
+    /// A long id cut by `max_bytes` (or by the capture) to a Luhn-valid card number is no
+    /// finding; a body cut upstream is counted as cut even when it fits `max_bytes`.
+    #[test]
+    fn tokens_cut_at_the_limit_are_not_findings() {
+        let mut s = SensitiveScan::new(&SensitiveKind::ALL, &[], false, 24);
+        let body = br#"{"id":  41111111111111111111}"#; // 20 digits: no card
+        let json = Some("application/json");
+        assert!(s
+            .scan(&Headers::default(), Some(body), false, json)
+            .is_empty());
+        assert!(s
+            .scan(&Headers::default(), Some(&body[..24]), true, json)
+            .is_empty());
+        assert_eq!(s.counters.bodies_truncated, 2);
+        // A card that ends before the cut is one.
+        let mut s = SensitiveScan::new(&SensitiveKind::ALL, &[], false, 64);
+        let card = br#"{"card": 4111111111111111, "n": 1}"#;
+        let c = s.scan(&Headers::default(), Some(&card[..26]), true, json);
+        assert_eq!(c.get(&SensitiveKind::CardNumber), Some(&1));
     }
 }
