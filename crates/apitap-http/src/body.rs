@@ -82,8 +82,7 @@ pub(crate) fn finish(
         Ok(None) => {}
         Ok(Some(list)) => {
             if !body.bytes.is_empty() {
-                let scan_limit = body.capture_limit;
-                decode(body, list, cfg, scan_limit, stats, anomalies);
+                decode(body, list, cfg, stats, anomalies);
             }
         }
         Err(()) => {
@@ -143,13 +142,12 @@ fn finish_counts(body: &CapturedBody, stats: &mut HttpStats) {
 /// Decodes `body.bytes` in place, the last applied coding first. Every layer's output is
 /// capped at `max_decoded_body_bytes` and at `max_decompression_ratio` times the bytes on
 /// the wire, so neither a small bomb nor a stack of codings can make it grow: each decoder
-/// is read through `take(limit + 1)`. A body captured only for the scan (`scan_limit`) is
-/// decoded no further than the scan reads: cut there, it is truncated, not a bomb.
+/// is read through `take(limit + 1)`. A body captured only for the scan (`capture_limit`)
+/// is decoded no further than the scan reads: cut there, it is truncated, not a bomb.
 fn decode(
     body: &mut CapturedBody,
     list: ContentCodings,
     cfg: &HttpConfig,
-    scan_limit: Option<usize>,
     stats: &mut HttpStats,
     anomalies: &mut Anomalies,
 ) {
@@ -158,7 +156,7 @@ fn decode(
         .len()
         .saturating_mul(cfg.max_decompression_ratio as usize);
     let bomb_limit = cfg.max_decoded_body_bytes.min(ratio_cap);
-    let limit = scan_limit.map_or(bomb_limit, |s| s.min(bomb_limit));
+    let limit = body.capture_limit.map_or(bomb_limit, |s| s.min(bomb_limit));
     // Layers removed, outermost (last applied) first.
     let mut removed = 0;
     for coding in list.iter().rev() {

@@ -224,7 +224,7 @@ impl HttpConn {
                 version: h.version,
                 body_bytes: 0,
                 wire_bytes: self.req.msg_bytes,
-                body: None,
+                body,
                 start,
                 end: at,
                 authority: apitap_core::Span::default(),
@@ -235,11 +235,6 @@ impl HttpConn {
             is_connect,
             incomplete: None,
         });
-        if body.is_some() {
-            if let Some(p) = self.pending.back_mut() {
-                p.req.body = body;
-            }
-        }
         self.req.key = Some(key);
         self.req.body_bytes = 0;
         self.req.phase = match framing {
