@@ -220,34 +220,19 @@ impl Scanner {
                 );
             });
         }
-        // A find inside its kind's last region adds nothing (and is not widened again, so
-        // a body of a million `@` costs linear time).
         if self.email {
             for at in memchr::memchr_iter(b'@', data) {
-                if !regions.covers(SensitiveKind::Email, at) {
-                    regions.add(
-                        SensitiveKind::Email,
-                        run_around(data, at, 1, SensitiveKind::Email),
-                    );
-                }
+                regions.add_find(data, SensitiveKind::Email, at..at + 1);
             }
         }
         if self.jwt {
             for at in memchr::memmem::find_iter(data, b"eyJ") {
-                if !regions.covers(SensitiveKind::Jwt, at) {
-                    regions.add(
-                        SensitiveKind::Jwt,
-                        run_around(data, at, 3, SensitiveKind::Jwt),
-                    );
-                }
+                regions.add_find(data, SensitiveKind::Jwt, at..at + 3);
             }
         }
         if let Some((ac, owners)) = &self.anchors {
             for m in ac.find_iter(data) {
-                let kind = owners[m.pattern().as_usize()];
-                if !regions.covers(kind, m.start()) {
-                    regions.add(kind, run_around(data, m.start(), m.len(), kind));
-                }
+                regions.add_find(data, owners[m.pattern().as_usize()], m.range());
             }
         }
         regions
@@ -292,9 +277,19 @@ struct Regions {
 }
 
 impl Regions {
-    /// Whether `at` lies in `kind`'s last region.
-    fn covers(&self, kind: SensitiveKind, at: usize) -> bool {
-        self.of(kind).last().is_some_and(|r| r.contains(&at))
+    /// Adds the region of an anchor of `kind` found at `anchor`: the run of the kind's
+    /// bytes around it, one byte more either side. A find inside the kind's last region
+    /// adds nothing and is not widened again, so a body of a million `@` costs linear time.
+    fn add_find(&mut self, data: &[u8], kind: SensitiveKind, anchor: Range<usize>) {
+        if self
+            .of(kind)
+            .last()
+            .is_some_and(|r| r.contains(&anchor.start))
+        {
+            return;
+        }
+        let anchor = anchor.start..anchor.end.min(data.len());
+        self.add(kind, widen(data, anchor, |b| kind.in_match(b)));
     }
 
     fn add(&mut self, kind: SensitiveKind, r: Range<usize>) {
@@ -320,12 +315,6 @@ impl Regions {
     }
 }
 
-/// The run of `kind`'s bytes around `data[at..at + len]`, with one byte more either side.
-fn run_around(data: &[u8], at: usize, len: usize, kind: SensitiveKind) -> Range<usize> {
-    let end = (at + len).min(data.len());
-    widen(data, at..end, |b| kind.in_match(b))
-}
-
 /// `r` grown over the bytes `keep` holds, then by one byte either side (for `\b` and the
 /// card number's decimal check).
 fn widen(data: &[u8], r: Range<usize>, keep: impl Fn(u8) -> bool) -> Range<usize> {
@@ -345,7 +334,7 @@ fn widen(data: &[u8], r: Range<usize>, keep: impl Fn(u8) -> bool) -> Range<usize
 /// It probes every `min`-th byte, and reads on around a probe only where that byte could be
 /// part of a run, so short numbers cost little.
 fn digit_runs(data: &[u8], min: usize, mut found: impl FnMut(Range<usize>)) {
-    let digitish = |b: u8| b.is_ascii_digit() || b == b' ' || b == b'-';
+    let digitish = |b: u8| SensitiveKind::CardNumber.in_match(b);
     let step = min.max(1);
     let mut probe = step - 1;
     while probe < data.len() {
