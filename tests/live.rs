@@ -411,6 +411,76 @@ fn every_request_nginx_logged_is_an_event_on_one_and_two_workers() {
     }
 }
 
+/// Two capture readers in a kernel fanout group see what one reader sees: under ab load
+/// (many keep-alive and one-shot connections at once) every request nginx logged is one
+/// event, nothing is dropped, and both readers read a share of the packets.
+#[test]
+fn two_reader_threads_find_what_one_finds_under_load() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new("live-readers");
+    lab.start_nginx();
+    for readers in ["1", "2"] {
+        std::fs::write(&lab.access_log, "").unwrap();
+        let sensor = lab.start_apitap(&[
+            "--workers",
+            "2",
+            "--reader-threads",
+            readers,
+            "--user",
+            "nobody",
+        ]);
+        client_traffic(&lab);
+        let u = lab.url("/api/users/7");
+        for args in [
+            &["ab", "-q", "-k", "-n", "4000", "-c", "16", &u][..],
+            &["ab", "-q", "-n", "1000", "-c", "8", &u][..],
+        ] {
+            assert!(lab.cli_cmd(args).status.success(), "{args:?} failed");
+        }
+        let logged_now = std::fs::read_to_string(&lab.access_log)
+            .unwrap()
+            .lines()
+            .count();
+        wait_for_log(&lab, logged_now);
+        let (events, stats) = sensor.stop();
+        let lines = logged(&lab.access_log);
+        assert!(lines.len() >= 5300, "nginx logged only {}", lines.len());
+        let answered = responses(&events);
+        let problems = mismatches(&lines, &answered);
+        assert!(
+            problems.is_empty(),
+            "{readers} reader(s):\n{}",
+            problems.join("\n")
+        );
+        assert_eq!(
+            field(&stats, "capture.interfaces").as_array().unwrap()[0]["kernel_dropped"],
+            0
+        );
+        assert_eq!(field(&stats, "capture.queue_dropped_packets"), 0);
+        let per_reader: Vec<u64> = field(&stats, "capture.reader_packets")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect();
+        assert_eq!(per_reader.len(), readers.parse::<usize>().unwrap());
+        assert!(
+            per_reader.iter().all(|&n| n > 0),
+            "a reader read nothing: {per_reader:?}"
+        );
+        assert_eq!(
+            per_reader.iter().sum::<u64>(),
+            field(&stats, "input.packets").as_u64().unwrap()
+        );
+        assert_eq!(
+            field(&stats, "transactions.total").as_u64(),
+            Some(events.len() as u64)
+        );
+    }
+}
+
 /// Kafka from a live capture: the broker runs inside the client namespace (its loopback),
 /// the sensor there sends what it captured on the veth; a real consumer reads it back.
 #[test]

@@ -2,7 +2,8 @@
 //!
 //! - [`source`]: pcap/pcapng files through libpcap, several merged in timestamp order.
 //! - [`offline`]: the libpcap file reader under [`source`], with a large stdio buffer.
-//! - [`live`]: live interfaces through libpcap, polled by one thread.
+//! - [`live`]: live interfaces through libpcap, polled by one thread per reader (several
+//!   readers share an interface through a kernel fanout group).
 //! - [`decoder`]: the reader's path from a frame to a TCP segment: [`mod@decode`], [`dedup`]
 //!   and [`defrag`] in one [`Decoder`].
 //! - [`mod@decode`]: link, tunnel, IP and TCP headers to the [`apitap_core::PacketMeta`]
@@ -29,6 +30,6 @@ pub use decode::{
 };
 pub use decoder::Decoder;
 pub use defrag::{Defrag, DefragLimits, DefragStats};
-pub use live::{list_interfaces, CaptureOptions, InterfaceStats, LiveSource};
+pub use live::{list_interfaces, CaptureOptions, Fanout, InterfaceStats, LiveSource};
 pub use source::{FileSource, RawPacket, WireError};
 pub use stats::{ByTunnel, DecodeStats, Skip, Skipped, TunnelSkips};

@@ -1,5 +1,8 @@
 //! Live capture from one or more interfaces through libpcap (TPACKET_V3 on Linux unless
 //! immediate mode is asked for), read by one thread with `poll(2)` over all handles.
+//! Several readers share an interface through a kernel `PACKET_FANOUT` group in hash mode:
+//! each opens its own handle and the kernel hands every packet to one of them, both
+//! directions of a flow (and every fragment of a datagram) to the same one.
 //!
 //! Handles are opened for receive only: apitap never calls `pcap_inject`/`pcap_sendpacket`.
 
@@ -26,6 +29,21 @@ pub struct CaptureOptions {
     pub block_timeout_ms: i32,
     /// BPF filter applied in the kernel; empty captures everything.
     pub bpf: String,
+    /// Whether, and how, each handle joins a kernel fanout group.
+    pub fanout: Fanout,
+}
+
+/// Kernel packet fanout (`PACKET_FANOUT`, hash mode) of the handles of one reader.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Fanout {
+    /// No fanout: this reader sees every packet.
+    #[default]
+    Off,
+    /// Each interface's handle starts a new group with an id the kernel picks (unused on
+    /// this host), read back with [`LiveSource::fanout_groups`].
+    New,
+    /// Each interface's handle joins the group of that id (one per interface, in order).
+    Join(Vec<u16>),
 }
 
 /// Counters of one interface, from libpcap and from reading.
@@ -55,6 +73,8 @@ struct Interface {
 /// Reads frames from live interfaces.
 pub struct LiveSource {
     interfaces: Vec<Interface>,
+    /// The fanout group of each interface's handle, when in one.
+    fanout_groups: Vec<u16>,
     /// Next interface to read first, so a busy one cannot starve the others.
     cursor: usize,
 }
@@ -70,6 +90,7 @@ impl LiveSource {
             });
         }
         let mut interfaces = Vec::with_capacity(names.len());
+        let mut fanout_groups = Vec::new();
         for name in names {
             let open_err = |e: pcap::Error| WireError::Open {
                 path: name.clone(),
@@ -92,6 +113,18 @@ impl LiveSource {
                     msg: format!("bad BPF filter {:?}: {}", opts.bpf, pcap_msg(&e)),
                 })?;
             }
+            let group = match &opts.fanout {
+                Fanout::Off => None,
+                Fanout::New => Some(None),
+                Fanout::Join(ids) => Some(ids.get(interfaces.len()).copied()),
+            };
+            if let Some(group) = group {
+                let id = join_fanout(&cap, group).map_err(|e| WireError::Open {
+                    path: name.clone(),
+                    msg: format!("cannot join a packet fanout group: {e}"),
+                })?;
+                fanout_groups.push(id);
+            }
             let dlt = cap.get_datalink();
             let Some(link) = LinkType::from_linktype(dlt.0) else {
                 return Err(WireError::UnsupportedLinkType {
@@ -113,8 +146,15 @@ impl LiveSource {
         }
         Ok(LiveSource {
             interfaces,
+            fanout_groups,
             cursor: 0,
         })
+    }
+
+    /// The fanout group id of each interface's handle (empty without fanout): what the
+    /// other readers of the run pass as [`Fanout::Join`].
+    pub fn fanout_groups(&self) -> &[u16] {
+        &self.fanout_groups
     }
 
     /// Calls `on_packet` for up to `budget` frames that are ready on any interface. When
@@ -233,6 +273,53 @@ pub fn list_interfaces() -> Result<Vec<String>, WireError> {
             )
         })
         .collect())
+}
+
+/// Joins the AF_PACKET socket under `cap` to a kernel fanout group in hash mode (a
+/// symmetric flow hash picks the member): group `Some(id)`, or with `None` a new group
+/// whose unused id the kernel picks. Returns the group's id. Every member must open the
+/// same interface; the group lives as long as one member's socket does.
+#[allow(unsafe_code)]
+fn join_fanout(cap: &Capture<Active>, group: Option<u16>) -> std::io::Result<u16> {
+    use std::os::fd::AsRawFd;
+    let fd = cap.as_fd().as_raw_fd();
+    let (id, flags) = match group {
+        Some(id) => (id, 0),
+        None => (0, libc::PACKET_FANOUT_FLAG_UNIQUEID),
+    };
+    let mode = (libc::PACKET_FANOUT_HASH | flags) as libc::c_int;
+    let arg: libc::c_int = libc::c_int::from(id) | mode << 16;
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4);
+    // SAFETY: `fd` is libpcap's open socket, borrowed for the call; the option value is a
+    // c_int on the stack that outlives the call, and `len` is its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_FANOUT,
+            std::ptr::from_ref(&arg).cast(),
+            len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut got: libc::c_int = 0;
+    // SAFETY: as above; the kernel writes at most `len` bytes into `got` and sets `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_FANOUT,
+            std::ptr::from_mut(&mut got).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // The low 16 bits are the id (then the mode and flags).
+    Ok((got & 0xffff) as u16)
 }
 
 fn pcap_msg(e: &pcap::Error) -> String {

@@ -68,6 +68,9 @@ pub struct CaptureConfig {
     pub buffer_bytes: u32,
     /// How long the kernel may hold a partly filled block before handing it over.
     pub block_timeout_ms: u32,
+    /// Reader threads per run: above 1, each opens every interface again and the kernel
+    /// spreads packets over them by flow (a `PACKET_FANOUT` group in hash mode).
+    pub reader_threads: usize,
 }
 
 impl Default for CaptureConfig {
@@ -80,6 +83,7 @@ impl Default for CaptureConfig {
             immediate_mode: false,
             buffer_bytes: 64 << 20,
             block_timeout_ms: 100,
+            reader_threads: 1,
         }
     }
 }
@@ -542,6 +546,7 @@ impl Config {
                 u64::from(c.block_timeout_ms),
                 1..=10_000,
             ),
+            ("capture.reader_threads", c.reader_threads as u64, 1..=16),
             (
                 "daemon.stats_interval_s",
                 self.daemon.stats_interval_s,

@@ -9,16 +9,18 @@
 //! out.
 
 use crate::config::Config;
+use crate::pipeline::Feeder;
 use crate::pipeline::{encoder, open_output, Backpressure, Output, Pipeline};
 use crate::privileges::drop_privileges;
 use crate::stats::RunSummary;
 use crate::telemetry::{InputSnapshot, Shared};
 use anyhow::{Context, Result};
-use apitap_core::Timestamp;
-use apitap_wire::{CaptureOptions, LiveSource};
+use apitap_core::{Merge, Timestamp};
+use apitap_wire::{CaptureOptions, DecodeStats, Fanout, InterfaceStats, LiveSource};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// Command-line settings that override the config file (kept so a reload applies them
@@ -37,6 +39,8 @@ pub struct Overrides {
     pub metrics_addr: Option<String>,
     /// `--workers`.
     pub workers: Option<usize>,
+    /// `--reader-threads`.
+    pub reader_threads: Option<usize>,
     /// `--allow-root`.
     pub allow_root: bool,
     /// `--log-format`.
@@ -70,6 +74,9 @@ impl Overrides {
         }
         if let Some(w) = self.workers {
             cfg.pipeline.workers = w.max(1);
+        }
+        if let Some(r) = self.reader_threads {
+            cfg.capture.reader_threads = r;
         }
         if self.allow_root {
             cfg.daemon.allow_root = true;
@@ -118,15 +125,30 @@ pub fn run_live(run: LiveRun) -> Result<RunSummary> {
         .context("cannot install signal handler")?;
 
     let c = &cfg.capture;
-    let opts = CaptureOptions {
+    let readers = c.reader_threads.max(1);
+    let mut opts = CaptureOptions {
         snaplen: i32::try_from(c.snaplen).unwrap_or(65_535),
         promiscuous: c.promiscuous,
         immediate: c.immediate_mode,
         buffer_bytes: i32::try_from(c.buffer_bytes).unwrap_or(i32::MAX),
         block_timeout_ms: i32::try_from(c.block_timeout_ms).unwrap_or(100),
         bpf: c.bpf.clone(),
+        fanout: match readers {
+            1 => Fanout::Off,
+            _ => Fanout::New,
+        },
     };
+    // Every reader's handles are open before privileges go. The first reader's handles
+    // start one fanout group per interface; the others join them.
     let mut source = LiveSource::open(&c.interfaces, &opts)?;
+    opts.fanout = match readers {
+        1 => Fanout::Off,
+        _ => Fanout::Join(source.fanout_groups().to_vec()),
+    };
+    let mut other_sources = Vec::with_capacity(readers - 1);
+    for _ in 1..readers {
+        other_sources.push(LiveSource::open(&c.interfaces, &opts)?);
+    }
     let metrics_listener = match cfg.daemon.metrics_addr.as_str() {
         "" => None,
         addr => {
@@ -154,6 +176,27 @@ pub fn run_live(run: LiveRun) -> Result<RunSummary> {
         false,
         keylog,
     )?;
+    let poll_ms = u16::try_from(cfg.capture.block_timeout_ms.min(100)).unwrap_or(100);
+    let drain_for = Duration::from_millis(u64::from(cfg.capture.block_timeout_ms) * 2 + 50);
+    let reading_ended = Arc::new(AtomicBool::new(false));
+    let mut other_readers = Vec::with_capacity(other_sources.len());
+    for (source, feeder) in other_sources
+        .into_iter()
+        .zip(std::mem::take(&mut pipeline.reader_feeders))
+    {
+        other_readers.push(OtherReader::spawn(
+            other_readers.len() + 1,
+            source,
+            feeder,
+            ReaderControl {
+                stop: Arc::clone(&stop),
+                ended: Arc::clone(&reading_ended),
+                shared: Arc::clone(&shared),
+                poll_ms,
+                drain_for,
+            },
+        )?);
+    }
     let stats_interval = Arc::new(AtomicU64::new(cfg.daemon.stats_interval_s));
     let telemetry = crate::metrics::spawn(
         metrics_listener,
@@ -165,6 +208,7 @@ pub fn run_live(run: LiveRun) -> Result<RunSummary> {
         interfaces = ?cfg.capture.interfaces,
         bpf = %cfg.capture.bpf,
         workers = cfg.worker_count(),
+        readers,
         %identity,
         "capture open, privileges dropped"
     );
@@ -172,8 +216,6 @@ pub fn run_live(run: LiveRun) -> Result<RunSummary> {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
     let mut summary = RunSummary::default();
-    let poll_ms = u16::try_from(cfg.capture.block_timeout_ms.min(100)).unwrap_or(100);
-    let drain_for = Duration::from_millis(u64::from(cfg.capture.block_timeout_ms) * 2 + 50);
     let mut last_tick = Instant::now();
     let mut last_publish = Instant::now();
     let mut stopping_since: Option<Instant> = None;
@@ -212,7 +254,7 @@ pub fn run_live(run: LiveRun) -> Result<RunSummary> {
         }
         if last_publish.elapsed() >= Duration::from_secs(1) {
             last_publish = Instant::now();
-            publish_input(&shared, &mut source, &pipeline);
+            publish_input(&shared, &mut source, &pipeline, &other_readers);
         }
         if reload.swap(false, Ordering::SeqCst) {
             apply_reload(
@@ -238,9 +280,28 @@ pub fn run_live(run: LiveRun) -> Result<RunSummary> {
         }
     }
     shared.stopping.store(true, Ordering::SeqCst);
-    publish_input(&shared, &mut source, &pipeline);
+    reading_ended.store(true, Ordering::SeqCst);
+    let mut others = Vec::with_capacity(other_readers.len());
+    for r in other_readers {
+        others.push(r.join());
+    }
+    publish_input(&shared, &mut source, &pipeline, &[]);
     summary.interfaces = source.stats();
+    summary.reader_packets = vec![summary.interfaces.iter().map(|i| i.packets).sum()];
     pipeline.finish(&mut summary)?;
+    // `finish` filled in the first reader's counters; the others add theirs.
+    for r in others {
+        summary.decode.merge(&r.decode);
+        add_interfaces(&mut summary.interfaces, &r.interfaces);
+        summary
+            .reader_packets
+            .push(r.interfaces.iter().map(|i| i.packets).sum());
+        summary.queue_dropped_packets += r.queue_dropped_packets;
+        summary.duplicates_dropped += r.duplicates_dropped;
+        if summary.input_error.is_none() {
+            summary.input_error = r.error;
+        }
+    }
     telemetry.stop();
     tracing::info!(
         packets = summary.decode.packets,
@@ -251,12 +312,150 @@ pub fn run_live(run: LiveRun) -> Result<RunSummary> {
     Ok(summary)
 }
 
-fn publish_input(shared: &Shared, source: &mut LiveSource, pipeline: &Pipeline) {
-    shared.publish_input(InputSnapshot {
+/// Publishes the input counters of every reader, summed.
+fn publish_input(
+    shared: &Shared,
+    source: &mut LiveSource,
+    pipeline: &Pipeline,
+    others: &[OtherReader],
+) {
+    let mut snap = InputSnapshot {
         decode: pipeline.feeder.decoder.stats().clone(),
         interfaces: source.stats(),
         queue_dropped_packets: pipeline.feeder.queue_dropped_packets(),
-    });
+    };
+    for r in others {
+        let other = lock(&r.snapshot);
+        snap.decode.merge(&other.decode);
+        add_interfaces(&mut snap.interfaces, &other.interfaces);
+        snap.queue_dropped_packets += other.queue_dropped_packets;
+    }
+    shared.publish_input(snap);
+}
+
+/// Adds the counters of another reader's handles on the same interfaces, in the same order.
+fn add_interfaces(into: &mut [InterfaceStats], other: &[InterfaceStats]) {
+    for (a, b) in into.iter_mut().zip(other) {
+        a.packets += b.packets;
+        a.bytes += b.bytes;
+        a.kernel_dropped += b.kernel_dropped;
+        a.interface_dropped += b.interface_dropped;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What a reader thread shares with the run.
+struct ReaderControl {
+    /// SIGTERM/SIGINT.
+    stop: Arc<AtomicBool>,
+    /// The first reader has stopped (signal or capture error): drain and end.
+    ended: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+    poll_ms: u16,
+    drain_for: Duration,
+}
+
+/// What a reader thread counted.
+#[derive(Default)]
+struct ReaderOutcome {
+    decode: DecodeStats,
+    interfaces: Vec<InterfaceStats>,
+    queue_dropped_packets: u64,
+    duplicates_dropped: u64,
+    error: Option<String>,
+}
+
+/// A capture reader after the first, on its own thread: its own handles in the fanout
+/// groups and its own [`Feeder`] into the shared workers.
+struct OtherReader {
+    thread: thread::JoinHandle<ReaderOutcome>,
+    /// Its input counters, refreshed once a second.
+    snapshot: Arc<Mutex<InputSnapshot>>,
+}
+
+impl OtherReader {
+    fn spawn(
+        id: usize,
+        mut source: LiveSource,
+        mut feeder: Feeder,
+        ctl: ReaderControl,
+    ) -> Result<OtherReader> {
+        let snapshot = Arc::new(Mutex::new(InputSnapshot::default()));
+        let slot = Arc::clone(&snapshot);
+        let thread = thread::Builder::new()
+            .name(format!("apitap-reader-{id}"))
+            .spawn(move || {
+                let mut out = ReaderOutcome::default();
+                let mut last_tick = Instant::now();
+                let mut stopping_since: Option<Instant> = None;
+                loop {
+                    let mut feed_error = None;
+                    let read = source.read(4096, ctl.poll_ms, &mut |raw| {
+                        if feed_error.is_none() {
+                            if let Err(e) = feeder.packet(&raw) {
+                                feed_error = Some(e);
+                            }
+                        }
+                    });
+                    let n = match (read, feed_error) {
+                        (_, Some(e)) => {
+                            out.error = Some(format!("{e:#}"));
+                            break;
+                        }
+                        (Err(e), None) => {
+                            tracing::error!("capture failed: {e}");
+                            out.error = Some(e.to_string());
+                            break;
+                        }
+                        (Ok(n), None) => n,
+                    };
+                    if n > 0 {
+                        ctl.shared
+                            .last_packet_unix_s
+                            .store(unix_now_s(), Ordering::Relaxed);
+                    }
+                    if last_tick.elapsed() >= Duration::from_secs(1) {
+                        last_tick = Instant::now();
+                        if let Err(e) = feeder.tick(Some(wall_clock())) {
+                            out.error = Some(format!("{e:#}"));
+                            break;
+                        }
+                        *lock(&slot) = InputSnapshot {
+                            decode: feeder.decoder.stats().clone(),
+                            interfaces: source.stats(),
+                            queue_dropped_packets: feeder.queue_dropped_packets(),
+                        };
+                    }
+                    if ctl.stop.load(Ordering::SeqCst) || ctl.ended.load(Ordering::SeqCst) {
+                        let waited = stopping_since.get_or_insert_with(Instant::now).elapsed();
+                        if (n == 0 && waited >= ctl.drain_for) || waited >= ctl.drain_for * 5 {
+                            break;
+                        }
+                    }
+                }
+                if let Err(e) = feeder.flush() {
+                    out.error.get_or_insert_with(|| format!("{e:#}"));
+                }
+                out.decode = feeder.decoder.stats().clone();
+                out.interfaces = source.stats();
+                out.queue_dropped_packets = feeder.queue_dropped_packets();
+                out.duplicates_dropped = feeder.decoder.duplicates_dropped();
+                out
+            })
+            .context("cannot start a capture reader thread")?;
+        Ok(OtherReader { thread, snapshot })
+    }
+
+    /// Waits for the reader to drain and end; a reader that panicked counts as an error.
+    fn join(self) -> ReaderOutcome {
+        self.thread.join().unwrap_or_else(|_| ReaderOutcome {
+            error: Some("a capture reader thread panicked".into()),
+            ..ReaderOutcome::default()
+        })
+    }
 }
 
 /// Seconds since the Unix epoch.

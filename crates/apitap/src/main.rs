@@ -96,6 +96,10 @@ enum Command {
         /// Flow worker threads (overrides pipeline.workers).
         #[arg(short, long)]
         workers: Option<usize>,
+        /// Capture reader threads, sharing each interface through a kernel fanout group
+        /// (overrides capture.reader_threads).
+        #[arg(long, value_name = "N")]
+        reader_threads: Option<usize>,
         /// Log format: text or json (overrides daemon.log_format).
         #[arg(long, value_name = "FORMAT")]
         log_format: Option<String>,
@@ -212,6 +216,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             allow_root,
             metrics_addr,
             workers,
+            reader_threads,
             log_format,
             stats_json,
             format,
@@ -226,6 +231,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 user,
                 metrics_addr,
                 workers,
+                reader_threads,
                 allow_root,
                 log_format,
                 spec,

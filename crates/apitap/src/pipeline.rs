@@ -136,6 +136,9 @@ pub(crate) enum Backpressure {
 pub(crate) struct Pipeline {
     /// Hands packets to the workers.
     pub feeder: Feeder,
+    /// The feeders of the other capture readers (`capture.reader_threads` above 1 on a live
+    /// run), each for its own thread; they share `feeder`'s packet numbering.
+    pub reader_feeders: Vec<Feeder>,
     workers: Vec<thread::JoinHandle<WorkerStats>>,
     sink: thread::JoinHandle<SinkResult>,
     /// The TLS key logs, when configured; on a live sensor, the thread following them.
@@ -249,9 +252,16 @@ impl Pipeline {
             senders.push(tx);
             handles.push(handle);
         }
-        Ok(Pipeline {
-            keylog,
-            feeder: Feeder {
+        // A replay has one reader; a live run may have several, numbering packets from one
+        // counter so their order keys interleave as the packets arrived.
+        let readers = match shared.is_some() {
+            true => cfg.capture.reader_threads.max(1),
+            false => 1,
+        };
+        let shared_index = (readers > 1).then(|| Arc::new(AtomicU64::new(0)));
+        let mut feeders = Vec::with_capacity(readers);
+        for _ in 0..readers {
+            feeders.push(Feeder {
                 decoder: Decoder::new(
                     cfg.decode.udp_tunnels()?,
                     cfg.pipeline.dedup_window_us,
@@ -259,13 +269,13 @@ impl Pipeline {
                 ),
                 shards: Shards {
                     batches: (0..senders.len()).map(|_| PacketBatch::default()).collect(),
-                    senders,
-                    recycle: recycle_rx,
+                    senders: senders.clone(),
+                    recycle: recycle_rx.clone(),
                     clock: PacketRef::default(),
                     batch_packets: cfg.pipeline.batch_packets,
                     batch_bytes: cfg.pipeline.batch_bytes,
                     backpressure,
-                    held,
+                    held: Arc::clone(&held),
                     pause_above: match cfg.pipeline.reorder_pause_events {
                         0 => usize::MAX,
                         n => n,
@@ -274,8 +284,17 @@ impl Pipeline {
                     queue_dropped_packets: 0,
                 },
                 index: 0,
+                shared_index: shared_index.clone(),
                 tick_packets: cfg.pipeline.tick_packets,
-            },
+            });
+        }
+        drop(senders);
+        let mut feeders = feeders.into_iter();
+        let feeder = feeders.next().context("no capture reader")?;
+        Ok(Pipeline {
+            keylog,
+            feeder,
+            reader_feeders: feeders.collect(),
             workers: handles,
             sink,
         })
@@ -363,8 +382,10 @@ pub(crate) struct Feeder {
     pub decoder: Decoder,
     /// Batches per worker and the queues they go out on.
     shards: Shards,
-    /// Frames read so far (the index of the last one).
+    /// The index of the last frame read.
     pub index: u64,
+    /// The counter several readers number their frames from (`None`: one reader).
+    shared_index: Option<Arc<AtomicU64>>,
     tick_packets: u64,
 }
 
@@ -391,8 +412,11 @@ impl Feeder {
     /// Decodes and queues one frame. Returns true when it completed a tick (every
     /// `pipeline.tick_packets` frames). Fails only when the workers are gone.
     pub fn packet(&mut self, raw: &RawPacket<'_>) -> Result<bool> {
-        self.index += 1;
-        let index = self.index;
+        let index = match &self.shared_index {
+            None => self.index + 1,
+            Some(n) => n.fetch_add(1, Ordering::Relaxed) + 1,
+        };
+        self.index = index;
         let at = PacketRef { index, ts: raw.ts };
         self.shards.clock = PacketRef {
             index,

@@ -114,6 +114,8 @@ pub struct RunSummary {
     pub interfaces: Vec<apitap_wire::InterfaceStats>,
     /// Live capture: decoded packets dropped because a worker queue was full.
     pub queue_dropped_packets: u64,
+    /// Live capture: frames each reader thread read (`capture.reader_threads`).
+    pub reader_packets: Vec<u64>,
     /// Frames dropped as SPAN duplicates (`pipeline.dedup_window_us`).
     pub duplicates_dropped: u64,
     /// Replay: times the reader waited for the worker queues to drain because the reorder
@@ -132,6 +134,7 @@ impl RunSummary {
             json!({
                 "interfaces": section(&self.interfaces),
                 "queue_dropped_packets": self.queue_dropped_packets,
+                "reader_packets": self.reader_packets,
             })
         });
         let mut reassembly = section(&w.reassembly);
