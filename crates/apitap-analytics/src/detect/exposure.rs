@@ -64,6 +64,15 @@ impl Detector for Exposure {
         if counts.is_empty() {
             return;
         }
+        // A leaky endpoint exposes on every response: nothing is built while every kind
+        // found is within its suppression window.
+        if !counts
+            .keys()
+            .any(|k| gate.allowed(rule, &[cx.scoped, k.name()], tx.ts_ns))
+        {
+            gate.count_suppressed();
+            return;
+        }
         let severity = counts
             .keys()
             .map(|k| k.severity())
