@@ -6,7 +6,8 @@
 # as root captures real nginx + ab traffic into ab.pcap (scripts/make-ab-capture.sh).
 # Runs the tools round robin RUNS times (default 3; tshark once) and prints, per tool, the
 # best wall time, packets/s, Gbit/s, transactions/s, peak RSS and the time relative to
-# apitap with one worker.
+# apitap with one worker. apitap runs as shipped (analytics on) and with
+# `[analytics] enabled = false` ("-noan"), each with 1 and 2 workers.
 # Needs: tcpdump httpry tshark (apt-get install -y tcpdump httpry tshark).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,7 @@ fi
 runs=${RUNS:-3}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+printf '[analytics]\nenabled = false\n' > "$tmp/no-analytics.toml"
 
 declare -A best peak
 run_once() { # name command...: one timed run; keeps the best wall time and the peak RSS
@@ -54,19 +56,21 @@ for f in "${files[@]}"; do
     run_once "httpry" httpry -r "$f" -o /dev/null
     run_once "apitap-1w" "$apitap" replay -q --workers 1 "$f"
     run_once "apitap-2w" "$apitap" replay -q --workers 2 "$f"
+    run_once "apitap-1w-noan" "$apitap" replay -q --workers 1 -c "$tmp/no-analytics.toml" "$f"
+    run_once "apitap-2w-noan" "$apitap" replay -q --workers 2 -c "$tmp/no-analytics.toml" "$f"
   done
   run_once "tshark-http" tshark -r "$f" -d tcp.port==8080,http -Y http -T fields -e http.request.method -e http.request.uri -e http.response.code
-  for name in tcpdump-read httpry apitap-1w apitap-2w tshark-http; do
+  for name in tcpdump-read httpry apitap-1w apitap-2w apitap-1w-noan apitap-2w-noan tshark-http; do
     if [ -n "${best[$name]:-}" ]; then echo "$name ${best[$name]} ${peak[$name]}"; fi
   done > "$tmp/results"
   base=$(awk '$1=="apitap-1w"{print $2}' "$tmp/results")
-  printf "%-14s %9s %12s %9s %12s %10s %14s\n" tool wall_s packets/s Gbit/s tx/s rss_MB "time/apitap-1w"
+  printf "%-15s %9s %12s %9s %12s %10s %14s\n" tool wall_s packets/s Gbit/s tx/s rss_MB "time/apitap-1w"
   while read -r name wall rss; do
     python3 - "$name" "$wall" "$rss" "$bytes" "$packets" "$txs" "$base" <<'PY'
 import sys
 name, wall, rss, size, pk, tx, base = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7] or 0)
 w = max(wall, 0.001)
-print(f"{name:<14} {wall:9.2f} {pk/w:12.0f} {size*8/w/1e9:9.2f} {tx/w:12.0f} {rss/1024:10.1f} {wall/base if base else 0:14.2f}")
+print(f"{name:<15} {wall:9.2f} {pk/w:12.0f} {size*8/w/1e9:9.2f} {tx/w:12.0f} {rss/1024:10.1f} {wall/base if base else 0:14.2f}")
 PY
   done < "$tmp/results"
 done

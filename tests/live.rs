@@ -459,6 +459,9 @@ fn two_reader_threads_find_what_one_finds_under_load() {
             0
         );
         assert_eq!(field(&stats, "capture.queue_dropped_packets"), 0);
+        // A clean veth retransmits nothing: a packet that two readers both handed on would
+        // show up here.
+        assert_eq!(field(&stats, "reassembly.retransmitted_segments"), 0);
         let per_reader: Vec<u64> = field(&stats, "capture.reader_packets")
             .as_array()
             .unwrap()

@@ -1,8 +1,10 @@
 //! Live capture from one or more interfaces through libpcap (TPACKET_V3 on Linux unless
 //! immediate mode is asked for), read by one thread with `poll(2)` over all handles.
 //! Several readers share an interface through a kernel `PACKET_FANOUT` group in hash mode:
-//! each opens its own handle and the kernel hands every packet to one of them, both
-//! directions of a flow (and every fragment of a datagram) to the same one.
+//! each opens its own handle and the kernel hands every packet to one of them by a symmetric
+//! flow hash (both directions of a plain TCP connection go to the same one). Tunnelled
+//! flows, IPv6 with a flow label on one side only, and IP fragments may be split over
+//! readers; the workers, sharded by apitap's own flow key, still get all of them.
 //!
 //! Handles are opened for receive only: apitap never calls `pcap_inject`/`pcap_sendpacket`.
 
@@ -116,7 +118,15 @@ impl LiveSource {
             let group = match &opts.fanout {
                 Fanout::Off => None,
                 Fanout::New => Some(None),
-                Fanout::Join(ids) => Some(ids.get(interfaces.len()).copied()),
+                Fanout::Join(ids) => match ids.get(interfaces.len()) {
+                    Some(&id) => Some(Some(id)),
+                    None => {
+                        return Err(WireError::Open {
+                            path: name.clone(),
+                            msg: "no packet fanout group to join".into(),
+                        })
+                    }
+                },
             };
             if let Some(group) = group {
                 let id = join_fanout(&cap, group).map_err(|e| WireError::Open {

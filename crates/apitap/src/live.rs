@@ -16,7 +16,7 @@ use crate::stats::RunSummary;
 use crate::telemetry::{InputSnapshot, Shared};
 use anyhow::{Context, Result};
 use apitap_core::{Merge, Timestamp};
-use apitap_wire::{CaptureOptions, DecodeStats, Fanout, InterfaceStats, LiveSource};
+use apitap_wire::{CaptureOptions, Fanout, InterfaceStats, LiveSource};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -244,6 +244,17 @@ pub fn run_live(run: LiveRun) -> Result<RunSummary> {
             shared
                 .last_packet_unix_s
                 .store(unix_now_s(), Ordering::Relaxed);
+        } else if !other_readers.is_empty() {
+            if let Err(e) = pipeline.feeder.send_pending() {
+                summary.input_error = Some(format!("{e:#}"));
+                break;
+            }
+        }
+        // Another reader that ended on its own failed: its share of the traffic would go
+        // to the remaining readers mid-flow, so the run ends as on a capture error.
+        if !stop.load(Ordering::SeqCst) && other_readers.iter().any(OtherReader::has_ended) {
+            tracing::error!("a capture reader stopped; stopping the capture");
+            break;
         }
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
@@ -285,18 +296,23 @@ pub fn run_live(run: LiveRun) -> Result<RunSummary> {
     for r in other_readers {
         others.push(r.join());
     }
-    publish_input(&shared, &mut source, &pipeline, &[]);
+    // The last snapshot holds every reader's final counters.
+    for r in &others {
+        *lock(&r.snapshot) = r.outcome.input.clone();
+    }
+    publish_input(&shared, &mut source, &pipeline, &others);
     summary.interfaces = source.stats();
     summary.reader_packets = vec![summary.interfaces.iter().map(|i| i.packets).sum()];
     pipeline.finish(&mut summary)?;
     // `finish` filled in the first reader's counters; the others add theirs.
     for r in others {
-        summary.decode.merge(&r.decode);
-        add_interfaces(&mut summary.interfaces, &r.interfaces);
+        let r = r.outcome;
+        summary.decode.merge(&r.input.decode);
+        add_interfaces(&mut summary.interfaces, &r.input.interfaces);
         summary
             .reader_packets
-            .push(r.interfaces.iter().map(|i| i.packets).sum());
-        summary.queue_dropped_packets += r.queue_dropped_packets;
+            .push(r.input.interfaces.iter().map(|i| i.packets).sum());
+        summary.queue_dropped_packets += r.input.queue_dropped_packets;
         summary.duplicates_dropped += r.duplicates_dropped;
         if summary.input_error.is_none() {
             summary.input_error = r.error;
@@ -317,7 +333,7 @@ fn publish_input(
     shared: &Shared,
     source: &mut LiveSource,
     pipeline: &Pipeline,
-    others: &[OtherReader],
+    others: &[impl AsRef<Mutex<InputSnapshot>>],
 ) {
     let mut snap = InputSnapshot {
         decode: pipeline.feeder.decoder.stats().clone(),
@@ -325,7 +341,7 @@ fn publish_input(
         queue_dropped_packets: pipeline.feeder.queue_dropped_packets(),
     };
     for r in others {
-        let other = lock(&r.snapshot);
+        let other = lock(r.as_ref());
         snap.decode.merge(&other.decode);
         add_interfaces(&mut snap.interfaces, &other.interfaces);
         snap.queue_dropped_packets += other.queue_dropped_packets;
@@ -334,12 +350,13 @@ fn publish_input(
 }
 
 /// Adds the counters of another reader's handles on the same interfaces, in the same order.
+/// Not `interface_dropped`: libpcap reads it from the interface, so every handle reports
+/// the same drops.
 fn add_interfaces(into: &mut [InterfaceStats], other: &[InterfaceStats]) {
     for (a, b) in into.iter_mut().zip(other) {
         a.packets += b.packets;
         a.bytes += b.bytes;
         a.kernel_dropped += b.kernel_dropped;
-        a.interface_dropped += b.interface_dropped;
     }
 }
 
@@ -361,11 +378,21 @@ struct ReaderControl {
 /// What a reader thread counted.
 #[derive(Default)]
 struct ReaderOutcome {
-    decode: DecodeStats,
-    interfaces: Vec<InterfaceStats>,
-    queue_dropped_packets: u64,
+    input: InputSnapshot,
     duplicates_dropped: u64,
     error: Option<String>,
+}
+
+/// A reader thread that has ended: its final counters.
+struct EndedReader {
+    outcome: ReaderOutcome,
+    snapshot: Arc<Mutex<InputSnapshot>>,
+}
+
+impl AsRef<Mutex<InputSnapshot>> for EndedReader {
+    fn as_ref(&self) -> &Mutex<InputSnapshot> {
+        &self.snapshot
+    }
 }
 
 /// A capture reader after the first, on its own thread: its own handles in the fanout
@@ -416,6 +443,9 @@ impl OtherReader {
                         ctl.shared
                             .last_packet_unix_s
                             .store(unix_now_s(), Ordering::Relaxed);
+                    } else if let Err(e) = feeder.send_pending() {
+                        out.error = Some(format!("{e:#}"));
+                        break;
                     }
                     if last_tick.elapsed() >= Duration::from_secs(1) {
                         last_tick = Instant::now();
@@ -439,9 +469,11 @@ impl OtherReader {
                 if let Err(e) = feeder.flush() {
                     out.error.get_or_insert_with(|| format!("{e:#}"));
                 }
-                out.decode = feeder.decoder.stats().clone();
-                out.interfaces = source.stats();
-                out.queue_dropped_packets = feeder.queue_dropped_packets();
+                out.input = InputSnapshot {
+                    decode: feeder.decoder.stats().clone(),
+                    interfaces: source.stats(),
+                    queue_dropped_packets: feeder.queue_dropped_packets(),
+                };
                 out.duplicates_dropped = feeder.decoder.duplicates_dropped();
                 out
             })
@@ -449,12 +481,27 @@ impl OtherReader {
         Ok(OtherReader { thread, snapshot })
     }
 
+    /// Whether the thread has ended (before the run told it to: a capture error).
+    fn has_ended(&self) -> bool {
+        self.thread.is_finished()
+    }
+
     /// Waits for the reader to drain and end; a reader that panicked counts as an error.
-    fn join(self) -> ReaderOutcome {
-        self.thread.join().unwrap_or_else(|_| ReaderOutcome {
+    fn join(self) -> EndedReader {
+        let outcome = self.thread.join().unwrap_or_else(|_| ReaderOutcome {
             error: Some("a capture reader thread panicked".into()),
             ..ReaderOutcome::default()
-        })
+        });
+        EndedReader {
+            outcome,
+            snapshot: self.snapshot,
+        }
+    }
+}
+
+impl AsRef<Mutex<InputSnapshot>> for OtherReader {
+    fn as_ref(&self) -> &Mutex<InputSnapshot> {
+        &self.snapshot
     }
 }
 

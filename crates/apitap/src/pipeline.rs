@@ -311,7 +311,9 @@ impl Pipeline {
         summary.queue_dropped_packets = self.feeder.queue_dropped_packets();
         summary.reader_pauses = self.feeder.reader_pauses();
         summary.duplicates_dropped = self.feeder.decoder.duplicates_dropped();
+        // The workers end when every feeder is gone (the other readers' too, if unused).
         drop(self.feeder);
+        drop(self.reader_feeders);
         for handle in self.workers {
             let stats = handle
                 .join()
@@ -445,6 +447,22 @@ impl Feeder {
                 b.tick = true;
             }
             self.shards.send(shard)?;
+        }
+        Ok(())
+    }
+
+    /// Sends the batches that hold packets (a live reader with nothing to read: its
+    /// packets should not wait for the next tick while other readers' go ahead).
+    pub fn send_pending(&mut self) -> Result<()> {
+        for shard in 0..self.shards.batches.len() {
+            if self
+                .shards
+                .batches
+                .get(shard)
+                .is_some_and(|b| !b.packets.is_empty())
+            {
+                self.shards.send(shard)?;
+            }
         }
         Ok(())
     }
