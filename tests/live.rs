@@ -372,60 +372,22 @@ fn responses(events: &[Value]) -> Vec<Value> {
         .collect()
 }
 
+/// Every request nginx logged is one event, with one and two workers, and with two capture
+/// readers in a kernel fanout group: under ab load (many keep-alive and one-shot
+/// connections at once) nothing is dropped, nothing is seen twice, and both readers read a
+/// share of the packets.
 #[test]
-fn every_request_nginx_logged_is_an_event_on_one_and_two_workers() {
+fn every_request_nginx_logged_is_an_event_on_one_and_two_workers_and_readers() {
     if !can_run() {
         return;
     }
     let mut lab = Lab::new("live-nginx");
     lab.start_nginx();
-    for workers in ["1", "2"] {
-        std::fs::write(&lab.access_log, "").unwrap();
-        let sensor = lab.start_apitap(&["--workers", workers, "--user", "nobody"]);
-        client_traffic(&lab);
-        let logged_now = std::fs::read_to_string(&lab.access_log)
-            .unwrap()
-            .lines()
-            .count();
-        wait_for_log(&lab, logged_now);
-        let (events, stats) = sensor.stop();
-        let lines = logged(&lab.access_log);
-        assert!(lines.len() >= 300, "nginx logged only {}", lines.len());
-        let answered = responses(&events);
-        let problems = mismatches(&lines, &answered);
-        assert!(
-            problems.is_empty(),
-            "{workers} worker(s):\n{}",
-            problems.join("\n")
-        );
-        assert_eq!(answered.len(), events.len(), "events without a response");
-        assert_eq!(
-            field(&stats, "capture.interfaces").as_array().unwrap()[0]["kernel_dropped"],
-            0
-        );
-        assert_eq!(field(&stats, "capture.queue_dropped_packets"), 0);
-        assert_eq!(
-            field(&stats, "transactions.total").as_u64(),
-            Some(events.len() as u64)
-        );
-    }
-}
-
-/// Two capture readers in a kernel fanout group see what one reader sees: under ab load
-/// (many keep-alive and one-shot connections at once) every request nginx logged is one
-/// event, nothing is dropped, and both readers read a share of the packets.
-#[test]
-fn two_reader_threads_find_what_one_finds_under_load() {
-    if !can_run() {
-        return;
-    }
-    let mut lab = Lab::new("live-readers");
-    lab.start_nginx();
-    for readers in ["1", "2"] {
+    for (workers, readers) in [("1", "1"), ("2", "1"), ("2", "2")] {
         std::fs::write(&lab.access_log, "").unwrap();
         let sensor = lab.start_apitap(&[
             "--workers",
-            "2",
+            workers,
             "--reader-threads",
             readers,
             "--user",
@@ -451,9 +413,10 @@ fn two_reader_threads_find_what_one_finds_under_load() {
         let problems = mismatches(&lines, &answered);
         assert!(
             problems.is_empty(),
-            "{readers} reader(s):\n{}",
+            "{workers} worker(s), {readers} reader(s):\n{}",
             problems.join("\n")
         );
+        assert_eq!(answered.len(), events.len(), "events without a response");
         assert_eq!(
             field(&stats, "capture.interfaces").as_array().unwrap()[0]["kernel_dropped"],
             0
