@@ -157,3 +157,41 @@ fn a_pcapng_with_mixed_link_types_replays_to_the_events_of_its_source() {
     assert_eq!(summary.warnings.len(), 1, "{:?}", summary.warnings);
     assert!(summary.input_error.is_none());
 }
+
+#[test]
+fn a_capture_read_from_a_pipe_replays_to_the_events_of_its_file() {
+    // A pipe cannot seek back: the reader tells pcap from pcapng by the bytes it has read.
+    for capture in [
+        root().join("fixtures/nginx/nginx-mixed.pcap"),
+        root().join("fixtures/pcapng/mixed-links.pcapng"),
+    ] {
+        let (from_file, _) = run_replay(std::slice::from_ref(&capture), 2);
+        let dir = scratch("pipe");
+        let fifo = dir.join("capture");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let writer = {
+            let (fifo, capture) = (fifo.clone(), capture.clone());
+            std::thread::spawn(move || {
+                let bytes = std::fs::read(&capture).unwrap();
+                let mut pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+                // In small writes, so that records arrive split across reads.
+                for chunk in bytes.chunks(1000) {
+                    std::io::Write::write_all(&mut pipe, chunk).unwrap();
+                }
+            })
+        };
+        let (from_pipe, summary) = run_replay(&[fifo], 2);
+        writer.join().unwrap();
+        assert!(
+            from_file == from_pipe,
+            "{}: events differ",
+            capture.display()
+        );
+        assert!(summary.input_error.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

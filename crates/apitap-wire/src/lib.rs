@@ -1,7 +1,8 @@
 //! Packet sources and decoding for apitap.
 //!
-//! - [`source`]: pcap/pcapng files through libpcap, several merged in timestamp order.
-//! - [`offline`]: the libpcap file reader under [`source`], with a large stdio buffer.
+//! - [`source`]: pcap/pcapng files and pipes, several merged in timestamp order.
+//! - [`pcapfile`] and [`pcapng`]: the two file formats, read with pcap-parser; packets are
+//!   borrowed from the read buffer.
 //! - [`live`]: live interfaces through libpcap, polled by one thread per reader (several
 //!   readers share an interface through a kernel fanout group).
 //! - [`decoder`]: the reader's path from a frame to a TCP segment: [`mod@decode`], [`dedup`]
@@ -18,7 +19,7 @@ pub mod dedup;
 pub mod defrag;
 mod link;
 pub mod live;
-pub mod offline;
+pub mod pcapfile;
 pub mod pcapng;
 pub mod source;
 mod stats;

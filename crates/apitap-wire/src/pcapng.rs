@@ -8,7 +8,7 @@
 //! (a warning per interface at the end of the file).
 
 use crate::decode::LinkType;
-use crate::offline::Record;
+use crate::pcapfile::Record;
 use pcap_parser::pcapng::Block;
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError, PcapNGReader};
@@ -18,7 +18,7 @@ use std::io::Read;
 /// Bytes read from the file at once.
 const READ_BUFFER: usize = 1 << 20;
 /// The largest block accepted: the buffer grows up to this for a block that does not fit.
-const MAX_BLOCK: usize = 64 << 20;
+pub const MAX_BLOCK: usize = 64 << 20;
 /// Interfaces one section may describe; a file with more is refused as corrupt (each costs
 /// memory for the rest of the section).
 const MAX_INTERFACES: usize = 4096;
@@ -28,6 +28,12 @@ const SHB_TYPE: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 /// The first four bytes of a pcapng file (a Section Header Block), either byte order.
 pub fn is_pcapng(head: &[u8]) -> bool {
     head.get(..4) == Some(&SHB_TYPE)
+}
+
+/// The length of the section header block at the start of `head`, in the byte order it
+/// states, if `head` holds that much of it.
+pub fn section_header_len(head: &[u8]) -> Option<usize> {
+    is_pcapng(head).then(|| block_len(head, false)).flatten()
 }
 
 /// One interface of the current section.
@@ -96,16 +102,18 @@ pub struct PcapNgFile<R: Read> {
     skipped: BTreeMap<i32, u64>,
     /// The last packet's time, for Simple Packet Blocks (which have none).
     last: (i64, i64),
-    /// The current packet (copied out of the reader's buffer).
-    buf: Vec<u8>,
+    /// Bytes of the block last returned, consumed at the next read.
+    pending: usize,
     /// The reader's buffer size.
     capacity: usize,
 }
 
 impl<R: Read> PcapNgFile<R> {
-    /// Starts reading `file` (positioned at its start) up to its first interface, whose
-    /// link type is returned so that a file apitap cannot decode at all is refused before
-    /// anything is read. `Ok(None)`: no interface before the first packet or the end.
+    /// Starts reading `file` up to its first interface, whose link type is returned so that
+    /// a file apitap cannot decode at all is refused before anything is read. `Ok(None)`: no
+    /// interface before the first packet or the end. The first read of `file` must return
+    /// the whole section header block, as a file or a reader that starts with that block
+    /// already read does.
     pub fn open(file: R) -> Result<(PcapNgFile<R>, Option<i32>), String> {
         PcapNgFile::with_buffer(file, READ_BUFFER)
     }
@@ -119,7 +127,7 @@ impl<R: Read> PcapNgFile<R> {
             section: Section::default(),
             skipped: BTreeMap::new(),
             last: (0, 0),
-            buf: Vec::new(),
+            pending: 0,
             capacity,
         };
         let first = f.read_until_interface()?;
@@ -137,12 +145,12 @@ impl<R: Read> PcapNgFile<R> {
                         Block::InterfaceDescription(idb) => Some(idb.linktype.0),
                         _ => None,
                     };
-                    self.reader.consume(offset);
+                    self.reader.consume_noshift(offset);
                     if first.is_some() {
                         return Ok(first);
                     }
                 }
-                Ok((offset, _)) => self.reader.consume(offset),
+                Ok((offset, _)) => self.reader.consume_noshift(offset),
                 Err(PcapError::Eof) => return Ok(None),
                 Err(e) => {
                     let fail = Fail::from(&e);
@@ -188,9 +196,18 @@ impl<R: Read> PcapNgFile<R> {
         Ok(true)
     }
 
-    /// Reads the next packet.
+    /// Reads the next packet. Its bytes are borrowed from the read buffer, not copied.
     pub fn next_record(&mut self) -> NgNext<'_> {
-        let (sec, nsec, wire_len, link) = loop {
+        if self.pending > 0 {
+            // Without the shift: the buffer moves its tail to the front only when it
+            // refills, and then only the part of a block it holds.
+            self.reader.consume_noshift(self.pending);
+            self.pending = 0;
+        }
+        // Where the packet lies in the buffer, and what it is: the bytes are borrowed after
+        // the loop, as a borrow returned from inside it would hold the reader.
+        let (at, len, sec, nsec, wire_len, link) = loop {
+            let base = self.reader.data().as_ptr() as usize;
             let (offset, block) = match self.reader.next() {
                 Ok(b) => b,
                 Err(PcapError::Eof) => return NgNext::End,
@@ -227,8 +244,10 @@ impl<R: Read> PcapNgFile<R> {
                     let data = epb.data.get(..caplen).unwrap_or(epb.data);
                     let ts = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
                     let (sec, nsec) = time(ts, iface);
-                    take(&mut self.buf, &mut self.skipped, iface, data)
-                        .map(|link| (sec, nsec, epb.origlen, link))
+                    decoded(&mut self.skipped, iface).map(|link| {
+                        let at = (data.as_ptr() as usize).wrapping_sub(base);
+                        (at, data.len(), sec, nsec, epb.origlen, link)
+                    })
                 }
                 PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                     let Some(iface) = self.section.interfaces.first().copied() else {
@@ -243,27 +262,36 @@ impl<R: Read> PcapNgFile<R> {
                     let len = usize::try_from(cap).unwrap_or(usize::MAX);
                     let data = spb.data.get(..len).unwrap_or(spb.data);
                     let (sec, nsec) = self.last;
-                    take(&mut self.buf, &mut self.skipped, iface, data)
-                        .map(|link| (sec, nsec, spb.origlen, link))
+                    decoded(&mut self.skipped, iface).map(|link| {
+                        let at = (data.as_ptr() as usize).wrapping_sub(base);
+                        (at, data.len(), sec, nsec, spb.origlen, link)
+                    })
                 }
                 // Statistics, name resolution, decryption secrets, custom blocks...
                 _ => None,
             };
-            self.reader.consume(offset);
+            if found.is_some() {
+                self.pending = offset;
+            } else {
+                self.reader.consume_noshift(offset);
+            }
             if let Some(found) = found {
                 break found;
             }
         };
         self.last = (sec, nsec);
-        NgNext::Record(
-            Record {
-                sec,
-                nsec,
-                wire_len,
-                data: &self.buf,
-            },
-            link,
-        )
+        match self.reader.data().get(at..at.saturating_add(len)) {
+            Some(data) => NgNext::Record(
+                Record {
+                    sec,
+                    nsec,
+                    wire_len,
+                    data,
+                },
+                link,
+            ),
+            None => NgNext::Error("a packet outside the read buffer".into()),
+        }
     }
 
     /// Packets skipped per link type apitap does not decode: (pcap link code, packets).
@@ -272,21 +300,13 @@ impl<R: Read> PcapNgFile<R> {
     }
 }
 
-/// Copies a packet of `iface` into `buf`, or counts it in `skipped` when its link type is
-/// not decoded.
-fn take(
-    buf: &mut Vec<u8>,
-    skipped: &mut BTreeMap<i32, u64>,
-    iface: Interface,
-    data: &[u8],
-) -> Option<LinkType> {
-    let Some(link) = iface.link else {
+/// The link type of a packet of `iface`, or `None` (counted in `skipped`) when apitap does
+/// not decode it.
+fn decoded(skipped: &mut BTreeMap<i32, u64>, iface: Interface) -> Option<LinkType> {
+    if iface.link.is_none() {
         *skipped.entry(iface.code).or_insert(0) += 1;
-        return None;
-    };
-    buf.clear();
-    buf.extend_from_slice(data);
-    Some(link)
+    }
+    iface.link
 }
 
 /// A read error, without the borrow of the reader's buffer.

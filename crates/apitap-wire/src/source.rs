@@ -1,10 +1,12 @@
-//! Capture file sources: pcap through libpcap, pcapng through pcap-parser (libpcap refuses
-//! interfaces of different link types in one file), several files merged by time.
+//! Capture file sources: pcap and pcapng files or pipes, read with pcap-parser (each packet
+//! borrowed from the read buffer), several merged by time.
 
 use crate::decode::LinkType;
-use crate::offline::{Next, OfflineCapture, Record};
+use crate::pcapfile::{self, Next, PcapFile, Record};
 use crate::pcapng::{NgNext, PcapNgFile};
 use apitap_core::Timestamp;
+use std::fs::File;
+use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
 /// One captured frame from any source.
@@ -36,7 +38,7 @@ pub enum WireError {
     NotACapture {
         /// File path.
         path: String,
-        /// libpcap's reason.
+        /// The reason.
         msg: String,
     },
     /// The capture's link type is not one apitap decodes.
@@ -56,17 +58,20 @@ pub enum WireError {
         path: String,
         /// Number of packets read from this file before the error.
         packet: u64,
-        /// libpcap's reason.
+        /// The reason.
         msg: String,
     },
 }
 
+/// A file, after its header bytes were read to tell its format (a pipe cannot seek back).
+type Input = std::io::Chain<Cursor<Vec<u8>>, File>;
+
 /// The reader of one file.
 enum Reader {
-    /// pcap (and pcapng from a pipe) through libpcap: one link type per file.
-    Libpcap { cap: OfflineCapture, link: LinkType },
+    /// A pcap file: one link type.
+    Pcap(Box<PcapFile<Input>>, LinkType),
     /// A pcapng file: a link type per interface.
-    PcapNg(Box<PcapNgFile<std::fs::File>>),
+    PcapNg(Box<PcapNgFile<Input>>),
 }
 
 /// What [`Reader::next_frame`] found.
@@ -81,13 +86,11 @@ enum Frame<'a> {
 impl Reader {
     fn next_frame(&mut self) -> Frame<'_> {
         match self {
-            Reader::Libpcap { cap, link } => match cap.next_record() {
+            Reader::Pcap(f, link) => match f.next_record() {
                 Next::Record(r) => Frame::Packet(r, *link),
                 Next::End => Frame::End,
-                // libpcap: "truncated dump file; tried to read N captured bytes, only got
-                // M" (pcap) or "truncated pcapng dump file; ..." (pcapng).
-                Next::Error(msg) if msg.contains("truncated") && msg.contains("dump file") => {
-                    Frame::Truncated(msg)
+                Next::Truncated => {
+                    Frame::Truncated("truncated: the file ends inside a record".into())
                 }
                 Next::Error(msg) => Frame::Error(msg),
             },
@@ -105,7 +108,7 @@ impl Reader {
     /// Packets skipped for a link type apitap does not decode: (pcap link code, packets).
     fn skipped(&self) -> Vec<(i32, u64)> {
         match self {
-            Reader::Libpcap { .. } => Vec::new(),
+            Reader::Pcap(..) => Vec::new(),
             Reader::PcapNg(f) => f.skipped().iter().map(|(&c, &n)| (c, n)).collect(),
         }
     }
@@ -142,13 +145,11 @@ impl FileSource {
         let mut total_bytes = 0;
         for path in paths {
             let name = display(path);
-            // Open it ourselves first so that a missing or unreadable file is reported as
-            // such, not as libpcap's guess about its format.
             let open_error = |e: std::io::Error| WireError::Open {
                 path: name.clone(),
                 msg: e.to_string(),
             };
-            let mut file = std::fs::File::open(path).map_err(open_error)?;
+            let file = File::open(path).map_err(open_error)?;
             let meta = file.metadata().map_err(open_error)?;
             if meta.is_dir() {
                 return Err(WireError::Open {
@@ -164,12 +165,10 @@ impl FileSource {
                 });
             }
             total_bytes += meta.len();
-            // A pipe is left to libpcap: reading its first bytes here would take them away.
-            let reader = if meta.is_file() && starts_as_pcapng(&mut file).map_err(open_error)? {
-                open_pcapng(file, &name)?
-            } else {
-                open_libpcap(path, &name)?
-            };
+            let reader = open_reader(file, &name).map_err(|e| match e {
+                Opened::Io(e) => open_error(e),
+                Opened::Wire(e) => e,
+            })?;
             files.push(OpenFile {
                 path: name,
                 reader,
@@ -194,7 +193,7 @@ impl FileSource {
     /// [`WireError::Corrupt`] naming the file, after every frame before it was returned.
     /// That file is then finished; calling again continues with the other files.
     ///
-    /// With one file the frame borrows libpcap's buffer (no copy); with several, each file's
+    /// With one file the frame borrows the read buffer (no copy); with several, each file's
     /// next frame is copied once into a per-file buffer that is reused (no allocation per
     /// frame once the buffers have grown to the largest frame).
     pub fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, WireError> {
@@ -234,7 +233,7 @@ impl FileSource {
         }))
     }
 
-    /// One file: frames straight from libpcap's buffer, no lookahead copy.
+    /// One file: frames straight from the read buffer, no lookahead copy.
     fn next_from_single_file(&mut self) -> Result<Option<RawPacket<'_>>, WireError> {
         let warnings = &mut self.warnings;
         let Some(f) = self.files.first_mut() else {
@@ -313,14 +312,55 @@ fn link_name(code: i32) -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Whether the regular file `file` starts with a pcapng section header; it is left at its
-/// start.
-fn starts_as_pcapng(file: &mut std::fs::File) -> std::io::Result<bool> {
-    use std::io::{Read, Seek};
-    let mut head = [0u8; 4];
-    let n = file.read(&mut head)?;
-    file.rewind()?;
-    Ok(crate::pcapng::is_pcapng(head.get(..n).unwrap_or(&[])))
+/// Why a file could not be opened as a capture.
+enum Opened {
+    Io(std::io::Error),
+    Wire(WireError),
+}
+
+/// Reads `file`'s header (all of a pcap file header, or all of a pcapng section header
+/// block), tells its format from it, and opens the reader of that format over the header
+/// bytes and the rest of the file.
+fn open_reader(mut file: File, name: &str) -> Result<Reader, Opened> {
+    let not_a_capture = |msg: &str| {
+        Opened::Wire(WireError::NotACapture {
+            path: name.to_string(),
+            msg: msg.to_string(),
+        })
+    };
+    let mut head = Vec::new();
+    read_up_to(&mut file, &mut head, pcapfile::HEADER_LEN).map_err(Opened::Io)?;
+    if head.is_empty() {
+        return Err(not_a_capture("empty input"));
+    }
+    if crate::pcapng::is_pcapng(&head) {
+        // The section header block's length, in the byte order it states.
+        let len = crate::pcapng::section_header_len(&head)
+            .ok_or_else(|| not_a_capture("truncated: the file ends inside its section header"))?;
+        if len > crate::pcapng::MAX_BLOCK {
+            return Err(not_a_capture("a section header longer than 64 MiB"));
+        }
+        read_up_to(&mut file, &mut head, len).map_err(Opened::Io)?;
+        let input = Cursor::new(head).chain(file);
+        let (reader, first) = PcapNgFile::open(input).map_err(|msg| not_a_capture(&msg))?;
+        if let Some(code) = first.filter(|&c| LinkType::from_linktype(c).is_none()) {
+            return Err(Opened::Wire(unsupported_link(name, code)));
+        }
+        return Ok(Reader::PcapNg(Box::new(reader)));
+    }
+    let input = Cursor::new(head).chain(file);
+    let reader = PcapFile::open(input).map_err(|msg| not_a_capture(&msg))?;
+    let code = reader.link();
+    let link =
+        LinkType::from_linktype(code).ok_or_else(|| Opened::Wire(unsupported_link(name, code)))?;
+    Ok(Reader::Pcap(Box::new(reader), link))
+}
+
+/// Reads from `file` until `buf` holds `len` bytes or the file ends.
+fn read_up_to(file: &mut File, buf: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
+    let want = len.saturating_sub(buf.len());
+    file.by_ref().take(want as u64).read_to_end(buf)?;
+    Ok(())
 }
 
 fn unsupported_link(name: &str, code: i32) -> WireError {
@@ -329,29 +369,6 @@ fn unsupported_link(name: &str, code: i32) -> WireError {
         code,
         name: link_name(code),
     }
-}
-
-fn open_libpcap(path: &Path, name: &str) -> Result<Reader, WireError> {
-    let cap = OfflineCapture::open(path).map_err(|msg| WireError::NotACapture {
-        path: name.to_string(),
-        msg,
-    })?;
-    let code = cap.datalink();
-    let link = LinkType::from_linktype(code).ok_or_else(|| unsupported_link(name, code))?;
-    Ok(Reader::Libpcap { cap, link })
-}
-
-/// A pcapng file whose first interface has a link type apitap cannot decode is refused
-/// like such a pcap file; packets of later interfaces like it are skipped and counted.
-fn open_pcapng(file: std::fs::File, name: &str) -> Result<Reader, WireError> {
-    let (reader, first) = PcapNgFile::open(file).map_err(|msg| WireError::NotACapture {
-        path: name.to_string(),
-        msg,
-    })?;
-    if let Some(code) = first.filter(|&c| LinkType::from_linktype(c).is_none()) {
-        return Err(unsupported_link(name, code));
-    }
-    Ok(Reader::PcapNg(Box::new(reader)))
 }
 
 /// Capture time of a record.

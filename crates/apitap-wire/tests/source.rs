@@ -293,7 +293,7 @@ fn corrupt_record_is_an_error_after_earlier_packets() {
         let third = offsets[2];
         bytes[third + 8..third + 12].copy_from_slice(&caplen.to_le_bytes());
         let p = tmp(&format!("corrupt-{caplen:x}.pcap"), &bytes);
-        // Alone (read from libpcap's buffer) and merged (read through the lookahead).
+        // Alone (borrowed from the read buffer) and merged (read through the lookahead).
         for paths in [vec![p.clone()], vec![p.clone(), data("null.pcap")]] {
             let mut src = FileSource::open(&paths).unwrap();
             let mut before = 0;
