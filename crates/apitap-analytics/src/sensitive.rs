@@ -103,7 +103,8 @@ impl SensitiveKind {
 ///
 /// It never runs an expression over a whole body. A cheap pass finds what every match
 /// must contain: a run of at least 9 digits (single spaces or dashes between them) for card
-/// numbers and SSNs, `@` for emails, `eyJ` for JWTs, an AWS key-id prefix, `-----BEGIN `.
+/// numbers and SSNs, a run of at least 20 capitals and digits for AWS key ids, `@` for
+/// emails, `eyJ` for JWTs, `-----BEGIN ` for private keys.
 /// Each find widens to the run of bytes a match of its kind is made of (and one byte either
 /// side, for `\b`), and only those regions are searched, kind by kind. Every match lies in
 /// such a region, so the counts equal a search of the whole input (a property test checks
@@ -116,12 +117,16 @@ pub struct Scanner {
     min_digits: Option<usize>,
     /// Whether emails are enabled (the `@` search).
     email: bool,
-    /// Whether JWTs are enabled (the `eyJ` search: apart from the other anchors, whose
-    /// first bytes are rare, as `e` is not).
-    jwt: bool,
-    /// The multi-byte anchors of enabled kinds, and which kind each belongs to.
-    anchors: Option<(aho_corasick::AhoCorasick, Vec<SensitiveKind>)>,
+    /// Whether AWS key ids are enabled (the capital-and-digit run search).
+    aws: bool,
+    /// The `eyJ` search, when JWTs are enabled.
+    jwt: Option<memchr::memmem::Finder<'static>>,
+    /// The `-----BEGIN ` search, when private keys are enabled.
+    pem: Option<memchr::memmem::Finder<'static>>,
 }
+
+/// Capitals and digits an AWS key id is made of (20 of them).
+const AWS_KEY_ID_LEN: usize = 20;
 
 impl Scanner {
     /// A scanner for `kinds` (duplicates ignored).
@@ -148,32 +153,18 @@ impl Scanner {
                 _ => None,
             })
             .min();
-        let mut literals = Vec::new();
-        let mut owners = Vec::new();
-        for k in &enabled {
-            let words: &[&str] = match k {
-                SensitiveKind::PrivateKey => &["-----BEGIN "],
-                SensitiveKind::AwsAccessKeyId => &[
-                    "AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA",
-                ],
-                _ => &[],
-            };
-            for w in words {
-                literals.push(*w);
-                owners.push(*k);
-            }
-        }
-        // Plain literals: building the automaton does not fail.
-        let anchors = (!literals.is_empty())
-            .then(|| aho_corasick::AhoCorasick::new(&literals).ok())
-            .flatten()
-            .map(|a| (a, owners));
+        let finder = |kind, word: &'static str| {
+            enabled
+                .contains(&kind)
+                .then(|| memchr::memmem::Finder::new(word))
+        };
         Scanner {
             email: enabled.contains(&SensitiveKind::Email),
-            jwt: enabled.contains(&SensitiveKind::Jwt),
+            aws: enabled.contains(&SensitiveKind::AwsAccessKeyId),
+            jwt: finder(SensitiveKind::Jwt, "eyJ"),
+            pem: finder(SensitiveKind::PrivateKey, "-----BEGIN "),
             kinds,
             min_digits,
-            anchors,
         }
     }
 
@@ -220,19 +211,26 @@ impl Scanner {
                 );
             });
         }
+        if self.aws {
+            // A key id is a whole word, so it is a whole run.
+            let key_byte = |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit();
+            runs(data, AWS_KEY_ID_LEN, key_byte, |run| {
+                regions.add(SensitiveKind::AwsAccessKeyId, widen(data, run, |_| false));
+            });
+        }
         if self.email {
             for at in memchr::memchr_iter(b'@', data) {
                 regions.add_find(data, SensitiveKind::Email, at..at + 1);
             }
         }
-        if self.jwt {
-            for at in memchr::memmem::find_iter(data, b"eyJ") {
+        if let Some(f) = &self.jwt {
+            for at in f.find_iter(data) {
                 regions.add_find(data, SensitiveKind::Jwt, at..at + 3);
             }
         }
-        if let Some((ac, owners)) = &self.anchors {
-            for m in ac.find_iter(data) {
-                regions.add_find(data, owners[m.pattern().as_usize()], m.range());
+        if let Some(f) = &self.pem {
+            for at in f.find_iter(data) {
+                regions.add_find(data, SensitiveKind::PrivateKey, at..at + f.needle().len());
             }
         }
         regions
@@ -331,28 +329,35 @@ fn widen(data: &[u8], r: Range<usize>, keep: impl Fn(u8) -> bool) -> Range<usize
 
 /// Calls `found` with each run of at least `min` digits, a single space or dash allowed
 /// between two of them: where a card number (13 or more digits) or an SSN (9) can be.
-/// It probes every `min`-th byte, and reads on around a probe only where that byte could be
-/// part of a run, so short numbers cost little.
 fn digit_runs(data: &[u8], min: usize, mut found: impl FnMut(Range<usize>)) {
+    // Runs lie inside the spans of digits, spaces and dashes.
     let digitish = |b: u8| SensitiveKind::CardNumber.in_match(b);
+    runs(data, min, digitish, |span| {
+        exact_runs(&data[span.clone()], span.start, min, &mut found);
+    });
+}
+
+/// Calls `found` with each maximal run of at least `min` bytes that `class` holds. It
+/// probes every `min`-th byte (every such run holds a probe), and reads on around a probe
+/// only where that byte is in the class, so short runs cost little.
+fn runs(data: &[u8], min: usize, class: impl Fn(u8) -> bool, mut found: impl FnMut(Range<usize>)) {
     let step = min.max(1);
     let mut probe = step - 1;
     while probe < data.len() {
-        if !digitish(data[probe]) {
+        if !class(data[probe]) {
             probe += step;
             continue;
         }
-        // The span of digits, spaces and dashes around the probe; runs lie inside one.
         let mut start = probe;
-        while start > 0 && digitish(data[start - 1]) {
+        while start > 0 && class(data[start - 1]) {
             start -= 1;
         }
         let mut end = probe + 1;
-        while end < data.len() && digitish(data[end]) {
+        while end < data.len() && class(data[end]) {
             end += 1;
         }
         if end - start >= min {
-            exact_runs(&data[start..end], start, min, &mut found);
+            found(start..end);
         }
         probe = end + step;
     }
@@ -606,7 +611,7 @@ mod tests {
             &b"x@y"[..],
             b"eyJ",
             b"-----BEGIN ",
-            b"ASIA",
+            b"ASIAIOSFODNN7EXAMPLE",
             b"123 456-789",
             b"1234567890123",
         ] {
@@ -658,6 +663,7 @@ mod tests {
             vec![b'@'; 1 << 20],
             b"a@".repeat(1 << 19),
             b"AKIA".repeat(1 << 18),
+            b"-----BEGIN ".repeat(1 << 17),
             b"eyJ.".repeat(1 << 18),
             b"1 ".repeat(1 << 19),
         ] {
@@ -666,7 +672,7 @@ mod tests {
             assert!(s.regions(&body).len() <= 2, "{:?}", &body[..8]);
         }
         // One private-key run holding many AWS runs: many regions, each found once.
-        let mixed = b"-----BEGIN AKIA ".repeat(1 << 16);
+        let mixed = b"-----BEGIN AKIAIOSFODNN7EXAMPLE ".repeat(1 << 16);
         s.scan(&mixed, &mut BTreeMap::new());
         assert_eq!(s.regions(&mixed).len(), 1 + (1 << 16));
     }
