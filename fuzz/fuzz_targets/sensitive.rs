@@ -14,15 +14,7 @@ fn scanners() -> &'static [Scanner] {
     static ALL: OnceLock<Vec<Scanner>> = OnceLock::new();
     ALL.get_or_init(|| {
         (0u32..1 << SensitiveKind::ALL.len())
-            .map(|mask| {
-                let kinds: Vec<SensitiveKind> = SensitiveKind::ALL
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| mask & (1 << i) != 0)
-                    .map(|(_, k)| *k)
-                    .collect();
-                Scanner::new(&kinds)
-            })
+            .map(|mask| Scanner::new(&SensitiveKind::subset(mask)))
             .collect()
     })
 }

@@ -3,7 +3,7 @@
 
 use crate::alert::{Alert, Rule};
 use crate::config::AnalyticsConfig;
-use apitap_core::stable_hash;
+use apitap_core::StableHasher;
 use hashlink::LruCache;
 use std::collections::BTreeMap;
 
@@ -45,8 +45,6 @@ pub(crate) struct Gate {
     default_window_s: u64,
     rule_window_s: BTreeMap<String, u64>,
     max_evidence: usize,
-    /// Alerts emitted so far (part of each id).
-    seq: u64,
     pub counters: GateCounters,
 }
 
@@ -67,7 +65,6 @@ impl Gate {
             default_window_s: cfg.suppression_window_s,
             rule_window_s: cfg.rule_suppression_s.clone(),
             max_evidence: cfg.max_evidence,
-            seq: 0,
             counters: GateCounters::default(),
         }
     }
@@ -146,21 +143,13 @@ impl Gate {
             for k in &f.keys {
                 self.mark(rule, k, ts);
             }
-            self.finish_alert(f.alert, out);
+            self.finish_alert(f.alert, &f.keys, out);
         }
     }
 
     /// Gives the alert its id, caps its evidence, counts it and emits it.
-    fn finish_alert(&mut self, mut a: Alert, out: &mut Vec<Alert>) {
-        self.seq += 1;
-        let h = stable_hash(&[
-            a.rule.id().as_bytes(),
-            &a.ts_ns.to_le_bytes(),
-            &self.seq.to_le_bytes(),
-            a.endpoint.as_deref().unwrap_or("").as_bytes(),
-            a.host.as_deref().unwrap_or("").as_bytes(),
-        ]);
-        a.id = format!("{h:016x}");
+    fn finish_alert(&mut self, mut a: Alert, keys: &[String], out: &mut Vec<Alert>) {
+        a.id = alert_id(a.rule, keys, a.ts_ns);
         a.evidence.truncate(self.max_evidence);
         self.counters.alerts += 1;
         *self
@@ -169,5 +158,47 @@ impl Gate {
             .entry(a.rule.id().to_string())
             .or_insert(0) += 1;
         out.push(a);
+    }
+}
+
+/// The id of an alert of `rule` under the suppression `keys` at packet time `ts_ns`: the
+/// suppression window it opens. It depends on nothing else, neither on what other alerts
+/// came before nor on how the input was split or ordered, so a replayed or duplicated input
+/// gives the same id, and a consumer can drop an alert whose id it has seen.
+pub(crate) fn alert_id(rule: Rule, keys: &[String], ts_ns: i64) -> String {
+    let mut h = StableHasher::new();
+    h.part(rule.id().as_bytes());
+    h.part(&ts_ns.to_le_bytes());
+    for k in keys {
+        h.part(k.as_bytes());
+    }
+    format!("{:016x}", h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_ids_depend_on_rule_keys_and_time_only() {
+        let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let id = alert_id(Rule::ObjectEnumeration, &keys(&["10.0.0.1|/items/{id}"]), 7);
+        assert_eq!(id.len(), 16);
+        assert_eq!(
+            id,
+            alert_id(Rule::ObjectEnumeration, &keys(&["10.0.0.1|/items/{id}"]), 7)
+        );
+        for other in [
+            alert_id(Rule::AuthFailureBurst, &keys(&["10.0.0.1|/items/{id}"]), 7),
+            alert_id(Rule::ObjectEnumeration, &keys(&["10.0.0.2|/items/{id}"]), 7),
+            alert_id(Rule::ObjectEnumeration, &keys(&["10.0.0.1|/items/{id}"]), 8),
+            alert_id(
+                Rule::ObjectEnumeration,
+                &keys(&["10.0.0.1|", "/items/{id}"]),
+                7,
+            ),
+        ] {
+            assert_ne!(id, other);
+        }
     }
 }

@@ -316,7 +316,7 @@ impl Analytics {
             learning,
             cfg: &self.cfg,
         };
-        // Every detector in a fixed order (alert ids number alerts in this order);
+        // Every detector in a fixed order (the order of their alerts in the output);
         // static calls, not a list of trait objects: this runs for every transaction.
         let (gate, found) = (&mut self.gate, &mut self.found);
         self.request_data.observe(&cx, gate, found);

@@ -35,6 +35,16 @@ impl SensitiveKind {
         SensitiveKind::PrivateKey,
     ];
 
+    /// The kinds whose bit (their place in [`SensitiveKind::ALL`]) is set in `mask`.
+    pub fn subset(mask: u32) -> Vec<SensitiveKind> {
+        SensitiveKind::ALL
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, k)| k)
+            .collect()
+    }
+
     /// Name used in config and in alert counts.
     pub fn name(self) -> &'static str {
         match self {
@@ -587,13 +597,7 @@ mod tests {
                 0..24,
             ),
         ) {
-            let kinds: Vec<SensitiveKind> = SensitiveKind::ALL
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| mask & (1 << i) != 0)
-                .map(|(_, k)| *k)
-                .collect();
-            let s = Scanner::new(&kinds);
+            let s = Scanner::new(&SensitiveKind::subset(u32::from(mask)));
             let data = parts.concat();
             let (mut with, mut without) = (BTreeMap::new(), BTreeMap::new());
             s.scan(data.as_bytes(), &mut with);

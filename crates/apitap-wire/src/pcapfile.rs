@@ -180,19 +180,24 @@ fn too_long(caplen: u32) -> String {
     format!("invalid packet capture length {caplen}, bigger than the maximum of {MAX_CAPLEN}")
 }
 
-fn describe(e: &PcapError<&[u8]>) -> String {
+/// A reader error in words; `unit` is what the format is made of ("record", "block").
+pub(crate) fn describe_as(e: &PcapError<&[u8]>, unit: &str) -> String {
     match e {
         PcapError::Eof => "end of file".into(),
-        PcapError::BufferTooSmall => "a record too large for the read buffer".into(),
+        PcapError::BufferTooSmall => format!("a {unit} too large for the read buffer"),
         PcapError::UnexpectedEof | PcapError::Incomplete(_) => {
-            "truncated: the file ends inside a record".into()
+            format!("truncated: the file ends inside a {unit}")
         }
         PcapError::ReadError => "read error".into(),
         PcapError::HeaderNotRecognized => "unknown file format".into(),
         PcapError::NomError(_, kind) | PcapError::OwnedNomError(_, kind) => {
-            format!("malformed record ({kind:?})")
+            format!("malformed {unit} ({kind:?})")
         }
     }
+}
+
+fn describe(e: &PcapError<&[u8]>) -> String {
+    describe_as(e, "record")
 }
 
 #[cfg(test)]

@@ -408,18 +408,7 @@ fn time(ts: u64, iface: Interface) -> (i64, i64) {
 }
 
 fn describe(e: &PcapError<&[u8]>) -> String {
-    match e {
-        PcapError::Eof => "end of file".into(),
-        PcapError::BufferTooSmall => "a block too large for the read buffer".into(),
-        PcapError::UnexpectedEof | PcapError::Incomplete(_) => {
-            "truncated: the file ends inside a block".into()
-        }
-        PcapError::ReadError => "read error".into(),
-        PcapError::HeaderNotRecognized => "not a pcapng section header".into(),
-        PcapError::NomError(_, kind) | PcapError::OwnedNomError(_, kind) => {
-            format!("malformed block ({kind:?})")
-        }
-    }
+    crate::pcapfile::describe_as(e, "block")
 }
 
 #[cfg(test)]
