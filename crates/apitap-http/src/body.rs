@@ -3,7 +3,9 @@
 
 use crate::{HttpConfig, HttpStats};
 use apitap_core::{Anomalies, Anomaly, CapturedBody, ContentCoding, ContentCodings, Head};
-use std::io::Read;
+use flate2::bufread::{DeflateDecoder, GzDecoder, ZlibDecoder};
+use std::cell::RefCell;
+use std::io::{Cursor, Read};
 
 /// Whether the body of a message with this head is captured: its media type starts with
 /// one of `http.include_body_for` (case-insensitive).
@@ -161,20 +163,8 @@ fn decode(
     let mut removed = 0;
     for coding in list.iter().rev() {
         let input = std::mem::take(&mut body.bytes);
-        let reader: Box<dyn Read + '_> = match coding {
-            ContentCoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input.as_slice())),
-            ContentCoding::Deflate if looks_like_zlib(&input) => {
-                Box::new(flate2::read::ZlibDecoder::new(input.as_slice()))
-            }
-            // Some servers send raw deflate for "deflate".
-            ContentCoding::Deflate => Box::new(flate2::read::DeflateDecoder::new(input.as_slice())),
-            ContentCoding::Br => Box::new(brotli_decompressor::Decompressor::new(
-                input.as_slice(),
-                4096,
-            )),
-        };
         let mut out = Vec::with_capacity(limit.min(input.len().saturating_mul(4)));
-        let result = reader.take(limit as u64 + 1).read_to_end(&mut out);
+        let (result, input) = inflate(coding, input, limit as u64 + 1, &mut out);
         if out.len() > limit {
             out.truncate(limit);
             body.truncated = true;
@@ -214,6 +204,72 @@ fn decode(
         stats.bodies_decoded += 1;
         body.decoded_from = Some(list.last_applied(removed));
     }
+}
+
+/// The inflaters of one thread, reset for each body: a new one allocates and zeroes its
+/// state and window (tens of KB), which costs more than inflating a typical API body.
+struct Inflaters {
+    gzip: GzDecoder<Cursor<Vec<u8>>>,
+    zlib: ZlibDecoder<Cursor<Vec<u8>>>,
+    raw: DeflateDecoder<Cursor<Vec<u8>>>,
+}
+
+thread_local! {
+    static INFLATERS: RefCell<Option<Inflaters>> = const { RefCell::new(None) };
+}
+
+/// Decodes one layer `coding` of `input` into `out`, at most `cap` bytes; gives `input`
+/// back. A gzip body may hold several members, each decoded in turn (as zcat does).
+fn inflate(
+    coding: ContentCoding,
+    input: Vec<u8>,
+    cap: u64,
+    out: &mut Vec<u8>,
+) -> (std::io::Result<usize>, Vec<u8>) {
+    if coding == ContentCoding::Br {
+        let result = brotli_decompressor::Decompressor::new(input.as_slice(), 4096)
+            .take(cap)
+            .read_to_end(out);
+        return (result, input);
+    }
+    INFLATERS.with_borrow_mut(|cache| {
+        let inf = cache.get_or_insert_with(|| Inflaters {
+            gzip: GzDecoder::new(Cursor::new(Vec::new())),
+            zlib: ZlibDecoder::new(Cursor::new(Vec::new())),
+            raw: DeflateDecoder::new(Cursor::new(Vec::new())),
+        });
+        let empty = || Cursor::new(Vec::new());
+        match coding {
+            ContentCoding::Gzip => {
+                inf.gzip.reset(Cursor::new(input));
+                let mut result = Ok(0);
+                while result.is_ok() {
+                    let room = cap.saturating_sub(out.len() as u64);
+                    result = (&mut inf.gzip).take(room).read_to_end(out);
+                    let rest = inf.gzip.get_ref();
+                    let more = (rest.position() as usize) < rest.get_ref().len();
+                    if !more || room == 0 || out.len() as u64 >= cap {
+                        break;
+                    }
+                    // The next member, from where this one ended.
+                    let rest = inf.gzip.reset(empty());
+                    inf.gzip.reset(rest);
+                }
+                (result, inf.gzip.reset(empty()).into_inner())
+            }
+            // Some servers send raw deflate for "deflate".
+            ContentCoding::Deflate if looks_like_zlib(&input) => {
+                inf.zlib.reset(Cursor::new(input));
+                let result = (&mut inf.zlib).take(cap).read_to_end(out);
+                (result, inf.zlib.reset(empty()).into_inner())
+            }
+            _ => {
+                inf.raw.reset(Cursor::new(input));
+                let result = (&mut inf.raw).take(cap).read_to_end(out);
+                (result, inf.raw.reset(empty()).into_inner())
+            }
+        }
+    })
 }
 
 /// A zlib stream starts with CMF/FLG where CMF's low nibble is 8 and (CMF*256+FLG) % 31 == 0.
@@ -415,6 +471,42 @@ mod tests {
         let (b, a, _) = run(b"xx", "compress, gzip", &cfg());
         assert!(a.contains(Anomaly::BodyDecodeError));
         assert!(b.bytes.is_empty());
+    }
+
+    #[test]
+    fn every_gzip_member_is_decoded_and_trailing_garbage_is_an_error() {
+        let (a, b) = (&b"first member, "[..], &b"second member"[..]);
+        let two = [gzip(a), gzip(b)].concat();
+        let (body, anomalies, _) = run(&two, "gzip", &cfg());
+        assert_eq!(body.bytes, [a, b].concat());
+        assert!(anomalies.is_empty() && !body.truncated);
+        // What decoded before the garbage is kept, as an error.
+        let (body, anomalies, _) = run(&[gzip(a), b"garbage".to_vec()].concat(), "gzip", &cfg());
+        assert_eq!(body.bytes, a);
+        assert!(anomalies.contains(Anomaly::BodyDecodeError));
+    }
+
+    /// The inflaters are reused within a thread: a body that failed or was cut part way
+    /// leaves nothing behind for the next, of any coding.
+    #[test]
+    fn a_failed_or_cut_body_does_not_spoil_the_next() {
+        let text = br#"{"users":[{"id":1,"name":"ada"}]}"#.repeat(50);
+        let gz = gzip(&text);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&text).unwrap();
+        let zlib = z.finish().unwrap();
+        let cut = HttpConfig {
+            max_body_bytes: gz.len() / 2,
+            ..cfg()
+        };
+        for _ in 0..3 {
+            let _ = run(&gz[..gz.len() / 2], "gzip", &cfg());
+            let _ = run(&[0x1f, 0x8b, 8, 0, 1, 2, 3], "gzip", &cfg());
+            let _ = run(&gz, "gzip", &cut);
+            let _ = run(&zlib[..zlib.len() / 3], "deflate", &cfg());
+            assert_eq!(run(&gz, "gzip", &cfg()).0.bytes, text);
+            assert_eq!(run(&zlib, "deflate", &cfg()).0.bytes, text);
+        }
     }
 
     #[test]
