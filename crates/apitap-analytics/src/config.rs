@@ -33,7 +33,7 @@ pub struct AnalyticsConfig {
     pub learning_period_s: u64,
     /// The same (rule, client, endpoint) does not fire again within this packet time.
     pub suppression_window_s: u64,
-    /// Per-rule suppression window overrides: rule id -> seconds.
+    /// Per-rule suppression window overrides: rule id -> seconds (1 or more).
     pub rule_suppression_s: BTreeMap<String, u64>,
     /// Rule ids that never fire.
     pub disabled_rules: Vec<String>,
@@ -628,7 +628,10 @@ impl AnalyticsConfig {
             apitap_core::bounds::check_range(
                 &format!("analytics.rule_suppression_s.{rule}"),
                 *s,
-                0..=YEAR_S,
+                // At least a second, as for suppression_window_s: an alert's id is its rule,
+                // keys and packet time, so two alerts of one rule and key at one instant
+                // would share it.
+                1..=YEAR_S,
             )
             .map_err(ConfigError)?;
         }
@@ -766,6 +769,14 @@ mod tests {
         let mut c = AnalyticsConfig::default();
         c.bola.distinct_ids = 0;
         assert!(c.validate().is_err());
+        // A window of 0 would let one rule and key fire twice at one packet time, with one id.
+        let mut c = AnalyticsConfig::default();
+        c.rule_suppression_s
+            .insert("APITAP-URLSECRET-001".into(), 0);
+        assert!(c.validate().is_err());
+        c.rule_suppression_s
+            .insert("APITAP-URLSECRET-001".into(), 1);
+        c.validate().unwrap();
     }
 
     #[test]

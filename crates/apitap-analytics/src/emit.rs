@@ -164,7 +164,10 @@ impl Gate {
 /// The id of an alert of `rule` under the suppression `keys` at packet time `ts_ns`: the
 /// suppression window it opens. It depends on nothing else, neither on what other alerts
 /// came before nor on how the input was split or ordered, so a replayed or duplicated input
-/// gives the same id, and a consumer can drop an alert whose id it has seen.
+/// gives the same id, and a consumer can drop an alert whose id it has seen. Within a run
+/// ids are unique: every suppression window is at least a second, so one rule and key
+/// cannot fire twice at one packet time (unless the key was evicted from a full
+/// suppression table in between, and then the alert is the same one again).
 pub(crate) fn alert_id(rule: Rule, keys: &[String], ts_ns: i64) -> String {
     let mut h = StableHasher::new();
     h.part(rule.id().as_bytes());

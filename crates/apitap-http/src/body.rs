@@ -248,7 +248,7 @@ fn inflate(
                     result = (&mut inf.gzip).take(room).read_to_end(out);
                     let rest = inf.gzip.get_ref();
                     let more = (rest.position() as usize) < rest.get_ref().len();
-                    if !more || room == 0 || out.len() as u64 >= cap {
+                    if !more || out.len() as u64 >= cap {
                         break;
                     }
                     // The next member, from where this one ended.

@@ -1,6 +1,7 @@
 //! pcap files (the classic format), read with the pcap-parser crate: both byte orders,
-//! microsecond and nanosecond timestamps, and the "modified" record format. Each record is
-//! returned straight from the read buffer, without a copy; it is consumed at the next read.
+//! microsecond and nanosecond timestamps, and the "modified" record format (little-endian
+//! only: pcap-parser does not know its byte-swapped magic). Each record is returned straight
+//! from the read buffer, without a copy; it is consumed at the next read.
 //!
 //! What libpcap checks, this reader checks too: a record longer than [`MAX_CAPLEN`] is
 //! corrupt, and one longer than the file's snapshot length is cut to it.

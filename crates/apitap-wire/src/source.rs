@@ -342,7 +342,9 @@ fn open_reader(mut file: File, name: &str) -> Result<Reader, Opened> {
         }
         read_up_to(&mut file, &mut head, len).map_err(Opened::Io)?;
         let input = Cursor::new(head).chain(file);
-        let (reader, first) = PcapNgFile::open(input).map_err(|msg| not_a_capture(&msg))?;
+        // The reader's first read must hold the whole section header.
+        let (reader, first) = PcapNgFile::with_buffer(input, len.max(pcapfile::READ_BUFFER))
+            .map_err(|msg| not_a_capture(&msg))?;
         if let Some(code) = first.filter(|&c| LinkType::from_linktype(c).is_none()) {
             return Err(Opened::Wire(unsupported_link(name, code)));
         }
