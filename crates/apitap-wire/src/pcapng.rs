@@ -183,9 +183,13 @@ impl<R: Read> PcapNgFile<R> {
         if need.is_some_and(|n| n > MAX_BLOCK) {
             return Err(format!("a block is larger than {MAX_BLOCK} bytes"));
         }
-        if grow {
-            // Doubling, so that a block that claims a large length in a short file costs
-            // no more than about twice the bytes that are really there.
+        // Grown only when the buffer is full of the block: from a pipe a block arrives in
+        // pieces, and growing on every piece would follow the length the block claims,
+        // not the bytes that came.
+        let full = self.reader.position() == 0 && held.len() >= self.capacity;
+        if grow && full {
+            // Doubling, so that a block that claims a large length costs no more than
+            // about twice the bytes that are really there.
             let want = self.capacity.saturating_mul(2);
             if want > MAX_BLOCK || !self.reader.grow(want) {
                 return Err(format!("a block is larger than {MAX_BLOCK} bytes"));
@@ -492,6 +496,41 @@ mod tests {
         };
         // 1,000,000 units of 2^-10 s.
         assert_eq!((r.sec, r.nsec), (976, 562_500_000));
+    }
+
+    /// Gives at most 100 bytes per read, as a pipe may (the first read whole, as the
+    /// source gives the section header).
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        at: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let step = if self.at == 0 { usize::MAX } else { 100 };
+            let rest = self.bytes.get(self.at..).unwrap_or(&[]);
+            let n = step.min(buf.len()).min(rest.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_block_claiming_more_than_a_pipe_brings_grows_the_buffer_by_what_came() {
+        // A packet block that says 60 MiB, then 3,000 bytes and the end of the input.
+        let mut lying = 6u32.to_le_bytes().to_vec();
+        lying.extend_from_slice(&(60u32 << 20).to_le_bytes());
+        lying.extend_from_slice(&[0; 3000]);
+        let bytes = [file(&[epb(4, b"abcd")]), lying].concat();
+        let input = Trickle {
+            bytes: &bytes,
+            at: 0,
+        };
+        let (mut f, _) = PcapNgFile::with_buffer(input, 256).unwrap();
+        assert!(matches!(f.next_record(), NgNext::Record(..)));
+        assert!(matches!(f.next_record(), NgNext::Truncated));
+        assert!(f.capacity <= 2 * bytes.len(), "grew to {}", f.capacity);
     }
 
     #[test]

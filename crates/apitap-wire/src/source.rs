@@ -64,7 +64,22 @@ pub enum WireError {
 }
 
 /// A file, after its header bytes were read to tell its format (a pipe cannot seek back).
-type Input = std::io::Chain<Cursor<Vec<u8>>, File>;
+type Input = std::io::Chain<Cursor<Vec<u8>>, Retrying>;
+
+/// A file whose reads are tried again when a signal interrupts them: the readers take any
+/// read error for a corrupt input.
+struct Retrying(File);
+
+impl Read for Retrying {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.0.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+}
 
 /// The reader of one file.
 enum Reader {
@@ -341,7 +356,7 @@ fn open_reader(mut file: File, name: &str) -> Result<Reader, Opened> {
             return Err(not_a_capture("a section header longer than 64 MiB"));
         }
         read_up_to(&mut file, &mut head, len).map_err(Opened::Io)?;
-        let input = Cursor::new(head).chain(file);
+        let input = Cursor::new(head).chain(Retrying(file));
         // The reader's first read must hold the whole section header.
         let (reader, first) = PcapNgFile::with_buffer(input, len.max(pcapfile::READ_BUFFER))
             .map_err(|msg| not_a_capture(&msg))?;
@@ -350,7 +365,7 @@ fn open_reader(mut file: File, name: &str) -> Result<Reader, Opened> {
         }
         return Ok(Reader::PcapNg(Box::new(reader)));
     }
-    let input = Cursor::new(head).chain(file);
+    let input = Cursor::new(head).chain(Retrying(file));
     let reader = PcapFile::open(input).map_err(|msg| not_a_capture(&msg))?;
     let code = reader.link();
     let link =
