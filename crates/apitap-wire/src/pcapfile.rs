@@ -202,7 +202,7 @@ fn describe(e: &PcapError<&[u8]>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A pcap file in either byte order and resolution, with these (caplen, data) records.
@@ -299,17 +299,18 @@ mod tests {
         assert!(matches!(f.next_record(), Next::End));
     }
 
-    /// Gives the header whole (as the source does), then at most `step` bytes per read, as
-    /// a pipe may.
-    struct Trickle<'a> {
-        bytes: &'a [u8],
-        at: usize,
-        step: usize,
+    /// Gives at most `first` bytes in the first read (a file header, whole, as the source
+    /// gives it), then at most `step` bytes per read, as a pipe may.
+    pub(crate) struct Trickle<'a> {
+        pub bytes: &'a [u8],
+        pub at: usize,
+        pub first: usize,
+        pub step: usize,
     }
 
     impl Read for Trickle<'_> {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let step = if self.at == 0 { HEADER_LEN } else { self.step };
+            let step = if self.at == 0 { self.first } else { self.step };
             let rest = self.bytes.get(self.at..).unwrap_or(&[]);
             let n = step.min(buf.len()).min(rest.len());
             buf[..n].copy_from_slice(&rest[..n]);
@@ -326,6 +327,7 @@ mod tests {
             let input = Trickle {
                 bytes: &bytes,
                 at: 0,
+                first: HEADER_LEN,
                 step,
             };
             let mut f = PcapFile::open(input).unwrap();

@@ -498,24 +498,6 @@ mod tests {
         assert_eq!((r.sec, r.nsec), (976, 562_500_000));
     }
 
-    /// Gives at most 100 bytes per read, as a pipe may (the first read whole, as the
-    /// source gives the section header).
-    struct Trickle<'a> {
-        bytes: &'a [u8],
-        at: usize,
-    }
-
-    impl Read for Trickle<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let step = if self.at == 0 { usize::MAX } else { 100 };
-            let rest = self.bytes.get(self.at..).unwrap_or(&[]);
-            let n = step.min(buf.len()).min(rest.len());
-            buf[..n].copy_from_slice(&rest[..n]);
-            self.at += n;
-            Ok(n)
-        }
-    }
-
     #[test]
     fn a_block_claiming_more_than_a_pipe_brings_grows_the_buffer_by_what_came() {
         // A packet block that says 60 MiB, then 3,000 bytes and the end of the input.
@@ -523,9 +505,12 @@ mod tests {
         lying.extend_from_slice(&(60u32 << 20).to_le_bytes());
         lying.extend_from_slice(&[0; 3000]);
         let bytes = [file(&[epb(4, b"abcd")]), lying].concat();
-        let input = Trickle {
+        // 100 bytes a read after the section header.
+        let input = crate::pcapfile::tests::Trickle {
             bytes: &bytes,
             at: 0,
+            first: 28,
+            step: 100,
         };
         let (mut f, _) = PcapNgFile::with_buffer(input, 256).unwrap();
         assert!(matches!(f.next_record(), NgNext::Record(..)));
