@@ -220,36 +220,20 @@ pub fn run_live(run: LiveRun) -> Result<RunSummary> {
     let mut last_publish = Instant::now();
     let mut stopping_since: Option<Instant> = None;
     loop {
-        let mut feed_error = None;
-        let read = source.read(4096, poll_ms, &mut |raw| {
-            if feed_error.is_none() {
-                if let Err(e) = pipeline.feeder.packet(&raw) {
-                    feed_error = Some(e);
-                }
-            }
-        });
-        if let Some(e) = feed_error {
-            summary.input_error = Some(format!("{e:#}"));
-            break;
-        }
-        let n = match read {
+        let idle_sends = !other_readers.is_empty();
+        let n = match read_and_feed(
+            &mut source,
+            &mut pipeline.feeder,
+            poll_ms,
+            &shared,
+            idle_sends,
+        ) {
             Ok(n) => n,
             Err(e) => {
-                tracing::error!("capture failed: {e}");
-                summary.input_error = Some(e.to_string());
+                summary.input_error = Some(e);
                 break;
             }
         };
-        if n > 0 {
-            shared
-                .last_packet_unix_s
-                .store(unix_now_s(), Ordering::Relaxed);
-        } else if !other_readers.is_empty() {
-            if let Err(e) = pipeline.feeder.send_pending() {
-                summary.input_error = Some(format!("{e:#}"));
-                break;
-            }
-        }
         // Another reader that ended on its own failed: its share of the traffic would go
         // to the remaining readers mid-flow, so the run ends as on a capture error.
         if !stop.load(Ordering::SeqCst) && other_readers.iter().any(OtherReader::has_ended) {
@@ -395,6 +379,42 @@ impl AsRef<Mutex<InputSnapshot>> for EndedReader {
     }
 }
 
+/// One read of `source` (waiting up to `poll_ms`) into `feeder`: the packets read, or what
+/// ended the reader. A read that brings packets stamps the last-packet time; one that
+/// brings none sends the batches the feeder holds when `idle_sends` (with several readers,
+/// so that they do not wait behind another reader's packets).
+fn read_and_feed(
+    source: &mut LiveSource,
+    feeder: &mut Feeder,
+    poll_ms: u16,
+    shared: &Shared,
+    idle_sends: bool,
+) -> Result<usize, String> {
+    let mut feed_error = None;
+    let read = source.read(4096, poll_ms, &mut |raw| {
+        if feed_error.is_none() {
+            if let Err(e) = feeder.packet(&raw) {
+                feed_error = Some(e);
+            }
+        }
+    });
+    if let Some(e) = feed_error {
+        return Err(format!("{e:#}"));
+    }
+    let n = read.map_err(|e| {
+        tracing::error!("capture failed: {e}");
+        e.to_string()
+    })?;
+    if n > 0 {
+        shared
+            .last_packet_unix_s
+            .store(unix_now_s(), Ordering::Relaxed);
+    } else if idle_sends {
+        feeder.send_pending().map_err(|e| format!("{e:#}"))?;
+    }
+    Ok(n)
+}
+
 /// A capture reader after the first, on its own thread: its own handles in the fanout
 /// groups and its own [`Feeder`] into the shared workers.
 struct OtherReader {
@@ -419,34 +439,19 @@ impl OtherReader {
                 let mut last_tick = Instant::now();
                 let mut stopping_since: Option<Instant> = None;
                 loop {
-                    let mut feed_error = None;
-                    let read = source.read(4096, ctl.poll_ms, &mut |raw| {
-                        if feed_error.is_none() {
-                            if let Err(e) = feeder.packet(&raw) {
-                                feed_error = Some(e);
-                            }
-                        }
-                    });
-                    let n = match (read, feed_error) {
-                        (_, Some(e)) => {
-                            out.error = Some(format!("{e:#}"));
+                    let n = match read_and_feed(
+                        &mut source,
+                        &mut feeder,
+                        ctl.poll_ms,
+                        &ctl.shared,
+                        true,
+                    ) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            out.error = Some(e);
                             break;
                         }
-                        (Err(e), None) => {
-                            tracing::error!("capture failed: {e}");
-                            out.error = Some(e.to_string());
-                            break;
-                        }
-                        (Ok(n), None) => n,
                     };
-                    if n > 0 {
-                        ctl.shared
-                            .last_packet_unix_s
-                            .store(unix_now_s(), Ordering::Relaxed);
-                    } else if let Err(e) = feeder.send_pending() {
-                        out.error = Some(format!("{e:#}"));
-                        break;
-                    }
                     if last_tick.elapsed() >= Duration::from_secs(1) {
                         last_tick = Instant::now();
                         if let Err(e) = feeder.tick(Some(wall_clock())) {
