@@ -203,7 +203,7 @@ fn bench_encode(c: &mut Criterion) {
             ip: "10.0.0.1".parse().unwrap(),
             port: 80,
         },
-        1,
+        apitap_event::FlowSeed::Syn(1),
     );
     let enc = Encoder::default();
     let mut g = c.benchmark_group("encode");
@@ -275,6 +275,7 @@ fn analytics_records() -> Vec<apitap_analytics::TxRecord> {
                 response_body_bytes: 120,
                 duration_ns: Some(1_000_000),
                 auth_jwt: true,
+                findings: None,
             }
         })
         .collect()

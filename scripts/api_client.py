@@ -16,12 +16,26 @@ import time
 
 PORT = int(sys.argv[2]) if len(sys.argv) > 2 else 18080
 T0 = time.time()
+# The fleet capture: every client but the normal users (127.0.0.10-19) opens a new
+# connection per request, so a split by connection spreads its requests over two sensors;
+# the normal users authenticate (a bearer JWT, Basic, an opaque bearer token) so the
+# inventory's auth schemes are compared too.
+FRESH = False
+FLEET_AUTH = [
+    "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJlLW5vdC1yZWFs",
+    "Basic dXNlcjpwYXNzd29yZA==",
+    "Bearer opaque-session-token-1234",
+]
 
 
 class Client:
     def __init__(self, ip, host="127.0.0.1"):
         self.ip, self.host = ip, host
         self.conn = None
+        last = int(ip.rsplit(".", 1)[1])
+        normal = ip.startswith("127.0.0.") and 10 <= last <= 19
+        self.fresh = FRESH and not normal
+        self.auth = FLEET_AUTH[last % 3] if FRESH and normal else None
 
     def req(self, method, path, body=None, headers=None):
         for _ in range(2):
@@ -30,6 +44,8 @@ class Client:
                                                        source_address=(self.ip, 0))
             try:
                 h = {"User-Agent": "api-client/1.0", "Accept": "application/json"}
+                if self.auth:
+                    h["Authorization"] = self.auth
                 h.update(headers or {})
                 data = None
                 if body is not None:
@@ -38,6 +54,8 @@ class Client:
                 self.conn.request(method, path, body=data, headers=h)
                 r = self.conn.getresponse()
                 r.read()
+                if self.fresh:
+                    self.close()
                 return r.status
             except (http.client.HTTPException, OSError):
                 self.conn.close()
@@ -50,6 +68,7 @@ class Client:
     def close(self):
         if self.conn:
             self.conn.close()
+            self.conn = None
 
 
 def at(t):
@@ -362,6 +381,12 @@ def mixed():
         ])
 
     parallel(users + [partner_normal, misuse])
+
+
+def fleet():
+    global FRESH
+    FRESH = True
+    mixed()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@
 # captured on lo by tcpdump. One capture per rule that fires it (NAME.pcap), one with
 # normal use of the same endpoint (NAME-normal.pcap), and mixed.pcap: ten normal clients
 # and a partner throughout, plus one misbehaving client per rule; endpoint-shapes.pcap: ids
-# of every shape and a learned `{param}` position.
+# of every shape and a learned `{param}` position; fleet.pcap: mixed.pcap with a new
+# connection per request for every client but the normal users (tests/fleet.rs splits it
+# by connection between two sensors).
 # `scripts/make-analytics-fixtures.sh NAME...` makes only those captures.
 # Afterwards: UPDATE_GOLDEN=1 cargo test --test analytics (and review the diff).
 set -euo pipefail
@@ -48,4 +50,5 @@ done
 capture mixed
 # Ids of every shape and a learned {param}: events and alerts name endpoints alike.
 capture endpoint-shapes
+capture fleet
 ls -l "$out"

@@ -155,6 +155,43 @@ fn events_with_captured_bodies_match_the_schema() {
     assert_eq!(with_body, 7);
 }
 
+/// Events of a sensor in edge mode (`apitap.ts_ns`, `apitap.findings`) match the schema,
+/// and one with a finding the schema does not know is rejected.
+#[test]
+fn edge_mode_events_match_the_schema() {
+    let v = validator();
+    let mut cfg = apitap::Config::load(&root().join("fixtures/analytics/sensor.toml")).unwrap();
+    cfg.analytics.mode = apitap_analytics::AnalyticsMode::Edge;
+    let mut found = 0;
+    for name in [
+        "sensitive-request",
+        "sensitive-response",
+        "url-secret",
+        "mixed",
+    ] {
+        let pcap = root().join(format!("fixtures/analytics/{name}.pcap"));
+        let (out, _) = run_replay_with(&[pcap], &cfg);
+        for ev in parse_all(&out) {
+            let errors: Vec<String> = v
+                .iter_errors(&ev)
+                .map(|e| format!("{} at {}", e, e.instance_path()))
+                .collect();
+            assert!(errors.is_empty(), "{name}: {errors:?}\n{ev}");
+            assert!(ev["apitap"]["ts_ns"].is_i64(), "{ev}");
+            let findings = ev["apitap"]["findings"].as_object().unwrap();
+            found += usize::from(findings.keys().any(|k| k != "auth_schemes"));
+        }
+    }
+    assert!(
+        found >= 4,
+        "{found} events with sensitive data or URL secrets"
+    );
+    let (out, _) = run_replay_with(&[root().join("fixtures/analytics/url-secret.pcap")], &cfg);
+    let mut ev = parse_all(&out).remove(0);
+    ev["apitap"]["findings"]["request_sensitive"] = serde_json::json!({"gold": 1});
+    assert!(!v.is_valid(&ev));
+}
+
 /// `--format ocsf`: one OCSF 1.1.0 HTTP Activity record per ECS event, with the required
 /// attributes and the same transaction in it.
 #[test]

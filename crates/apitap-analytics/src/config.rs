@@ -22,12 +22,29 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Where the analytics run (`analytics.mode`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AnalyticsMode {
+    /// Every detector on the sensor; alerts from the sensor.
+    #[default]
+    Local,
+    /// The raw-byte detectors (sensitive data, secrets in URLs, JWT recognition) on the
+    /// sensor, their findings in its events (`apitap.findings`); the stateful analytics
+    /// central, in `apitap analyze`.
+    Edge,
+}
+
 /// Top-level analytics configuration.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnalyticsConfig {
     /// Run the analytics at all.
     pub enabled: bool,
+    /// Where the analytics run: `local` (all of them, on this sensor) or `edge` (this
+    /// sensor runs only the detectors that need raw bytes and puts their findings into its
+    /// events; `apitap analyze` runs the rest centrally, over the events of many sensors).
+    pub mode: AnalyticsMode,
     /// Packet time during which baselines and third-party lists learn before they alert
     /// (per endpoint for baselines, from the first transaction for third parties).
     pub learning_period_s: u64,
@@ -125,6 +142,7 @@ impl Default for AnalyticsConfig {
     fn default() -> Self {
         AnalyticsConfig {
             enabled: true,
+            mode: AnalyticsMode::Local,
             learning_period_s: 600,
             suppression_window_s: 3600,
             rule_suppression_s: BTreeMap::new(),

@@ -342,8 +342,47 @@ const AUTH_SCHEME_NAMES: [&str; 9] = [
     "other",
 ];
 
-/// The auth schemes a request shows (at least `none`), each once, in name order.
+/// Whether a bearer credential (what follows `Bearer `) is a JWT.
+fn is_jwt(credential: &str) -> bool {
+    // A JWT starts with `eyJ`: only such a credential is measured out.
+    let credential = credential.trim_start();
+    credential.starts_with("eyJ")
+        && credential
+            .split(char::is_whitespace)
+            .next()
+            .and_then(crate::sensitive::secret_value_kind)
+            == Some("jwt")
+}
+
+/// The auth scheme name `name` as the inventory spells it, when it is one.
+pub fn auth_scheme_name(name: &str) -> Option<&'static str> {
+    AUTH_SCHEME_NAMES.iter().find(|n| **n == name).copied()
+}
+
+/// The auth schemes a request shows (at least `none`), each once, in name order: as a
+/// sensor in edge mode found them (`tx.findings`), else from the headers and query.
 pub fn auth_schemes(tx: &TxRecord) -> impl Iterator<Item = &'static str> {
+    let mut shown = match &tx.findings {
+        Some(f) => f
+            .auth_schemes
+            .iter()
+            .filter_map(|s| AUTH_SCHEME_NAMES.iter().position(|n| n == s))
+            .fold(0u16, |bits, i| bits | 1 << i),
+        None => observed_auth_schemes(tx),
+    };
+    if shown == 0 {
+        shown |= AuthScheme::None.bit();
+    }
+    AUTH_SCHEME_NAMES
+        .iter()
+        .enumerate()
+        .filter(move |(bit, _)| shown & (1 << bit) != 0)
+        .map(|(_, name)| *name)
+}
+
+/// The auth schemes the raw headers and query of `tx` show, as [`AuthScheme`] bits (0 for
+/// none).
+fn observed_auth_schemes(tx: &TxRecord) -> u16 {
     // A bit per scheme: no allocation, no sort.
     let mut shown = 0u16;
     for (name, value) in tx.request_headers.iter() {
@@ -355,16 +394,7 @@ pub fn auth_schemes(tx: &TxRecord) -> impl Iterator<Item = &'static str> {
                 let scheme = if scheme.eq_ignore_ascii_case("basic") {
                     AuthScheme::Basic
                 } else if scheme.eq_ignore_ascii_case("bearer") {
-                    // A JWT starts with `eyJ`: only such a credential is measured out.
-                    let credential = rest.trim_start();
-                    let jwt = tx.auth_jwt
-                        || (credential.starts_with("eyJ")
-                            && credential
-                                .split(char::is_whitespace)
-                                .next()
-                                .and_then(crate::sensitive::secret_value_kind)
-                                == Some("jwt"));
-                    if jwt {
+                    if tx.auth_jwt || is_jwt(rest) {
                         AuthScheme::BearerJwt
                     } else {
                         AuthScheme::Bearer
@@ -388,14 +418,7 @@ pub fn auth_schemes(tx: &TxRecord) -> impl Iterator<Item = &'static str> {
             shown |= AuthScheme::ApiKeyQuery.bit();
         }
     }
-    if shown == 0 {
-        shown |= AuthScheme::None.bit();
-    }
-    AUTH_SCHEME_NAMES
-        .iter()
-        .enumerate()
-        .filter(move |(bit, _)| shown & (1 << bit) != 0)
-        .map(|(_, name)| *name)
+    shown
 }
 
 /// Saved inventory (JSON via serde): what a live sensor keeps across restarts.

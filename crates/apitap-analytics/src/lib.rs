@@ -61,11 +61,11 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 pub use alert::{rfc3339_micros, severity_label, Alert, Rule};
-pub use config::{AnalyticsConfig, Cidr, ConfigError};
+pub use config::{AnalyticsConfig, AnalyticsMode, Cidr, ConfigError};
 pub use http2::Http2Record;
 pub use inventory::{EndpointKey, EndpointStats, Inventory, InventorySnapshot};
 pub use openapi::inventory_openapi;
-pub use record::{Headers, TxRecord};
+pub use record::{EdgeFindings, Headers, TxRecord};
 pub use sarif::sarif;
 pub use sensitive::SensitiveKind;
 pub use spec::{ApiSpec, SpecError};
@@ -336,6 +336,30 @@ impl Analytics {
             endpoint: self.endpoint_name.get(endpoint_from..)?,
             learned: obs.learned,
         })
+    }
+
+    /// What the detectors that need raw bytes find in `tx` (edge mode: the sensor puts
+    /// these into the event, and the central analytics take them instead of scanning).
+    /// Counts the transaction and the scan; disabled rules are not looked for.
+    pub fn edge_findings(&mut self, tx: &TxRecord) -> EdgeFindings {
+        let mut found = EdgeFindings::default();
+        if !self.cfg.enabled {
+            return found;
+        }
+        self.transactions += 1;
+        for (exposure, counts) in [
+            (&mut self.request_data, &mut found.request_sensitive),
+            (&mut self.response_data, &mut found.response_sensitive),
+        ] {
+            if !self.gate.is_disabled(exposure.rule()) {
+                *counts = exposure.scan(tx);
+            }
+        }
+        if !self.gate.is_disabled(Rule::SecretInUrl) {
+            found.url_secrets = detect::url_secrets::url_secrets(tx, &self.url_secrets.names);
+        }
+        found.auth_schemes = inventory::auth_schemes(tx).collect();
+        found
     }
 
     /// Processes one TLS connection (its event, when it ended): the encrypted-service

@@ -1,6 +1,9 @@
 //! The input: one record per HTTP transaction.
 
+use crate::sensitive::SensitiveKind;
 use apitap_core::utf8_lossy;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 
 /// One HTTP transaction as the analytics sees it. The pipeline builds one per transaction
@@ -57,6 +60,110 @@ pub struct TxRecord {
     /// itself (and leaves this `false`); the analytics recognise a JWT in it directly, so
     /// this matters only for records built from redacted data.
     pub auth_jwt: bool,
+    /// What a sensor in edge mode found in the raw bytes; when present, the detectors
+    /// take these counts instead of scanning (the record came from an event, which has no
+    /// credentials, secret values or, usually, bodies).
+    pub findings: Option<Box<EdgeFindings>>,
+}
+
+/// What the detectors that need raw bytes found in one transaction, as counts only (never
+/// the values). A sensor in edge mode computes them and writes them into the transaction's
+/// event as `apitap.findings`; the central analytics read them back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EdgeFindings {
+    /// Sensitive data in the request headers and body sample, by kind.
+    pub request_sensitive: BTreeMap<SensitiveKind, u64>,
+    /// Sensitive data in the response headers and body sample, by kind.
+    pub response_sensitive: BTreeMap<SensitiveKind, u64>,
+    /// Secrets in the URL, by `param:<name>` or value shape.
+    pub url_secrets: BTreeMap<String, u64>,
+    /// The auth schemes the request showed, in name order (`bearer_jwt`, `basic`,
+    /// `api_key_query`, ...): the event has the credentials redacted, scheme words too.
+    pub auth_schemes: Vec<&'static str>,
+}
+
+impl EdgeFindings {
+    /// As the `apitap.findings` object: empty parts left out.
+    pub fn to_json(&self) -> Value {
+        let mut o = Map::new();
+        let kinds = |m: &BTreeMap<SensitiveKind, u64>| -> Value {
+            m.iter()
+                .map(|(k, v)| (k.name().to_string(), Value::from(*v)))
+                .collect::<Map<_, _>>()
+                .into()
+        };
+        if !self.request_sensitive.is_empty() {
+            o.insert("request_sensitive".into(), kinds(&self.request_sensitive));
+        }
+        if !self.response_sensitive.is_empty() {
+            o.insert("response_sensitive".into(), kinds(&self.response_sensitive));
+        }
+        if !self.url_secrets.is_empty() {
+            let m: Map<_, _> = self
+                .url_secrets
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(*v)))
+                .collect();
+            o.insert("url_secrets".into(), m.into());
+        }
+        if !self.auth_schemes.is_empty() {
+            o.insert("auth_schemes".into(), self.auth_schemes.clone().into());
+        }
+        o.into()
+    }
+
+    /// Reads an `apitap.findings` object; `None` when it is not one (a count that is not
+    /// a number, an unknown kind of sensitive data, auth scheme or URL secret).
+    pub fn from_json(v: &Value) -> Option<EdgeFindings> {
+        let o = v.as_object()?;
+        let counts = |key: &str| -> Option<Vec<(&String, u64)>> {
+            match o.get(key) {
+                None => Some(Vec::new()),
+                Some(m) => m
+                    .as_object()?
+                    .iter()
+                    .map(|(k, n)| Some((k, n.as_u64()?)))
+                    .collect(),
+            }
+        };
+        let kinds = |key: &str| -> Option<BTreeMap<SensitiveKind, u64>> {
+            counts(key)?
+                .into_iter()
+                .map(|(k, n)| Some((SensitiveKind::from_name(k)?, n)))
+                .collect()
+        };
+        Some(EdgeFindings {
+            request_sensitive: kinds("request_sensitive")?,
+            response_sensitive: kinds("response_sensitive")?,
+            url_secrets: counts("url_secrets")?
+                .into_iter()
+                .map(|(k, n)| url_secret_key(k).then(|| (k.clone(), n)))
+                .collect::<Option<_>>()?,
+            auth_schemes: match o.get("auth_schemes") {
+                None => Vec::new(),
+                Some(names) => names
+                    .as_array()?
+                    .iter()
+                    .map(|n| crate::inventory::auth_scheme_name(n.as_str()?))
+                    .collect::<Option<_>>()?,
+            },
+        })
+    }
+}
+
+/// Whether `key` is a URL secret count the analytics write: `param:` and a parameter name
+/// (visible ASCII, no upper case, up to 64 bytes), or a secret value shape.
+fn url_secret_key(key: &str) -> bool {
+    match key.strip_prefix("param:") {
+        Some(name) => {
+            !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase())
+        }
+        None => crate::sensitive::SECRET_VALUE_KINDS.contains(&key),
+    }
 }
 
 impl Default for TxRecord {
@@ -85,6 +192,7 @@ impl Default for TxRecord {
             response_body_bytes: 0,
             duration_ns: None,
             auth_jwt: false,
+            findings: None,
         }
     }
 }

@@ -456,6 +456,10 @@ fn ssn_ok(raw: &[u8]) -> bool {
     area != b"000" && area != b"666" && area[0] != b'9' && group != b"00" && serial != b"0000"
 }
 
+/// Every kind [`secret_value_kind`] names.
+pub const SECRET_VALUE_KINDS: [&str; 4] =
+    ["aws_access_key_id", "jwt", "github_token", "slack_token"];
+
 /// The kind of secret a URL value looks like, if any: `aws_access_key_id`, `jwt`,
 /// `github_token`, `slack_token`. `value` is percent-decoded.
 pub fn secret_value_kind(value: &str) -> Option<&'static str> {

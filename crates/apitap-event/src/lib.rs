@@ -28,7 +28,7 @@ mod tests;
 
 pub use apitap_core::EncodedEvent;
 pub use community_id::community_id_v1;
-pub use flow::FlowContext;
+pub use flow::{FlowContext, FlowSeed};
 pub use redact::{Redactor, DEFAULT_REDACT_FIELDS, DEFAULT_REDACT_HEADERS};
 
 use apitap_core::{Head, HttpTransaction, Span, TlsConnection};

@@ -46,7 +46,7 @@ fn flow() -> FlowContext {
             ip: "10.0.0.1".parse().unwrap(),
             port: 80,
         },
-        7,
+        FlowSeed::Syn(7),
     )
 }
 
@@ -294,7 +294,7 @@ fn hand_writer_equals_serde() {
             ip: "2001:db8::1".parse().unwrap(),
             port: 65535,
         },
-        u64::MAX,
+        FlowSeed::FirstSeen(i64::MAX),
     );
     let flows = [
         flow(),
@@ -525,11 +525,14 @@ fn endpoint_at_points_at_the_endpoint_value_in_both_formats() {
 }
 
 #[test]
-fn flow_id_depends_on_first_packet() {
+fn flow_id_depends_on_the_syn_or_the_first_packet_time() {
     let a = flow();
-    let b = FlowContext::new(a.client, a.server, 8);
+    let b = FlowContext::new(a.client, a.server, FlowSeed::Syn(8));
     assert_ne!(a.flow_id, b.flow_id);
-    assert_eq!(a, FlowContext::new(a.client, a.server, 7));
+    assert_eq!(a, FlowContext::new(a.client, a.server, FlowSeed::Syn(7)));
+    // A connection picked up mid-stream is named by its first packet's time instead.
+    let c = FlowContext::new(a.client, a.server, FlowSeed::FirstSeen(7));
+    assert_ne!(a.flow_id, c.flow_id);
 }
 
 /// grpc-web over HTTP/1.1 is recognised by its content type: `rpc.*` from the path, the

@@ -2,10 +2,12 @@
 //! order, to [`apitap_analytics::Analytics`] and emits its alerts right after the event
 //! that completed them. Output order is deterministic, so the alerts are too.
 
-use crate::bridge::{alert_event, carries_endpoint, name_endpoint};
+use crate::bridge::{alert_event, attach_findings, carries_endpoint, name_endpoint};
 use crate::Config;
 use anyhow::{Context, Result};
-use apitap_analytics::{Alert, Analytics, AnalyticsStats, ApiSpec, InventorySnapshot, TxRecord};
+use apitap_analytics::{
+    Alert, Analytics, AnalyticsMode, AnalyticsStats, ApiSpec, InventorySnapshot, TxRecord,
+};
 use apitap_core::{EncodedEvent, Merge, SortKey};
 use std::path::{Path, PathBuf};
 
@@ -110,6 +112,13 @@ impl Stage {
     /// right after it.
     pub fn observe(&mut self, ev: &mut EncodedEvent, record: &TxRecord) -> Vec<EncodedEvent> {
         self.last_key = ev.key;
+        // Edge mode (read from the engine: a SIGHUP reload may switch it): only the
+        // raw-byte detectors run, their findings go into the event.
+        if self.engine.config().mode == AnalyticsMode::Edge {
+            let found = self.engine.edge_findings(record);
+            attach_findings(ev, record.ts_ns, &found);
+            return Vec::new();
+        }
         if let Some(named) = self.engine.process_into(record, &mut self.alerts) {
             if named.learned {
                 name_endpoint(

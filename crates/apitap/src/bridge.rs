@@ -6,7 +6,7 @@
 //! see secrets and sensitive data; the analytics only ever puts counts and kinds of those
 //! into alerts, never the values.
 
-use apitap_analytics::{Alert, Headers, TxRecord};
+use apitap_analytics::{Alert, EdgeFindings, Headers, TxRecord};
 use apitap_core::endpoint::endpoint_hash;
 use apitap_core::url::{host_without_port, split_target};
 use apitap_core::{utf8_lossy, EncodedEvent, Head, HttpTransaction, SortKey};
@@ -161,6 +161,23 @@ pub fn alert_event(alert: &Alert, after: SortKey, sensor: &str) -> EncodedEvent 
     }
 }
 
+/// Adds `"ts_ns"` (the request start in ns, which `@timestamp` rounds to microseconds)
+/// and `"findings"` (edge mode) to the `apitap` object of an ECS transaction event, its
+/// last member; false when `ev` does not end like one.
+pub fn attach_findings(ev: &mut EncodedEvent, ts_ns: i64, found: &EdgeFindings) -> bool {
+    if !ev.json.ends_with(b"}}") || ev.alert {
+        return false;
+    }
+    let at = ev.json.len() - 2;
+    let mut add = format!(",\"ts_ns\":{ts_ns},\"findings\":").into_bytes();
+    // A Value of strings, numbers and booleans always serialises.
+    if serde_json::to_writer(&mut add, &found.to_json()).is_err() {
+        return false;
+    }
+    ev.json.splice(at..at, add);
+    true
+}
+
 /// Whether `ev` carries exactly `endpoint` as its `apitap.endpoint`.
 pub fn carries_endpoint(ev: &EncodedEvent, endpoint: &str) -> bool {
     let mut scratch = Vec::new();
@@ -234,7 +251,11 @@ mod tests {
 
     fn flow() -> FlowContext {
         let ip = "10.0.0.1".parse().unwrap();
-        FlowContext::new(Endpoint { ip, port: 40000 }, Endpoint { ip, port: 80 }, 7)
+        FlowContext::new(
+            Endpoint { ip, port: 40000 },
+            Endpoint { ip, port: 80 },
+            apitap_event::FlowSeed::Syn(7),
+        )
     }
 
     #[test]

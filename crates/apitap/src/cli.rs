@@ -58,6 +58,8 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config> {
         None => Config::default(),
     };
     cfg.analytics.enabled = true;
+    // Every detector runs here, whatever a fleet sensor's config says.
+    cfg.analytics.mode = apitap_analytics::AnalyticsMode::Local;
     // No events are written: Kafka stays off whatever the file says.
     cfg.kafka = None;
     cfg.validate()?;

@@ -47,6 +47,39 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// API-security analytics: inventory, spec diff, baselines, detectors, alerts.
     pub analytics: apitap_analytics::AnalyticsConfig,
+    /// `apitap analyze`: the central analytics over the events of many sensors.
+    pub analyze: AnalyzeConfig,
+}
+
+/// `apitap analyze`: reading and ordering the events of many sensors.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalyzeConfig {
+    /// Packet time one source may trail the others and still be processed in time order;
+    /// events later than that are processed at once and counted (`late`).
+    pub allowed_lateness_ms: u64,
+    /// Events held back for ordering; beyond it the oldest go early (`forced_early`).
+    pub max_buffered_events: usize,
+    /// Bytes of event lines held back for ordering; beyond it the oldest go early
+    /// (`forced_early`).
+    pub max_buffered_bytes: usize,
+    /// Longest event line read; longer ones are skipped (`skipped_too_long`).
+    pub max_event_bytes: usize,
+    /// Events timed more than this ahead of the wall clock are skipped
+    /// (`skipped_future`): one bad clock must not push every window forward.
+    pub max_future_s: u64,
+}
+
+impl Default for AnalyzeConfig {
+    fn default() -> Self {
+        AnalyzeConfig {
+            allowed_lateness_ms: 10_000,
+            max_buffered_events: 200_000,
+            max_buffered_bytes: 256 << 20,
+            max_event_bytes: 4 << 20,
+            max_future_s: 3600,
+        }
+    }
 }
 
 /// Live capture (`apitap run`).
@@ -576,6 +609,37 @@ impl Config {
             bail!("daemon.log_level {:?} is not a valid filter", d.log_level);
         }
         self.analytics.validate()?;
+        let z = &self.analyze;
+        apitap_core::bounds::check_ranges::<u64>(&[
+            (
+                "analyze.allowed_lateness_ms",
+                z.allowed_lateness_ms,
+                0..=86_400_000,
+            ),
+            (
+                "analyze.max_buffered_events",
+                z.max_buffered_events as u64,
+                1..=10_000_000,
+            ),
+            (
+                "analyze.max_buffered_bytes",
+                z.max_buffered_bytes as u64,
+                1 << 20..=64 << 30,
+            ),
+            (
+                "analyze.max_event_bytes",
+                z.max_event_bytes as u64,
+                4096..=1 << 30,
+            ),
+            ("analyze.max_future_s", z.max_future_s, 0..=31_536_000),
+        ])
+        .map_err(anyhow::Error::msg)?;
+        if self.analytics.enabled
+            && self.analytics.mode == apitap_analytics::AnalyticsMode::Edge
+            && self.output.format != apitap_event::EventFormat::Ecs
+        {
+            bail!("analytics.mode = \"edge\" needs output.format = \"ecs\" (apitap analyze reads ECS events)");
+        }
         Ok(())
     }
 

@@ -128,6 +128,7 @@ fn entry_record(entry: &Value, index: usize) -> Result<TxRecord> {
         response_body,
         duration_ns,
         auth_jwt: false,
+        findings: None,
     })
 }
 

@@ -3,9 +3,11 @@
 
 pub mod alerts;
 pub mod analysis;
+pub mod analyze;
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod files;
 pub mod har;
 pub mod keylog;

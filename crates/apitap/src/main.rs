@@ -124,6 +124,10 @@ enum Command {
     /// CI gate: diff recorded traffic (pcap/pcapng or HAR) against an OpenAPI spec and run
     /// every detector; exit 1 when findings at or above --fail-on are present.
     Check(apitap::cli::CheckArgs),
+    /// The central analytics of a sensor fleet: read the events of sensors (in edge mode,
+    /// `analytics.mode = "edge"`), merge them in packet-time order and write one set of
+    /// alerts, with one inventory.
+    Analyze(apitap::analyze::AnalyzeArgs),
     /// List the interfaces libpcap can capture on: name, flags, addresses, description.
     Interfaces,
     /// Read the alert topic: a table on a terminal (JSON lines with --json), filtered by
@@ -186,6 +190,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Inventory(args) => apitap::cli::inventory(args),
         Command::Check(args) => apitap::cli::check(args),
+        Command::Analyze(args) => apitap::analyze::analyze(args),
         Command::Alerts(args) => apitap::alerts::alerts(args),
         Command::Report(args) => apitap::report::report(args),
         Command::Completions { shell } => {

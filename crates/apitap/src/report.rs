@@ -166,6 +166,8 @@ pub fn report(args: ReportArgs) -> Result<ExitCode> {
     // The events are read back here: whatever the file says, they are ECS.
     cfg.output.format = apitap_event::EventFormat::Ecs;
     cfg.analytics.enabled = true;
+    // A report runs every detector here, whatever a fleet sensor's config says.
+    cfg.analytics.mode = apitap_analytics::AnalyticsMode::Local;
     cfg.kafka = None;
     cfg.analytics.inventory.state_file.clear();
     if let Some(spec) = &args.spec {

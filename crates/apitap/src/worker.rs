@@ -11,7 +11,7 @@ use apitap_core::{
     Encap, EncodedEvent, FinishCause, FlowKey, HttpTransaction, PacketBatch, PacketMeta, PacketRef,
     SortKey, Timestamp, TlsConnection,
 };
-use apitap_event::{event_id, Encoder, FlowContext};
+use apitap_event::{event_id, Encoder, FlowContext, FlowSeed};
 use apitap_flow::{FlowTable, ReassemblyConfig, ReassemblyStats, Segment, StreamEvent, TcpConn};
 use apitap_session::{Session, SessionConfig, SessionCx, SessionStats};
 use crossbeam_channel::{Receiver, Sender};
@@ -61,6 +61,9 @@ struct Flow {
     session: Session,
     ctx: Option<FlowContext>,
     first_packet: u64,
+    /// Names the flow in `flow_id`: the SYN's sequence number, or the time of the first
+    /// packet seen.
+    seed: FlowSeed,
     /// Keys under which this flow's open transactions sit in the open-transaction index.
     open: Vec<SortKey>,
     /// VLAN and tunnel of the flow's first packet, reported with its events.
@@ -297,6 +300,12 @@ impl Worker {
                 session: Session::new(),
                 ctx: None,
                 first_packet: now.index,
+                seed: FlowSeed::of_first_packet(
+                    meta.flags.syn(),
+                    meta.flags.ack(),
+                    meta.seq,
+                    now.ts.as_nanos(),
+                ),
                 open: Vec::new(),
                 encap: meta.encap,
                 parser_counted: 0,
@@ -532,7 +541,7 @@ impl Env {
             FlowContext::new(
                 key.endpoint(client),
                 key.endpoint(client.other()),
-                flow.first_packet,
+                flow.seed,
             )
         });
         ctx.encap = flow.encap;

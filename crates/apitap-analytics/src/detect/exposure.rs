@@ -6,10 +6,11 @@ use super::{Detector, TxContext};
 use crate::alert::Rule;
 use crate::emit::{Finding, Gate};
 use crate::inventory::media_type;
-use crate::record::Headers;
+use crate::record::{Headers, TxRecord};
 use crate::sensitive::{Scanner, SensitiveKind};
 use foldhash::HashSet;
 use serde_json::json;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Which way the scanned data went.
@@ -35,19 +36,10 @@ impl Exposure {
     pub(crate) fn counters(&self) -> ScanCounters {
         self.scan.counters
     }
-}
 
-impl Detector for Exposure {
-    fn observe(&mut self, cx: &TxContext<'_>, gate: &mut Gate, out: &mut Vec<Finding>) {
-        let (rule, dir) = match self.flow {
-            Flow::Request => (Rule::SensitiveDataRequest, "request"),
-            Flow::Response => (Rule::SensitiveDataResponse, "response"),
-        };
-        if gate.is_disabled(rule) {
-            return;
-        }
-        let tx = cx.tx;
-        let counts = match self.flow {
+    /// Counts by kind in this direction's headers and body sample.
+    pub(crate) fn scan(&mut self, tx: &TxRecord) -> BTreeMap<SensitiveKind, u64> {
+        match self.flow {
             Flow::Request => self.scan.scan(
                 &tx.request_headers,
                 tx.request_body.as_deref(),
@@ -60,6 +52,34 @@ impl Detector for Exposure {
                 tx.response_body_cut,
                 tx.response_content_type.as_deref(),
             ),
+        }
+    }
+
+    /// The rule of this direction.
+    pub(crate) fn rule(&self) -> Rule {
+        match self.flow {
+            Flow::Request => Rule::SensitiveDataRequest,
+            Flow::Response => Rule::SensitiveDataResponse,
+        }
+    }
+}
+
+impl Detector for Exposure {
+    fn observe(&mut self, cx: &TxContext<'_>, gate: &mut Gate, out: &mut Vec<Finding>) {
+        let rule = self.rule();
+        let dir = match self.flow {
+            Flow::Request => "request",
+            Flow::Response => "response",
+        };
+        if gate.is_disabled(rule) {
+            return;
+        }
+        let tx = cx.tx;
+        // A sensor in edge mode scanned the raw bytes already.
+        let counts = match (&tx.findings, self.flow) {
+            (Some(f), Flow::Request) => Cow::Borrowed(&f.request_sensitive),
+            (Some(f), Flow::Response) => Cow::Borrowed(&f.response_sensitive),
+            (None, _) => Cow::Owned(self.scan(tx)),
         };
         if counts.is_empty() {
             return;

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 /// The secret-in-URL detector.
 pub(crate) struct UrlSecrets {
     /// Query parameter names that carry secrets (lower case, `_` for `-`).
-    names: HashSet<String>,
+    pub(crate) names: HashSet<String>,
 }
 
 impl UrlSecrets {
@@ -34,7 +34,11 @@ impl Detector for UrlSecrets {
         if gate.is_disabled(Rule::SecretInUrl) {
             return;
         }
-        let counts = url_secrets(cx.tx, &self.names);
+        // A sensor in edge mode looked at the URL before it redacted the query.
+        let counts = match &cx.tx.findings {
+            Some(f) => Cow::Borrowed(&f.url_secrets),
+            None => Cow::Owned(url_secrets(cx.tx, &self.names)),
+        };
         if counts.is_empty() {
             return;
         }
@@ -50,7 +54,7 @@ impl Detector for UrlSecrets {
         );
         alert.client = Some(cx.tx.client.ip());
         alert.count = total;
-        alert.counts = counts;
+        alert.counts = counts.into_owned();
         out.push(Finding::new(alert, cx.scoped.to_string()));
     }
 }

@@ -1,0 +1,558 @@
+//! Events as analytics input: `apitap analyze` turns the transaction events sensors wrote
+//! (ECS JSON lines) back into [`TxRecord`]s and merges the streams of several sensors into
+//! one packet-time order.
+//!
+//! An event keeps what the stateful analytics need (addresses, host, method, path, query
+//! names, status, content types, header names, sizes, duration). What it leaves out
+//! (credentials, secret values, bodies) a sensor in edge mode summarised in
+//! `apitap.findings`, and `apitap.ts_ns` has the request start to the nanosecond.
+
+use apitap_analytics::{EdgeFindings, Headers, TxRecord};
+use apitap_core::Peak;
+use foldhash::HashMap;
+use serde_json::Value;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap};
+use std::net::{IpAddr, SocketAddr};
+
+apitap_core::counters! {
+    /// Counters of the event input of `apitap analyze`.
+    pub struct EventInputStats {
+        /// Lines read.
+        pub lines: u64,
+        /// Transaction events turned into records.
+        pub transactions: u64,
+        /// Lines that are not a JSON object (skipped).
+        pub skipped_not_json: u64,
+        /// Lines longer than `analyze.max_event_bytes` (skipped).
+        pub skipped_too_long: u64,
+        /// Events of another `apitap.schema_version` (skipped).
+        pub skipped_schema_version: u64,
+        /// Events that are not HTTP transactions: connections, alerts (skipped).
+        pub skipped_not_transaction: u64,
+        /// Transaction events missing a field the analytics need, or with a bad one
+        /// (skipped).
+        pub skipped_invalid: u64,
+        /// `skipped_invalid` by the field at fault.
+        pub invalid_fields: BTreeMap<String, u64>,
+        /// Events more than `analyze.max_future_s` ahead of the wall clock (skipped).
+        pub skipped_future: u64,
+        /// Events released after a later one because they came more than
+        /// `analyze.allowed_lateness_ms` behind (processed at the analytics' clock).
+        pub late: u64,
+        /// Events released before the watermark allowed because the buffer was full
+        /// (`analyze.max_buffered_events` or `max_buffered_bytes`).
+        pub forced_early: u64,
+        /// Events whose `event.id` was already seen within the window (dropped).
+        pub duplicates: u64,
+        /// Most events buffered at once.
+        pub peak_buffered: Peak,
+    }
+}
+
+/// Why an event line is not a transaction record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Not a JSON object.
+    NotJson,
+    /// Another schema version.
+    SchemaVersion,
+    /// A connection event or an alert.
+    NotTransaction,
+    /// A field the analytics need is missing or malformed (its name).
+    Invalid(&'static str),
+}
+
+impl Skip {
+    /// Counts `self` in `stats`.
+    pub fn count(self, stats: &mut EventInputStats) {
+        match self {
+            Skip::NotJson => stats.skipped_not_json += 1,
+            Skip::SchemaVersion => stats.skipped_schema_version += 1,
+            Skip::NotTransaction => stats.skipped_not_transaction += 1,
+            Skip::Invalid(field) => {
+                stats.skipped_invalid += 1;
+                *stats.invalid_fields.entry(field.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+}
+
+/// The record of one event line.
+pub fn parse_event(line: &[u8]) -> Result<TxRecord, Skip> {
+    let v: Value = serde_json::from_slice(line).map_err(|_| Skip::NotJson)?;
+    if !v.is_object() {
+        return Err(Skip::NotJson);
+    }
+    event_record(&v)
+}
+
+/// The record of one ECS transaction event.
+pub fn event_record(v: &Value) -> Result<TxRecord, Skip> {
+    let text = |p: &str| v.pointer(p).and_then(Value::as_str);
+    let num = |p: &str| v.pointer(p).and_then(Value::as_u64);
+    if text("/apitap/schema_version") != Some(apitap_event::SCHEMA_VERSION) {
+        return Err(Skip::SchemaVersion);
+    }
+    if text("/event/kind") != Some("event") || v.get("http").is_none() {
+        return Err(Skip::NotTransaction);
+    }
+    let ts_ns = match v.pointer("/apitap/ts_ns") {
+        Some(n) => n.as_i64().ok_or(Skip::Invalid("apitap.ts_ns"))?,
+        None => text("/@timestamp")
+            .and_then(rfc3339_ns)
+            .ok_or(Skip::Invalid("@timestamp"))?,
+    };
+    let addr = |side: &'static str| -> Result<SocketAddr, Skip> {
+        let ip: IpAddr = text(&format!("/{side}/ip"))
+            .and_then(|s| s.parse().ok())
+            .ok_or(Skip::Invalid(side))?;
+        let port = num(&format!("/{side}/port"))
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or(Skip::Invalid(side))?;
+        Ok(SocketAddr::new(ip, port))
+    };
+    let findings = match v.pointer("/apitap/findings") {
+        None => None,
+        Some(f) => Some(Box::new(
+            EdgeFindings::from_json(f).ok_or(Skip::Invalid("apitap.findings"))?,
+        )),
+    };
+    let request = v.pointer("/http/request");
+    let response = v.pointer("/http/response");
+    let headers = |m: Option<&Value>| -> Headers {
+        m.and_then(|m| m.get("headers"))
+            .and_then(Value::as_object)
+            .map(|h| {
+                h.iter()
+                    .filter_map(|(n, v)| Some((n.as_str(), v.as_str()?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let request_headers = headers(request);
+    let response_headers = headers(response);
+    let content_type = |h: &Headers, m: Option<&Value>| {
+        h.get("content-type")
+            .or_else(|| m?.get("mime_type")?.as_str())
+            .map(str::to_string)
+    };
+    // With findings, nothing reads the bodies: they are not kept.
+    let body = |m: Option<&Value>| {
+        m.filter(|_| findings.is_none())
+            .and_then(|m| m.pointer("/body/content"))
+            .and_then(Value::as_str)
+            .map(|s| s.as_bytes().to_vec())
+    };
+    let cut = |dir: &str| {
+        v.pointer(&format!("/apitap/body/{dir}/truncated"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let status = match response.and_then(|r| r.get("status_code")) {
+        None => None,
+        Some(s) => Some(
+            s.as_u64()
+                .and_then(|s| u16::try_from(s).ok())
+                .ok_or(Skip::Invalid("http.response.status_code"))?,
+        ),
+    };
+    Ok(TxRecord {
+        ts_ns,
+        event_id: text("/event/id")
+            .ok_or(Skip::Invalid("event.id"))?
+            .to_string(),
+        client: addr("source")?,
+        server: addr("destination")?,
+        host: text("/url/domain").map(str::to_ascii_lowercase),
+        method: request
+            .and_then(|r| r.get("method"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        path: text("/url/path")
+            .or_else(|| text("/url/original"))
+            .unwrap_or_default()
+            .to_string(),
+        query: text("/url/query").map(str::to_string),
+        status,
+        grpc_status: num("/rpc/grpc/status_code").and_then(|s| u32::try_from(s).ok()),
+        request_content_type: content_type(&request_headers, request),
+        response_content_type: content_type(&response_headers, response),
+        request_body: body(request),
+        response_body: body(response),
+        request_body_cut: cut("request"),
+        response_body_cut: cut("response"),
+        request_body_bytes: request
+            .and_then(|r| r.pointer("/body/bytes"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        response_body_bytes: response
+            .and_then(|r| r.pointer("/body/bytes"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        duration_ns: num("/event/duration"),
+        auth_jwt: false,
+        request_headers,
+        response_headers,
+        findings,
+    })
+}
+
+/// Unix nanoseconds of an RFC 3339 time.
+fn rfc3339_ns(s: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos()).ok()
+}
+
+/// A record waiting for its place in the merged order: by packet time, then flow id, then
+/// its ordinal in the flow (both from `event.id`, `<flow_id>-<ordinal>`), so the order
+/// does not depend on how the sources' lines interleave.
+struct Pending {
+    rec: TxRecord,
+    /// Bytes of the line it came from (counted against `max_buffered_bytes`).
+    bytes: usize,
+}
+
+impl Pending {
+    fn key(&self) -> (i64, &str, u32) {
+        let id = self.rec.event_id.as_str();
+        let (flow, ordinal) = id.rsplit_once('-').unwrap_or((id, ""));
+        (self.rec.ts_ns, flow, ordinal.parse().unwrap_or(0))
+    }
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Pending {}
+
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+/// Bounds of an [`EventMerge`].
+#[derive(Clone, Copy, Debug)]
+pub struct MergeBounds {
+    /// Packet time one source may trail the others and still be merged in order.
+    pub allowed_lateness_ns: i64,
+    /// Records held for ordering at most.
+    pub max_buffered: usize,
+    /// Bytes (of the lines the records came from) held for ordering at most.
+    pub max_buffered_bytes: usize,
+}
+
+/// Merges the records of several sources (sensors, files, partitions) into packet-time
+/// order. Each source has a watermark, the latest time it has given; a record is released
+/// once every open source's watermark is `allowed_lateness_ns` past it. A source that
+/// trails the others by more than that gives late records (counted, released at once).
+/// A record whose `event.id` was seen within the window (a file given twice, a message
+/// delivered again) is dropped and counted.
+pub struct EventMerge {
+    heap: BinaryHeap<Reverse<Pending>>,
+    buffered_bytes: usize,
+    /// Per source: its watermark and whether it is still open.
+    sources: Vec<(i64, bool)>,
+    bounds: MergeBounds,
+    /// Time of the last record released.
+    released_ns: Option<i64>,
+    /// Event ids buffered or released within the window, with their times.
+    seen: HashMap<String, i64>,
+}
+
+impl EventMerge {
+    /// A merge of `sources` sources.
+    pub fn new(sources: usize, bounds: MergeBounds) -> EventMerge {
+        EventMerge {
+            heap: BinaryHeap::new(),
+            buffered_bytes: 0,
+            sources: vec![(i64::MIN, true); sources],
+            bounds,
+            released_ns: None,
+            seen: HashMap::default(),
+        }
+    }
+
+    /// The open source to read next: the one furthest behind (`None` when all closed).
+    pub fn next_source(&self) -> Option<usize> {
+        self.sources
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, open))| *open)
+            .min_by_key(|(i, (wm, _))| (*wm, *i))
+            .map(|(i, _)| i)
+    }
+
+    /// Adds a record of `source` that came from a line of `bytes` bytes; appends the
+    /// records this releases to `out`.
+    pub fn push(
+        &mut self,
+        source: usize,
+        rec: TxRecord,
+        bytes: usize,
+        stats: &mut EventInputStats,
+        out: &mut Vec<TxRecord>,
+    ) {
+        if self.seen.contains_key(&rec.event_id) {
+            stats.duplicates += 1;
+            return;
+        }
+        if self.seen.len() > 2 * self.heap.len() + 4096 {
+            let horizon = self.horizon().unwrap_or(i64::MAX);
+            self.seen.retain(|_, ts| *ts >= horizon);
+        }
+        self.seen.insert(rec.event_id.clone(), rec.ts_ns);
+        if let Some((wm, _)) = self.sources.get_mut(source) {
+            *wm = (*wm).max(rec.ts_ns);
+        }
+        self.buffered_bytes += bytes;
+        self.heap.push(Reverse(Pending { rec, bytes }));
+        self.release(stats, out);
+        while self.heap.len() > self.bounds.max_buffered
+            || self.buffered_bytes > self.bounds.max_buffered_bytes
+        {
+            stats.forced_early += 1;
+            self.pop(stats, out);
+        }
+        stats.peak_buffered.raise(self.heap.len() as u64);
+    }
+
+    /// `source` has ended; appends the records this releases to `out`.
+    pub fn close(&mut self, source: usize, stats: &mut EventInputStats, out: &mut Vec<TxRecord>) {
+        if let Some((_, open)) = self.sources.get_mut(source) {
+            *open = false;
+        }
+        self.release(stats, out);
+    }
+
+    /// The time up to which records may be released (`None`: every source is closed).
+    fn horizon(&self) -> Option<i64> {
+        self.sources
+            .iter()
+            .filter(|(_, open)| *open)
+            .map(|(wm, _)| *wm)
+            .min()
+            .map(|wm| wm.saturating_sub(self.bounds.allowed_lateness_ns))
+    }
+
+    fn release(&mut self, stats: &mut EventInputStats, out: &mut Vec<TxRecord>) {
+        let horizon = self.horizon();
+        while let Some(Reverse(top)) = self.heap.peek() {
+            if horizon.is_some_and(|h| top.rec.ts_ns > h) {
+                break;
+            }
+            self.pop(stats, out);
+        }
+    }
+
+    fn pop(&mut self, stats: &mut EventInputStats, out: &mut Vec<TxRecord>) {
+        if let Some(Reverse(Pending { rec, bytes })) = self.heap.pop() {
+            self.buffered_bytes -= bytes;
+            match self.released_ns {
+                Some(last) if rec.ts_ns < last => stats.late += 1,
+                _ => self.released_ns = Some(rec.ts_ns),
+            }
+            out.push(rec);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn rec(ts_ns: i64, id: &str) -> TxRecord {
+        TxRecord {
+            ts_ns,
+            event_id: id.into(),
+            ..TxRecord::default()
+        }
+    }
+
+    fn ids(out: &[TxRecord]) -> Vec<&str> {
+        out.iter().map(|r| r.event_id.as_str()).collect()
+    }
+
+    #[test]
+    fn two_sources_merge_in_time_order_whatever_their_interleaving() {
+        let a = [(10, "a-0"), (30, "a-1"), (50, "a-2")];
+        let b = [(20, "b-0"), (30, "b-1"), (40, "b-2")];
+        let mut orders = Vec::new();
+        // Every interleaving of the two streams that keeps each stream's own order.
+        for mask in 0u32..64 {
+            if mask.count_ones() != 3 {
+                continue;
+            }
+            let mut m = EventMerge::new(2, bounds(0, 100));
+            let (mut s, mut out) = (EventInputStats::default(), Vec::new());
+            let (mut ia, mut ib) = (0, 0);
+            for bit in 0..6 {
+                if mask & (1 << bit) != 0 {
+                    let (t, id) = a[ia];
+                    ia += 1;
+                    m.push(0, rec(t, id), 1, &mut s, &mut out);
+                } else {
+                    let (t, id) = b[ib];
+                    ib += 1;
+                    m.push(1, rec(t, id), 1, &mut s, &mut out);
+                }
+            }
+            m.close(0, &mut s, &mut out);
+            m.close(1, &mut s, &mut out);
+            assert_eq!(s.late, 0);
+            orders.push(ids(&out).join(","));
+        }
+        assert_eq!(orders.len(), 20);
+        assert!(
+            orders.iter().all(|o| o == "a-0,b-0,a-1,b-1,b-2,a-2"),
+            "{orders:?}"
+        );
+    }
+
+    fn bounds(lateness: i64, max: usize) -> MergeBounds {
+        MergeBounds {
+            allowed_lateness_ns: lateness,
+            max_buffered: max,
+            max_buffered_bytes: 1000,
+        }
+    }
+
+    #[test]
+    fn a_source_that_trails_by_more_than_the_lateness_gives_late_records() {
+        let mut m = EventMerge::new(2, bounds(5, 100));
+        let (mut s, mut out) = (EventInputStats::default(), Vec::new());
+        m.push(0, rec(100, "a-0"), 1, &mut s, &mut out);
+        m.push(1, rec(200, "b-0"), 1, &mut s, &mut out);
+        assert!(out.is_empty(), "a-0 is not 5 ns behind both watermarks yet");
+        m.push(0, rec(300, "a-1"), 1, &mut s, &mut out);
+        assert_eq!(ids(&out), ["a-0"]);
+        m.push(1, rec(400, "b-1"), 1, &mut s, &mut out);
+        assert_eq!(ids(&out), ["a-0", "b-0"]);
+        m.push(1, rec(150, "b-2"), 1, &mut s, &mut out);
+        assert_eq!(s.late, 1, "150 after 200 was released");
+        assert_eq!(ids(&out), ["a-0", "b-0", "b-2"]);
+        m.close(1, &mut s, &mut out);
+        m.close(0, &mut s, &mut out);
+        assert_eq!(ids(&out), ["a-0", "b-0", "b-2", "a-1", "b-1"]);
+    }
+
+    #[test]
+    fn a_full_buffer_releases_early_and_counts_it() {
+        let mut m = EventMerge::new(2, bounds(0, 2));
+        let (mut s, mut out) = (EventInputStats::default(), Vec::new());
+        for (t, id) in [(10, "a-0"), (20, "a-1"), (30, "a-2")] {
+            m.push(0, rec(t, id), 1, &mut s, &mut out);
+        }
+        assert_eq!((s.forced_early, out.len()), (1, 1));
+        assert_eq!(s.peak_buffered, Peak(2));
+        // The byte bound acts alike.
+        let mut m = EventMerge::new(2, bounds(0, 100));
+        let mut s = EventInputStats::default();
+        m.push(0, rec(10, "a-0"), 600, &mut s, &mut out);
+        m.push(0, rec(20, "a-1"), 600, &mut s, &mut out);
+        assert_eq!(s.forced_early, 1);
+    }
+
+    #[test]
+    fn equal_times_go_by_flow_then_numeric_ordinal_and_duplicates_are_dropped() {
+        let mut m = EventMerge::new(1, bounds(5, 100));
+        let (mut s, mut out) = (EventInputStats::default(), Vec::new());
+        for id in ["Fb-10", "Fb-2", "Fa-1", "Fb-2"] {
+            m.push(0, rec(7, id), 1, &mut s, &mut out);
+        }
+        m.close(0, &mut s, &mut out);
+        assert_eq!(ids(&out), ["Fa-1", "Fb-2", "Fb-10"]);
+        assert_eq!(s.duplicates, 1);
+    }
+
+    #[test]
+    fn bad_lines_are_told_apart() {
+        assert_eq!(parse_event(b"not json").unwrap_err(), Skip::NotJson);
+        assert_eq!(parse_event(b"[1]").unwrap_err(), Skip::NotJson);
+        assert_eq!(
+            parse_event(br#"{"apitap":{"schema_version":"99"}}"#).unwrap_err(),
+            Skip::SchemaVersion
+        );
+        assert_eq!(
+            parse_event(br#"{"event":{"kind":"alert"},"apitap":{"schema_version":"1"}}"#)
+                .unwrap_err(),
+            Skip::NotTransaction
+        );
+        let tx = |extra: &str| {
+            format!(
+                r#"{{"@timestamp":"2026-01-01T00:00:00.000001Z","event":{{"kind":"event","id":"F1-0"}},"source":{{"ip":"10.0.0.1","port":5}},"destination":{{"ip":"10.0.0.2","port":80}},"http":{{"request":{{"method":"GET"}}}},"url":{{"path":"/a"}},"apitap":{{"schema_version":"1"{extra}}}}}"#
+            )
+        };
+        let r = parse_event(tx("").as_bytes()).unwrap();
+        assert_eq!(r.ts_ns, 1_767_225_600_000_001_000);
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", "/a"));
+        assert_eq!(r.findings, None);
+        let r = parse_event(
+            tx(r#","ts_ns":7,"findings":{"request_sensitive":{"email":2},"auth_schemes":["bearer_jwt"]}"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(r.ts_ns, 7);
+        assert_eq!(r.findings.as_ref().unwrap().auth_schemes, ["bearer_jwt"]);
+        assert_eq!(
+            r.findings
+                .unwrap()
+                .request_sensitive
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [(apitap_analytics::SensitiveKind::Email, 2)]
+        );
+        for (extra, field) in [
+            (r#","ts_ns":"7""#, "apitap.ts_ns"),
+            (
+                r#","findings":{"request_sensitive":{"gold":1}}"#,
+                "apitap.findings",
+            ),
+            (
+                r#","findings":{"auth_schemes":["magic"]}"#,
+                "apitap.findings",
+            ),
+            (
+                r#","findings":{"url_secrets":{"a b":1}}"#,
+                "apitap.findings",
+            ),
+        ] {
+            assert_eq!(
+                parse_event(tx(extra).as_bytes()).unwrap_err(),
+                Skip::Invalid(field)
+            );
+        }
+        let no_port = tx("").replace(r#","port":5"#, "");
+        assert_eq!(
+            parse_event(no_port.as_bytes()).unwrap_err(),
+            Skip::Invalid("source")
+        );
+    }
+
+    /// The findings object reads back as written.
+    #[test]
+    fn findings_round_trip() {
+        let f = EdgeFindings {
+            request_sensitive: [(apitap_analytics::SensitiveKind::CardNumber, 1)].into(),
+            response_sensitive: [(apitap_analytics::SensitiveKind::Ssn, 3)].into(),
+            url_secrets: [("param:token".to_string(), 2), ("jwt".to_string(), 1)].into(),
+            auth_schemes: vec!["basic", "bearer_jwt"],
+        };
+        assert_eq!(EdgeFindings::from_json(&f.to_json()), Some(f));
+        let empty = EdgeFindings::default();
+        assert_eq!(empty.to_json().to_string(), "{}");
+        assert_eq!(EdgeFindings::from_json(&empty.to_json()), Some(empty));
+    }
+}
