@@ -2,9 +2,10 @@
 # Instructions executed per pipeline thread (reader, worker, sink) of one replay, counted by
 # callgrind. Unlike wall time on a shared VM, the count is the same on every run, so it
 # shows a change of a few percent that timing noise hides.
-#   scripts/instructions.sh [FILE.pcap] [BINARY]
+#   [WORKERS=N] scripts/instructions.sh [FILE.pcap] [BINARY]
 # Default FILE: the first 50,000 packets of target/bench/api-120k.pcap (11,464
 # transactions; made with editcap). Default BINARY: target/release/apitap (built here).
+# WORKERS (default 1): worker threads, one line each.
 # Needs: valgrind (apt-get install -y valgrind), editcap (tshark) for the default file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$tmp/cg.%p" \
-  "$bin" replay -q --workers 1 "$file" > /dev/null 2> "$tmp/valgrind.log" || {
+  "$bin" replay -q --workers "${WORKERS:-1}" "$file" > /dev/null 2> "$tmp/valgrind.log" || {
   cat "$tmp/valgrind.log" >&2
   exit 1
 }

@@ -672,6 +672,38 @@ fn inventory_lists_encrypted_services() {
     assert!(main["client_fingerprints"].as_array().unwrap().len() >= 3);
 }
 
+/// With 4 or more workers the raw-byte scan (sensitive data, URL secrets, auth schemes)
+/// runs on them instead of on the analytics thread: the same alerts, byte for byte, and
+/// the same scan counters.
+#[test]
+fn the_scan_on_the_workers_finds_what_the_analytics_thread_finds() {
+    for name in [
+        "mixed",
+        "sensitive-request",
+        "sensitive-response",
+        "url-secret",
+        "fleet",
+    ] {
+        let pcap = dir().join(format!("{name}.pcap"));
+        let (one, s1) = run_replay_with(std::slice::from_ref(&pcap), &config());
+        let mut cfg = config();
+        cfg.pipeline.workers = 4;
+        let (four, s4) = run_replay_with(&[pcap], &cfg);
+        assert_eq!(parse_alerts(&one), parse_alerts(&four), "{name}");
+        let (a1, a4) = (s1.analytics.unwrap(), s4.analytics.unwrap());
+        let scan = |a: &apitap_analytics::AnalyticsStats| {
+            (
+                a.bodies_scanned,
+                a.body_bytes_scanned,
+                a.bodies_truncated,
+                a.bodies_skipped_binary,
+            )
+        };
+        assert_eq!(scan(&a1), scan(&a4), "{name}");
+        assert!(a1.bodies_scanned > 0, "{name}");
+    }
+}
+
 /// Every rule has its fixture pair (a new rule without one fails here).
 #[test]
 fn every_rule_has_a_firing_and_a_normal_capture() {

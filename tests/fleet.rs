@@ -126,8 +126,10 @@ fn two_edge_sensors_and_the_centre_equal_one_local_sensor() {
     let mut clients_by_half = Vec::new();
     for (i, half) in halves.iter().enumerate() {
         let events = d.join(format!("sensor-{i}.jsonl"));
+        // The second sensor scans on its workers (4 of them), the first on its analytics
+        // thread.
         run(apitap()
-            .args(["replay", "-q", "-c"])
+            .args(["replay", "-q", "-w", if i == 0 { "1" } else { "4" }, "-c"])
             .arg(&edge)
             .arg("--spec")
             .arg(&spec)

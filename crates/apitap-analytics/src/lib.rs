@@ -15,6 +15,8 @@
 //!   sensitive data in headers and bodies ([`sensitive`]), version banners, third parties.
 //! - Suppression per (rule, client, endpoint) and bounded state everywhere, with overflow
 //!   counters in [`AnalyticsStats`]; SARIF 2.1.0 output ([`sarif()`]).
+//! - A fleet's centre ([`events`]): records read back from sensors' events, with what an
+//!   edge sensor found in the raw bytes ([`EdgeFindings`]), merged by packet time.
 //!
 //! ```
 //! use apitap_analytics::{Analytics, AnalyticsConfig, ApiSpec, TxRecord};
@@ -45,7 +47,9 @@ pub mod alert;
 pub mod baseline;
 pub mod config;
 mod detect;
+pub mod edge;
 mod emit;
+pub mod events;
 mod http2;
 pub mod inventory;
 pub mod openapi;
@@ -62,6 +66,7 @@ use std::collections::BTreeMap;
 
 pub use alert::{rfc3339_micros, severity_label, Alert, Rule};
 pub use config::{AnalyticsConfig, AnalyticsMode, Cidr, ConfigError};
+pub use edge::{EdgeScan, ScanCounters};
 pub use http2::Http2Record;
 pub use inventory::{EndpointKey, EndpointStats, Inventory, InventorySnapshot};
 pub use openapi::inventory_openapi;
@@ -75,7 +80,7 @@ use baseline::Baselines;
 use detect::auth::AuthDetector;
 use detect::banner::Banners;
 use detect::bola::BolaDetector;
-use detect::exposure::{Exposure, Flow, SensitiveScan};
+use detect::exposure::{Exposure, Flow};
 use detect::spec_diff::SpecDiff;
 use detect::third_party::ThirdParty;
 use detect::url_secrets::UrlSecrets;
@@ -184,6 +189,11 @@ pub struct Analytics {
     url_secrets: UrlSecrets,
     request_data: Exposure,
     response_data: Exposure,
+    /// Scans records that come without findings (HAR files, events of local sensors);
+    /// built on first use (a sensor's workers scan, not the engine).
+    edge: Option<EdgeScan>,
+    /// What the scans behind the findings taken did.
+    scanned: ScanCounters,
     banners: Banners,
     third: ThirdParty,
     tls: tls::TlsAnalytics,
@@ -206,12 +216,6 @@ impl Analytics {
     /// An engine with `cfg` (validated) and no spec.
     pub fn new(cfg: AnalyticsConfig) -> Result<Analytics, ConfigError> {
         cfg.validate()?;
-        let kinds: Vec<SensitiveKind> = cfg
-            .sensitive
-            .kinds
-            .iter()
-            .filter_map(|k| SensitiveKind::from_name(k))
-            .collect();
         let cidrs = |v: &[String]| -> Result<Vec<Cidr>, ConfigError> {
             v.iter().map(|c| Cidr::parse(c)).collect()
         };
@@ -221,14 +225,6 @@ impl Analytics {
             cfg.third_party.max_destinations,
             cfg.third_party.max_partner_endpoints,
         );
-        let scan = || {
-            SensitiveScan::new(
-                &kinds,
-                &cfg.sensitive.skip_headers,
-                cfg.sensitive.scan_headers,
-                cfg.sensitive.max_scan_bytes,
-            )
-        };
         Ok(Analytics {
             inventory: Inventory::new(&cfg.inventory, &cfg.templating),
             baselines: Baselines::new(
@@ -240,9 +236,11 @@ impl Analytics {
             spec: SpecDiff::new(&cfg.spec.hosts),
             auth: AuthDetector::new(cfg.auth.max_clients, &cfg.auth.login_keywords),
             bola: BolaDetector::new(cfg.bola.max_keys),
-            url_secrets: UrlSecrets::new(&cfg.url_secrets.param_names),
-            request_data: Exposure::new(Flow::Request, scan()),
-            response_data: Exposure::new(Flow::Response, scan()),
+            url_secrets: UrlSecrets,
+            request_data: Exposure::new(Flow::Request),
+            response_data: Exposure::new(Flow::Response),
+            edge: None,
+            scanned: ScanCounters::default(),
             banners: Banners,
             third,
             tls: tls::TlsAnalytics::new(cfg.tls.max_services, cfg.tls.max_fingerprint_hosts),
@@ -293,6 +291,22 @@ impl Analytics {
         let first = *self.first_ns.get_or_insert(tx.ts_ns);
         let learning = tx.ts_ns.saturating_sub(first) < secs_ns(self.cfg.learning_period_s);
 
+        // The raw bytes were scanned where they were (a worker, an edge sensor), or are
+        // scanned here.
+        let computed;
+        let findings = match &tx.findings {
+            Some(f) => f.as_ref(),
+            None => {
+                let cfg = &self.cfg;
+                computed = self
+                    .edge
+                    .get_or_insert_with(|| EdgeScan::new(cfg))
+                    .findings(tx);
+                &computed
+            }
+        };
+        self.scanned.add(&findings.scanned);
+
         let obs = self.inventory.observe(tx);
         let key = &obs.key;
         if obs.recorded {
@@ -308,6 +322,7 @@ impl Analytics {
         let requested = !tx.method.is_empty();
         let cx = TxContext {
             tx,
+            findings,
             key,
             scoped: &scoped,
             endpoint: scoped.get(endpoint_from..).unwrap_or_default(),
@@ -338,27 +353,23 @@ impl Analytics {
         })
     }
 
-    /// What the detectors that need raw bytes find in `tx` (edge mode: the sensor puts
-    /// these into the event, and the central analytics take them instead of scanning).
-    /// Counts the transaction and the scan; disabled rules are not looked for.
+    /// Edge mode: what the detectors that need raw bytes find in `tx` (the sensor puts
+    /// these into the event, and the central analytics take them instead of scanning):
+    /// the record's own findings (scanned on a worker), else a scan here. Counts the
+    /// transaction and the scan.
     pub fn edge_findings(&mut self, tx: &TxRecord) -> EdgeFindings {
-        let mut found = EdgeFindings::default();
         if !self.cfg.enabled {
-            return found;
+            return EdgeFindings::default();
         }
         self.transactions += 1;
-        for (exposure, counts) in [
-            (&mut self.request_data, &mut found.request_sensitive),
-            (&mut self.response_data, &mut found.response_sensitive),
-        ] {
-            if !self.gate.is_disabled(exposure.rule()) {
-                *counts = exposure.scan(tx);
-            }
-        }
-        if !self.gate.is_disabled(Rule::SecretInUrl) {
-            found.url_secrets = detect::url_secrets::url_secrets(tx, &self.url_secrets.names);
-        }
-        found.auth_schemes = inventory::auth_schemes(tx).collect();
+        let found = match &tx.findings {
+            Some(f) => f.as_ref().clone(),
+            None => self
+                .edge
+                .get_or_insert_with(|| EdgeScan::new(&self.cfg))
+                .findings(tx),
+        };
+        self.scanned.add(&found.scanned);
         found
     }
 
@@ -514,12 +525,11 @@ impl Analytics {
             tls_fingerprint_hosts_evicted: self.tls.fingerprint_hosts_evicted,
             ..AnalyticsStats::default()
         };
-        for c in [self.request_data.counters(), self.response_data.counters()] {
-            s.bodies_scanned += c.bodies_scanned;
-            s.body_bytes_scanned += c.body_bytes_scanned;
-            s.bodies_skipped_binary += c.bodies_skipped_binary;
-            s.bodies_truncated += c.bodies_truncated;
-        }
+        let c = &self.scanned;
+        s.bodies_scanned = c.bodies_scanned;
+        s.body_bytes_scanned = c.body_bytes_scanned;
+        s.bodies_skipped_binary = c.bodies_skipped_binary;
+        s.bodies_truncated = c.bodies_truncated;
         s
     }
 }

@@ -1,5 +1,6 @@
 //! The input: one record per HTTP transaction.
 
+use crate::edge::ScanCounters;
 use crate::sensitive::SensitiveKind;
 use apitap_core::utf8_lossy;
 use serde_json::{Map, Value};
@@ -80,6 +81,9 @@ pub struct EdgeFindings {
     /// The auth schemes the request showed, in name order (`bearer_jwt`, `basic`,
     /// `api_key_query`, ...): the event has the credentials redacted, scheme words too.
     pub auth_schemes: Vec<&'static str>,
+    /// What the scan that found these did, for the counters of whoever takes them (not
+    /// part of the event).
+    pub scanned: ScanCounters,
 }
 
 impl EdgeFindings {
@@ -147,6 +151,7 @@ impl EdgeFindings {
                     .map(|n| crate::inventory::auth_scheme_name(n.as_str()?))
                     .collect::<Option<_>>()?,
             },
+            scanned: ScanCounters::default(),
         })
     }
 }

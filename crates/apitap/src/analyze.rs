@@ -5,9 +5,9 @@
 
 use crate::analysis::{configured_engine, save_inventory};
 use crate::bridge::alert_event;
-use crate::events::{parse_event, EventInputStats, EventMerge, MergeBounds};
 use crate::Config;
 use anyhow::{Context, Result};
+use apitap_analytics::events::{parse_event, EventInputStats, EventMerge, MergeBounds};
 use apitap_analytics::{Alert, AnalyticsStats};
 use apitap_core::SortKey;
 use serde::Serialize;

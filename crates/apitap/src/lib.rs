@@ -7,7 +7,6 @@ pub mod analyze;
 pub mod bridge;
 pub mod cli;
 pub mod config;
-pub mod events;
 pub mod files;
 pub mod har;
 pub mod keylog;

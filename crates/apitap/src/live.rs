@@ -574,6 +574,7 @@ fn apply_reload(
         match crate::analysis::configured_engine(&new) {
             Ok(engine) => {
                 shared.set_analytics(engine);
+                shared.set_scan(apitap_analytics::EdgeScan::new(&new.analytics));
                 running.analytics = new.analytics.clone();
                 applied.push("analytics");
             }

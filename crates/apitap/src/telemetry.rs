@@ -70,7 +70,10 @@ pub struct Shared {
     /// Wall-clock seconds (Unix) when the reader last received a packet.
     pub last_packet_unix_s: AtomicU64,
     encoder: Mutex<Encoder>,
-    encoder_generation: AtomicU64,
+    /// The workers' raw-byte scan, when a reload replaced it.
+    scan: Mutex<Option<apitap_analytics::EdgeScan>>,
+    /// Changes whenever the encoder or the scan settings do.
+    worker_settings_generation: AtomicU64,
     analytics_reload: Mutex<Option<apitap_analytics::Analytics>>,
 }
 
@@ -93,7 +96,8 @@ impl Shared {
             stopping: AtomicBool::new(false),
             last_packet_unix_s: AtomicU64::new(0),
             encoder: Mutex::new(encoder),
-            encoder_generation: AtomicU64::new(0),
+            scan: Mutex::new(None),
+            worker_settings_generation: AtomicU64::new(0),
             analytics_reload: Mutex::new(None),
         }
     }
@@ -123,12 +127,26 @@ impl Shared {
     /// Replaces the event encoder (SIGHUP with new redaction settings).
     pub fn set_encoder(&self, encoder: Encoder) {
         *lock(&self.encoder) = encoder;
-        self.encoder_generation.fetch_add(1, Ordering::Release);
+        self.worker_settings_generation
+            .fetch_add(1, Ordering::Release);
     }
 
-    /// The encoder's generation; changes when [`Shared::set_encoder`] runs.
-    pub fn encoder_generation(&self) -> u64 {
-        self.encoder_generation.load(Ordering::Acquire)
+    /// Replaces the workers' raw-byte scan (SIGHUP with new analytics settings).
+    pub fn set_scan(&self, scan: apitap_analytics::EdgeScan) {
+        *lock(&self.scan) = Some(scan);
+        self.worker_settings_generation
+            .fetch_add(1, Ordering::Release);
+    }
+
+    /// The generation of the workers' settings; changes when [`Shared::set_encoder`] or
+    /// [`Shared::set_scan`] runs.
+    pub fn worker_settings_generation(&self) -> u64 {
+        self.worker_settings_generation.load(Ordering::Acquire)
+    }
+
+    /// A copy of the scan [`Shared::set_scan`] left (`None`: the start-up one).
+    pub fn scan(&self) -> Option<apitap_analytics::EdgeScan> {
+        lock(&self.scan).clone()
     }
 
     /// Hands a reconfigured analytics engine (SIGHUP) to the sink thread.

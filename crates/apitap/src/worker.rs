@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::reorder::Keyed;
 use crate::stats::WorkerStats;
 use crate::telemetry::{Shared, WorkerSnapshot};
-use apitap_analytics::TxRecord;
+use apitap_analytics::{EdgeScan, TxRecord};
 use apitap_core::{
     Encap, EncodedEvent, FinishCause, FlowKey, HttpTransaction, PacketBatch, PacketMeta, PacketRef,
     SortKey, Timestamp, TlsConnection,
@@ -79,6 +79,11 @@ struct Env {
     session: SessionConfig,
     encoder: Encoder,
     /// Build an analytics record for every transaction (the analytics are on).
+    /// The raw-byte scan of every transaction, when it runs on the workers (the analytics
+    /// are on, with several workers): the analytics thread then takes findings, not
+    /// bodies.
+    scan: Option<EdgeScan>,
+    /// Build an analytics record for every transaction (the analytics are on).
     records: bool,
     idle_ns: u64,
     tx_timeout_ns: u64,
@@ -114,12 +119,19 @@ pub struct Worker {
     env: Env,
     /// Live sensor: where counters are published and reloaded settings come from.
     shared: Option<Arc<Shared>>,
-    encoder_generation: u64,
+    settings_generation: u64,
 }
 
 impl Worker {
-    /// A worker holding at most `max_flows` connections.
-    pub fn new(id: usize, cfg: &Config, encoder: Encoder, max_flows: usize) -> Worker {
+    /// A worker holding at most `max_flows` connections; `scan` scans every transaction's
+    /// raw bytes for the analytics (`None` when they are off).
+    pub fn new(
+        id: usize,
+        cfg: &Config,
+        encoder: Encoder,
+        scan: Option<EdgeScan>,
+        max_flows: usize,
+    ) -> Worker {
         Worker {
             id,
             table: FlowTable::new(max_flows.max(1)),
@@ -131,6 +143,7 @@ impl Worker {
                     max_depth: cfg.session.max_depth,
                 },
                 encoder,
+                scan,
                 records: cfg.analytics.enabled,
                 idle_ns: cfg.flow.idle_timeout_ms.saturating_mul(1_000_000),
                 tx_timeout_ns: cfg.http.transaction_timeout_ms.saturating_mul(1_000_000),
@@ -150,13 +163,15 @@ impl Worker {
                 scratch: Vec::new(),
             },
             shared: None,
-            encoder_generation: 0,
+            settings_generation: 0,
         }
     }
 
     /// Publishes counters to, and takes reloaded settings from, `shared` (live sensor).
     pub fn with_shared(mut self, shared: Option<Arc<Shared>>) -> Worker {
-        self.encoder_generation = shared.as_ref().map_or(0, |s| s.encoder_generation());
+        self.settings_generation = shared
+            .as_ref()
+            .map_or(0, |s| s.worker_settings_generation());
         self.shared = shared;
         self
     }
@@ -183,9 +198,12 @@ impl Worker {
                 open_transactions: self.env.open.len() as u64,
             },
         );
-        let generation = shared.encoder_generation();
-        if generation != self.encoder_generation {
-            self.encoder_generation = generation;
+        let generation = shared.worker_settings_generation();
+        if generation != self.settings_generation {
+            self.settings_generation = generation;
+            if let (Some(scan), Some(new)) = (&mut self.env.scan, shared.scan()) {
+                *scan = new;
+            }
             self.env.encoder = shared.encoder();
         }
     }
@@ -555,7 +573,14 @@ impl Env {
             let event = self.encoder.encode_event(ctx, &tx);
             let record = self.records.then(|| {
                 let id = event_id(&ctx.flow_id, tx.key.ordinal);
-                Record::Tx(Box::new(crate::bridge::tx_record(ctx, tx, id)))
+                let mut rec = crate::bridge::tx_record(ctx, tx, id);
+                if let Some(scan) = &mut self.scan {
+                    rec.findings = Some(Box::new(scan.findings(&rec)));
+                    // Only the scan reads bodies: they stay here.
+                    rec.request_body = None;
+                    rec.response_body = None;
+                }
+                Record::Tx(Box::new(rec))
             });
             self.events.push(Finished { event, record });
         }

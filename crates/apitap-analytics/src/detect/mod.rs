@@ -24,12 +24,14 @@ use crate::alert::{Alert, Rule};
 use crate::config::AnalyticsConfig;
 use crate::emit::{Finding, Gate};
 use crate::inventory::EndpointKey;
-use crate::record::TxRecord;
+use crate::record::{EdgeFindings, TxRecord};
 use std::collections::{BTreeMap, VecDeque};
 
 /// What every detector sees of one transaction.
 pub(crate) struct TxContext<'a> {
     pub tx: &'a TxRecord,
+    /// What the scan of its raw bytes found (on a sensor's worker, or by the engine).
+    pub findings: &'a EdgeFindings,
     /// The endpoint as the inventory files it.
     pub key: &'a EndpointKey,
     /// `host|METHOD /template` (suppression keys of endpoint alerts).

@@ -12,33 +12,16 @@ use foldhash::HashSet;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-/// The secret-in-URL detector.
-pub(crate) struct UrlSecrets {
-    /// Query parameter names that carry secrets (lower case, `_` for `-`).
-    pub(crate) names: HashSet<String>,
-}
-
-impl UrlSecrets {
-    pub(crate) fn new(param_names: &[String]) -> UrlSecrets {
-        UrlSecrets {
-            names: param_names
-                .iter()
-                .map(|n| n.to_ascii_lowercase().replace('-', "_"))
-                .collect(),
-        }
-    }
-}
+/// The secret-in-URL detector: alerts on what the scan ([`crate::edge::EdgeScan`]) found
+/// with [`url_secrets`].
+pub(crate) struct UrlSecrets;
 
 impl Detector for UrlSecrets {
     fn observe(&mut self, cx: &TxContext<'_>, gate: &mut Gate, out: &mut Vec<Finding>) {
         if gate.is_disabled(Rule::SecretInUrl) {
             return;
         }
-        // A sensor in edge mode looked at the URL before it redacted the query.
-        let counts = match &cx.tx.findings {
-            Some(f) => Cow::Borrowed(&f.url_secrets),
-            None => Cow::Owned(url_secrets(cx.tx, &self.names)),
-        };
+        let counts = &cx.findings.url_secrets;
         if counts.is_empty() {
             return;
         }
@@ -54,7 +37,7 @@ impl Detector for UrlSecrets {
         );
         alert.client = Some(cx.tx.client.ip());
         alert.count = total;
-        alert.counts = counts.into_owned();
+        alert.counts = counts.clone();
         out.push(Finding::new(alert, cx.scoped.to_string()));
     }
 }

@@ -7,7 +7,7 @@
 //! (credentials, secret values, bodies) a sensor in edge mode summarised in
 //! `apitap.findings`, and `apitap.ts_ns` has the request start to the nanosecond.
 
-use apitap_analytics::{EdgeFindings, Headers, TxRecord};
+use crate::{EdgeFindings, Headers, TxRecord};
 use apitap_core::Peak;
 use foldhash::HashMap;
 use serde_json::Value;
@@ -91,7 +91,7 @@ pub fn parse_event(line: &[u8]) -> Result<TxRecord, Skip> {
 pub fn event_record(v: &Value) -> Result<TxRecord, Skip> {
     let text = |p: &str| v.pointer(p).and_then(Value::as_str);
     let num = |p: &str| v.pointer(p).and_then(Value::as_u64);
-    if text("/apitap/schema_version") != Some(apitap_event::SCHEMA_VERSION) {
+    if text("/apitap/schema_version") != Some(apitap_core::output::SCHEMA_VERSION) {
         return Err(Skip::SchemaVersion);
     }
     if text("/event/kind") != Some("event") || v.get("http").is_none() {
@@ -512,7 +512,7 @@ mod tests {
                 .request_sensitive
                 .into_iter()
                 .collect::<Vec<_>>(),
-            [(apitap_analytics::SensitiveKind::Email, 2)]
+            [(crate::SensitiveKind::Email, 2)]
         );
         for (extra, field) in [
             (r#","ts_ns":"7""#, "apitap.ts_ns"),
@@ -545,10 +545,11 @@ mod tests {
     #[test]
     fn findings_round_trip() {
         let f = EdgeFindings {
-            request_sensitive: [(apitap_analytics::SensitiveKind::CardNumber, 1)].into(),
-            response_sensitive: [(apitap_analytics::SensitiveKind::Ssn, 3)].into(),
+            request_sensitive: [(crate::SensitiveKind::CardNumber, 1)].into(),
+            response_sensitive: [(crate::SensitiveKind::Ssn, 3)].into(),
             url_secrets: [("param:token".to_string(), 2), ("jwt".to_string(), 1)].into(),
             auth_schemes: vec!["basic", "bearer_jwt"],
+            scanned: Default::default(),
         };
         assert_eq!(EdgeFindings::from_json(&f.to_json()), Some(f));
         let empty = EdgeFindings::default();
