@@ -276,6 +276,7 @@ fn analytics_records() -> Vec<apitap_analytics::TxRecord> {
                 duration_ns: Some(1_000_000),
                 auth_jwt: true,
                 findings: None,
+                scanned: Default::default(),
             }
         })
         .collect()

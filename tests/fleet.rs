@@ -161,11 +161,15 @@ fn two_edge_sensors_and_the_centre_equal_one_local_sensor() {
     // The centre, over both streams.
     let inventory = d.join("inventory.json");
     let stats = d.join("stats.json");
-    let central = run(apitap()
-        .args(["analyze", "-q", "-c"])
-        .arg(&local)
-        .arg("--spec")
-        .arg(&spec)
+    let centre = || {
+        let mut cmd = apitap();
+        cmd.args(["analyze", "-q", "-c"])
+            .arg(&local)
+            .arg("--spec")
+            .arg(&spec);
+        cmd
+    };
+    let central = run(centre()
         .arg("--inventory")
         .arg(&inventory)
         .arg("--stats-json")
@@ -203,11 +207,7 @@ fn two_edge_sensors_and_the_centre_equal_one_local_sensor() {
         std::fs::write(path, part.join("\n") + "\n").unwrap();
     }
     let again_stats = d.join("again.json");
-    let again = run(apitap()
-        .args(["analyze", "-q", "-c"])
-        .arg(&local)
-        .arg("--spec")
-        .arg(&spec)
+    let again = run(centre()
         .arg("--stats-json")
         .arg(&again_stats)
         .arg(&streams[1])

@@ -796,6 +796,16 @@ fn sighup_reloads_redaction_and_names_what_needs_a_restart() {
             .success())
     };
     get("/before");
+    // The reload applies to what the workers take after it: wait until /before is out
+    // (its packets may sit in the kernel's ring for a block timeout).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !parse_lines(&std::fs::read(&sensor.out).unwrap_or_default())
+        .iter()
+        .any(|e| field(e, "url.path") == "/before")
+    {
+        assert!(Instant::now() < deadline, "/before never written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     std::fs::write(
         &config,
         "[output]\nredact_headers = []\n[flow]\nmax_flows = 1000\n",
@@ -814,7 +824,7 @@ fn sighup_reloads_redaction_and_names_what_needs_a_restart() {
     let log = sensor.log_text();
     assert!(log.contains("applied=[\"output\", \"analytics\"]"), "{log}");
     assert!(log.contains("needs_restart=[\"flow\"]"), "{log}");
-    // Workers pick up the new encoder at their next tick (at most a second).
+    // Workers pick up the new encoder before their next batch.
     let ua = |e: &Value| field(e, "http.request.headers.user-agent").clone();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

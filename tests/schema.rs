@@ -14,6 +14,13 @@ fn alert_validator() -> jsonschema::Validator {
     schema_validator("schema/alert.schema.json")
 }
 
+/// What `v` finds wrong with `value`, each with where.
+fn schema_errors(v: &jsonschema::Validator, value: &Value) -> Vec<String> {
+    v.iter_errors(value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
 fn schema_validator(path: &str) -> jsonschema::Validator {
     let text = std::fs::read_to_string(root().join(path)).unwrap();
     let schema: Value = serde_json::from_str(&text).unwrap();
@@ -32,18 +39,12 @@ fn every_fixture_event_matches_the_schema() {
     for capture in fixture_captures() {
         let (out, _) = run_replay(std::slice::from_ref(&capture), 2);
         for ev in parse_lines(&out) {
-            let errors: Vec<String> = v
-                .iter_errors(&ev)
-                .map(|e| format!("{} at {}", e, e.instance_path()))
-                .collect();
+            let errors = schema_errors(&v, &ev);
             assert!(errors.is_empty(), "{}: {errors:?}\n{ev}", capture.display());
             checked += 1;
         }
         for alert in parse_alerts(&out) {
-            let errors: Vec<String> = av
-                .iter_errors(&alert)
-                .map(|e| format!("{} at {}", e, e.instance_path()))
-                .collect();
+            let errors = schema_errors(&av, &alert);
             assert!(
                 errors.is_empty(),
                 "{}: {errors:?}\n{alert}",
@@ -144,10 +145,7 @@ fn events_with_captured_bodies_match_the_schema() {
     for name in ["json-bodies.pcap", "gzip-bomb.pcap"] {
         let (out, _) = run_replay_with(&[root().join("fixtures/bodies").join(name)], &cfg);
         for ev in parse_lines(&out) {
-            let errors: Vec<String> = v
-                .iter_errors(&ev)
-                .map(|e| format!("{} at {}", e, e.instance_path()))
-                .collect();
+            let errors = schema_errors(&v, &ev);
             assert!(errors.is_empty(), "{name}: {errors:?}\n{ev}");
             with_body += usize::from(!ev["apitap"]["body"].is_null());
         }
@@ -172,10 +170,7 @@ fn edge_mode_events_match_the_schema() {
         let pcap = root().join(format!("fixtures/analytics/{name}.pcap"));
         let (out, _) = run_replay_with(&[pcap], &cfg);
         for ev in parse_all(&out) {
-            let errors: Vec<String> = v
-                .iter_errors(&ev)
-                .map(|e| format!("{} at {}", e, e.instance_path()))
-                .collect();
+            let errors = schema_errors(&v, &ev);
             assert!(errors.is_empty(), "{name}: {errors:?}\n{ev}");
             assert!(ev["apitap"]["ts_ns"].is_i64(), "{ev}");
             let findings = ev["apitap"]["findings"].as_object().unwrap();

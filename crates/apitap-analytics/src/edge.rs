@@ -1,9 +1,9 @@
 //! The detectors that need raw bytes, as one scan per transaction ([`EdgeScan`]): sensitive
 //! data in headers and body samples, secrets in the URL, the request's auth schemes. What
 //! it finds ([`EdgeFindings`]) is all the rest of the analytics needs of the bodies,
-//! credentials and secret values. It runs where the bytes are: on a sensor's flow workers
-//! (in parallel, so the one analytics thread does not scan), or in the engine for records
-//! built elsewhere (HAR files, events without findings).
+//! credentials and secret values. It runs on a sensor's flow workers when there are 4 or
+//! more (in parallel, off the one analytics thread), and otherwise in the engine, for
+//! every record that comes without findings.
 
 use crate::alert::Rule;
 use crate::config::AnalyticsConfig;
@@ -64,8 +64,8 @@ impl EdgeScan {
         }
     }
 
-    /// What the raw bytes of `tx` show; `scanned` says what the scan did.
-    pub fn findings(&mut self, tx: &TxRecord) -> EdgeFindings {
+    /// What the raw bytes of `tx` show, and what the scan did.
+    pub fn findings(&mut self, tx: &TxRecord) -> (EdgeFindings, ScanCounters) {
         let mut found = EdgeFindings::default();
         if self.request_on {
             found.request_sensitive = self.request.scan(
@@ -87,9 +87,9 @@ impl EdgeScan {
             found.url_secrets = url_secrets(tx, &self.secret_params);
         }
         found.auth_schemes = auth_schemes(tx).collect();
-        found.scanned = self.request.take_counters();
-        found.scanned.add(&self.response.take_counters());
-        found
+        let mut scanned = self.request.take_counters();
+        scanned.add(&self.response.take_counters());
+        (found, scanned)
     }
 }
 

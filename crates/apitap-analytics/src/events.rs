@@ -196,6 +196,7 @@ pub fn event_record(v: &Value) -> Result<TxRecord, Skip> {
         request_headers,
         response_headers,
         findings,
+        scanned: Default::default(),
     })
 }
 
@@ -549,7 +550,6 @@ mod tests {
             response_sensitive: [(crate::SensitiveKind::Ssn, 3)].into(),
             url_secrets: [("param:token".to_string(), 2), ("jwt".to_string(), 1)].into(),
             auth_schemes: vec!["basic", "bearer_jwt"],
-            scanned: Default::default(),
         };
         assert_eq!(EdgeFindings::from_json(&f.to_json()), Some(f));
         let empty = EdgeFindings::default();

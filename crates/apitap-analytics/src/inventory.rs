@@ -359,8 +359,9 @@ pub fn auth_scheme_name(name: &str) -> Option<&'static str> {
     AUTH_SCHEME_NAMES.iter().find(|n| **n == name).copied()
 }
 
-/// The auth schemes a request shows (at least `none`), each once, in name order: as a
-/// sensor in edge mode found them (`tx.findings`), else from the headers and query.
+/// The auth schemes a request shows (at least `none`), each once, in name order: as the
+/// scan found them (`tx.findings`, from a worker or an edge sensor), else from the headers
+/// and query.
 pub fn auth_schemes(tx: &TxRecord) -> impl Iterator<Item = &'static str> {
     let mut shown = match &tx.findings {
         Some(f) => f

@@ -189,8 +189,8 @@ pub struct Analytics {
     url_secrets: UrlSecrets,
     request_data: Exposure,
     response_data: Exposure,
-    /// Scans records that come without findings (HAR files, events of local sensors);
-    /// built on first use (a sensor's workers scan, not the engine).
+    /// Scans records that come without findings (a sensor with fewer than 4 workers, HAR
+    /// files, events of local sensors); built on first use.
     edge: Option<EdgeScan>,
     /// What the scans behind the findings taken did.
     scanned: ScanCounters,
@@ -295,17 +295,21 @@ impl Analytics {
         // scanned here.
         let computed;
         let findings = match &tx.findings {
-            Some(f) => f.as_ref(),
+            Some(f) => {
+                self.scanned.add(&tx.scanned);
+                f.as_ref()
+            }
             None => {
                 let cfg = &self.cfg;
-                computed = self
+                let (found, scanned) = self
                     .edge
                     .get_or_insert_with(|| EdgeScan::new(cfg))
                     .findings(tx);
+                self.scanned.add(&scanned);
+                computed = found;
                 &computed
             }
         };
-        self.scanned.add(&findings.scanned);
 
         let obs = self.inventory.observe(tx);
         let key = &obs.key;
@@ -362,14 +366,14 @@ impl Analytics {
             return EdgeFindings::default();
         }
         self.transactions += 1;
-        let found = match &tx.findings {
-            Some(f) => f.as_ref().clone(),
+        let (found, scanned) = match &tx.findings {
+            Some(f) => (f.as_ref().clone(), tx.scanned),
             None => self
                 .edge
                 .get_or_insert_with(|| EdgeScan::new(&self.cfg))
                 .findings(tx),
         };
-        self.scanned.add(&found.scanned);
+        self.scanned.add(&scanned);
         found
     }
 

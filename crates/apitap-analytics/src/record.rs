@@ -42,9 +42,11 @@ pub struct TxRecord {
     pub request_headers: Headers,
     /// Response headers: lower-cased names.
     pub response_headers: Headers,
-    /// Decoded request body sample (bounded upstream); `None` when not captured.
+    /// Decoded request body sample (bounded upstream); `None` when not captured, or
+    /// when `findings` are set (the scan, [`crate::EdgeScan`], is the only reader of
+    /// bodies, and the worker or sensor that ran it kept them).
     pub request_body: Option<Vec<u8>>,
-    /// Decoded response body sample (bounded upstream); `None` when not captured.
+    /// Decoded response body sample, as `request_body`.
     pub response_body: Option<Vec<u8>>,
     /// The request body sample is not the whole body (a size limit, a gap).
     pub request_body_cut: bool,
@@ -61,15 +63,18 @@ pub struct TxRecord {
     /// itself (and leaves this `false`); the analytics recognise a JWT in it directly, so
     /// this matters only for records built from redacted data.
     pub auth_jwt: bool,
-    /// What a sensor in edge mode found in the raw bytes; when present, the detectors
-    /// take these counts instead of scanning (the record came from an event, which has no
-    /// credentials, secret values or, usually, bodies).
+    /// What the scan of the raw bytes found, when it ran before the analytics did: on a
+    /// flow worker (4 workers or more), or on an edge sensor (a record read back from its
+    /// event, which has no credentials, secret values or, usually, bodies). The engine
+    /// scans records without them itself.
     pub findings: Option<Box<EdgeFindings>>,
+    /// What that scan did (bodies scanned, bytes...), for the analytics' counters.
+    pub scanned: ScanCounters,
 }
 
-/// What the detectors that need raw bytes found in one transaction, as counts only (never
-/// the values). A sensor in edge mode computes them and writes them into the transaction's
-/// event as `apitap.findings`; the central analytics read them back.
+/// What the detectors that need raw bytes found in one transaction, as counts and names
+/// (never the values), made by [`crate::EdgeScan`]. A sensor in edge mode writes them into
+/// the transaction's event as `apitap.findings`, and the central analytics read them back.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EdgeFindings {
     /// Sensitive data in the request headers and body sample, by kind.
@@ -81,9 +86,6 @@ pub struct EdgeFindings {
     /// The auth schemes the request showed, in name order (`bearer_jwt`, `basic`,
     /// `api_key_query`, ...): the event has the credentials redacted, scheme words too.
     pub auth_schemes: Vec<&'static str>,
-    /// What the scan that found these did, for the counters of whoever takes them (not
-    /// part of the event).
-    pub scanned: ScanCounters,
 }
 
 impl EdgeFindings {
@@ -151,7 +153,6 @@ impl EdgeFindings {
                     .map(|n| crate::inventory::auth_scheme_name(n.as_str()?))
                     .collect::<Option<_>>()?,
             },
-            scanned: ScanCounters::default(),
         })
     }
 }
@@ -198,6 +199,7 @@ impl Default for TxRecord {
             duration_ns: None,
             auth_jwt: false,
             findings: None,
+            scanned: ScanCounters::default(),
         }
     }
 }

@@ -116,7 +116,13 @@ impl Stage {
         // raw-byte detectors run, their findings go into the event.
         if self.engine.config().mode == AnalyticsMode::Edge {
             let found = self.engine.edge_findings(record);
-            attach_findings(ev, record.ts_ns, &found);
+            // Every ECS transaction event ends with its `apitap` object (edge mode needs
+            // ECS): this cannot fail, and a centre would miss the findings if it did.
+            let attached = attach_findings(ev, record.ts_ns, &found);
+            debug_assert!(attached, "edge findings not attached");
+            if !attached {
+                tracing::warn!("edge findings not attached to event {}", record.event_id);
+            }
             return Vec::new();
         }
         if let Some(named) = self.engine.process_into(record, &mut self.alerts) {

@@ -129,6 +129,7 @@ fn entry_record(entry: &Value, index: usize) -> Result<TxRecord> {
         duration_ns,
         auth_jwt: false,
         findings: None,
+        scanned: Default::default(),
     })
 }
 

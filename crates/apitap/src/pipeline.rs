@@ -31,11 +31,10 @@ use std::thread;
 
 /// From this many workers up, the raw-byte scan (sensitive data, URL secrets, auth
 /// schemes) runs on the workers instead of the analytics thread. The analytics thread is
-/// the one serial stage and the scan was about half of it, but the scan costs the workers
-/// more than it saves that thread until the workers' share of each is below the analytics
-/// thread's: measured with callgrind on the ab and API samples, 2 workers are slower with
-/// it, 3 even, 4 and more faster (the analytics thread drops from ~445 M to ~257 M
-/// instructions on the ab sample; its share bounds the speed-up of any worker count).
+/// the one serial stage and the scan was about half of it, but moving it only pays once
+/// each worker's share is below that thread's. Callgrind on the ab sample: with 2 workers
+/// the busiest worker would grow from 565 M to 683 M instructions (slower); with 4 the
+/// longest thread falls from the analytics thread's 447 M to a worker's 363 M.
 const SCAN_ON_WORKERS_FROM: usize = 4;
 
 /// Where events go.

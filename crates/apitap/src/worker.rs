@@ -80,8 +80,8 @@ struct Env {
     encoder: Encoder,
     /// Build an analytics record for every transaction (the analytics are on).
     /// The raw-byte scan of every transaction, when it runs on the workers (the analytics
-    /// are on, with several workers): the analytics thread then takes findings, not
-    /// bodies.
+    /// are on and there are 4 workers or more): the analytics thread then takes
+    /// findings, not bodies.
     scan: Option<EdgeScan>,
     /// Build an analytics record for every transaction (the analytics are on).
     records: bool,
@@ -124,7 +124,8 @@ pub struct Worker {
 
 impl Worker {
     /// A worker holding at most `max_flows` connections; `scan` scans every transaction's
-    /// raw bytes for the analytics (`None` when they are off).
+    /// raw bytes for the analytics (`None` when they are off or the analytics thread
+    /// scans).
     pub fn new(
         id: usize,
         cfg: &Config,
@@ -184,7 +185,7 @@ impl Worker {
         stats
     }
 
-    /// Live: publishes counters and picks up a reloaded encoder.
+    /// Live: publishes counters.
     fn sync_shared(&mut self) {
         let Some(shared) = &self.shared else {
             return;
@@ -198,6 +199,14 @@ impl Worker {
                 open_transactions: self.env.open.len() as u64,
             },
         );
+    }
+
+    /// Live: picks up a reloaded encoder and scan (SIGHUP). Checked before every batch
+    /// (one atomic load), not only on ticks, which a full queue may drop.
+    fn take_reloaded_settings(&mut self) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
         let generation = shared.worker_settings_generation();
         if generation != self.settings_generation {
             self.settings_generation = generation;
@@ -217,6 +226,7 @@ impl Worker {
     ) -> WorkerStats {
         let mut clock = PacketRef::default();
         for mut batch in batches.iter() {
+            self.take_reloaded_settings();
             self.process_batch(&batch);
             clock = clock.max(batch.clock);
             if batch.tick {
@@ -575,7 +585,9 @@ impl Env {
                 let id = event_id(&ctx.flow_id, tx.key.ordinal);
                 let mut rec = crate::bridge::tx_record(ctx, tx, id);
                 if let Some(scan) = &mut self.scan {
-                    rec.findings = Some(Box::new(scan.findings(&rec)));
+                    let (found, scanned) = scan.findings(&rec);
+                    rec.findings = Some(Box::new(found));
+                    rec.scanned = scanned;
                     // Only the scan reads bodies: they stay here.
                     rec.request_body = None;
                     rec.response_body = None;
