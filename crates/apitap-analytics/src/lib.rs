@@ -168,6 +168,27 @@ apitap_core::counters! {
     }
 }
 
+/// The findings of `tx`: its own (scanned on a worker or an edge sensor), else a scan with
+/// `edge` (built from `cfg` on first use). Adds what the scan did to `scanned`.
+fn findings_of<'a>(
+    tx: &'a TxRecord,
+    edge: &mut Option<EdgeScan>,
+    cfg: &AnalyticsConfig,
+    scanned: &mut ScanCounters,
+) -> std::borrow::Cow<'a, EdgeFindings> {
+    match &tx.findings {
+        Some(f) => {
+            scanned.add(&tx.scanned);
+            std::borrow::Cow::Borrowed(f.as_ref())
+        }
+        None => {
+            let (found, by_scan) = edge.get_or_insert_with(|| EdgeScan::new(cfg)).findings(tx);
+            scanned.add(&by_scan);
+            std::borrow::Cow::Owned(found)
+        }
+    }
+}
+
 /// How the inventory names one transaction's endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Named<'a> {
@@ -293,23 +314,8 @@ impl Analytics {
 
         // The raw bytes were scanned where they were (a worker, an edge sensor), or are
         // scanned here.
-        let computed;
-        let findings = match &tx.findings {
-            Some(f) => {
-                self.scanned.add(&tx.scanned);
-                f.as_ref()
-            }
-            None => {
-                let cfg = &self.cfg;
-                let (found, scanned) = self
-                    .edge
-                    .get_or_insert_with(|| EdgeScan::new(cfg))
-                    .findings(tx);
-                self.scanned.add(&scanned);
-                computed = found;
-                &computed
-            }
-        };
+        let findings = findings_of(tx, &mut self.edge, &self.cfg, &mut self.scanned);
+        let findings = findings.as_ref();
 
         let obs = self.inventory.observe(tx);
         let key = &obs.key;
@@ -366,15 +372,7 @@ impl Analytics {
             return EdgeFindings::default();
         }
         self.transactions += 1;
-        let (found, scanned) = match &tx.findings {
-            Some(f) => (f.as_ref().clone(), tx.scanned),
-            None => self
-                .edge
-                .get_or_insert_with(|| EdgeScan::new(&self.cfg))
-                .findings(tx),
-        };
-        self.scanned.add(&scanned);
-        found
+        findings_of(tx, &mut self.edge, &self.cfg, &mut self.scanned).into_owned()
     }
 
     /// Processes one TLS connection (its event, when it ended): the encrypted-service
