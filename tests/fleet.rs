@@ -319,3 +319,455 @@ fn bad_event_lines_are_counted_and_skipped() {
     assert_eq!(out.status.code(), Some(1));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+mod group {
+    //! The centre as a Kafka consumer group: edge sensors publish to the events topic, and
+    //! members of `apitap analyze --kafka` publish the alerts.
+    use super::*;
+    use crate::common::kafka::*;
+    use std::process::{Child, Stdio};
+    use std::time::Duration;
+
+    /// `base` with a `[kafka]` section for `brokers` and the topics, and quick commits.
+    fn with_kafka(base: &Path, brokers: &str, topics: &(String, String), name: &str) -> PathBuf {
+        let mut text = std::fs::read_to_string(base).unwrap();
+        text.push_str(&format!(
+            "\n[kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"{}\"\nalerts_topic = \"{}\"\nlinger_ms = 5\n\n[analyze]\ncommit_interval_ms = 200\nidle_partition_ms = 1000\n",
+            topics.0, topics.1
+        ));
+        let path = base.with_file_name(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn member(cfg: &Path, brokers: &str, spec: &Path, stats: &Path, idle_s: &str) -> Child {
+        apitap()
+            .env("APITAP_LOG", "info")
+            .args([
+                "analyze",
+                "-q",
+                "--kafka",
+                brokers,
+                "--exit-when-idle",
+                idle_s,
+                "-c",
+            ])
+            .arg(cfg)
+            .arg("--spec")
+            .arg(spec)
+            .arg("--stats-json")
+            .arg(stats)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn wait_ok(child: Child) {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "member failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The alerts on the topic, one per id; copies of an id must be identical.
+    fn alerts_by_id(brokers: &str, topic: &str, want: usize) -> BTreeMap<String, String> {
+        let mut by_id = BTreeMap::new();
+        for r in consume(brokers, topic, want, Duration::from_secs(60)) {
+            let v: Value = serde_json::from_str(&r.payload).unwrap();
+            let id = v["event"]["id"].as_str().unwrap().to_string();
+            if let Some(before) = by_id.insert(id.clone(), r.payload.clone()) {
+                assert_eq!(before, r.payload, "two different alerts share id {id}");
+            }
+        }
+        by_id
+    }
+
+    fn local_alerts(local: &Path, spec: &Path, pcap: &Path) -> BTreeMap<String, String> {
+        let whole = run(apitap()
+            .args(["replay", "-q", "-c"])
+            .arg(local)
+            .arg("--spec")
+            .arg(spec)
+            .arg(pcap));
+        String::from_utf8(whole)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"kind\":\"alert\""))
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                (
+                    v["event"]["id"].as_str().unwrap().to_string(),
+                    l.to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Each half of the connections through its own edge sensor into the events topic.
+    fn publish_halves(d: &Path, edge: &Path, spec: &Path, pcap: &Path) {
+        let halves = [d.join("a.pcap"), d.join("b.pcap")];
+        split_by_connection(pcap, [&halves[0], &halves[1]]);
+        for half in &halves {
+            run(apitap()
+                .args(["replay", "-q", "-o", "/dev/null", "-c"])
+                .arg(edge)
+                .arg("--spec")
+                .arg(spec)
+                .arg(half));
+        }
+    }
+
+    /// Two sensors publish one half each; two members share the 4 partitions. The alerts
+    /// topic holds exactly the alerts of one local sensor over the whole capture, byte for
+    /// byte (a member that leaves first hands its partitions over, and the one that takes
+    /// them does not publish what is already there).
+    #[test]
+    fn two_members_publish_the_alerts_of_one_local_sensor() {
+        let d = scratch("fleet-group");
+        let spec = dir().join("openapi.yaml");
+        let pcap = dir().join("fleet.pcap");
+        let (brokers, _broker) = cluster();
+        let topics = topics("fleet");
+        create_topic(&brokers, &topics.0, 4);
+        let local = config(&d, "local");
+        let edge = with_kafka(&config(&d, "edge"), &brokers, &topics, "edge-kafka.toml");
+        let centre = with_kafka(&local, &brokers, &topics, "centre-kafka.toml");
+        publish_halves(&d, &edge, &spec, &pcap);
+
+        let stats = [d.join("m0.json"), d.join("m1.json")];
+        let members: Vec<Child> = stats
+            .iter()
+            .map(|s| member(&centre, &brokers, &spec, s, "3"))
+            .collect();
+        for m in members {
+            wait_ok(m);
+        }
+        let want = local_alerts(&local, &spec, &pcap);
+        let got = alerts_by_id(&brokers, &topics.1, want.len());
+        assert_eq!(got.len(), want.len(), "alert ids differ");
+        assert!(
+            got == want,
+            "the alerts differ from those of one local sensor"
+        );
+        let read =
+            |p: &Path| -> Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+        let published: u64 = stats
+            .iter()
+            .map(|s| read(s)["member"]["alerts_published"].as_u64().unwrap())
+            .sum();
+        assert!(published >= want.len() as u64);
+
+        // The fleet's inventory from the events topic equals the local sensor's, and its
+        // OpenAPI export too.
+        let inventory = |args: &[&str], openapi: &Path| -> Value {
+            serde_json::from_slice(&run(apitap()
+                .args(["inventory", "--json", "--openapi"])
+                .arg(openapi)
+                .arg("-c")
+                .args(args)))
+            .unwrap()
+        };
+        let (fleet_api, local_api) = (d.join("fleet-openapi.json"), d.join("local-openapi.json"));
+        let fleet = inventory(&[centre.to_str().unwrap(), "--kafka", &brokers], &fleet_api);
+        let whole = inventory(
+            &[local.to_str().unwrap(), pcap.to_str().unwrap()],
+            &local_api,
+        );
+        assert!(fleet["endpoints"].as_array().unwrap().len() > 5, "{fleet}");
+        assert_eq!(fleet, whole);
+        assert_eq!(
+            std::fs::read(&fleet_api).unwrap(),
+            std::fs::read(&local_api).unwrap()
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// The events of each half through its own edge sensor into a file.
+    fn sensor_files(d: &Path, edge: &Path, spec: &Path, pcap: &Path) -> Vec<PathBuf> {
+        let halves = [d.join("a.pcap"), d.join("b.pcap")];
+        split_by_connection(pcap, [&halves[0], &halves[1]]);
+        halves
+            .iter()
+            .enumerate()
+            .map(|(i, half)| {
+                let events = d.join(format!("sensor-{i}.jsonl"));
+                run(apitap()
+                    .args(["replay", "-q", "-c"])
+                    .arg(edge)
+                    .arg("--spec")
+                    .arg(spec)
+                    .arg("-o")
+                    .arg(&events)
+                    .arg(half));
+                events
+            })
+            .collect()
+    }
+
+    /// Produces `lines` to `topic` keyed by host, as an edge sensor does.
+    fn produce(brokers: &str, topic: &str, lines: &[String]) {
+        use rdkafka::config::ClientConfig;
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        for line in lines {
+            let host = serde_json::from_str::<Value>(line)
+                .ok()
+                .and_then(|v| v["url"]["domain"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let key = format!("{:016x}", apitap_core::endpoint::endpoint_hash(&host, ""));
+            producer
+                .send(BaseRecord::to(topic).key(&key).payload(line))
+                .unwrap();
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    }
+
+    /// The group's committed offset and the end of each partition of `topic` (counted by
+    /// reading it: the test broker's high watermark can lag its last batch).
+    fn committed_and_ends(brokers: &str, group: &str, topic: &str) -> Vec<(i64, i64)> {
+        use rdkafka::config::ClientConfig;
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::{Offset, TopicPartitionList};
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let md = c
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let n = md.topics()[0].partitions().len() as i32;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..n {
+            tpl.add_partition(topic, p);
+        }
+        let committed = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+        let mut ends = vec![0i64; n as usize];
+        for r in consume(brokers, topic, usize::MAX, Duration::from_secs(5)) {
+            ends[r.partition as usize] += 1;
+        }
+        (0..n)
+            .map(|p| {
+                let at = match committed.find_partition(topic, p).unwrap().offset() {
+                    Offset::Offset(o) => o,
+                    _ => -1,
+                };
+                (at, ends[p as usize])
+            })
+            .collect()
+    }
+
+    /// A member killed (SIGKILL) mid-stream: the events of the first half of the time are
+    /// on the topic, with bad messages among them (not JSON, another schema version, an
+    /// event from the future); it publishes their alerts, commits, and dies. The second
+    /// half arrives; another member takes the partitions, rebuilds the state from the
+    /// events topic, publishes only what is not there yet, and the alerts topic ends up
+    /// with the alerts of one local sensor. The bad messages are counted and skipped, and
+    /// the committed offsets reach the end of every partition.
+    #[test]
+    fn a_killed_member_is_taken_over_and_no_alert_is_lost() {
+        let d = scratch("fleet-kill");
+        let spec = dir().join("openapi.yaml");
+        let pcap = dir().join("fleet.pcap");
+        let (brokers, _broker) = cluster();
+        let topics = topics("fleet-kill");
+        create_topic(&brokers, &topics.0, 4);
+        let local = config(&d, "local");
+        let centre = with_kafka(&local, &brokers, &topics, "centre-kafka.toml");
+        let files = sensor_files(&d, &config(&d, "edge"), &spec, &pcap);
+        let want = local_alerts(&local, &spec, &pcap);
+
+        // The cut: the time of the middle alert.
+        let mut alert_times: Vec<String> = want
+            .values()
+            .map(|a| {
+                serde_json::from_str::<Value>(a).unwrap()["@timestamp"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        alert_times.sort();
+        let cut = alert_times[alert_times.len() / 2].clone();
+        let (mut early, mut late) = (Vec::new(), Vec::new());
+        for f in &files {
+            for line in std::fs::read_to_string(f).unwrap().lines() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                if v["@timestamp"].as_str().unwrap() < cut.as_str() {
+                    early.push(line.to_string());
+                } else {
+                    late.push(line.to_string());
+                }
+            }
+        }
+        let mut future: Value = serde_json::from_str(&early[0]).unwrap();
+        future["apitap"]["ts_ns"] = Value::from(4_102_444_800_000_000_000i64); // 2100
+        future["event"]["id"] = Value::from("Ffuture-0");
+        let mut old_schema: Value = serde_json::from_str(&early[1]).unwrap();
+        old_schema["apitap"]["schema_version"] = Value::from("0");
+        early.extend([
+            "not json".to_string(),
+            future.to_string(),
+            old_schema.to_string(),
+        ]);
+        produce(&brokers, &topics.0, &early);
+
+        let stats = [d.join("killed.json"), d.join("survivor.json")];
+        let mut killed = member(&centre, &brokers, &spec, &stats[0], "600");
+        // It has published (and, every 200 ms, committed) the alerts of the first half
+        // once the topic stops growing.
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        let mut seen = (0, std::time::Instant::now());
+        loop {
+            let n = alerts_by_id(&brokers, &topics.1, 0).len();
+            if n != seen.0 {
+                seen = (n, std::time::Instant::now());
+            } else if n > 0 && seen.1.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no alert before the kill"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        killed.kill().unwrap();
+        killed.wait().unwrap();
+        let before = seen.0;
+        assert!(before < want.len(), "the second half has alerts of its own");
+        let group = "apitap-analyze";
+        assert!(
+            committed_and_ends(&brokers, group, &topics.0)
+                .iter()
+                .any(|(c, _)| *c > 0),
+            "the killed member committed"
+        );
+
+        produce(&brokers, &topics.0, &late);
+        let survivor = member(&centre, &brokers, &spec, &stats[1], "8");
+        wait_ok(survivor);
+
+        let got = alerts_by_id(&brokers, &topics.1, want.len());
+        assert!(
+            got == want,
+            "alerts differ: {} on the topic, {} wanted",
+            got.len(),
+            want.len()
+        );
+        let s: Value = serde_json::from_slice(&std::fs::read(&stats[1]).unwrap()).unwrap();
+        let m = &s["member"];
+        assert_eq!(m["partitions"], 4, "{m}");
+        assert!(m["replayed"].as_u64().unwrap() > 0, "{m}");
+        assert_eq!(
+            m["alerts_already_published"].as_u64().unwrap(),
+            before as u64,
+            "{m}"
+        );
+        assert_eq!(
+            m["alerts_published"].as_u64().unwrap(),
+            (want.len() - before) as u64,
+            "{m}"
+        );
+        let input = &s["input"];
+        assert_eq!(input["skipped_not_json"], 1, "{input}");
+        assert_eq!(input["skipped_schema_version"], 1, "{input}");
+        assert_eq!(input["skipped_future"], 1, "{input}");
+        for (committed, end) in committed_and_ends(&brokers, group, &topics.0) {
+            assert_eq!(committed, end, "offsets reach the end of every partition");
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// The broker stops answering (frozen) while a member holds events for ordering; the
+    /// alerts they give wait, nothing is committed meanwhile, the counters say so, and
+    /// once the broker is back every alert is delivered.
+    #[test]
+    fn a_broker_outage_delays_the_alerts_and_loses_none() {
+        if std::env::var("APITAP_TEST_KAFKA").is_ok_and(|v| !v.is_empty()) {
+            eprintln!("skipped: needs the test's own broker to freeze");
+            return;
+        }
+        let d = scratch("fleet-outage");
+        let spec = dir().join("openapi.yaml");
+        let pcap = dir().join("fleet.pcap");
+        let broker = Broker::start();
+        let brokers = broker.addr.clone();
+        let topics = topics("fleet-outage");
+        create_topic(&brokers, &topics.0, 4);
+        let local = config(&d, "local");
+        let centre = with_kafka(&local, &brokers, &topics, "centre-kafka.toml");
+        // The member holds what it read for 10 s before it counts the partitions idle.
+        let text = std::fs::read_to_string(&centre)
+            .unwrap()
+            .replace("idle_partition_ms = 1000", "idle_partition_ms = 10000");
+        std::fs::write(&centre, text).unwrap();
+        let files = sensor_files(&d, &config(&d, "edge"), &spec, &pcap);
+        let lines: Vec<String> = files
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        produce(&brokers, &topics.0, &lines);
+        let want = local_alerts(&local, &spec, &pcap);
+
+        let stats = d.join("member.json");
+        let mut child = member(&centre, &brokers, &spec, &stats, "20");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let logs = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut all = String::new();
+            for line in std::io::BufReader::new(stderr).lines() {
+                let line = line.unwrap();
+                if line.contains("building the state") {
+                    let _ = tx.send(());
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        rx.recv_timeout(Duration::from_secs(90))
+            .expect("the member joined");
+        // It has read the events (and holds them); the broker goes away before the member
+        // lets them through, and comes back after.
+        std::thread::sleep(Duration::from_secs(3));
+        broker.freeze(true);
+        std::thread::sleep(Duration::from_secs(14));
+        broker.freeze(false);
+        let status = child.wait().unwrap();
+        let logs = logs.join().unwrap();
+        assert!(status.success(), "member failed: {logs}");
+
+        let got = alerts_by_id(&brokers, &topics.1, want.len());
+        assert!(
+            got == want,
+            "alerts differ: {} on the topic, {} wanted",
+            got.len(),
+            want.len()
+        );
+        let s: Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+        let m = &s["member"];
+        assert!(m["delivery_waits"].as_u64().unwrap() > 0, "{m}");
+        assert!(m["alerts_waiting_max"].as_u64().unwrap() > 0, "{m}");
+        assert_eq!(
+            m["alerts_published"].as_u64().unwrap(),
+            want.len() as u64,
+            "{m}"
+        );
+        broker.stop();
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

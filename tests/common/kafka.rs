@@ -58,6 +58,17 @@ impl Broker {
         Broker::start_on(port)
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the broker: an outage that keeps its data.
+    pub fn freeze(&self, frozen: bool) {
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.rsplit(':').next().unwrap().parse().unwrap()
     }
@@ -187,4 +198,28 @@ pub fn consume(brokers: &str, topic: &str, want: usize, wait: Duration) -> Vec<R
         }
     }
     out
+}
+
+/// Creates `topic` with `partitions` partitions (a group test needs more than the one a
+/// broker gives a topic it creates on first use).
+pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let created = runtime
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .unwrap();
+    for result in created {
+        result.unwrap();
+    }
 }

@@ -337,6 +337,19 @@ impl EventMerge {
         self.release(stats, out);
     }
 
+    /// `source` gives records again after [`EventMerge::close`] (a Kafka partition that
+    /// was idle): it holds back the others from its next record on.
+    pub fn reopen(&mut self, source: usize) {
+        if let Some((_, open)) = self.sources.get_mut(source) {
+            *open = true;
+        }
+    }
+
+    /// Whether `source` is open.
+    pub fn is_open(&self, source: usize) -> bool {
+        self.sources.get(source).is_some_and(|(_, open)| *open)
+    }
+
     /// The time up to which records may be released (`None`: every source is closed).
     fn horizon(&self) -> Option<i64> {
         self.sources
@@ -420,6 +433,25 @@ mod tests {
             orders.iter().all(|o| o == "a-0,b-0,a-1,b-1,b-2,a-2"),
             "{orders:?}"
         );
+    }
+
+    #[test]
+    fn a_closed_source_reopens_and_holds_the_others_back_again() {
+        let mut m = EventMerge::new(2, bounds(0, 100));
+        let (mut s, mut out) = (EventInputStats::default(), Vec::new());
+        m.push(0, rec(10, "a-0"), 1, &mut s, &mut out);
+        assert!(out.is_empty(), "source 1 has said nothing yet");
+        m.close(1, &mut s, &mut out);
+        assert_eq!(ids(&out), ["a-0"]);
+        assert!(!m.is_open(1));
+        m.reopen(1);
+        assert!(m.is_open(1));
+        out.clear();
+        m.push(1, rec(20, "b-0"), 1, &mut s, &mut out);
+        m.push(0, rec(30, "a-1"), 1, &mut s, &mut out);
+        assert_eq!(ids(&out), ["b-0"], "a-1 waits for source 1 again");
+        m.push(1, rec(5, "b-1"), 1, &mut s, &mut out);
+        assert_eq!(s.late, 1, "behind what was released: late, at once");
     }
 
     fn bounds(lateness: i64, max: usize) -> MergeBounds {

@@ -278,6 +278,14 @@ impl Analytics {
         })
     }
 
+    /// Starts the learning period at `ts_ns` (a fleet's first event, which a member of the
+    /// centre may not own), unless it started earlier.
+    pub fn set_learning_start(&mut self, ts_ns: i64) {
+        if self.first_ns.is_none_or(|f| ts_ns < f) {
+            self.first_ns = Some(ts_ns);
+        }
+    }
+
     /// Adds an OpenAPI spec to diff traffic against (replaces an earlier one).
     pub fn with_spec(mut self, spec: ApiSpec) -> Analytics {
         self.spec.spec = Some(spec);

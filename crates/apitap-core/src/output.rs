@@ -16,7 +16,8 @@ pub struct EncodedEvent {
     /// One JSON object, no trailing newline.
     pub json: Vec<u8>,
     /// The Kafka message key: [`crate::endpoint::endpoint_hash`] of the host and
-    /// `apitap.endpoint`, so an endpoint's events and alerts share a partition.
+    /// `apitap.endpoint`, so an endpoint's events and alerts share a partition (of the
+    /// host alone for connection events and for transaction events in edge mode).
     pub endpoint_hash: u64,
     /// An alert (goes to the alerts topic) rather than a transaction event.
     pub alert: bool,

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use apitap_analytics::{
     Alert, Analytics, AnalyticsMode, AnalyticsStats, ApiSpec, InventorySnapshot, TxRecord,
 };
+use apitap_core::endpoint::endpoint_hash;
 use apitap_core::{EncodedEvent, Merge, SortKey};
 use std::path::{Path, PathBuf};
 
@@ -116,6 +117,9 @@ impl Stage {
         // raw-byte detectors run, their findings go into the event.
         if self.engine.config().mode == AnalyticsMode::Edge {
             let found = self.engine.edge_findings(record);
+            // Keyed by host: a host's transactions share a partition, so the member of
+            // the centre that owns it holds all of that host's state.
+            ev.endpoint_hash = endpoint_hash(record.host.as_deref().unwrap_or(""), "");
             // Every ECS transaction event ends with its `apitap` object (edge mode needs
             // ECS): this cannot fail, and a centre would miss the findings if it did.
             let attached = attach_findings(ev, record.ts_ns, &found);

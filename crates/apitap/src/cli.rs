@@ -12,8 +12,12 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Args)]
 pub struct InventoryArgs {
     /// Capture files, merged in timestamp order.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "kafka", conflicts_with = "kafka")]
     pub files: Vec<PathBuf>,
+    /// The fleet's inventory instead: every event on the events topic of these brokers
+    /// (host:port,...; the rest of `[kafka]` applies), read to its end.
+    #[arg(long, value_name = "BROKERS")]
+    pub kafka: Option<String>,
     /// Configuration file (templating and inventory bounds come from `[analytics]`).
     #[arg(short, long)]
     pub config: Option<PathBuf>,
@@ -24,7 +28,7 @@ pub struct InventoryArgs {
     #[arg(long)]
     pub json: bool,
     /// Start from this saved inventory and write the result back to it.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "kafka")]
     pub state: Option<PathBuf>,
     /// Only this host in the OpenAPI export.
     #[arg(long)]
@@ -72,20 +76,40 @@ pub fn inventory(args: InventoryArgs) -> Result<ExitCode> {
     if let Some(state) = &args.state {
         cfg.analytics.inventory.state_file = state.display().to_string();
     }
-    let (summary, outcome) = replay_with_analytics(&args.files, None, &cfg, false, false)?;
-    let outcome = outcome.context("analytics did not run")?;
-    if let Some(w) = &summary.analytics {
-        if w.endpoints_overflow_transactions > 0 {
-            eprintln!(
-                "apitap: warning: inventory full (analytics.inventory.max_endpoints = {}): {} transactions of further endpoints not recorded",
-                cfg.analytics.inventory.max_endpoints, w.endpoints_overflow_transactions
-            );
+    let (engine, input_error) = match &args.kafka {
+        Some(brokers) => {
+            // The topics and the client settings come from the file's `[kafka]`.
+            cfg.kafka = match &args.config {
+                Some(p) => Config::load(p)?.kafka,
+                None => None,
+            };
+            let (engine, input) = crate::analyze::fleet_inventory(&cfg, brokers)?;
+            if input.lines > 0 && input.transactions == 0 {
+                eprintln!(
+                    "apitap: warning: no transaction event among {} messages",
+                    input.lines
+                );
+            }
+            (engine, None)
         }
+        None => {
+            let (summary, outcome) = replay_with_analytics(&args.files, None, &cfg, false, false)?;
+            (
+                outcome.context("analytics did not run")?.engine,
+                summary.input_error,
+            )
+        }
+    };
+    let overflow = engine.stats().endpoints_overflow_transactions;
+    if overflow > 0 {
+        eprintln!(
+            "apitap: warning: inventory full (analytics.inventory.max_endpoints = {}): {overflow} transactions of further endpoints not recorded",
+            cfg.analytics.inventory.max_endpoints
+        );
     }
-    if let Some(e) = &summary.input_error {
+    if let Some(e) = &input_error {
         eprintln!("apitap: error: input stopped early: {e}");
     }
-    let engine = outcome.engine;
     if let Some(path) = &args.openapi {
         let doc = engine.openapi(args.host.as_deref());
         let text = serde_json::to_string_pretty(&doc)?;
@@ -107,7 +131,7 @@ pub fn inventory(args: InventoryArgs) -> Result<ExitCode> {
             );
         }
     }
-    Ok(if summary.input_error.is_some() {
+    Ok(if input_error.is_some() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -68,6 +68,17 @@ pub struct AnalyzeConfig {
     /// Events timed more than this ahead of the wall clock are skipped
     /// (`skipped_future`): one bad clock must not push every window forward.
     pub max_future_s: u64,
+    /// `--kafka`: the consumer group of the centre's members.
+    pub group_id: String,
+    /// `--kafka`: how often (wall time) a member waits for its alerts' delivery and then
+    /// commits the offsets of the events behind them.
+    pub commit_interval_ms: u64,
+    /// `--kafka`: a partition at its end for this long (wall time) stops holding back the
+    /// others (`partitions_idled`); its next event opens it again.
+    pub idle_partition_ms: u64,
+    /// `--kafka`: alert ids read back from the alerts topic when a member (re)builds its
+    /// state, so that it does not publish them again (`known_alerts_overflow`).
+    pub max_known_alerts: usize,
 }
 
 impl Default for AnalyzeConfig {
@@ -78,6 +89,10 @@ impl Default for AnalyzeConfig {
             max_buffered_bytes: 256 << 20,
             max_event_bytes: 4 << 20,
             max_future_s: 3600,
+            group_id: "apitap-analyze".into(),
+            commit_interval_ms: 1000,
+            idle_partition_ms: 5000,
+            max_known_alerts: 1_000_000,
         }
     }
 }
@@ -632,8 +647,26 @@ impl Config {
                 4096..=1 << 30,
             ),
             ("analyze.max_future_s", z.max_future_s, 0..=31_536_000),
+            (
+                "analyze.commit_interval_ms",
+                z.commit_interval_ms,
+                10..=3_600_000,
+            ),
+            (
+                "analyze.idle_partition_ms",
+                z.idle_partition_ms,
+                0..=86_400_000,
+            ),
+            (
+                "analyze.max_known_alerts",
+                z.max_known_alerts as u64,
+                0..=100_000_000,
+            ),
         ])
         .map_err(anyhow::Error::msg)?;
+        if z.group_id.trim().is_empty() {
+            bail!("analyze.group_id must not be empty");
+        }
         if self.analytics.enabled
             && self.analytics.mode == apitap_analytics::AnalyticsMode::Edge
             && self.output.format != apitap_event::EventFormat::Ecs

@@ -1,14 +1,20 @@
 //! `apitap analyze`: the central analytics of a sensor fleet. Reads the transaction events
 //! of sensors in edge mode (or any ECS events), merges them into packet-time order and
 //! runs the stateful analytics once over all of them: one inventory, one set of alerts,
-//! with the same alert ids whichever sensor saw which transaction.
+//! with the same alert ids whichever sensor saw which transaction. With `--kafka` it is
+//! one member of a consumer group on the events topic instead ([`kafka`]).
+
+mod kafka;
+
+pub(crate) use kafka::fleet_inventory;
+pub use kafka::MemberStats;
 
 use crate::analysis::{configured_engine, save_inventory};
 use crate::bridge::alert_event;
 use crate::Config;
 use anyhow::{Context, Result};
 use apitap_analytics::events::{parse_event, EventInputStats, EventMerge, MergeBounds};
-use apitap_analytics::{Alert, AnalyticsStats};
+use apitap_analytics::{Alert, Analytics, AnalyticsStats};
 use apitap_core::SortKey;
 use serde::Serialize;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -20,18 +26,29 @@ use std::process::ExitCode;
 pub struct AnalyzeArgs {
     /// Event files (JSON lines, as `apitap replay` or `run` write them), one or more per
     /// sensor; `-` reads stdin.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "kafka", conflicts_with = "kafka")]
     pub files: Vec<PathBuf>,
+    /// Be a member of the consumer group `analyze.group_id` on the events topic of these
+    /// brokers (host:port,...; the rest of `[kafka]` applies), publishing alerts to the
+    /// alerts topic.
+    #[arg(long, value_name = "BROKERS")]
+    pub kafka: Option<String>,
+    /// With `--kafka`: stop, as at the end of the input, once every partition has been at
+    /// its end this many seconds (batch runs, tests); without it a member runs until
+    /// SIGTERM.
+    #[arg(long, value_name = "SECONDS", requires = "kafka")]
+    pub exit_when_idle: Option<f64>,
     /// Configuration file (`[analytics]` and `[analyze]`).
     #[arg(short, long)]
     pub config: Option<PathBuf>,
     /// Write the alerts to this file instead of stdout.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "kafka")]
     pub output: Option<PathBuf>,
     /// OpenAPI 3 spec to diff traffic against (overrides analytics.spec.path).
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
-    /// Write the inventory (the saved-state JSON) to this file at the end.
+    /// Write the inventory (the saved-state JSON) to this file at the end (a member of
+    /// `--kafka`: the hosts of its partitions).
     #[arg(long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
     /// Write the inventory as an OpenAPI 3.0 document to this file at the end.
@@ -52,6 +69,9 @@ pub struct AnalyzeSummary {
     pub input: EventInputStats,
     /// The analytics.
     pub analytics: AnalyticsStats,
+    /// `--kafka`: the member's group, offsets and alert deliveries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<MemberStats>,
 }
 
 /// Runs `apitap analyze`.
@@ -68,6 +88,22 @@ pub fn analyze(args: AnalyzeArgs) -> Result<ExitCode> {
     }
     cfg.validate()?;
     check_paths(&args)?;
+    if let Some(brokers) = &args.kafka {
+        let exit_when_idle = match args.exit_when_idle {
+            Some(s) if s.is_finite() && (0.0..=86_400.0).contains(&s) => {
+                Some(std::time::Duration::from_secs_f64(s))
+            }
+            Some(s) => anyhow::bail!("--exit-when-idle {s}: not within 0..=86400 seconds"),
+            None => None,
+        };
+        let opts = kafka::MemberOptions {
+            brokers: brokers.clone(),
+            exit_when_idle,
+        };
+        let (summary, engine) = kafka::member(&cfg, &opts)?;
+        save_state(&args, &engine)?;
+        return report(&args, &summary);
+    }
     let mut sources = Vec::with_capacity(args.files.len());
     for path in &args.files {
         let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
@@ -87,6 +123,11 @@ pub fn analyze(args: AnalyzeArgs) -> Result<ExitCode> {
     };
     let mut out = BufWriter::new(out);
     let summary = run(&cfg, &mut sources, &mut out, &args)?;
+    report(&args, &summary)
+}
+
+/// Prints and saves the summary; the exit code says whether any transaction was read.
+fn report(args: &AnalyzeArgs, summary: &AnalyzeSummary) -> Result<ExitCode> {
     let json = serde_json::to_string_pretty(&summary)?;
     if let Some(p) = &args.stats_json {
         std::fs::write(p, format!("{json}\n"))
@@ -104,6 +145,18 @@ pub fn analyze(args: AnalyzeArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the inventory (`--inventory`, `--openapi`).
+fn save_state(args: &AnalyzeArgs, engine: &Analytics) -> Result<()> {
+    if let Some(p) = &args.inventory {
+        save_inventory(p, &engine.inventory_snapshot())?;
+    }
+    if let Some(p) = &args.openapi {
+        let text = serde_json::to_string_pretty(&engine.openapi(None))?;
+        std::fs::write(p, text + "\n").with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(())
 }
 
 /// Refuses stdin given twice, and an output file that is also an input (it would be
@@ -203,16 +256,11 @@ fn run(
     alerts.extend(engine.finish());
     write(&mut alerts)?;
     out.flush().context("cannot write the alerts")?;
-    if let Some(p) = &args.inventory {
-        save_inventory(p, &engine.inventory_snapshot())?;
-    }
-    if let Some(p) = &args.openapi {
-        let text = serde_json::to_string_pretty(&engine.openapi(None))?;
-        std::fs::write(p, text + "\n").with_context(|| format!("cannot write {}", p.display()))?;
-    }
+    save_state(args, &engine)?;
     Ok(AnalyzeSummary {
         input: stats,
         analytics: engine.stats(),
+        member: None,
     })
 }
 
