@@ -160,11 +160,15 @@ pub fn event_record(v: &Value) -> Result<TxRecord, Skip> {
     Ok(TxRecord {
         ts_ns,
         event_id: text("/event/id")
+            .filter(|id| id.len() <= MAX_EVENT_ID_BYTES)
             .ok_or(Skip::Invalid("event.id"))?
             .to_string(),
         client: addr("source")?,
         server: addr("destination")?,
-        host: text("/url/domain").map(str::to_ascii_lowercase),
+        host: match text("/url/domain") {
+            Some(h) if h.len() > MAX_HOST_BYTES => return Err(Skip::Invalid("url.domain")),
+            h => h.map(str::to_ascii_lowercase),
+        },
         method: request
             .and_then(|r| r.get("method"))
             .and_then(Value::as_str)
@@ -199,6 +203,13 @@ pub fn event_record(v: &Value) -> Result<TxRecord, Skip> {
         scanned: Default::default(),
     })
 }
+
+/// Longest `event.id` taken (a sensor's are about 20 bytes; an id is copied into every
+/// alert that cites the event).
+const MAX_EVENT_ID_BYTES: usize = 128;
+
+/// Longest `url.domain` taken (a DNS name has at most 253 bytes).
+const MAX_HOST_BYTES: usize = 255;
 
 /// Unix nanoseconds of an RFC 3339 time.
 fn rfc3339_ns(s: &str) -> Option<i64> {
@@ -571,6 +582,23 @@ mod tests {
         assert_eq!(
             parse_event(no_port.as_bytes()).unwrap_err(),
             Skip::Invalid("source")
+        );
+        // Ids and hosts go into every alert that names them: bounded.
+        let long_id = tx("").replace("F1-0", &"F".repeat(MAX_EVENT_ID_BYTES + 1));
+        assert_eq!(
+            parse_event(long_id.as_bytes()).unwrap_err(),
+            Skip::Invalid("event.id")
+        );
+        let host = |n: usize| {
+            tx("").replace(
+                r#""url":{"#,
+                &format!(r#""url":{{"domain":"{}","#, "h".repeat(n)),
+            )
+        };
+        assert!(parse_event(host(MAX_HOST_BYTES).as_bytes()).is_ok());
+        assert_eq!(
+            parse_event(host(MAX_HOST_BYTES + 1).as_bytes()).unwrap_err(),
+            Skip::Invalid("url.domain")
         );
     }
 

@@ -6,8 +6,12 @@
 //! its partitions again from their beginning (the events topic is its changelog). Alert
 //! ids depend only on the alert, so before it publishes, a member reads the ids already
 //! on the alerts topic and skips those: what a previous owner delivered is not sent again,
-//! and what it had not delivered is. Offsets are committed only once the alerts of every
-//! event below them are delivered.
+//! and what it had not delivered is (ids published while it read them back may come
+//! twice, identical). Offsets are committed only once the alerts of every event below
+//! them are delivered; as every (re)build reads from the beginning, they are the group's
+//! progress for monitoring, not where a member resumes. That needs the whole history on
+//! the events topic (`retention.ms = -1`, or a retention longer than any state matters);
+//! a member that finds the head of a partition gone says so (`history_truncated`).
 
 use super::AnalyzeSummary;
 use crate::analysis::configured_engine;
@@ -24,7 +28,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +50,8 @@ apitap_core::counters! {
         pub alerts_published: u64,
         /// Alerts not published because their id was already on the alerts topic.
         pub alerts_already_published: u64,
+        /// Alerts the broker refused for good (too large, not authorised; each logged).
+        pub alerts_failed: u64,
         /// Alert ids known (read back at the last rebuild, and published since).
         pub known_alerts: Level,
         /// Alert ids not remembered (`analyze.max_known_alerts`; such an alert may be
@@ -62,6 +68,9 @@ apitap_core::counters! {
         pub alerts_waiting_max: Peak,
         /// Times an idle partition stopped holding back the others.
         pub partitions_idled: u64,
+        /// Rebuilds that found the head of a partition deleted (retention): the state
+        /// lacks what was there.
+        pub history_truncated: u64,
     }
 }
 
@@ -75,6 +84,10 @@ pub(super) struct MemberOptions {
 /// (the state is rebuilt from them), and the member is told that they changed.
 struct GroupContext {
     changed: AtomicBool,
+    /// The group gave partitions that could not be taken: the member stops.
+    assign_failed: AtomicBool,
+    /// Offset commits the broker refused (asynchronous commits report here).
+    commits_failed: std::sync::atomic::AtomicU64,
 }
 
 impl ClientContext for GroupContext {
@@ -115,9 +128,59 @@ impl ConsumerContext for GroupContext {
             _ => consumer.unassign(),
         };
         if let Err(e) = result {
-            tracing::warn!("rebalance: {e}");
+            tracing::error!("rebalance: {e}");
+            self.assign_failed.store(true, Ordering::SeqCst);
         }
         self.changed.store(true, Ordering::SeqCst);
+    }
+
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::warn!("offset commit: {e}");
+            self.commits_failed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Delivery reports of the alerts: what the broker refused for good (the producer never
+/// gives up on its own: `message.timeout.ms = 0`).
+struct AlertDelivery {
+    refused: std::sync::Mutex<Vec<String>>,
+}
+
+impl ClientContext for AlertDelivery {
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_client_error(&error, reason);
+    }
+}
+
+impl rdkafka::producer::ProducerContext for AlertDelivery {
+    type DeliveryOpaque = Box<String>;
+
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, id: Box<String>) {
+        if let Err((e, _)) = result {
+            tracing::error!(alert = %id, "the broker refused an alert: {e}");
+            if let Ok(mut refused) = self.refused.lock() {
+                refused.push(*id);
+            }
+        }
+    }
+}
+
+/// Alert ids known to be on the alerts topic, the newest `cap` of them.
+struct KnownIds {
+    ids: hashlink::LinkedHashSet<String>,
+    cap: usize,
+}
+
+impl KnownIds {
+    /// Adds `id`; true when an older one was forgotten to make room (or none is kept).
+    fn insert(&mut self, id: String) -> bool {
+        if self.cap == 0 {
+            return true;
+        }
+        self.ids.insert(id);
+        self.ids.len() > self.cap && self.ids.pop_front().is_some()
     }
 }
 
@@ -143,19 +206,30 @@ struct Member<'a> {
     topic: String,
     alerts_topic: String,
     consumer: BaseConsumer<GroupContext>,
-    producer: BaseProducer,
+    producer: BaseProducer<AlertDelivery>,
     reader_config: ClientConfig,
+    /// The group's committed offsets could not be read at the last rebuild: nothing is
+    /// committed until they are (a commit must not move the group back).
+    offsets_unknown: bool,
+    /// Alerts that the engine gave were not all handed to the producer (stopped while
+    /// its queue was full): no commit may pass them.
+    unsent: bool,
+    /// All owned partitions have been at their end since this was logged.
+    logged_at_end: bool,
     headers: OwnedHeaders,
     engine: Analytics,
     merge: EventMerge,
     partitions: HashMap<i32, PartitionState>,
     /// Where each buffered record came from, by event id.
     origin: HashMap<String, (i32, i64)>,
-    known: HashSet<String>,
+    known: KnownIds,
     input: EventInputStats,
     stats: MemberStats,
     joined: bool,
     last_message: Instant,
+    /// When the last rebuild started, and the messages read before it (the rate logged
+    /// at the end).
+    rebuilt_at: (Instant, u64),
     ready: Vec<TxRecord>,
     alerts: Vec<Alert>,
 }
@@ -171,10 +245,14 @@ pub(super) fn member(cfg: &Config, opts: &MemberOptions) -> Result<(AnalyzeSumma
         .set("group.id", &cfg.analyze.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        // Eager assignment: the rebalance callback assigns and unassigns whole sets.
+        .set("partition.assignment.strategy", "range,roundrobin");
     let consumer: BaseConsumer<GroupContext> = group
         .create_with_context(GroupContext {
             changed: AtomicBool::new(false),
+            assign_failed: AtomicBool::new(false),
+            commits_failed: std::sync::atomic::AtomicU64::new(0),
         })
         .context("cannot create the Kafka consumer")?;
     consumer
@@ -182,10 +260,14 @@ pub(super) fn member(cfg: &Config, opts: &MemberOptions) -> Result<(AnalyzeSumma
         .context("cannot subscribe to the events topic")?;
     let mut producer_config = kafka.client_config()?;
     // An alert is never given up while the member runs: during an outage it waits, and
-    // the offsets behind it are not committed.
-    producer_config.set("message.timeout.ms", "0");
-    let producer: BaseProducer = producer_config
-        .create()
+    // the offsets behind it are not committed. Delivered means on every replica.
+    producer_config
+        .set("message.timeout.ms", "0")
+        .set("acks", "all");
+    let producer: BaseProducer<AlertDelivery> = producer_config
+        .create_with_context(AlertDelivery {
+            refused: std::sync::Mutex::new(Vec::new()),
+        })
         .context("cannot create the Kafka producer")?;
     let mut reader_config = kafka.consumer_config()?;
     reader_config
@@ -215,20 +297,36 @@ pub(super) fn member(cfg: &Config, opts: &MemberOptions) -> Result<(AnalyzeSumma
         consumer,
         producer,
         reader_config,
+        offsets_unknown: false,
+        unsent: false,
+        logged_at_end: false,
         headers,
         engine: configured_engine(cfg)?,
         merge: EventMerge::new(0, bounds(cfg)),
         partitions: HashMap::new(),
         origin: HashMap::new(),
-        known: HashSet::new(),
+        known: KnownIds {
+            ids: hashlink::LinkedHashSet::new(),
+            cap: cfg.analyze.max_known_alerts,
+        },
         input: EventInputStats::default(),
         stats: MemberStats::default(),
         joined: false,
         last_message: Instant::now(),
+        rebuilt_at: (Instant::now(), 0),
         ready: Vec::new(),
         alerts: Vec::new(),
     };
     let ended = m.run(&stop)?;
+    let read = m.stats.messages - m.rebuilt_at.1;
+    let secs = m
+        .last_message
+        .saturating_duration_since(m.rebuilt_at.0)
+        .as_secs_f64();
+    tracing::info!(
+        "analyze: {read} messages read and analysed since the last rebuild, in {secs:.3} s to the last one ({:.0}/s)",
+        read as f64 / secs.max(1e-9)
+    );
     if ended {
         m.finish()?;
     }
@@ -261,6 +359,24 @@ impl Member<'_> {
             if stop.load(Ordering::Relaxed) {
                 return Ok(false);
             }
+            // Owned, so that the state can change before the message is taken.
+            let polled = match self.consumer.poll(Duration::from_millis(100)) {
+                None => None,
+                Some(Err(KafkaError::PartitionEOF(p))) => Some((p, None)),
+                Some(Err(e)) => {
+                    tracing::warn!("Kafka consumer: {e}");
+                    None
+                }
+                Some(Ok(msg)) => Some((
+                    msg.partition(),
+                    Some((msg.offset(), msg.payload().unwrap_or_default().to_vec())),
+                )),
+            };
+            // A rebalance is served inside `poll`: the state follows it before anything
+            // else, the message just returned included.
+            if self.consumer.context().assign_failed.load(Ordering::SeqCst) {
+                anyhow::bail!("the partitions the group assigned could not be taken");
+            }
             if self
                 .consumer
                 .context()
@@ -269,20 +385,14 @@ impl Member<'_> {
             {
                 self.rebuild()?;
             }
-            match self.consumer.poll(Duration::from_millis(100)) {
+            match polled {
                 None => {}
-                Some(Err(KafkaError::PartitionEOF(p))) => {
+                Some((p, None)) => {
                     if let Some(s) = self.partitions.get_mut(&p) {
                         s.at_end.get_or_insert_with(Instant::now);
                     }
                 }
-                Some(Err(e)) => tracing::warn!("Kafka consumer: {e}"),
-                Some(Ok(msg)) => {
-                    let (p, offset) = (msg.partition(), msg.offset());
-                    let payload = msg.payload().unwrap_or_default().to_vec();
-                    drop(msg);
-                    self.take(p, offset, &payload);
-                }
+                Some((p, Some((offset, payload)))) => self.take(p, offset, &payload),
             }
             for (&p, s) in &mut self.partitions {
                 let idle = s.at_end.is_some_and(|t| t.elapsed() >= idle_after);
@@ -292,9 +402,15 @@ impl Member<'_> {
                     self.merge.close(source, &mut self.input, &mut self.ready);
                 }
             }
-            self.process()?;
+            let all_at_end =
+                !self.partitions.is_empty() && self.partitions.values().all(|s| s.at_end.is_some());
+            if all_at_end && !self.logged_at_end {
+                tracing::info!("analyze: every partition at its end");
+            }
+            self.logged_at_end = all_at_end;
+            self.process(stop)?;
             if last_commit.elapsed() >= commit_every {
-                self.commit(commit_every);
+                self.commit(commit_every, false);
                 last_commit = Instant::now();
             }
             if let Some(wait) = self.opts.exit_when_idle {
@@ -326,35 +442,21 @@ impl Member<'_> {
             self.merge.reopen(source);
         }
         let input = &mut self.input;
-        input.lines += 1;
-        if payload.len() > self.cfg.analyze.max_event_bytes {
-            input.skipped_too_long += 1;
+        let Some(rec) = admit(self.cfg, payload, input) else {
             return;
-        }
-        if payload.trim_ascii().is_empty() {
-            return;
-        }
-        let future_limit = time::OffsetDateTime::now_utc().unix_timestamp_nanos()
-            + i128::from(self.cfg.analyze.max_future_s) * 1_000_000_000;
-        match parse_event(payload) {
-            Ok(rec) if i128::from(rec.ts_ns) > future_limit => input.skipped_future += 1,
-            Ok(rec) => {
-                input.transactions += 1;
-                let duplicates = input.duplicates;
-                let id = rec.event_id.clone();
-                self.merge
-                    .push(source, rec, payload.len(), input, &mut self.ready);
-                if input.duplicates == duplicates {
-                    s.buffered.insert(offset);
-                    self.origin.insert(id, (p, offset));
-                }
-            }
-            Err(skip) => skip.count(input),
+        };
+        let duplicates = input.duplicates;
+        let id = rec.event_id.clone();
+        self.merge
+            .push(source, rec, payload.len(), input, &mut self.ready);
+        if input.duplicates == duplicates {
+            s.buffered.insert(offset);
+            self.origin.insert(id, (p, offset));
         }
     }
 
     /// Runs the released records through the engine and publishes their alerts.
-    fn process(&mut self) -> Result<()> {
+    fn process(&mut self, stop: &AtomicBool) -> Result<()> {
         for rec in std::mem::take(&mut self.ready) {
             if let Some((p, offset)) = self.origin.remove(&rec.event_id) {
                 if let Some(s) = self.partitions.get_mut(&p) {
@@ -363,56 +465,114 @@ impl Member<'_> {
             }
             self.engine.process_into(&rec, &mut self.alerts);
         }
-        self.publish()
+        self.publish(stop);
+        Ok(())
     }
 
-    /// Publishes the alerts whose ids the alerts topic does not have yet.
-    fn publish(&mut self) -> Result<()> {
+    /// Publishes the alerts whose ids the alerts topic does not have yet. While the
+    /// producer's queue is full (a long outage) it waits, unless told to stop; then the
+    /// alerts not handed over block every further commit.
+    fn publish(&mut self, stop: &AtomicBool) {
         let sensor = self.cfg.output.sensor_name.as_str();
-        for a in std::mem::take(&mut self.alerts) {
-            if self.known.contains(&a.id) {
+        let mut alerts = std::mem::take(&mut self.alerts).into_iter();
+        'alerts: for a in alerts.by_ref() {
+            if self.known.ids.contains(&a.id) {
                 self.stats.alerts_already_published += 1;
                 continue;
             }
             let ev = alert_event(&a, SortKey::default(), sensor);
             let key = format!("{:016x}", ev.endpoint_hash);
+            let mut id = Box::new(a.id.clone());
             loop {
-                let record = BaseRecord::to(&self.alerts_topic)
+                let record = BaseRecord::with_opaque_to(&self.alerts_topic, id)
                     .key(&key)
                     .payload(&ev.json)
                     .headers(self.headers.clone());
                 match self.producer.send(record) {
                     Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        if stop.load(Ordering::Relaxed) {
+                            self.unsent = true;
+                            break 'alerts;
+                        }
+                        id = r.delivery_opaque;
                         self.producer.poll(Duration::from_millis(100));
                     }
-                    Err((e, _)) => return Err(e).context("cannot publish an alert"),
+                    Err((e, _)) => {
+                        // Refused before it was queued (larger than the broker takes):
+                        // counted and logged; retrying cannot help.
+                        tracing::error!(alert = %a.id, rule = a.rule.id(), "cannot publish an alert: {e}");
+                        self.stats.alerts_failed += 1;
+                        continue 'alerts;
+                    }
                 }
             }
             self.stats.alerts_published += 1;
             self.remember(a.id);
         }
+        if alerts.len() > 0 {
+            self.unsent = true;
+        }
         let waiting = u64::try_from(self.producer.in_flight_count()).unwrap_or(0);
         self.stats.alerts_waiting_max.raise(waiting);
         self.producer.poll(Duration::ZERO);
-        Ok(())
+        self.take_refused();
+    }
+
+    /// Counts the alerts the broker refused, and forgets their ids (they are not on the
+    /// topic: a rebuild may publish them again).
+    fn take_refused(&mut self) {
+        let refused = match self.producer.context().refused.lock() {
+            Ok(mut r) => std::mem::take(&mut *r),
+            Err(_) => return,
+        };
+        for id in refused {
+            self.stats.alerts_failed += 1;
+            self.stats.alerts_published = self.stats.alerts_published.saturating_sub(1);
+            self.known.ids.remove(&id);
+        }
+        self.stats.known_alerts = Level(self.known.ids.len() as u64);
     }
 
     fn remember(&mut self, id: String) {
-        if self.known.len() >= self.cfg.analyze.max_known_alerts {
+        if self.known.insert(id) {
             self.stats.known_alerts_overflow += 1;
-            return;
         }
-        self.known.insert(id);
-        self.stats.known_alerts = Level(self.known.len() as u64);
+        self.stats.known_alerts = Level(self.known.ids.len() as u64);
     }
 
     /// Waits up to `wait` for every alert to be delivered, then commits, per partition,
     /// the offset of the first event not yet through the engine.
-    fn commit(&mut self, wait: Duration) {
+    fn commit(&mut self, wait: Duration, last: bool) {
+        let failed = self
+            .consumer
+            .context()
+            .commits_failed
+            .load(Ordering::SeqCst);
+        if failed > self.stats.commit_failures {
+            self.stats.commit_failures = failed;
+            for s in self.partitions.values_mut() {
+                s.last_commit = None;
+            }
+        }
         if self.producer.flush(wait).is_err() {
             self.stats.delivery_waits += 1;
             return;
+        }
+        self.take_refused();
+        if self.unsent {
+            return;
+        }
+        if self.offsets_unknown {
+            match self.read_committed() {
+                Some(committed) => {
+                    for (p, s) in &mut self.partitions {
+                        s.committed = committed.get(p).copied();
+                    }
+                    self.offsets_unknown = false;
+                }
+                None => return,
+            }
         }
         let mut tpl = TopicPartitionList::new();
         let mut commits = Vec::new();
@@ -421,7 +581,7 @@ impl Member<'_> {
             let upto = s.buffered.first().copied().unwrap_or(next);
             // Never behind what the group had: a rebuild reads from the beginning.
             let upto = upto.max(s.committed.unwrap_or(0));
-            if s.last_commit == Some(upto) {
+            if s.last_commit.or(s.committed) == Some(upto) {
                 continue;
             }
             if tpl
@@ -434,7 +594,14 @@ impl Member<'_> {
         if commits.is_empty() {
             return;
         }
-        match self.consumer.commit(&tpl, CommitMode::Sync) {
+        // Asynchronous in the loop: a commit to an unreachable broker must not hold up
+        // the member (a failure shows in the next call, which then commits again).
+        let mode = if last {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        match self.consumer.commit(&tpl, mode) {
             Ok(()) => {
                 self.stats.commits += 1;
                 for (p, upto) in commits {
@@ -444,8 +611,11 @@ impl Member<'_> {
                 }
             }
             Err(e) => {
-                self.stats.commit_failures += 1;
                 tracing::warn!("offset commit: {e}");
+                self.consumer
+                    .context()
+                    .commits_failed
+                    .fetch_add(1, Ordering::SeqCst);
             }
         }
     }
@@ -453,14 +623,16 @@ impl Member<'_> {
     /// A fresh engine and merge over the partitions now owned, read from their beginning.
     fn rebuild(&mut self) -> Result<()> {
         self.joined = true;
-        // What the old engine found goes out before it is dropped.
-        self.process()?;
-        let _ = self.producer.flush(Duration::from_millis(
-            self.cfg
-                .kafka
-                .as_ref()
-                .map_or(30_000, |k| k.flush_timeout_ms),
-        ));
+        self.last_message = Instant::now();
+        self.logged_at_end = false;
+        // What the old engine found goes out before it is dropped (the next owner
+        // publishes what is left).
+        let never = AtomicBool::new(false);
+        self.publish(&never);
+        let _ = self
+            .producer
+            .flush(Duration::from_millis(self.cfg.analyze.commit_interval_ms));
+        self.take_refused();
         let owned: Vec<i32> = self
             .consumer
             .assignment()
@@ -471,20 +643,11 @@ impl Member<'_> {
                     .collect()
             })
             .unwrap_or_default();
-        let committed: HashMap<i32, i64> = self
-            .consumer
-            .committed(Duration::from_secs(10))
-            .map(|tpl| {
-                tpl.elements_for_topic(&self.topic)
-                    .iter()
-                    .filter_map(|e| match e.offset() {
-                        Offset::Offset(o) => Some((e.partition(), o)),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let committed = self.read_committed();
+        self.offsets_unknown = committed.is_none();
+        let committed = committed.unwrap_or_default();
         self.stats.rebuilds += 1;
+        self.rebuilt_at = (Instant::now(), self.stats.messages);
         self.stats.partitions = Level(owned.len() as u64);
         tracing::info!(partitions = ?owned, "analyze: building the state from the events topic");
         self.engine = configured_engine(self.cfg)?;
@@ -511,36 +674,78 @@ impl Member<'_> {
                 (p, s)
             })
             .collect();
-        let (first, ids) = self.read_back()?;
+        self.unsent = false;
+        if owned.is_empty() {
+            return Ok(());
+        }
+        for &p in &owned {
+            if let Ok((low, _)) =
+                self.consumer
+                    .fetch_watermarks(&self.topic, p, Duration::from_secs(10))
+            {
+                if low > 0 {
+                    self.stats.history_truncated += 1;
+                    tracing::warn!(
+                        partition = p,
+                        first_offset = low,
+                        "the head of the events topic was deleted: the state lacks it (see retention.ms)"
+                    );
+                }
+            }
+        }
+        self.known.ids.clear();
+        let first = self.read_back()?;
         if let Some(first) = first {
             self.engine.set_learning_start(first);
-        }
-        for id in ids {
-            self.remember(id);
         }
         Ok(())
     }
 
+    /// The group's committed offsets of the events topic, by partition (`None`: the
+    /// broker did not say).
+    fn read_committed(&self) -> Option<HashMap<i32, i64>> {
+        let tpl = self.consumer.committed(Duration::from_secs(10)).ok()?;
+        Some(
+            tpl.elements_for_topic(&self.topic)
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some((e.partition(), o)),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
     /// Reads the fleet's first event time (the earliest of the first events of every
-    /// partition of the events topic) and the ids on the alerts topic.
-    fn read_back(&mut self) -> Result<(Option<i64>, Vec<String>)> {
-        let reader: BaseConsumer<ReaderContext> = self
-            .reader_config
-            .create_with_context(ReaderContext)
-            .context("cannot create the Kafka reader")?;
+    /// partition of the events topic) and the ids on the alerts topic (the newest
+    /// `analyze.max_known_alerts`).
+    fn read_back(&mut self) -> Result<Option<i64>> {
         let mut first: Option<i64> = None;
-        read_topic(&reader, &self.topic, Some(FIRST_EVENTS), |_, payload| {
-            if let Some(rec) = payload.and_then(|p| parse_event(p).ok()) {
-                first = Some(first.map_or(rec.ts_ns, |f| f.min(rec.ts_ns)));
-            }
-        })?;
-        let mut ids = Vec::new();
-        read_topic(&reader, &self.alerts_topic, None, |_, payload| {
-            if let Some(id) = payload.and_then(alert_id) {
-                ids.push(id);
-            }
-        })?;
-        Ok((first, ids))
+        read_topic(
+            &self.reader_config,
+            &self.topic,
+            Some(FIRST_EVENTS),
+            |_, payload| {
+                if let Some(rec) = payload.and_then(|p| parse_event(p).ok()) {
+                    first = Some(first.map_or(rec.ts_ns, |f| f.min(rec.ts_ns)));
+                }
+            },
+        )?;
+        let (known, stats) = (&mut self.known, &mut self.stats);
+        read_topic(
+            &self.reader_config,
+            &self.alerts_topic,
+            None,
+            |_, payload| {
+                if let Some(id) = payload.and_then(alert_id) {
+                    if known.insert(id) {
+                        stats.known_alerts_overflow += 1;
+                    }
+                }
+            },
+        )?;
+        self.stats.known_alerts = Level(self.known.ids.len() as u64);
+        Ok(first)
     }
 
     /// End of the input: what is buffered goes through, and the open windows close.
@@ -551,9 +756,11 @@ impl Member<'_> {
                 self.merge.close(source, &mut self.input, &mut self.ready);
             }
         }
-        self.process()?;
+        let never = AtomicBool::new(false);
+        self.process(&never)?;
         self.alerts.extend(self.engine.finish());
-        self.publish()
+        self.publish(&never);
+        Ok(())
     }
 
     /// Delivers what waits, commits, and leaves the group.
@@ -563,7 +770,12 @@ impl Member<'_> {
             .kafka
             .as_ref()
             .map_or(30_000, |k| k.flush_timeout_ms);
-        self.commit(Duration::from_millis(wait.max(1)));
+        self.commit(Duration::from_millis(wait.max(1)), true);
+        self.stats.commit_failures = self
+            .consumer
+            .context()
+            .commits_failed
+            .load(Ordering::SeqCst);
         let waiting = self.producer.in_flight_count();
         if waiting > 0 {
             anyhow::bail!("{waiting} alerts were not delivered before the member stopped");
@@ -582,12 +794,16 @@ const FIRST_EVENTS: usize = 64;
 /// per partition), giving each payload to `f` with its partition, and `None` when a
 /// partition is done. A topic that does not exist reads empty.
 fn read_topic(
-    reader: &BaseConsumer<ReaderContext>,
+    reader_config: &ClientConfig,
     topic: &str,
     limit: Option<usize>,
     mut f: impl FnMut(i32, Option<&[u8]>),
 ) -> Result<()> {
-    let partitions = partitions_of(reader, topic)?;
+    // A reader of its own per topic: a partition's end names no topic.
+    let reader: BaseConsumer<ReaderContext> = reader_config
+        .create_with_context(ReaderContext)
+        .context("cannot create the Kafka reader")?;
+    let partitions = partitions_of(&reader, topic)?;
     if partitions.is_empty() {
         return Ok(());
     }
@@ -606,7 +822,7 @@ fn read_topic(
                 }
                 last_progress = Instant::now();
             }
-            Some(Ok(msg)) => {
+            Some(Ok(msg)) if msg.topic() == topic => {
                 last_progress = Instant::now();
                 let p = msg.partition();
                 let Some(n) = open.get_mut(&p) else { continue };
@@ -618,7 +834,7 @@ fn read_topic(
                 }
             }
             Some(Err(e)) => tracing::warn!("reading {topic}: {e}"),
-            None => {}
+            Some(Ok(_)) | None => {}
         }
         if last_progress.elapsed() > READ_STALL {
             anyhow::bail!(
@@ -654,18 +870,13 @@ pub(crate) fn fleet_inventory(cfg: &Config, brokers: &str) -> Result<(Analytics,
     let mut input = EventInputStats::default();
     let mut ready = Vec::new();
     let mut alerts = Vec::new();
-    read_topic(&reader, &kafka.events_topic, None, |p, payload| {
+    read_topic(&reader_config, &kafka.events_topic, None, |p, payload| {
         let source = usize::try_from(p).unwrap_or(usize::MAX);
         match payload {
             None => merge.close(source, &mut input, &mut ready),
             Some(payload) => {
-                input.lines += 1;
-                match parse_event(payload) {
-                    Ok(rec) => {
-                        input.transactions += 1;
-                        merge.push(source, rec, payload.len(), &mut input, &mut ready);
-                    }
-                    Err(skip) => skip.count(&mut input),
+                if let Some(rec) = admit(cfg, payload, &mut input) {
+                    merge.push(source, rec, payload.len(), &mut input, &mut ready);
                 }
             }
         }
@@ -675,6 +886,35 @@ pub(crate) fn fleet_inventory(cfg: &Config, brokers: &str) -> Result<(Analytics,
         alerts.clear();
     })?;
     Ok((engine, input))
+}
+
+/// One message of the events topic as a record, or why not (counted in `input`): too
+/// long, empty, not a transaction event, or from the future.
+fn admit(cfg: &Config, payload: &[u8], input: &mut EventInputStats) -> Option<TxRecord> {
+    input.lines += 1;
+    if payload.len() > cfg.analyze.max_event_bytes {
+        input.skipped_too_long += 1;
+        return None;
+    }
+    if payload.trim_ascii().is_empty() {
+        return None;
+    }
+    let future_limit = time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+        + i128::from(cfg.analyze.max_future_s) * 1_000_000_000;
+    match parse_event(payload) {
+        Ok(rec) if i128::from(rec.ts_ns) > future_limit => {
+            input.skipped_future += 1;
+            None
+        }
+        Ok(rec) => {
+            input.transactions += 1;
+            Some(rec)
+        }
+        Err(skip) => {
+            skip.count(input);
+            None
+        }
+    }
 }
 
 /// The partitions of `topic` (none when it does not exist). A broker may answer a
