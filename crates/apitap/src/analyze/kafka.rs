@@ -230,6 +230,8 @@ struct Member<'a> {
     /// When the last rebuild started, and the messages read before it (the rate logged
     /// at the end).
     rebuilt_at: (Instant, u64),
+    /// When a record last went through the engine.
+    last_processed: Instant,
     ready: Vec<TxRecord>,
     alerts: Vec<Alert>,
 }
@@ -314,17 +316,18 @@ pub(super) fn member(cfg: &Config, opts: &MemberOptions) -> Result<(AnalyzeSumma
         joined: false,
         last_message: Instant::now(),
         rebuilt_at: (Instant::now(), 0),
+        last_processed: Instant::now(),
         ready: Vec::new(),
         alerts: Vec::new(),
     };
     let ended = m.run(&stop)?;
     let read = m.stats.messages - m.rebuilt_at.1;
     let secs = m
-        .last_message
+        .last_processed
         .saturating_duration_since(m.rebuilt_at.0)
         .as_secs_f64();
     tracing::info!(
-        "analyze: {read} messages read and analysed since the last rebuild, in {secs:.3} s to the last one ({:.0}/s)",
+        "analyze: {read} messages read and analysed since the last rebuild, in {secs:.3} s to the last event through the engine ({:.0}/s)",
         read as f64 / secs.max(1e-9)
     );
     if ended {
@@ -457,6 +460,7 @@ impl Member<'_> {
 
     /// Runs the released records through the engine and publishes their alerts.
     fn process(&mut self, stop: &AtomicBool) -> Result<()> {
+        let any = !self.ready.is_empty();
         for rec in std::mem::take(&mut self.ready) {
             if let Some((p, offset)) = self.origin.remove(&rec.event_id) {
                 if let Some(s) = self.partitions.get_mut(&p) {
@@ -464,6 +468,9 @@ impl Member<'_> {
                 }
             }
             self.engine.process_into(&rec, &mut self.alerts);
+        }
+        if any {
+            self.last_processed = Instant::now();
         }
         self.publish(stop);
         Ok(())
