@@ -7,24 +7,34 @@
 #   - two members over 4 partitions.
 # The broker is the test broker (scripts/kafka-broker.sh) on a loopback port; events are
 # produced keyed by host (crates/apitap/examples/produce.rs). A member logs its rate at
-# the end: messages read and analysed from its last rebuild to its last message.
+# the end: messages read and analysed from its last rebuild to the last event through
+# its engine.
 #
 #   scripts/bench-fleet.sh [CAPTURE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 capture=${1:-target/bench/api-120k.pcap}
 bin=target/release/apitap
-[ -x "$bin" ] || cargo build --release --locked -q -p apitap
+cargo build --release --locked -q -p apitap -p apitap-gen
 cargo build --release --locked -q -p apitap --example produce
 produce=target/release/examples/produce
-tansu=$(scripts/kafka-broker.sh 2>/dev/null)
+if [ ! -f "$capture" ]; then
+  mkdir -p "$(dirname "$capture")"
+  target/release/apitap-gen --seed 7 --transactions 120000 --clients 200 --size-mix api -o "$capture"
+fi
+tansu=$(scripts/kafka-broker.sh)
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 url=tcp://127.0.0.1:$port
 "$tansu" broker --listener-url "$url" --advertised-listener-url "$url" >/dev/null 2>&1 &
 broker=$!
-trap 'kill $broker 2>/dev/null; rm -rf "$work"' EXIT
-until (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; do sleep 0.1; done
+pids=()
+trap 'kill "${pids[@]}" $broker 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do
+  (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+  kill -0 $broker || { echo "the broker did not start" >&2; exit 1; }
+  sleep 0.1
+done
 
 sed 's/^mode = "local" /mode = "edge"  /' sensor.toml > "$work/edge.toml"
 "$bin" replay -q -c "$work/edge.toml" "$capture" -o "$work/one-host.jsonl"
@@ -65,7 +75,7 @@ for run in "1 1" "4 1" "4 2"; do
     "$port" "$topic" "$topic" "$topic" > "$cfg"
   pids=()
   for m in $(seq "$members"); do member "$cfg" "$work/$topic-$m.log"; done
-  wait "${pids[@]}"
+  for pid in "${pids[@]}"; do wait "$pid"; done
   for m in $(seq "$members"); do
     echo "analyze --kafka, $partitions partition(s), member $m of $members: $(rate "$work/$topic-$m.log")"
   done

@@ -754,7 +754,7 @@ mod group {
         rx.recv_timeout(Duration::from_secs(90))
             .expect("the member read its partitions");
         // It has read the events and holds them for 2 s; the broker goes away before the
-        // member lets them through, and comes back 6 s later.
+        // member lets them through, and comes back 8 s later.
         broker.freeze(true);
         std::thread::sleep(Duration::from_secs(8));
         broker.freeze(false);

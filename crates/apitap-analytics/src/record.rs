@@ -354,6 +354,22 @@ impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for Headers {
     }
 }
 
+/// Longest host a record keeps (a DNS name has at most 253 bytes; the Host header is the
+/// client's to choose, and a host goes into every alert about its endpoints).
+pub const MAX_HOST_BYTES: usize = 255;
+
+/// `host` cut to [`MAX_HOST_BYTES`] at a character boundary.
+pub fn bounded_host(mut host: String) -> String {
+    if host.len() > MAX_HOST_BYTES {
+        let mut end = MAX_HOST_BYTES;
+        while !host.is_char_boundary(end) {
+            end -= 1;
+        }
+        host.truncate(end);
+    }
+    host
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,7 +50,7 @@ pub fn tx_record(flow: &FlowContext, tx: HttpTransaction, event_id: String) -> T
             .map(|h| {
                 let mut host = lossy(h);
                 host.make_ascii_lowercase();
-                host
+                apitap_analytics::record::bounded_host(host)
             });
         rec.request_content_type = r.head.header("content-type").map(lossy);
         rec.request_headers = headers(r.head);

@@ -54,10 +54,11 @@ apitap_core::counters! {
         pub alerts_failed: u64,
         /// Alert ids known (read back at the last rebuild, and published since).
         pub known_alerts: Level,
-        /// Alert ids not remembered (`analyze.max_known_alerts`; such an alert may be
-        /// published twice, with the same id).
+        /// Alert ids not kept (`analyze.max_known_alerts`): the oldest read back at a
+        /// rebuild, and ids published while full. Such an alert may be published twice,
+        /// with the same id.
         pub known_alerts_overflow: u64,
-        /// Offset commits.
+        /// Offset commits requested (asynchronous; failures in `commit_failures`).
         pub commits: u64,
         /// Commits the broker refused (retried at the next interval).
         pub commit_failures: u64,
@@ -68,7 +69,7 @@ apitap_core::counters! {
         pub alerts_waiting_max: Peak,
         /// Times an idle partition stopped holding back the others.
         pub partitions_idled: u64,
-        /// Rebuilds that found the head of a partition deleted (retention): the state
+        /// Partitions found at a rebuild with their head deleted (retention): the state
         /// lacks what was there.
         pub history_truncated: u64,
     }
@@ -326,12 +327,14 @@ pub(super) fn member(cfg: &Config, opts: &MemberOptions) -> Result<(AnalyzeSumma
         .last_processed
         .saturating_duration_since(m.rebuilt_at.0)
         .as_secs_f64();
-    tracing::info!(
-        "analyze: {read} messages read and analysed since the last rebuild, in {secs:.3} s to the last event through the engine ({:.0}/s)",
-        read as f64 / secs.max(1e-9)
-    );
+    if secs > 0.0 {
+        tracing::info!(
+            "analyze: {read} messages read and analysed since the last rebuild, in {secs:.3} s to the last event through the engine ({:.0}/s)",
+            read as f64 / secs
+        );
+    }
     if ended {
-        m.finish()?;
+        m.finish(&stop)?;
     }
     m.close()?;
     let summary = AnalyzeSummary {
@@ -386,7 +389,7 @@ impl Member<'_> {
                 .changed
                 .swap(false, Ordering::SeqCst)
             {
-                self.rebuild()?;
+                self.rebuild(stop)?;
             }
             match polled {
                 None => {}
@@ -483,7 +486,8 @@ impl Member<'_> {
         let sensor = self.cfg.output.sensor_name.as_str();
         let mut alerts = std::mem::take(&mut self.alerts).into_iter();
         'alerts: for a in alerts.by_ref() {
-            if self.known.ids.contains(&a.id) {
+            // A match frees its room: a replay meets each id once.
+            if self.known.ids.remove(&a.id) {
                 self.stats.alerts_already_published += 1;
                 continue;
             }
@@ -541,9 +545,13 @@ impl Member<'_> {
         self.stats.known_alerts = Level(self.known.ids.len() as u64);
     }
 
+    /// Remembers an id this member published. It never pushes out an id read back (a
+    /// replay has yet to meet those); when full it is not kept.
     fn remember(&mut self, id: String) {
-        if self.known.insert(id) {
+        if self.known.ids.len() >= self.known.cap {
             self.stats.known_alerts_overflow += 1;
+        } else {
+            self.known.ids.insert(id);
         }
         self.stats.known_alerts = Level(self.known.ids.len() as u64);
     }
@@ -571,7 +579,8 @@ impl Member<'_> {
             return;
         }
         if self.offsets_unknown {
-            match self.read_committed() {
+            // Asked briefly: this runs in the loop, and the broker may be away.
+            match self.read_committed(Duration::from_millis(500)) {
                 Some(committed) => {
                     for (p, s) in &mut self.partitions {
                         s.committed = committed.get(p).copied();
@@ -628,8 +637,7 @@ impl Member<'_> {
     }
 
     /// A fresh engine and merge over the partitions now owned, read from their beginning.
-    fn rebuild(&mut self) -> Result<()> {
-        self.joined = true;
+    fn rebuild(&mut self, stop: &AtomicBool) -> Result<()> {
         self.last_message = Instant::now();
         self.logged_at_end = false;
         // What the old engine found goes out before it is dropped (the next owner
@@ -650,7 +658,14 @@ impl Member<'_> {
                     .collect()
             })
             .unwrap_or_default();
-        let committed = self.read_committed();
+        // `--exit-when-idle` waits for partitions: between a revoke and the next
+        // assignment the member owns none and is not idle.
+        self.joined = !owned.is_empty();
+        let committed = if owned.is_empty() {
+            Some(HashMap::new())
+        } else {
+            self.read_committed(Duration::from_secs(10))
+        };
         self.offsets_unknown = committed.is_none();
         let committed = committed.unwrap_or_default();
         self.stats.rebuilds += 1;
@@ -688,7 +703,7 @@ impl Member<'_> {
         for &p in &owned {
             if let Ok((low, _)) =
                 self.consumer
-                    .fetch_watermarks(&self.topic, p, Duration::from_secs(10))
+                    .fetch_watermarks(&self.topic, p, Duration::from_secs(2))
             {
                 if low > 0 {
                     self.stats.history_truncated += 1;
@@ -701,7 +716,7 @@ impl Member<'_> {
             }
         }
         self.known.ids.clear();
-        let first = self.read_back()?;
+        let first = self.read_back(stop)?;
         if let Some(first) = first {
             self.engine.set_learning_start(first);
         }
@@ -710,8 +725,8 @@ impl Member<'_> {
 
     /// The group's committed offsets of the events topic, by partition (`None`: the
     /// broker did not say).
-    fn read_committed(&self) -> Option<HashMap<i32, i64>> {
-        let tpl = self.consumer.committed(Duration::from_secs(10)).ok()?;
+    fn read_committed(&self, timeout: Duration) -> Option<HashMap<i32, i64>> {
+        let tpl = self.consumer.committed(timeout).ok()?;
         Some(
             tpl.elements_for_topic(&self.topic)
                 .iter()
@@ -726,12 +741,13 @@ impl Member<'_> {
     /// Reads the fleet's first event time (the earliest of the first events of every
     /// partition of the events topic) and the ids on the alerts topic (the newest
     /// `analyze.max_known_alerts`).
-    fn read_back(&mut self) -> Result<Option<i64>> {
+    fn read_back(&mut self, stop: &AtomicBool) -> Result<Option<i64>> {
         let mut first: Option<i64> = None;
         read_topic(
             &self.reader_config,
             &self.topic,
             Some(FIRST_EVENTS),
+            stop,
             |_, payload| {
                 if let Some(rec) = payload.and_then(|p| parse_event(p).ok()) {
                     first = Some(first.map_or(rec.ts_ns, |f| f.min(rec.ts_ns)));
@@ -743,6 +759,7 @@ impl Member<'_> {
             &self.reader_config,
             &self.alerts_topic,
             None,
+            stop,
             |_, payload| {
                 if let Some(id) = payload.and_then(alert_id) {
                     if known.insert(id) {
@@ -756,17 +773,16 @@ impl Member<'_> {
     }
 
     /// End of the input: what is buffered goes through, and the open windows close.
-    fn finish(&mut self) -> Result<()> {
+    fn finish(&mut self, stop: &AtomicBool) -> Result<()> {
         let owned: Vec<i32> = self.partitions.keys().copied().collect();
         for p in owned {
             if let Ok(source) = usize::try_from(p) {
                 self.merge.close(source, &mut self.input, &mut self.ready);
             }
         }
-        let never = AtomicBool::new(false);
-        self.process(&never)?;
+        self.process(stop)?;
         self.alerts.extend(self.engine.finish());
-        self.publish(&never);
+        self.publish(stop);
         Ok(())
     }
 
@@ -777,6 +793,17 @@ impl Member<'_> {
             .kafka
             .as_ref()
             .map_or(30_000, |k| k.flush_timeout_ms);
+        if self.unsent {
+            anyhow::bail!(
+                "stopped while the producer's queue was full: alerts not published (their events' offsets are not committed; the next owner publishes them)"
+            );
+        }
+        // Failures of asynchronous commits are reported through `poll`; the last commit
+        // covers every partition again, whatever an earlier one did.
+        self.consumer.poll(Duration::ZERO);
+        for s in self.partitions.values_mut() {
+            s.last_commit = None;
+        }
         self.commit(Duration::from_millis(wait.max(1)), true);
         self.stats.commit_failures = self
             .consumer
@@ -799,11 +826,12 @@ const FIRST_EVENTS: usize = 64;
 
 /// Reads `topic` from the beginning of every partition to its end (or `limit` messages
 /// per partition), giving each payload to `f` with its partition, and `None` when a
-/// partition is done. A topic that does not exist reads empty.
+/// partition is done; or until `stop`. A topic that does not exist reads empty.
 fn read_topic(
     reader_config: &ClientConfig,
     topic: &str,
     limit: Option<usize>,
+    stop: &AtomicBool,
     mut f: impl FnMut(i32, Option<&[u8]>),
 ) -> Result<()> {
     // A reader of its own per topic: a partition's end names no topic.
@@ -821,7 +849,7 @@ fn read_topic(
     reader.assign(&tpl)?;
     let mut open: HashMap<i32, usize> = partitions.iter().map(|&p| (p, 0)).collect();
     let mut last_progress = Instant::now();
-    while !open.is_empty() {
+    while !open.is_empty() && !stop.load(Ordering::Relaxed) {
         match reader.poll(Duration::from_millis(100)) {
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 if open.remove(&p).is_some() {
@@ -877,21 +905,28 @@ pub(crate) fn fleet_inventory(cfg: &Config, brokers: &str) -> Result<(Analytics,
     let mut input = EventInputStats::default();
     let mut ready = Vec::new();
     let mut alerts = Vec::new();
-    read_topic(&reader_config, &kafka.events_topic, None, |p, payload| {
-        let source = usize::try_from(p).unwrap_or(usize::MAX);
-        match payload {
-            None => merge.close(source, &mut input, &mut ready),
-            Some(payload) => {
-                if let Some(rec) = admit(cfg, payload, &mut input) {
-                    merge.push(source, rec, payload.len(), &mut input, &mut ready);
+    let never = AtomicBool::new(false);
+    read_topic(
+        &reader_config,
+        &kafka.events_topic,
+        None,
+        &never,
+        |p, payload| {
+            let source = usize::try_from(p).unwrap_or(usize::MAX);
+            match payload {
+                None => merge.close(source, &mut input, &mut ready),
+                Some(payload) => {
+                    if let Some(rec) = admit(cfg, payload, &mut input) {
+                        merge.push(source, rec, payload.len(), &mut input, &mut ready);
+                    }
                 }
             }
-        }
-        for rec in ready.drain(..) {
-            engine.process_into(&rec, &mut alerts);
-        }
-        alerts.clear();
-    })?;
+            for rec in ready.drain(..) {
+                engine.process_into(&rec, &mut alerts);
+            }
+            alerts.clear();
+        },
+    )?;
     Ok((engine, input))
 }
 
