@@ -430,15 +430,17 @@ mod group {
     /// them does not publish what is already there).
     #[test]
     fn two_members_publish_the_alerts_of_one_local_sensor() {
-        let d = scratch("fleet-group");
-        let spec = dir().join("openapi.yaml");
-        let pcap = dir().join("fleet.pcap");
         let (brokers, _broker) = cluster();
-        let topics = topics("fleet");
-        create_topic(&brokers, &topics.0, 4);
-        let local = config(&d, "local");
+        let Setup {
+            d,
+            spec,
+            pcap,
+            brokers,
+            topics,
+            local,
+            centre,
+        } = Setup::new("fleet-group", &brokers, 4);
         let edge = with_kafka(&config(&d, "edge"), &brokers, &topics, "edge-kafka.toml");
-        let centre = with_kafka(&local, &brokers, &topics, "centre-kafka.toml");
         publish_halves(&d, &edge, &spec, &pcap);
 
         let stats = [d.join("m0.json"), d.join("m1.json")];
@@ -487,6 +489,38 @@ mod group {
             std::fs::read(&local_api).unwrap()
         );
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// What every group test starts from: a scratch directory, the fixtures, a broker
+    /// (`Broker::start` when the test needs its own), the topics (events with
+    /// `partitions`), and the local and centre configs.
+    struct Setup {
+        d: PathBuf,
+        spec: PathBuf,
+        pcap: PathBuf,
+        brokers: String,
+        topics: (String, String),
+        local: PathBuf,
+        centre: PathBuf,
+    }
+
+    impl Setup {
+        fn new(tag: &str, brokers: &str, partitions: i32) -> Setup {
+            let d = scratch(tag);
+            let topics = topics(tag);
+            create_topic(brokers, &topics.0, partitions);
+            let local = config(&d, "local");
+            let centre = with_kafka(&local, brokers, &topics, "centre-kafka.toml");
+            Setup {
+                spec: dir().join("openapi.yaml"),
+                pcap: dir().join("fleet.pcap"),
+                brokers: brokers.to_string(),
+                topics,
+                local,
+                centre,
+                d,
+            }
+        }
     }
 
     /// The events of each half through its own edge sensor into a file.
@@ -577,14 +611,16 @@ mod group {
     /// the committed offsets reach the end of every partition.
     #[test]
     fn a_killed_member_is_taken_over_and_no_alert_is_lost() {
-        let d = scratch("fleet-kill");
-        let spec = dir().join("openapi.yaml");
-        let pcap = dir().join("fleet.pcap");
         let (brokers, _broker) = cluster();
-        let topics = topics("fleet-kill");
-        create_topic(&brokers, &topics.0, 4);
-        let local = config(&d, "local");
-        let centre = with_kafka(&local, &brokers, &topics, "centre-kafka.toml");
+        let Setup {
+            d,
+            spec,
+            pcap,
+            brokers,
+            topics,
+            local,
+            centre,
+        } = Setup::new("fleet-kill", &brokers, 4);
         let files = sensor_files(&d, &config(&d, "edge"), &spec, &pcap);
         let want = local_alerts(&local, &spec, &pcap);
 
@@ -701,15 +737,16 @@ mod group {
             eprintln!("skipped: needs the test's own broker to freeze");
             return;
         }
-        let d = scratch("fleet-outage");
-        let spec = dir().join("openapi.yaml");
-        let pcap = dir().join("fleet.pcap");
         let broker = Broker::start();
-        let brokers = broker.addr.clone();
-        let topics = topics("fleet-outage");
-        create_topic(&brokers, &topics.0, 4);
-        let local = config(&d, "local");
-        let centre = with_kafka(&local, &brokers, &topics, "centre-kafka.toml");
+        let Setup {
+            d,
+            spec,
+            pcap,
+            brokers,
+            topics,
+            local,
+            centre,
+        } = Setup::new("fleet-outage", &broker.addr, 4);
         // The member holds all it read (a lateness longer than the capture) for 2 s before
         // it counts the partitions idle and lets it through; the
         // group keeps it through an outage of 8 s (a longer one costs it its partitions:

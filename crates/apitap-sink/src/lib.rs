@@ -10,5 +10,5 @@
 pub mod kafka;
 pub mod lines;
 
-pub use kafka::{DropPolicy, KafkaConfig, KafkaSetupError, KafkaSink, KafkaStats};
+pub use kafka::{message_headers, DropPolicy, KafkaConfig, KafkaSetupError, KafkaSink, KafkaStats};
 pub use lines::LineSink;

@@ -99,6 +99,20 @@ impl ProducerContext for Context {
     }
 }
 
+/// The headers of every message apitap produces: `apitap-sensor` (who saw it) and
+/// `apitap-schema` (the event schema version).
+pub fn message_headers(sensor: &str) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: "apitap-sensor",
+            value: Some(sensor),
+        })
+        .insert(Header {
+            key: "apitap-schema",
+            value: Some(apitap_core::output::SCHEMA_VERSION),
+        })
+}
+
 /// Produces events and alerts to Kafka.
 pub struct KafkaSink {
     producer: BaseProducer<Context>,
@@ -137,15 +151,7 @@ impl KafkaSink {
                     msg: e.to_string(),
                 })?;
         }
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "apitap-sensor",
-                value: Some(sensor),
-            })
-            .insert(Header {
-                key: "apitap-schema",
-                value: Some(apitap_core::output::SCHEMA_VERSION),
-            });
+        let headers = message_headers(sensor);
         Ok(KafkaSink {
             producer,
             cfg: cfg.clone(),

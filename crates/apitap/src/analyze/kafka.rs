@@ -24,7 +24,7 @@ use apitap_core::{Level, Peak, SortKey};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -277,16 +277,7 @@ pub(super) fn member(cfg: &Config, opts: &MemberOptions) -> Result<(AnalyzeSumma
         .set("group.id", format!("{}-reader", cfg.analyze.group_id))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true");
-    let sensor = cfg.output.sensor_name.as_str();
-    let headers = OwnedHeaders::new()
-        .insert(Header {
-            key: "apitap-sensor",
-            value: Some(sensor),
-        })
-        .insert(Header {
-            key: "apitap-schema",
-            value: Some(apitap_core::output::SCHEMA_VERSION),
-        });
+    let headers = apitap_sink::message_headers(&cfg.output.sensor_name);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
