@@ -13,12 +13,12 @@
 //! the events topic (`retention.ms = -1`, or a retention longer than any state matters);
 //! a member that finds the head of a partition gone says so (`history_truncated`).
 
-use super::AnalyzeSummary;
+use super::{admit, bounds, AnalyzeSummary};
 use crate::analysis::configured_engine;
 use crate::bridge::alert_event;
 use crate::Config;
 use anyhow::{Context, Result};
-use apitap_analytics::events::{parse_event, EventInputStats, EventMerge, MergeBounds};
+use apitap_analytics::events::{parse_event, EventInputStats, EventMerge};
 use apitap_analytics::{Alert, Analytics, TxRecord};
 use apitap_core::{Level, Peak, SortKey};
 use rdkafka::config::ClientConfig;
@@ -272,11 +272,7 @@ pub(super) fn member(cfg: &Config, opts: &MemberOptions) -> Result<(AnalyzeSumma
             refused: std::sync::Mutex::new(Vec::new()),
         })
         .context("cannot create the Kafka producer")?;
-    let mut reader_config = kafka.consumer_config()?;
-    reader_config
-        .set("group.id", format!("{}-reader", cfg.analyze.group_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true");
+    let reader_config = reader_config(cfg, &kafka)?;
     let headers = apitap_sink::message_headers(&cfg.output.sensor_name);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -334,16 +330,6 @@ pub(super) fn member(cfg: &Config, opts: &MemberOptions) -> Result<(AnalyzeSumma
         member: Some(m.stats),
     };
     Ok((summary, m.engine))
-}
-
-fn bounds(cfg: &Config) -> MergeBounds {
-    let z = &cfg.analyze;
-    MergeBounds {
-        allowed_lateness_ns: i64::try_from(z.allowed_lateness_ms.saturating_mul(1_000_000))
-            .unwrap_or(i64::MAX),
-        max_buffered: z.max_buffered_events,
-        max_buffered_bytes: z.max_buffered_bytes,
-    }
 }
 
 impl Member<'_> {
@@ -878,11 +864,7 @@ fn read_topic(
 pub(crate) fn fleet_inventory(cfg: &Config, brokers: &str) -> Result<(Analytics, EventInputStats)> {
     let mut kafka = cfg.kafka.clone().unwrap_or_default();
     kafka.brokers = brokers.to_string();
-    let mut reader_config = kafka.consumer_config()?;
-    reader_config
-        .set("group.id", format!("{}-reader", cfg.analyze.group_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true");
+    let reader_config = reader_config(cfg, &kafka)?;
     let reader: BaseConsumer<ReaderContext> = reader_config
         .create_with_context(ReaderContext)
         .context("cannot create the Kafka reader")?;
@@ -921,33 +903,15 @@ pub(crate) fn fleet_inventory(cfg: &Config, brokers: &str) -> Result<(Analytics,
     Ok((engine, input))
 }
 
-/// One message of the events topic as a record, or why not (counted in `input`): too
-/// long, empty, not a transaction event, or from the future.
-fn admit(cfg: &Config, payload: &[u8], input: &mut EventInputStats) -> Option<TxRecord> {
-    input.lines += 1;
-    if payload.len() > cfg.analyze.max_event_bytes {
-        input.skipped_too_long += 1;
-        return None;
-    }
-    if payload.trim_ascii().is_empty() {
-        return None;
-    }
-    let future_limit = time::OffsetDateTime::now_utc().unix_timestamp_nanos()
-        + i128::from(cfg.analyze.max_future_s) * 1_000_000_000;
-    match parse_event(payload) {
-        Ok(rec) if i128::from(rec.ts_ns) > future_limit => {
-            input.skipped_future += 1;
-            None
-        }
-        Ok(rec) => {
-            input.transactions += 1;
-            Some(rec)
-        }
-        Err(skip) => {
-            skip.count(input);
-            None
-        }
-    }
+/// The configuration of a reader of whole topics: its own group id, never committing,
+/// told when it reaches a partition's end.
+fn reader_config(cfg: &Config, kafka: &apitap_sink::KafkaConfig) -> Result<ClientConfig> {
+    let mut reader = kafka.consumer_config()?;
+    reader
+        .set("group.id", format!("{}-reader", cfg.analyze.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true");
+    Ok(reader)
 }
 
 /// The partitions of `topic` (none when it does not exist). A broker may answer a

@@ -14,7 +14,7 @@ use crate::bridge::alert_event;
 use crate::Config;
 use anyhow::{Context, Result};
 use apitap_analytics::events::{parse_event, EventInputStats, EventMerge, MergeBounds};
-use apitap_analytics::{Alert, Analytics, AnalyticsStats};
+use apitap_analytics::{Alert, Analytics, AnalyticsStats, TxRecord};
 use apitap_core::SortKey;
 use serde::Serialize;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -194,17 +194,7 @@ fn run(
 ) -> Result<AnalyzeSummary> {
     let z = &cfg.analyze;
     let mut engine = configured_engine(cfg)?;
-    let mut merge = EventMerge::new(
-        sources.len(),
-        MergeBounds {
-            allowed_lateness_ns: i64::try_from(z.allowed_lateness_ms.saturating_mul(1_000_000))
-                .unwrap_or(i64::MAX),
-            max_buffered: z.max_buffered_events,
-            max_buffered_bytes: z.max_buffered_bytes,
-        },
-    );
-    let future_limit = time::OffsetDateTime::now_utc().unix_timestamp_nanos()
-        + i128::from(z.max_future_s) * 1_000_000_000;
+    let mut merge = EventMerge::new(sources.len(), bounds(cfg));
     let mut stats = EventInputStats::default();
     let (mut line, mut ready, mut alerts) = (Vec::new(), Vec::new(), Vec::<Alert>::new());
     let sensor = cfg.output.sensor_name.as_str();
@@ -234,17 +224,8 @@ fn run(
                 stats.skipped_too_long += 1;
             }
             Line::Full => {
-                stats.lines += 1;
-                if line.trim_ascii().is_empty() {
-                    continue;
-                }
-                match parse_event(&line) {
-                    Ok(rec) if i128::from(rec.ts_ns) > future_limit => stats.skipped_future += 1,
-                    Ok(rec) => {
-                        stats.transactions += 1;
-                        merge.push(i, rec, line.len(), &mut stats, &mut ready);
-                    }
-                    Err(skip) => skip.count(&mut stats),
+                if let Some(rec) = admit(cfg, &line, &mut stats) {
+                    merge.push(i, rec, line.len(), &mut stats, &mut ready);
                 }
             }
         }
@@ -262,6 +243,46 @@ fn run(
         analytics: engine.stats(),
         member: None,
     })
+}
+
+/// The merge's bounds from `[analyze]`.
+fn bounds(cfg: &Config) -> MergeBounds {
+    let z = &cfg.analyze;
+    MergeBounds {
+        allowed_lateness_ns: i64::try_from(z.allowed_lateness_ms.saturating_mul(1_000_000))
+            .unwrap_or(i64::MAX),
+        max_buffered: z.max_buffered_events,
+        max_buffered_bytes: z.max_buffered_bytes,
+    }
+}
+
+/// One message of the events topic as a record, or why not (counted in `input`): too
+/// long, empty, not a transaction event, or from the future.
+fn admit(cfg: &Config, payload: &[u8], input: &mut EventInputStats) -> Option<TxRecord> {
+    input.lines += 1;
+    if payload.len() > cfg.analyze.max_event_bytes {
+        input.skipped_too_long += 1;
+        return None;
+    }
+    if payload.trim_ascii().is_empty() {
+        return None;
+    }
+    let future_limit = time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+        + i128::from(cfg.analyze.max_future_s) * 1_000_000_000;
+    match parse_event(payload) {
+        Ok(rec) if i128::from(rec.ts_ns) > future_limit => {
+            input.skipped_future += 1;
+            None
+        }
+        Ok(rec) => {
+            input.transactions += 1;
+            Some(rec)
+        }
+        Err(skip) => {
+            skip.count(input);
+            None
+        }
+    }
 }
 
 /// What [`read_line`] read.
