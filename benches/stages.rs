@@ -277,6 +277,7 @@ fn analytics_records() -> Vec<apitap_analytics::TxRecord> {
                 auth_jwt: true,
                 findings: None,
                 scanned: Default::default(),
+                sensor: None,
             }
         })
         .collect()

@@ -35,6 +35,45 @@ fn config(dir: &Path, mode: &str) -> PathBuf {
     path
 }
 
+/// A copy of `cfg` whose sensor is called `name` (`observer.name` of its events).
+fn named(cfg: &Path, name: &str) -> PathBuf {
+    let mut text = std::fs::read_to_string(cfg).unwrap();
+    text.push_str(&format!("\n[output]\nsensor_name = \"{name}\"\n"));
+    let path = cfg.with_file_name(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The sensors a fleet's alert or endpoint names, taken out of it (`apitap.sensors` of
+/// an alert, `sensors` of an inventory endpoint, `x-apitap.sensors` of an OpenAPI
+/// operation), so what is left compares with one local sensor's.
+fn take_sensors(v: &mut Value) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut take = |o: &mut Value| {
+        if let Some(Value::Array(a)) = o.as_object_mut().and_then(|o| o.remove("sensors")) {
+            names.extend(a.iter().map(|s| s.as_str().unwrap().to_string()));
+        }
+    };
+    // (`get_mut`, not indexing: indexing a missing key would add it.)
+    if let Some(apitap) = v.get_mut("apitap") {
+        take(apitap);
+    }
+    take(v);
+    if let Some(paths) = v.get_mut("paths").and_then(Value::as_object_mut) {
+        for ops in paths.values_mut().filter_map(Value::as_object_mut) {
+            for op in ops.values_mut().filter_map(|op| op.get_mut("x-apitap")) {
+                take(op);
+            }
+        }
+    }
+    if let Some(endpoints) = v.get_mut("endpoints").and_then(Value::as_array_mut) {
+        for e in endpoints {
+            take(e);
+        }
+    }
+    names
+}
+
 fn run(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.output().unwrap();
     assert!(
@@ -130,7 +169,7 @@ fn two_edge_sensors_and_the_centre_equal_one_local_sensor() {
         // thread.
         run(apitap()
             .args(["replay", "-q", "-w", if i == 0 { "1" } else { "4" }, "-c"])
-            .arg(&edge)
+            .arg(named(&edge, &format!("edge-{i}")))
             .arg("--spec")
             .arg(&spec)
             .arg("-o")
@@ -175,7 +214,33 @@ fn two_edge_sensors_and_the_centre_equal_one_local_sensor() {
         .arg("--stats-json")
         .arg(&stats)
         .args(&streams));
-    let central_alerts = parse_all(&central);
+    let mut central_alerts = parse_all(&central);
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("schema/alert.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let schema = jsonschema::options().build(&schema).unwrap();
+    for a in &central_alerts {
+        let errors: Vec<String> = schema.iter_errors(a).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}\n{a}");
+    }
+    // Each alert names the sensors that saw its endpoint; the login burst's both.
+    let both: BTreeSet<String> = ["edge-0".to_string(), "edge-1".into()].into();
+    let mut login_bursts = 0;
+    for a in &mut central_alerts {
+        let rule = a["rule"]["id"].as_str().unwrap().to_string();
+        let endpoint = a["apitap"]["endpoint"].as_str().unwrap_or("").to_string();
+        let sensors = take_sensors(a);
+        assert!(
+            !sensors.is_empty() && sensors.is_subset(&both),
+            "{rule}: {sensors:?}"
+        );
+        if rule == "APITAP-AUTH-001" && endpoint.contains("login") {
+            assert_eq!(sensors, both, "the login burst reached both sensors");
+            login_bursts += 1;
+        }
+    }
+    assert!(login_bursts > 0);
     assert_eq!(summary(&central_alerts), summary(&local_alerts));
     assert_eq!(
         central_alerts, local_alerts,
@@ -189,7 +254,9 @@ fn two_edge_sensors_and_the_centre_equal_one_local_sensor() {
         assert!(rules.contains(rule), "{rule} fires: {rules:?}");
     }
     let read = |p: &Path| -> Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
-    assert_eq!(read(&inventory), read(&local_inventory));
+    let mut fleet_inventory = read(&inventory);
+    assert_eq!(take_sensors(&mut fleet_inventory), both);
+    assert_eq!(fleet_inventory, read(&local_inventory));
     let stats = read(&stats);
     assert_eq!(stats["input"]["late"], 0);
     assert_eq!(
@@ -410,14 +477,15 @@ mod group {
             .collect()
     }
 
-    /// Each half of the connections through its own edge sensor into the events topic.
+    /// Each half of the connections through its own edge sensor (`edge-0`, `edge-1`) into
+    /// the events topic.
     fn publish_halves(d: &Path, edge: &Path, spec: &Path, pcap: &Path) {
         let halves = [d.join("a.pcap"), d.join("b.pcap")];
         split_by_connection(pcap, [&halves[0], &halves[1]]);
-        for half in &halves {
+        for (i, half) in halves.iter().enumerate() {
             run(apitap()
                 .args(["replay", "-q", "-o", "/dev/null", "-c"])
-                .arg(edge)
+                .arg(named(edge, &format!("edge-{i}")))
                 .arg("--spec")
                 .arg(spec)
                 .arg(half));
@@ -454,6 +522,24 @@ mod group {
         let want = local_alerts(&local, &spec, &pcap);
         let got = alerts_by_id(&brokers, &topics.1, want.len());
         assert_eq!(got.len(), want.len(), "alert ids differ");
+        // Without the sensors each alert names, the alerts of one local sensor.
+        let both: BTreeSet<String> = ["edge-0".to_string(), "edge-1".into()].into();
+        let mut named_both = 0;
+        let got: BTreeMap<String, Value> = got
+            .into_iter()
+            .map(|(id, payload)| {
+                let mut v: Value = serde_json::from_str(&payload).unwrap();
+                let sensors = take_sensors(&mut v);
+                assert!(!sensors.is_empty() && sensors.is_subset(&both), "{payload}");
+                named_both += usize::from(sensors == both);
+                (id, v)
+            })
+            .collect();
+        assert!(named_both > 0, "no endpoint was seen by both sensors");
+        let want: BTreeMap<String, Value> = want
+            .into_iter()
+            .map(|(id, line)| (id, serde_json::from_str(&line).unwrap()))
+            .collect();
         assert!(
             got == want,
             "the alerts differ from those of one local sensor"
@@ -483,11 +569,12 @@ mod group {
             &local_api,
         );
         assert!(fleet["endpoints"].as_array().unwrap().len() > 5, "{fleet}");
+        let mut fleet = fleet;
+        assert_eq!(take_sensors(&mut fleet), both);
         assert_eq!(fleet, whole);
-        assert_eq!(
-            std::fs::read(&fleet_api).unwrap(),
-            std::fs::read(&local_api).unwrap()
-        );
+        let mut fleet_api = read(&fleet_api);
+        assert_eq!(take_sensors(&mut fleet_api), both);
+        assert_eq!(fleet_api, read(&local_api));
         let _ = std::fs::remove_dir_all(&d);
     }
 

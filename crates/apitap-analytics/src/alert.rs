@@ -431,6 +431,9 @@ pub struct Alert {
     pub evidence: Vec<String>,
     /// Human-readable message.
     pub message: String,
+    /// The sensors that saw the alert's endpoint (`apitap.sensors`), at the centre of a
+    /// fleet; empty on a sensor itself (its `observer.name` says it).
+    pub sensors: Vec<String>,
 }
 
 impl Alert {
@@ -502,6 +505,9 @@ impl Alert {
             apitap.insert("details".into(), Value::Object(details));
         }
         apitap.insert("evidence".into(), json!(self.evidence));
+        if !self.sensors.is_empty() {
+            apitap.insert("sensors".into(), json!(self.sensors));
+        }
         apitap.insert("schema_version".into(), json!("1"));
         root.insert("apitap".into(), Value::Object(apitap));
         Value::Object(root)

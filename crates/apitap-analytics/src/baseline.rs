@@ -265,6 +265,7 @@ fn close(
                     details,
                     evidence: evidence.to_vec(),
                     message: msg,
+                    sensors: Vec::new(),
                 },
             });
         };

@@ -198,6 +198,9 @@ pub fn event_record(v: &Value) -> Result<TxRecord, Skip> {
         response_headers,
         findings,
         scanned: Default::default(),
+        sensor: text("/observer/name")
+            .filter(|s| !s.is_empty())
+            .map(|s| crate::record::cut_to(s.to_string(), crate::record::MAX_SENSOR_BYTES)),
     })
 }
 
@@ -593,6 +596,25 @@ mod tests {
         let max = crate::record::MAX_HOST_BYTES;
         let r = parse_event(host(max + 100).as_bytes()).unwrap();
         assert_eq!(r.host.unwrap().len(), max);
+        // The sensor is the event's observer, cut like a host; an empty name is none.
+        assert_eq!(parse_event(tx("").as_bytes()).unwrap().sensor, None);
+        let observer = |name: &str| {
+            tx("").replace(
+                r#""url":{"#,
+                &format!(r#""observer":{{"name":"{name}"}},"url":{{"#),
+            )
+        };
+        let r = parse_event(observer("edge-1").as_bytes()).unwrap();
+        assert_eq!(r.sensor.as_deref(), Some("edge-1"));
+        assert_eq!(parse_event(observer("").as_bytes()).unwrap().sensor, None);
+        let long = "é".repeat(crate::record::MAX_SENSOR_BYTES);
+        let r = parse_event(observer(&long).as_bytes()).unwrap();
+        let cut = r.sensor.unwrap();
+        assert!(
+            cut.len() <= crate::record::MAX_SENSOR_BYTES && cut.len() >= 253,
+            "{}",
+            cut.len()
+        );
     }
 
     /// The findings object reads back as written.

@@ -157,6 +157,7 @@ fn alert(r: &Http2Record, rule: Rule, message: String) -> Alert {
         details: BTreeMap::new(),
         evidence: vec![r.event_id.clone()],
         message,
+        sensors: Vec::new(),
     }
 }
 

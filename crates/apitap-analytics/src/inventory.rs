@@ -114,6 +114,11 @@ pub struct EndpointStats {
     pub clients: BTreeSet<IpAddr>,
     /// More clients than `clients` holds were seen.
     pub clients_capped: bool,
+    /// The sensors that saw the endpoint (`observer.name` of its events), at the centre of
+    /// a fleet; up to `max_values_per_field`, further ones set `fields_capped`. Empty on a
+    /// sensor itself.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub sensors: BTreeSet<String>,
     /// Some field map reached its bound and dropped values.
     pub fields_capped: bool,
     /// Request body sizes.
@@ -139,6 +144,7 @@ impl EndpointStats {
             query_params: BTreeMap::new(),
             clients: BTreeSet::new(),
             clients_capped: false,
+            sensors: BTreeSet::new(),
             fields_capped: false,
             request_body_bytes: SizeStats::default(),
             response_body_bytes: SizeStats::default(),
@@ -186,6 +192,15 @@ impl EndpointStats {
             for (name, _) in query_pairs(q) {
                 if !name.is_empty() {
                     bump(&mut self.query_params, &name, cap, &mut capped);
+                }
+            }
+        }
+        if let Some(sensor) = &tx.sensor {
+            if !self.sensors.contains(sensor) {
+                if self.sensors.len() < cap {
+                    self.sensors.insert(sensor.clone());
+                } else {
+                    capped = true;
                 }
             }
         }
@@ -237,6 +252,13 @@ impl EndpointStats {
             if self.status_codes.len() < cap || self.status_codes.contains_key(k) {
                 *self.status_codes.entry(*k).or_insert(0) += v;
             } else {
+                capped = true;
+            }
+        }
+        for sensor in &o.sensors {
+            if self.sensors.len() < cap {
+                self.sensors.insert(sensor.clone());
+            } else if !self.sensors.contains(sensor) {
                 capped = true;
             }
         }
@@ -531,6 +553,20 @@ impl Inventory {
         self.endpoints.get(key)
     }
 
+    /// The sensors that saw the endpoint `endpoint` (`GET /users/{id}`, as alerts name it)
+    /// of `host`; empty when it is not stored or no sensor is known.
+    pub fn sensors_of(&self, host: &str, endpoint: &str) -> Option<&BTreeSet<String>> {
+        let (method, template) = endpoint.split_once(' ')?;
+        // A lookup key borrows nothing, so it is built; this runs per alert, not per
+        // transaction.
+        let key = EndpointKey {
+            host: host.to_string(),
+            method: method.to_string(),
+            template: template.to_string(),
+        };
+        self.endpoints.get(&key).map(|e| &e.sensors)
+    }
+
     /// Endpoints folded into the learned variables and sorted by key.
     pub fn endpoints(&self) -> Vec<EndpointStats> {
         let mut merged: BTreeMap<EndpointKey, EndpointStats> = BTreeMap::new();
@@ -621,6 +657,48 @@ mod tests {
 
     fn inv() -> Inventory {
         Inventory::new(&InventoryConfig::default(), &TemplatingConfig::default())
+    }
+
+    #[test]
+    fn sensors_are_named_bounded_and_merged() {
+        let cfg = InventoryConfig {
+            max_values_per_field: 2,
+            ..InventoryConfig::default()
+        };
+        let mut inv = Inventory::new(&cfg, &TemplatingConfig::default());
+        let mut t = tx(1, "192.0.2.1", "GET", "/a", 200);
+        inv.observe(&t);
+        let quiet = inv.endpoints();
+        assert!(quiet[0].sensors.is_empty());
+        let json = serde_json::to_string(&quiet[0]).unwrap();
+        assert!(
+            !json.contains("sensors"),
+            "a sensor's own inventory is unchanged: {json}"
+        );
+        for name in ["edge-b", "edge-a", "edge-b", "edge-c"] {
+            t.sensor = Some(name.into());
+            inv.observe(&t);
+        }
+        let e = &inv.endpoints()[0];
+        assert_eq!(e.sensors.iter().collect::<Vec<_>>(), ["edge-a", "edge-b"]);
+        assert!(e.fields_capped, "the third sensor did not fit");
+        let seen = inv.sensors_of("api.example.com", "GET /a").unwrap();
+        assert_eq!(seen.len(), 2);
+        assert!(inv.sensors_of("api.example.com", "GET /b").is_none());
+        assert!(inv.sensors_of("api.example.com", "nospace").is_none());
+        // The saved inventory keeps them, and a restore merges them.
+        let snap = inv.snapshot();
+        let back: InventorySnapshot =
+            serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
+        let mut other = Inventory::new(&InventoryConfig::default(), &TemplatingConfig::default());
+        t.sensor = Some("edge-z".into());
+        other.observe(&t);
+        other.restore(&back);
+        let e = &other.endpoints()[0];
+        assert_eq!(
+            e.sensors.iter().collect::<Vec<_>>(),
+            ["edge-a", "edge-b", "edge-z"]
+        );
     }
 
     #[test]

@@ -231,6 +231,9 @@ pub struct Analytics {
     clock_ns: Option<i64>,
     transactions: u64,
     out_of_order: u64,
+    /// A record named its sensor (this engine is the centre of a fleet): alerts name the
+    /// sensors that saw them.
+    named_sensors: bool,
 }
 
 impl Analytics {
@@ -272,6 +275,7 @@ impl Analytics {
             endpoint_name: String::new(),
             first_ns: None,
             clock_ns: None,
+            named_sensors: false,
             transactions: 0,
             out_of_order: 0,
             cfg,
@@ -319,6 +323,8 @@ impl Analytics {
         }
         let first = *self.first_ns.get_or_insert(tx.ts_ns);
         let learning = tx.ts_ns.saturating_sub(first) < secs_ns(self.cfg.learning_period_s);
+        self.named_sensors |= tx.sensor.is_some();
+        let emitted = out.len();
 
         // The raw bytes were scanned where they were (a worker, an edge sensor), or are
         // scanned here.
@@ -361,6 +367,9 @@ impl Analytics {
         self.banners.observe(&cx, gate, found);
         self.third.observe(&cx, gate, found);
         self.gate.emit(&mut self.found, out);
+        if self.named_sensors {
+            name_sensors(&self.inventory, &mut out[emitted..], Some(tx));
+        }
         if !requested {
             return None;
         }
@@ -452,6 +461,9 @@ impl Analytics {
         }
         let mut out = Vec::new();
         self.gate.emit(&mut found, &mut out);
+        if self.named_sensors {
+            name_sensors(&self.inventory, &mut out, None);
+        }
         out
     }
 
@@ -463,6 +475,9 @@ impl Analytics {
         }
         let mut out = Vec::new();
         self.gate.emit(&mut found, &mut out);
+        if self.named_sensors {
+            name_sensors(&self.inventory, &mut out, None);
+        }
         out
     }
 
@@ -541,5 +556,85 @@ impl Analytics {
         s.bodies_skipped_binary = c.bodies_skipped_binary;
         s.bodies_truncated = c.bodies_truncated;
         s
+    }
+}
+
+/// At the centre of a fleet: names on each alert the sensors that saw its endpoint, else
+/// the sensor of the transaction that fired it (`tx`).
+fn name_sensors(inventory: &Inventory, alerts: &mut [Alert], tx: Option<&TxRecord>) {
+    for alert in alerts {
+        let endpoint_sensors = alert
+            .endpoint
+            .as_deref()
+            .and_then(|e| inventory.sensors_of(alert.host.as_deref().unwrap_or(""), e))
+            .filter(|s| !s.is_empty());
+        alert.sensors = match (endpoint_sensors, tx.and_then(|t| t.sensor.as_ref())) {
+            (Some(seen), _) => seen.iter().cloned().collect(),
+            (None, Some(sensor)) => vec![sensor.clone()],
+            (None, None) => Vec::new(),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A transaction to `path` of api.example.com, seen by `sensor`.
+    fn tx(ts_ns: i64, path: &str, sensor: Option<&str>) -> TxRecord {
+        TxRecord {
+            ts_ns,
+            event_id: format!("e{ts_ns}"),
+            client: "192.0.2.1:40000".parse().unwrap(),
+            server: "10.0.0.1:80".parse().unwrap(),
+            host: Some("api.example.com".into()),
+            method: "GET".into(),
+            path: path.into(),
+            status: Some(200),
+            sensor: sensor.map(String::from),
+            ..TxRecord::default()
+        }
+    }
+
+    #[test]
+    fn alerts_at_the_centre_name_the_sensors_that_saw_their_endpoint() {
+        let leak = "/hooks/ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+        // A sensor itself: no record names a sensor, no alert either.
+        let mut local = Analytics::new(AnalyticsConfig::default()).unwrap();
+        let mut out = Vec::new();
+        local.process_into(&tx(1, leak, None), &mut out);
+        assert!(!out.is_empty(), "a secret in the URL fires");
+        assert!(out.iter().all(|a| a.sensors.is_empty()));
+        assert!(out[0].to_json()["apitap"].get("sensors").is_none());
+
+        // The centre: the endpoint was seen by edge-b, then edge-a sends the leak.
+        let mut centre = Analytics::new(AnalyticsConfig::default()).unwrap();
+        let mut out = Vec::new();
+        centre.process_into(&tx(1, "/hooks/{x}", Some("edge-b")), &mut out);
+        let mut out = Vec::new();
+        centre.process_into(&tx(2, leak, Some("edge-a")), &mut out);
+        assert!(!out.is_empty());
+        for alert in &out {
+            assert!(!alert.sensors.is_empty(), "{:?}", alert.rule);
+            assert_eq!(
+                alert.to_json()["apitap"]["sensors"],
+                serde_json::json!(alert.sensors)
+            );
+        }
+        // An alert whose endpoint the inventory does not hold names the sender.
+        let mut alerts = vec![out[0].clone()];
+        alerts[0].endpoint = Some("GET /elsewhere".into());
+        name_sensors(
+            &centre.inventory,
+            &mut alerts,
+            Some(&tx(3, "/", Some("edge-c"))),
+        );
+        assert_eq!(alerts[0].sensors, ["edge-c"]);
+        name_sensors(&centre.inventory, &mut alerts, None);
+        assert!(alerts[0].sensors.is_empty());
+        alerts[0].endpoint = out[0].endpoint.clone();
+        name_sensors(&centre.inventory, &mut alerts, None);
+        assert_eq!(alerts[0].sensors, out[0].sensors);
     }
 }

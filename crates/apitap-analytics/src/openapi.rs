@@ -21,6 +21,7 @@ struct Agg {
     auth: BTreeSet<String>,
     hosts: BTreeSet<String>,
     clients: u64,
+    sensors: BTreeSet<String>,
 }
 
 /// An OpenAPI 3.0.3 document of the observed endpoints: paths (templates with path
@@ -61,6 +62,7 @@ pub fn inventory_openapi(endpoints: &[EndpointStats], title: &str, host: Option<
             a.hosts.insert(e.host.clone());
         }
         a.clients += e.clients.len() as u64;
+        a.sensors.extend(e.sensors.iter().cloned());
     }
 
     let mut paths = Map::new();
@@ -126,18 +128,19 @@ pub fn inventory_openapi(endpoints: &[EndpointStats], title: &str, host: Option<
         if let Some(call) = grpc_call(&a.req_ct, template) {
             op.insert("x-grpc".into(), call);
         }
-        op.insert(
-            "x-apitap".into(),
-            json!({
-                "count": a.count,
-                "first_seen": rfc3339_micros(a.first),
-                "last_seen": rfc3339_micros(a.last),
-                "no_response": a.no_response,
-                "auth_schemes": a.auth,
-                "hosts": a.hosts,
-                "clients": a.clients,
-            }),
-        );
+        let mut facts = json!({
+            "count": a.count,
+            "first_seen": rfc3339_micros(a.first),
+            "last_seen": rfc3339_micros(a.last),
+            "no_response": a.no_response,
+            "auth_schemes": a.auth,
+            "hosts": a.hosts,
+            "clients": a.clients,
+        });
+        if let (false, Some(facts)) = (a.sensors.is_empty(), facts.as_object_mut()) {
+            facts.insert("sensors".into(), json!(a.sensors));
+        }
+        op.insert("x-apitap".into(), facts);
         let item = paths
             .entry(path)
             .or_insert_with(|| Value::Object(Map::new()));
@@ -288,6 +291,19 @@ mod tests {
         inv.observe(&post);
 
         let doc = inventory_openapi(&inv.endpoints(), "test", Some("api.example.com"));
+        assert!(
+            !doc.to_string().contains("sensors"),
+            "a sensor's own export names no sensors"
+        );
+        let mut fleet = base.clone();
+        fleet.path = "/health".into();
+        fleet.sensor = Some("edge-1".into());
+        inv.observe(&fleet);
+        let doc = inventory_openapi(&inv.endpoints(), "test", Some("api.example.com"));
+        assert_eq!(
+            doc["paths"]["/health"]["get"]["x-apitap"]["sensors"],
+            serde_json::json!(["edge-1"])
+        );
         let api: openapiv3::OpenAPI = serde_json::from_value(doc.clone()).unwrap();
         assert_eq!(api.openapi, "3.0.3");
         assert_eq!(api.servers[0].url, "http://api.example.com");

@@ -70,6 +70,10 @@ pub struct TxRecord {
     pub findings: Option<Box<EdgeFindings>>,
     /// What that scan did (bodies scanned, bytes...), for the analytics' counters.
     pub scanned: ScanCounters,
+    /// The sensor that saw the transaction (`observer.name` of its event, cut to
+    /// [`MAX_SENSOR_BYTES`]) when the record was read back from an event at the centre of
+    /// a fleet; `None` on the sensor itself.
+    pub sensor: Option<String>,
 }
 
 /// What the detectors that need raw bytes found in one transaction, as counts and names
@@ -200,6 +204,7 @@ impl Default for TxRecord {
             auth_jwt: false,
             findings: None,
             scanned: ScanCounters::default(),
+            sensor: None,
         }
     }
 }
@@ -359,15 +364,24 @@ impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for Headers {
 pub const MAX_HOST_BYTES: usize = 255;
 
 /// `host` cut to [`MAX_HOST_BYTES`] at a character boundary.
-pub fn bounded_host(mut host: String) -> String {
-    if host.len() > MAX_HOST_BYTES {
-        let mut end = MAX_HOST_BYTES;
-        while !host.is_char_boundary(end) {
+pub fn bounded_host(host: String) -> String {
+    cut_to(host, MAX_HOST_BYTES)
+}
+
+/// Longest sensor name a record keeps (`observer.name` is the sensor's to choose, and it
+/// goes into the inventory and into alerts).
+pub const MAX_SENSOR_BYTES: usize = 255;
+
+/// `s` cut to `max` bytes at a character boundary.
+pub fn cut_to(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
             end -= 1;
         }
-        host.truncate(end);
+        s.truncate(end);
     }
-    host
+    s
 }
 
 #[cfg(test)]

@@ -301,6 +301,7 @@ pub(crate) fn alert(r: &TlsRecord, rule: Rule, message: String) -> Alert {
         details: BTreeMap::new(),
         evidence: vec![r.event_id.clone()],
         message,
+        sensors: Vec::new(),
     }
 }
 

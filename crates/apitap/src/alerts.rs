@@ -407,13 +407,27 @@ fn show(
         text(&alert["rule"]["id"]),
         text(&alert["source"]["ip"]),
         text(&alert["apitap"]["endpoint"]),
-        text(&alert["observer"]["name"]),
+        sensors(&alert),
         text(&alert["message"]),
     ];
     let severity = alert["apitap"]["severity"].as_str();
     let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
     writeln!(out, "{}", row(&cells, severity, colour))?;
     Ok(())
+}
+
+/// The sensors of an alert: those that saw its endpoint (`apitap.sensors`, from the centre
+/// of a fleet), else the one that raised it (`observer.name`); `-` when neither is named.
+fn sensors(alert: &Value) -> String {
+    let named: Vec<&str> = alert["apitap"]["sensors"]
+        .as_array()
+        .map(|s| s.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    match (named.is_empty(), alert["observer"]["name"].as_str()) {
+        (false, _) => named.join(","),
+        (true, Some(name)) if !name.is_empty() => name.to_string(),
+        _ => "-".to_string(),
+    }
 }
 
 /// The consumer group of `apitap alerts` for the user running it.
@@ -429,9 +443,10 @@ fn default_group() -> String {
     format!("apitap-alerts-{user}")
 }
 
-/// Characters that must not reach a terminal from the topic: controls (C0, DEL, C1) and
-/// the invisible ones that reorder or hide text (bidi overrides and isolates, zero-width).
-fn hostile(c: char) -> bool {
+/// Characters that must not reach a terminal from the wire or a topic: controls (C0, DEL,
+/// C1) and the invisible ones that reorder or hide text (bidi overrides and isolates,
+/// zero-width).
+pub(crate) fn hostile(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
@@ -589,6 +604,19 @@ mod tests {
         assert!(!line.contains('\n'));
         assert!(since_bound("5µ", now()).is_err());
         assert!(since_bound("µ", now()).is_err());
+    }
+
+    #[test]
+    fn the_sensor_column_names_the_fleet_sensors_else_the_observer() {
+        let alert = |v: &str| -> Value { serde_json::from_str(v).unwrap() };
+        assert_eq!(sensors(&alert("{}")), "-");
+        assert_eq!(sensors(&alert(r#"{"observer":{"name":"s1"}}"#)), "s1");
+        assert_eq!(
+            sensors(&alert(
+                r#"{"observer":{"name":"centre"},"apitap":{"sensors":["dc1","dc2"]}}"#
+            )),
+            "dc1,dc2"
+        );
     }
 
     #[test]

@@ -352,6 +352,7 @@ mod tests {
             details: Default::default(),
             evidence: Vec::new(),
             message: String::new(),
+            sensors: Vec::new(),
         };
         assert_eq!(
             alert_event(&alert, ev.key, "").endpoint_hash,

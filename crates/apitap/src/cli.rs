@@ -138,9 +138,10 @@ pub fn inventory(args: InventoryArgs) -> Result<ExitCode> {
     })
 }
 
-/// The inventory as an aligned text table, one endpoint per line.
+/// The inventory as an aligned text table, one endpoint per line; a SENSORS column when
+/// the inventory names sensors (a fleet's).
 pub fn inventory_table(endpoints: &[EndpointStats]) -> String {
-    let rows: Vec<[String; 7]> = endpoints
+    let rows: Vec<[String; 8]> = endpoints
         .iter()
         .map(|e| {
             let join = |m: &std::collections::BTreeMap<String, u64>| {
@@ -170,6 +171,7 @@ pub fn inventory_table(endpoints: &[EndpointStats]) -> String {
                     if e.clients_capped { "+" } else { "" }
                 ),
                 rfc3339_micros(e.last_seen_ns),
+                e.sensors.iter().cloned().collect::<Vec<_>>().join(","),
             ]
         })
         .collect();
@@ -181,8 +183,17 @@ pub fn inventory_table(endpoints: &[EndpointStats]) -> String {
         "AUTH",
         "CLIENTS",
         "LAST_SEEN",
+        "SENSORS",
     ];
-    table(&header, &rows)
+    if endpoints.iter().any(|e| !e.sensors.is_empty()) {
+        return table(&header, &rows);
+    }
+    let [h @ .., _] = header;
+    let rows: Vec<[String; 7]> = rows
+        .into_iter()
+        .map(|[a, b, c, d, e, f, g, _]| [a, b, c, d, e, f, g])
+        .collect();
+    table(&h, &rows)
 }
 
 /// The encrypted services (TLS) of the inventory as an aligned text table.
@@ -223,7 +234,20 @@ pub fn tls_services_table(services: &[apitap_analytics::TlsService]) -> String {
 }
 
 /// Rows under a header, columns padded to their widest cell, the last one not padded.
+/// Hosts, paths and sensor names come from the wire: characters that could drive a
+/// terminal are left out.
 fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let rows: Vec<[String; N]> = rows
+        .iter()
+        .map(|r| {
+            r.clone().map(|c| {
+                c.chars()
+                    .filter(|&ch| !crate::alerts::hostile(ch))
+                    .collect()
+            })
+        })
+        .collect();
+    let rows = rows.as_slice();
     let mut widths = header.map(str::len);
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -379,4 +403,37 @@ pub fn check_text(findings: &[Alert], transactions: u64, failing: usize, fail_on
         }
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use apitap_analytics::{Analytics, AnalyticsConfig, TxRecord};
+
+    fn inventory(sensor: Option<&str>) -> Vec<EndpointStats> {
+        let mut engine = Analytics::new(AnalyticsConfig::default()).unwrap();
+        let tx = TxRecord {
+            host: Some("a\u{1b}[2Jb\u{202e}.example".into()),
+            method: "GET".into(),
+            path: "/x".into(),
+            status: Some(200),
+            sensor: sensor.map(String::from),
+            ..TxRecord::default()
+        };
+        engine.process_into(&tx, &mut Vec::new());
+        engine.inventory().endpoints()
+    }
+
+    #[test]
+    fn the_inventory_table_names_sensors_only_for_a_fleet_and_drops_terminal_controls() {
+        let local = inventory_table(&inventory(None));
+        assert!(!local.contains("SENSORS"), "{local}");
+        assert!(local.contains("a[2Jb.example"), "{local}");
+        assert!(!local.contains('\u{1b}') && !local.contains('\u{202e}'));
+        let fleet = inventory_table(&inventory(Some("edge-\u{7}1")));
+        let header = fleet.lines().next().unwrap();
+        assert!(header.ends_with(" SENSORS"), "{header}");
+        assert!(fleet.lines().nth(1).unwrap().ends_with("edge-1"), "{fleet}");
+    }
 }

@@ -130,6 +130,7 @@ fn entry_record(entry: &Value, index: usize) -> Result<TxRecord> {
         auth_jwt: false,
         findings: None,
         scanned: Default::default(),
+        sensor: None,
     })
 }
 

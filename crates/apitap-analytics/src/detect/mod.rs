@@ -68,6 +68,7 @@ impl TxContext<'_> {
             details: BTreeMap::new(),
             evidence: vec![tx.event_id.clone()],
             message,
+            sensors: Vec::new(),
         }
     }
 }
