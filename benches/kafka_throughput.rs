@@ -71,6 +71,7 @@ fn main() {
                 json: line.as_bytes().to_vec(),
                 endpoint_hash: i % 50,
                 alert: false,
+                client_key: None,
                 endpoint_at: None,
             });
         }

@@ -403,12 +403,25 @@ mod group {
     fn with_kafka(base: &Path, brokers: &str, topics: &(String, String), name: &str) -> PathBuf {
         let mut text = std::fs::read_to_string(base).unwrap();
         text.push_str(&format!(
-            "\n[kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"{}\"\nalerts_topic = \"{}\"\nlinger_ms = 5\n{SESSION}\n\n[analyze]\ncommit_interval_ms = 200\nidle_partition_ms = 1000\n",
-            topics.0, topics.1
+            "\n[kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"{}\"\nalerts_topic = \"{}\"\nauth_failures_topic = \"{}\"\nlinger_ms = 5\n{SESSION}\n\n[analyze]\ncommit_interval_ms = 200\nidle_partition_ms = 1000\n",
+            topics.0,
+            topics.1,
+            auth_topic(&topics.0)
         ));
         let path = base.with_file_name(name);
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    /// The auth failures topic of a test's events topic.
+    fn auth_topic(events: &str) -> String {
+        format!("{events}.auth")
+    }
+
+    /// A member's counter summed over its two groups (hosts and clients).
+    fn both_groups(stats: &Value, counter: &str) -> u64 {
+        stats["member"][counter].as_u64().unwrap()
+            + stats["clients"]["member"][counter].as_u64().unwrap()
     }
 
     fn member(cfg: &Path, brokers: &str, spec: &Path, stats: &Path, idle_s: &str) -> Child {
@@ -510,6 +523,30 @@ mod group {
         } = Setup::new("fleet-group", &brokers, 4);
         let edge = with_kafka(&config(&d, "edge"), &brokers, &topics, "edge-kafka.toml");
         publish_halves(&d, &edge, &spec, &pcap);
+        // The sensors sent every authentication failure also to the auth failures topic,
+        // keyed by client, and nothing else.
+        let events = consume(&brokers, &topics.0, usize::MAX, Duration::from_secs(5));
+        let mut failures: Vec<String> = events
+            .iter()
+            .filter(|r| auth_failure_client(&r.payload).is_some())
+            .map(|r| r.payload.clone())
+            .collect();
+        assert!(failures.len() >= 30, "{}", failures.len());
+        let copies = consume(
+            &brokers,
+            &auth_topic(&topics.0),
+            failures.len(),
+            Duration::from_secs(30),
+        );
+        for c in &copies {
+            let client = auth_failure_client(&c.payload).expect("an auth failure");
+            let key = apitap_core::endpoint::endpoint_hash(&client, "");
+            assert_eq!(c.key, format!("{key:016x}"));
+        }
+        let mut copied: Vec<String> = copies.into_iter().map(|r| r.payload).collect();
+        failures.sort();
+        copied.sort();
+        assert!(copied == failures, "the auth failures topic differs");
 
         let stats = [d.join("m0.json"), d.join("m1.json")];
         let members: Vec<Child> = stats
@@ -548,9 +585,19 @@ mod group {
             |p: &Path| -> Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
         let published: u64 = stats
             .iter()
-            .map(|s| read(s)["member"]["alerts_published"].as_u64().unwrap())
+            .map(|s| both_groups(&read(s), "alerts_published"))
             .sum();
         assert!(published >= want.len() as u64);
+        // The auth bursts came from the clients group alone.
+        let by_clients: u64 = stats
+            .iter()
+            .map(|s| {
+                read(s)["clients"]["member"]["alerts_published"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .sum();
+        assert!(by_clients >= 2, "{by_clients}");
 
         // The fleet's inventory from the events topic equals the local sensor's, and its
         // OpenAPI export too.
@@ -596,6 +643,7 @@ mod group {
             let d = scratch(tag);
             let topics = topics(tag);
             create_topic(brokers, &topics.0, partitions);
+            create_topic(brokers, &auth_topic(&topics.0), 2);
             let local = config(&d, "local");
             let centre = with_kafka(&local, brokers, &topics, "centre-kafka.toml");
             Setup {
@@ -632,8 +680,20 @@ mod group {
             .collect()
     }
 
-    /// Produces `lines` to `topic` keyed by host, as an edge sensor does.
+    /// Produces `lines` to `topic` keyed by host, and the authentication failures among
+    /// them also to its auth failures topic keyed by client, as an edge sensor does.
     fn produce(brokers: &str, topic: &str, lines: &[String]) {
+        produce_to(brokers, topic, lines, |_| None);
+    }
+
+    /// [`produce`], with the partition of a host's events chosen by `partition` (`None`:
+    /// by key, as a sensor's producer does).
+    fn produce_to(
+        brokers: &str,
+        topic: &str,
+        lines: &[String],
+        partition: impl Fn(&str) -> Option<i32>,
+    ) {
         use rdkafka::config::ClientConfig;
         use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
         let producer: BaseProducer = ClientConfig::new()
@@ -647,11 +707,127 @@ mod group {
                 .and_then(|v| v["url"]["domain"].as_str().map(str::to_string))
                 .unwrap_or_default();
             let key = format!("{:016x}", apitap_core::endpoint::endpoint_hash(&host, ""));
-            producer
-                .send(BaseRecord::to(topic).key(&key).payload(line))
-                .unwrap();
+            let mut record = BaseRecord::to(topic).key(&key).payload(line);
+            if let Some(p) = partition(&host) {
+                record = record.partition(p);
+            }
+            producer.send(record).unwrap();
+            if let Some(client) = auth_failure_client(line) {
+                let key = format!("{:016x}", apitap_core::endpoint::endpoint_hash(&client, ""));
+                producer
+                    .send(BaseRecord::to(&auth_topic(topic)).key(&key).payload(line))
+                    .unwrap();
+            }
         }
         producer.flush(Duration::from_secs(30)).unwrap();
+    }
+
+    /// A client fails to log in on two hosts (every other attempt moved to a second host,
+    /// `login-b.example`), on partitions that range assignment gives to different members
+    /// while both are in the group. The host group never counts auth bursts (those rules
+    /// are off there); the clients group, which reads the auth failures keyed by client,
+    /// counts this one whole. The alerts equal those of one centre over the same events
+    /// (`apitap analyze` on the file).
+    #[test]
+    fn a_login_burst_over_two_hosts_of_two_members_is_counted_by_client() {
+        let (brokers, _broker) = cluster();
+        let Setup {
+            d,
+            spec,
+            pcap,
+            brokers,
+            topics,
+            local,
+            centre,
+        } = Setup::new("fleet-clients", &brokers, 4);
+        let files = sensor_files(&d, &config(&d, "edge"), &spec, &pcap);
+        let mut moved = 0;
+        let mut lines = Vec::new();
+        for f in &files {
+            let mut stream = Vec::new();
+            for line in std::fs::read_to_string(f).unwrap().lines() {
+                let mut v: Value = serde_json::from_str(line).unwrap();
+                if v["source"]["ip"] == "127.0.0.105" {
+                    moved += 1;
+                    if moved % 2 == 0 {
+                        v["url"]["domain"] = Value::from("login-b.example");
+                    }
+                }
+                stream.push(v.to_string());
+            }
+            // Each sensor's stream stays a stream of its own (in time order).
+            std::fs::write(f, stream.join("\n") + "\n").unwrap();
+            lines.extend(stream);
+        }
+        assert!(moved >= 10, "{moved}");
+        // One centre over all of it: the reference.
+        let want: BTreeMap<String, Value> = parse_all(&run(apitap()
+            .args(["analyze", "-q", "-c"])
+            .arg(&local)
+            .arg("--spec")
+            .arg(&spec)
+            .args(&files)))
+        .into_iter()
+        .map(|a| (a["event"]["id"].as_str().unwrap().to_string(), a))
+        .collect();
+        let burst = want
+            .values()
+            .find(|a| a["rule"]["id"] == "APITAP-AUTH-001" && a["source"]["ip"] == "127.0.0.105")
+            .expect("the reference sees the login burst");
+        assert_eq!(burst["apitap"]["count"], 10, "{burst}");
+
+        // The two hosts on partitions 0 and 2: with two members (range assignment over
+        // four partitions) each is owned by a different member.
+        produce_to(&brokers, &topics.0, &lines, |host| match host {
+            "login-b.example" => Some(2),
+            _ => Some(0),
+        });
+        let stats = [d.join("m0.json"), d.join("m1.json")];
+        let members: Vec<Child> = stats
+            .iter()
+            .map(|s| member(&centre, &brokers, &spec, s, "3"))
+            .collect();
+        for m in members {
+            wait_ok(m);
+        }
+        let read =
+            |p: &Path| -> Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+        let mut bursts_by_clients = 0;
+        for s in &stats {
+            let s = read(s);
+            assert!(
+                s["analytics"]["alerts_by_rule"]
+                    .get("APITAP-AUTH-001")
+                    .is_none(),
+                "{s}"
+            );
+            bursts_by_clients += s["clients"]["analytics"]["alerts_by_rule"]["APITAP-AUTH-001"]
+                .as_u64()
+                .unwrap_or(0);
+        }
+        assert!(bursts_by_clients >= 1);
+        let got: BTreeMap<String, Value> = alerts_by_id(&brokers, &topics.1, want.len())
+            .into_iter()
+            .map(|(id, payload)| (id, serde_json::from_str(&payload).unwrap()))
+            .collect();
+        assert_eq!(got.len(), want.len(), "alert ids differ");
+        let differ: Vec<String> = want
+            .iter()
+            .filter(|(id, a)| got.get(*id) != Some(a))
+            .map(|(id, a)| format!("{a}\n   got {}", got.get(id).unwrap_or(&Value::Null)))
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "alerts differ from those of one centre:\n{differ:#?}"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// The client of an authentication failure event (`None`: not one).
+    fn auth_failure_client(line: &str) -> Option<String> {
+        let rec = apitap_analytics::events::parse_event(line.as_bytes()).ok()?;
+        rec.auth_failure()?;
+        Some(rec.client.ip().to_string())
     }
 
     /// The group's committed offset and the end of each partition of `topic` (counted by
@@ -791,22 +967,31 @@ mod group {
         let s: Value = serde_json::from_slice(&std::fs::read(&stats[1]).unwrap()).unwrap();
         let m = &s["member"];
         assert_eq!(m["partitions"], 4, "{m}");
+        assert_eq!(s["clients"]["member"]["partitions"], 2, "{s}");
         assert!(m["replayed"].as_u64().unwrap() > 0, "{m}");
         assert_eq!(
-            m["alerts_already_published"].as_u64().unwrap(),
+            both_groups(&s, "alerts_already_published"),
             before as u64,
-            "{m}"
+            "{s}"
         );
         assert_eq!(
-            m["alerts_published"].as_u64().unwrap(),
+            both_groups(&s, "alerts_published"),
             (want.len() - before) as u64,
-            "{m}"
+            "{s}"
         );
         let input = &s["input"];
         assert_eq!(input["skipped_not_json"], 1, "{input}");
         assert_eq!(input["skipped_schema_version"], 1, "{input}");
         assert_eq!(input["skipped_future"], 1, "{input}");
-        for (committed, end) in committed_and_ends(&brokers, group, &topics.0) {
+        let clients_group = format!("{group}-clients");
+        for (committed, end) in committed_and_ends(&brokers, group, &topics.0)
+            .into_iter()
+            .chain(committed_and_ends(
+                &brokers,
+                &clients_group,
+                &auth_topic(&topics.0),
+            ))
+        {
             // An empty partition has nothing to commit.
             if end > 0 {
                 assert_eq!(committed, end, "offsets reach the end of every partition");
@@ -862,12 +1047,13 @@ mod group {
         let mut child = member(&centre, &brokers, &spec, &stats, "20");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let events_topic = topics.0.clone();
         let logs = std::thread::spawn(move || {
             use std::io::BufRead;
             let mut all = String::new();
             for line in std::io::BufReader::new(stderr).lines() {
                 let line = line.unwrap();
-                if line.contains("every partition at its end") {
+                if line.contains("every partition at its end") && line.contains(&events_topic) {
                     let _ = tx.send(());
                 }
                 all.push_str(&line);
@@ -899,9 +1085,9 @@ mod group {
         assert_eq!(m["rebuilds"], 1, "{m}");
         assert!(m["alerts_waiting_max"].as_u64().unwrap() > 0, "{m}");
         assert_eq!(
-            m["alerts_published"].as_u64().unwrap(),
+            both_groups(&s, "alerts_published"),
             want.len() as u64,
-            "{m}"
+            "{s}"
         );
         broker.stop();
         let _ = std::fs::remove_dir_all(&d);

@@ -122,6 +122,7 @@ fn event(i: u64, alert: bool) -> EncodedEvent {
         json: format!("{{\"n\":{i},\"alert\":{alert}}}").into_bytes(),
         endpoint_hash: i % 7,
         alert,
+        client_key: None,
         endpoint_at: None,
     }
 }

@@ -21,6 +21,10 @@ pub struct EncodedEvent {
     pub endpoint_hash: u64,
     /// An alert (goes to the alerts topic) rather than a transaction event.
     pub alert: bool,
+    /// Edge mode, an authentication failure: the Kafka sink also sends the event to the
+    /// auth failures topic keyed by this (the hash of the client address), so the
+    /// centre counts a client's failures across hosts in one place.
+    pub client_key: Option<u64>,
     /// Where the value of `apitap.endpoint` (JSON-escaped, without its quotes) lies in
     /// `json`; set on transaction events, so the analytics stage can name the endpoint as
     /// the inventory does.
@@ -62,6 +66,7 @@ mod tests {
             json,
             endpoint_hash: 0,
             alert: false,
+            client_key: None,
             endpoint_at: Some(Span::new(start, 8)),
         };
         assert_eq!(ev.endpoint(), Some(&b"GET /x/1"[..]));

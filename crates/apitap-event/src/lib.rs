@@ -144,6 +144,7 @@ impl Encoder {
             json,
             endpoint_hash,
             alert: false,
+            client_key: None,
             endpoint_at,
         }
     }
@@ -173,6 +174,7 @@ impl Encoder {
             json,
             endpoint_hash: apitap_core::endpoint::endpoint_hash(host, ""),
             alert: false,
+            client_key: None,
             endpoint_at: None,
         }
     }
@@ -205,6 +207,7 @@ impl Encoder {
             json,
             endpoint_hash: apitap_core::endpoint::endpoint_hash(&flow.server.ip.to_string(), ""),
             alert: false,
+            client_key: None,
             endpoint_at: None,
         }
     }

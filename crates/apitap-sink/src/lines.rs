@@ -193,6 +193,7 @@ mod tests {
             json: format!("{{\"n\":{n:06}}}").into_bytes(),
             endpoint_hash: 0,
             alert: false,
+            client_key: None,
             endpoint_at: None,
         }
     }

@@ -120,6 +120,11 @@ impl Stage {
             // Keyed by host: a host's transactions share a partition, so the member of
             // the centre that owns it holds all of that host's state.
             ev.endpoint_hash = endpoint_hash(record.host.as_deref().unwrap_or(""), "");
+            // An auth failure also goes to the auth failures topic keyed by client: the
+            // member that counts a client's failures sees them on every host.
+            ev.client_key = record
+                .auth_failure()
+                .map(|_| endpoint_hash(&record.client.ip().to_string(), ""));
             // Every ECS transaction event ends with its `apitap` object (edge mode needs
             // ECS): this cannot fail, and a centre would miss the findings if it did.
             let attached = attach_findings(ev, record.ts_ns, &found);

@@ -157,6 +157,7 @@ pub fn alert_event(alert: &Alert, after: SortKey, sensor: &str) -> EncodedEvent 
             alert.endpoint.as_deref().unwrap_or(""),
         ),
         alert: true,
+        client_key: None,
         endpoint_at: None,
     }
 }

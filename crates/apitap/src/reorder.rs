@@ -152,6 +152,7 @@ mod tests {
             json: format!("{packet}.{ordinal}").into_bytes(),
             endpoint_hash: 0,
             alert: false,
+            client_key: None,
             endpoint_at: None,
         }
     }

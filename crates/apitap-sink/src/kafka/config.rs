@@ -53,6 +53,9 @@ pub struct KafkaConfig {
     pub events_topic: String,
     /// Topic for alerts.
     pub alerts_topic: String,
+    /// Edge mode: topic that also gets every authentication failure event, keyed by
+    /// client (the centre's per-client auth bursts read it); empty: none.
+    pub auth_failures_topic: String,
     /// Kafka client id.
     pub client_id: String,
     /// `none`, `gzip`, `snappy` or `lz4` (`zstd` is not in this build).
@@ -92,6 +95,7 @@ impl Default for KafkaConfig {
             brokers: String::new(),
             events_topic: "apitap.events".into(),
             alerts_topic: "apitap.alerts".into(),
+            auth_failures_topic: "apitap.auth-failures".into(),
             client_id: "apitap".into(),
             compression: "lz4".into(),
             acks: "all".into(),

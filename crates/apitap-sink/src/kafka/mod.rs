@@ -31,6 +31,9 @@ apitap_core::counters! {
     pub struct KafkaStats {
         /// Events handed to the sink.
         pub produced: u64,
+        /// Copies of authentication failure events for the auth failures topic (edge
+        /// mode), counted in the other counters like events.
+        pub auth_failure_copies: u64,
         /// Events the broker acknowledged.
         pub delivered: u64,
         /// Deliveries that failed and were queued again.
@@ -55,10 +58,18 @@ apitap_core::counters! {
 }
 
 struct Queued {
-    alert: bool,
+    topic: Topic,
     key: String,
     payload: Vec<u8>,
     enqueued: Instant,
+}
+
+/// Which topic a queued message goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Topic {
+    Events,
+    Alerts,
+    AuthFailures,
 }
 
 #[derive(Default)]
@@ -175,8 +186,24 @@ impl KafkaSink {
             self.stats.too_large += 1;
             return;
         }
+        if let Some(client) = ev
+            .client_key
+            .filter(|_| !self.cfg.auth_failures_topic.is_empty())
+        {
+            self.stats.auth_failure_copies += 1;
+            self.enqueue(Box::new(Queued {
+                topic: Topic::AuthFailures,
+                key: format!("{client:016x}"),
+                payload: ev.json.clone(),
+                enqueued: Instant::now(),
+            }));
+        }
         let queued = Box::new(Queued {
-            alert: ev.alert,
+            topic: if ev.alert {
+                Topic::Alerts
+            } else {
+                Topic::Events
+            },
             key: format!("{:016x}", ev.endpoint_hash),
             payload: ev.json,
             enqueued: Instant::now(),
@@ -225,10 +252,10 @@ impl KafkaSink {
             let Some(q) = self.queue.pop_front() else {
                 break;
             };
-            let topic = if q.alert {
-                self.cfg.alerts_topic.as_str()
-            } else {
-                self.cfg.events_topic.as_str()
+            let topic = match q.topic {
+                Topic::Events => self.cfg.events_topic.as_str(),
+                Topic::Alerts => self.cfg.alerts_topic.as_str(),
+                Topic::AuthFailures => self.cfg.auth_failures_topic.as_str(),
             };
             let len = q.payload.len();
             // The record borrows key and payload from the box that travels with it as the

@@ -12,6 +12,9 @@
 //! progress for monitoring, not where a member resumes. That needs the whole history on
 //! the events topic (`retention.ms = -1`, or a retention longer than any state matters);
 //! a member that finds the head of a partition gone says so (`history_truncated`).
+//!
+//! State with another key is repartitioned: the per-client auth bursts read the auth
+//! failures topic (keyed by client), in a second group of the same process.
 
 use super::{admit, bounds, AnalyzeSummary};
 use crate::analysis::configured_engine;
@@ -19,7 +22,7 @@ use crate::bridge::alert_event;
 use crate::Config;
 use anyhow::{Context, Result};
 use apitap_analytics::events::{parse_event, EventInputStats, EventMerge};
-use apitap_analytics::{Alert, Analytics, TxRecord};
+use apitap_analytics::{Alert, Analytics, Rule, TxRecord};
 use apitap_core::{Level, Peak, SortKey};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -237,30 +240,127 @@ struct Member<'a> {
     alerts: Vec<Alert>,
 }
 
-/// Runs one member until it is stopped (SIGTERM, SIGINT) or, with `exit_when_idle`, until
-/// every partition it owns has been at its end that long; only then does it close its
-/// baseline windows (the end of the input).
+/// The rules that count per client across hosts: the members of the clients group run
+/// them on the auth failures topic (keyed by client), the others do not.
+const CLIENT_RULES: [Rule; 2] = [Rule::LoginFailureBurst, Rule::AuthFailureBurst];
+
+/// One of the two consumer groups a member process belongs to.
+struct Group {
+    /// The topic it reads.
+    topic: String,
+    /// Its group id.
+    id: String,
+    /// Its share of the rules: every rule but [`CLIENT_RULES`] (the events topic, keyed by
+    /// host), or only those (the auth failures topic, keyed by client).
+    clients: bool,
+}
+
+/// `cfg` with the rules of the other group disabled.
+fn group_config(cfg: &Config, group: &Group) -> Config {
+    let mut cfg = cfg.clone();
+    let theirs = Rule::ALL
+        .into_iter()
+        .filter(|r| CLIENT_RULES.contains(r) != group.clients);
+    cfg.analytics
+        .disabled_rules
+        .extend(theirs.map(|r| r.id().to_string()));
+    cfg
+}
+
+/// Runs one member process until it is stopped (SIGTERM, SIGINT) or, with
+/// `exit_when_idle`, until every partition it owns has been at its end that long; only
+/// then does it close its baseline windows (the end of the input). It is a member of two
+/// groups, each on its own thread: `analyze.group_id` on the events topic (keyed by
+/// host), and `<group_id>-clients` on the auth failures topic (keyed by client) for the
+/// per-client auth bursts, unless `kafka.auth_failures_topic` is empty (then the first
+/// runs every rule, and a client's failures count per host partition).
 pub(super) fn member(cfg: &Config, opts: &MemberOptions) -> Result<(AnalyzeSummary, Analytics)> {
     let mut kafka = cfg.kafka.clone().unwrap_or_default();
     kafka.brokers = opts.brokers.clone();
-    let mut group = kafka.consumer_config()?;
-    group
-        .set("group.id", &cfg.analyze.group_id)
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("cannot install the signal handlers")?;
+    }
+    let hosts = Group {
+        topic: kafka.events_topic.clone(),
+        id: cfg.analyze.group_id.clone(),
+        clients: false,
+    };
+    if kafka.auth_failures_topic.is_empty() {
+        return group_member(cfg, opts, &kafka, &hosts, &stop);
+    }
+    let clients = Group {
+        topic: kafka.auth_failures_topic.clone(),
+        id: format!("{}-clients", cfg.analyze.group_id),
+        clients: true,
+    };
+    let (hosts_cfg, clients_cfg) = (group_config(cfg, &hosts), group_config(cfg, &clients));
+    // Either failing stops the other: the process ends with the error.
+    let run = |cfg: &Config, group: &Group| {
+        let result = group_member(cfg, opts, &kafka, group, &stop);
+        if result.is_err() {
+            stop.store(true, Ordering::SeqCst);
+        }
+        result
+    };
+    std::thread::scope(|s| {
+        let clients = std::thread::Builder::new()
+            .name("apitap-analyze-clients".into())
+            .spawn_scoped(s, || run(&clients_cfg, &clients))
+            .context("cannot start the clients member")?;
+        let hosts = run(&hosts_cfg, &hosts);
+        let clients = clients
+            .join()
+            .map_err(|_| anyhow::anyhow!("the clients member panicked"))?;
+        let (mut summary, engine) = hosts?;
+        let (clients, _) = clients?;
+        summary.clients = Some(Box::new(clients));
+        Ok((summary, engine))
+    })
+}
+
+/// One member of `group` (see [`member`]).
+fn group_member(
+    cfg: &Config,
+    opts: &MemberOptions,
+    kafka: &apitap_sink::KafkaConfig,
+    group: &Group,
+    stop: &AtomicBool,
+) -> Result<(AnalyzeSummary, Analytics)> {
+    let mut consumer_config = kafka.consumer_config()?;
+    consumer_config
+        .set("group.id", &group.id)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")
         // Eager assignment: the rebalance callback assigns and unassigns whole sets.
         .set("partition.assignment.strategy", "range,roundrobin");
-    let consumer: BaseConsumer<GroupContext> = group
+    let consumer: BaseConsumer<GroupContext> = consumer_config
         .create_with_context(GroupContext {
             changed: AtomicBool::new(false),
             assign_failed: AtomicBool::new(false),
             commits_failed: std::sync::atomic::AtomicU64::new(0),
         })
         .context("cannot create the Kafka consumer")?;
+    // A batch run (`exit_when_idle`) has nothing to wait for on a topic that does not
+    // exist (no sensor has sent an auth failure yet); a daemon waits for it.
+    if group.clients
+        && opts.exit_when_idle.is_some()
+        && partitions_of(&consumer, &group.topic)?.is_empty()
+    {
+        tracing::info!(topic = %group.topic, "analyze: no such topic, nothing to read");
+        let summary = AnalyzeSummary {
+            input: EventInputStats::default(),
+            analytics: configured_engine(cfg)?.stats(),
+            member: Some(MemberStats::default()),
+            clients: None,
+        };
+        return Ok((summary, configured_engine(cfg)?));
+    }
     consumer
-        .subscribe(&[kafka.events_topic.as_str()])
-        .context("cannot subscribe to the events topic")?;
+        .subscribe(&[group.topic.as_str()])
+        .with_context(|| format!("cannot subscribe to {}", group.topic))?;
     let mut producer_config = kafka.client_config()?;
     // An alert is never given up while the member runs: during an outage it waits, and
     // the offsets behind it are not committed. Delivered means on every replica.
@@ -272,17 +372,12 @@ pub(super) fn member(cfg: &Config, opts: &MemberOptions) -> Result<(AnalyzeSumma
             refused: std::sync::Mutex::new(Vec::new()),
         })
         .context("cannot create the Kafka producer")?;
-    let reader_config = reader_config(cfg, &kafka)?;
+    let reader_config = reader_config(cfg, kafka)?;
     let headers = apitap_sink::message_headers(&cfg.output.sensor_name);
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("cannot install the signal handlers")?;
-    }
     let mut m = Member {
         cfg,
         opts,
-        topic: kafka.events_topic.clone(),
+        topic: group.topic.clone(),
         alerts_topic: kafka.alerts_topic.clone(),
         consumer,
         producer,
@@ -308,7 +403,7 @@ pub(super) fn member(cfg: &Config, opts: &MemberOptions) -> Result<(AnalyzeSumma
         ready: Vec::new(),
         alerts: Vec::new(),
     };
-    let ended = m.run(&stop)?;
+    let ended = m.run(stop)?;
     let read = m.stats.messages - m.rebuilt_at.1;
     let secs = m
         .last_processed
@@ -316,18 +411,20 @@ pub(super) fn member(cfg: &Config, opts: &MemberOptions) -> Result<(AnalyzeSumma
         .as_secs_f64();
     if secs > 0.0 {
         tracing::info!(
+            topic = %m.topic,
             "analyze: {read} messages read and analysed since the last rebuild, in {secs:.3} s to the last event through the engine ({:.0}/s)",
             read as f64 / secs
         );
     }
     if ended {
-        m.finish(&stop)?;
+        m.finish(stop)?;
     }
     m.close()?;
     let summary = AnalyzeSummary {
         input: m.input,
         analytics: m.engine.stats(),
         member: Some(m.stats),
+        clients: None,
     };
     Ok((summary, m.engine))
 }
@@ -388,7 +485,7 @@ impl Member<'_> {
             let all_at_end =
                 !self.partitions.is_empty() && self.partitions.values().all(|s| s.at_end.is_some());
             if all_at_end && !self.logged_at_end {
-                tracing::info!("analyze: every partition at its end");
+                tracing::info!(topic = %self.topic, "analyze: every partition at its end");
             }
             self.logged_at_end = all_at_end;
             self.process(stop)?;
@@ -648,7 +745,7 @@ impl Member<'_> {
         self.stats.rebuilds += 1;
         self.rebuilt_at = (Instant::now(), self.stats.messages);
         self.stats.partitions = Level(owned.len() as u64);
-        tracing::info!(partitions = ?owned, "analyze: building the state from the events topic");
+        tracing::info!(topic = %self.topic, partitions = ?owned, "analyze: building the state from the log");
         self.engine = configured_engine(self.cfg)?;
         let sources = owned
             .iter()
@@ -917,7 +1014,7 @@ fn reader_config(cfg: &Config, kafka: &apitap_sink::KafkaConfig) -> Result<Clien
 /// The partitions of `topic` (none when it does not exist). A broker may answer a
 /// topic's first metadata request before it knows the partitions: asked again for up to
 /// [`METADATA_WAIT`].
-fn partitions_of(reader: &BaseConsumer<ReaderContext>, topic: &str) -> Result<Vec<i32>> {
+fn partitions_of<C: ConsumerContext>(reader: &BaseConsumer<C>, topic: &str) -> Result<Vec<i32>> {
     let deadline = Instant::now() + METADATA_WAIT;
     loop {
         let metadata = reader

@@ -72,6 +72,10 @@ pub struct AnalyzeSummary {
     /// `--kafka`: the member's group, offsets and alert deliveries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub member: Option<MemberStats>,
+    /// `--kafka`: the same for the member of the clients group (the auth failures
+    /// topic, the per-client auth bursts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clients: Option<Box<AnalyzeSummary>>,
 }
 
 /// Runs `apitap analyze`.
@@ -242,6 +246,7 @@ fn run(
         input: stats,
         analytics: engine.stats(),
         member: None,
+        clients: None,
     })
 }
 
