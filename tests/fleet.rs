@@ -535,8 +535,8 @@ mod group {
         let copies = consume(
             &brokers,
             &auth_topic(&topics.0),
-            failures.len(),
-            Duration::from_secs(30),
+            usize::MAX,
+            Duration::from_secs(10),
         );
         for c in &copies {
             let client = auth_failure_client(&c.payload).expect("an auth failure");
@@ -643,7 +643,8 @@ mod group {
             let d = scratch(tag);
             let topics = topics(tag);
             create_topic(brokers, &topics.0, partitions);
-            create_topic(brokers, &auth_topic(&topics.0), 2);
+            // One partition: with two members, one of them is assigned none of it.
+            create_topic(brokers, &auth_topic(&topics.0), 1);
             let local = config(&d, "local");
             let centre = with_kafka(&local, brokers, &topics, "centre-kafka.toml");
             Setup {
@@ -743,10 +744,13 @@ mod group {
         let files = sensor_files(&d, &config(&d, "edge"), &spec, &pcap);
         let mut moved = 0;
         let mut lines = Vec::new();
-        for f in &files {
+        for (i, f) in files.iter().enumerate() {
             let mut stream = Vec::new();
             for line in std::fs::read_to_string(f).unwrap().lines() {
                 let mut v: Value = serde_json::from_str(line).unwrap();
+                // Named sensors: the alerts name them, alike at one centre and at two
+                // members.
+                v["observer"] = serde_json::json!({ "name": format!("edge-{i}") });
                 if v["source"]["ip"] == "127.0.0.105" {
                     moved += 1;
                     if moved % 2 == 0 {
@@ -775,6 +779,11 @@ mod group {
             .find(|a| a["rule"]["id"] == "APITAP-AUTH-001" && a["source"]["ip"] == "127.0.0.105")
             .expect("the reference sees the login burst");
         assert_eq!(burst["apitap"]["count"], 10, "{burst}");
+        assert_eq!(
+            burst["apitap"]["sensors"],
+            serde_json::json!(["edge-0", "edge-1"]),
+            "{burst}"
+        );
 
         // The two hosts on partitions 0 and 2: with two members (range assignment over
         // four partitions) each is owned by a different member.
@@ -820,6 +829,61 @@ mod group {
             differ.is_empty(),
             "alerts differ from those of one centre:\n{differ:#?}"
         );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A centre whose auth failures topic does not exist keeps the auth bursts in its one
+    /// group (counted per host partition), says so, and still gives the alerts of one
+    /// local sensor.
+    #[test]
+    fn without_the_auth_failures_topic_one_group_runs_every_rule() {
+        let (brokers, _broker) = cluster();
+        let Setup {
+            d,
+            spec,
+            pcap,
+            brokers,
+            topics,
+            local,
+            centre,
+        } = Setup::new("fleet-no-auth-topic", &brokers, 2);
+        let text = std::fs::read_to_string(&centre)
+            .unwrap()
+            .replace(".auth\"", ".missing\"");
+        std::fs::write(&centre, text).unwrap();
+        let files = sensor_files(&d, &config(&d, "edge"), &spec, &pcap);
+        let lines: Vec<String> = files
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        produce(&brokers, &topics.0, &lines);
+        let want = local_alerts(&local, &spec, &pcap);
+        let stats = d.join("member.json");
+        let out = member(&centre, &brokers, &spec, &stats, "2")
+            .wait_with_output()
+            .unwrap();
+        let logs = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{logs}");
+        assert!(
+            logs.contains("the auth failures topic does not exist"),
+            "{logs}"
+        );
+        let got = alerts_by_id(&brokers, &topics.1, want.len());
+        assert!(
+            got == want,
+            "alerts differ: {} of {}",
+            got.len(),
+            want.len()
+        );
+        let s: Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+        assert!(s.get("clients").is_none(), "{s}");
+        assert!(s["analytics"]["alerts_by_rule"]["APITAP-AUTH-001"].as_u64() >= Some(1));
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -967,7 +1031,7 @@ mod group {
         let s: Value = serde_json::from_slice(&std::fs::read(&stats[1]).unwrap()).unwrap();
         let m = &s["member"];
         assert_eq!(m["partitions"], 4, "{m}");
-        assert_eq!(s["clients"]["member"]["partitions"], 2, "{s}");
+        assert_eq!(s["clients"]["member"]["partitions"], 1, "{s}");
         assert!(m["replayed"].as_u64().unwrap() > 0, "{m}");
         assert_eq!(
             both_groups(&s, "alerts_already_published"),
@@ -1053,7 +1117,10 @@ mod group {
             let mut all = String::new();
             for line in std::io::BufReader::new(stderr).lines() {
                 let line = line.unwrap();
-                if line.contains("every partition at its end") && line.contains(&events_topic) {
+                // The events group's line (the clients group's names `<events>.auth`).
+                if line.contains("every partition at its end")
+                    && line.trim_end().ends_with(&format!("topic={events_topic}"))
+                {
                     let _ = tx.send(());
                 }
                 all.push_str(&line);

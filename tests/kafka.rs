@@ -145,6 +145,58 @@ fn alerts_go_to_their_own_topic() {
     assert!(events.iter().all(|r| r.payload.contains("\"alert\":false")));
 }
 
+/// An event with a client key (an edge sensor's auth failure) goes to the events topic
+/// and, keyed by the client, to the auth failures topic; with that topic unset, only to
+/// the events topic.
+#[test]
+fn auth_failures_are_copied_to_their_topic_keyed_by_client() {
+    let (brokers, _broker) = cluster();
+    let (events_topic, alerts_topic) = topics("auth-copies");
+    let auth_topic = format!("{events_topic}.auth");
+    let failure = |i: u64| EncodedEvent {
+        client_key: (i % 2 == 0).then_some(0xc0ffee + i),
+        ..event(i, false)
+    };
+    let mut cfg = kafka_cfg(&brokers, &events_topic, &alerts_topic);
+    cfg.auth_failures_topic = auth_topic.clone();
+    let mut sink = KafkaSink::new(&cfg, "s").unwrap();
+    for i in 0..10 {
+        sink.send(failure(i));
+    }
+    let stats = sink.close();
+    assert_eq!(
+        (stats.auth_failure_copies, stats.delivered),
+        (5, 15),
+        "{stats:?}"
+    );
+    let copies = consume(&brokers, &auth_topic, 5, Duration::from_secs(20));
+    let keys: BTreeSet<String> = copies.iter().map(|r| r.key.clone()).collect();
+    let want: BTreeSet<String> = (0..10)
+        .step_by(2)
+        .map(|i| format!("{:016x}", 0xc0ffee + i))
+        .collect();
+    assert_eq!(keys, want);
+    assert_eq!(
+        consume(&brokers, &events_topic, 10, Duration::from_secs(20)).len(),
+        10
+    );
+
+    cfg.auth_failures_topic.clear();
+    let (events_topic, alerts_topic) = topics("auth-copies-off");
+    cfg.events_topic = events_topic;
+    cfg.alerts_topic = alerts_topic;
+    let mut sink = KafkaSink::new(&cfg, "s").unwrap();
+    for i in 0..10 {
+        sink.send(failure(i));
+    }
+    let stats = sink.close();
+    assert_eq!(
+        (stats.auth_failure_copies, stats.delivered),
+        (0, 10),
+        "{stats:?}"
+    );
+}
+
 /// Sends `range` through the sink, polling as a busy sensor would.
 fn send_all(sink: &mut KafkaSink, range: std::ops::Range<u64>) {
     for i in range {
@@ -263,6 +315,10 @@ fn bad_kafka_config_is_a_clear_startup_error() {
         ),
         ("[kafka.options]\n\"acks\" = \"1\"\n", "clashes"),
         ("compression = \"brotli\"\n", "brotli"),
+        (
+            "events_topic = \"t\"\nauth_failures_topic = \"t\"\n",
+            "auth_failures_topic must differ",
+        ),
     ] {
         let text = format!("[kafka]\nbrokers = \"{brokers}\"\n{toml}");
         std::fs::write(&cfg, text).unwrap();

@@ -560,9 +560,11 @@ impl Analytics {
 }
 
 /// At the centre of a fleet: names on each alert the sensors that saw its endpoint, else
-/// the sensor of the transaction that fired it (`tx`).
+/// the sensor of the transaction that fired it (`tx`). An alert that already names them
+/// (a failure burst names the sensors of the failures it counted: they depend on the
+/// client alone, not on what else the engine saw) keeps them.
 fn name_sensors(inventory: &Inventory, alerts: &mut [Alert], tx: Option<&TxRecord>) {
-    for alert in alerts {
+    for alert in alerts.iter_mut().filter(|a| a.sensors.is_empty()) {
         let endpoint_sensors = alert
             .endpoint
             .as_deref()
@@ -611,12 +613,14 @@ mod tests {
         // The centre: the endpoint was seen by edge-b, then edge-a sends the leak.
         let mut centre = Analytics::new(AnalyticsConfig::default()).unwrap();
         let mut out = Vec::new();
-        centre.process_into(&tx(1, "/hooks/{x}", Some("edge-b")), &mut out);
+        centre.process_into(&tx(1, "/search", Some("edge-b")), &mut out);
         let mut out = Vec::new();
-        centre.process_into(&tx(2, leak, Some("edge-a")), &mut out);
+        let mut leaky = tx(2, "/search", Some("edge-a"));
+        leaky.query = Some("api_key=abc".into());
+        centre.process_into(&leaky, &mut out);
         assert!(!out.is_empty());
         for alert in &out {
-            assert!(!alert.sensors.is_empty(), "{:?}", alert.rule);
+            assert_eq!(alert.sensors, ["edge-a", "edge-b"], "{:?}", alert.rule);
             assert_eq!(
                 alert.to_json()["apitap"]["sensors"],
                 serde_json::json!(alert.sensors)
@@ -625,16 +629,47 @@ mod tests {
         // An alert whose endpoint the inventory does not hold names the sender.
         let mut alerts = vec![out[0].clone()];
         alerts[0].endpoint = Some("GET /elsewhere".into());
+        alerts[0].sensors.clear();
         name_sensors(
             &centre.inventory,
             &mut alerts,
             Some(&tx(3, "/", Some("edge-c"))),
         );
         assert_eq!(alerts[0].sensors, ["edge-c"]);
+        // What an alert already names (a burst's own sensors) stays.
+        name_sensors(&centre.inventory, &mut alerts, None);
+        assert_eq!(alerts[0].sensors, ["edge-c"]);
+        alerts[0].sensors.clear();
         name_sensors(&centre.inventory, &mut alerts, None);
         assert!(alerts[0].sensors.is_empty());
         alerts[0].endpoint = out[0].endpoint.clone();
         name_sensors(&centre.inventory, &mut alerts, None);
         assert_eq!(alerts[0].sensors, out[0].sensors);
+    }
+
+    #[test]
+    fn a_failure_burst_names_the_sensors_of_the_failures_it_counted() {
+        let cfg = AnalyticsConfig::default();
+        let mut centre = Analytics::new(cfg.clone()).unwrap();
+        let mut out = Vec::new();
+        // Another sensor saw the login endpoint succeed: not part of the burst.
+        let mut ok = tx(1, "/api/login", Some("edge-z"));
+        ok.method = "POST".into();
+        centre.process_into(&ok, &mut out);
+        for i in 0..cfg.auth.login_failures as i64 {
+            let mut fail = tx(
+                10 + i,
+                "/api/login",
+                Some(["edge-x", "edge-y"][i as usize % 2]),
+            );
+            fail.method = "POST".into();
+            fail.status = Some(401);
+            centre.process_into(&fail, &mut out);
+        }
+        let burst = out
+            .iter()
+            .find(|a| a.rule == Rule::LoginFailureBurst)
+            .expect("a login burst");
+        assert_eq!(burst.sensors, ["edge-x", "edge-y"]);
     }
 }

@@ -100,6 +100,8 @@ impl BolaDetector {
             end_ns: tx.ts_ns,
             by_status,
             evidence: st.evidence.iter().cloned().collect(),
+            // One endpoint: the engine names its sensors.
+            sensors: Vec::new(),
         })
     }
 }

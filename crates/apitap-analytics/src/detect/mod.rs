@@ -83,7 +83,8 @@ pub(crate) trait Detector {
 /// Failures of one actor in a sliding window (at most `threshold` kept).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FailWindow {
-    times: VecDeque<(i64, u16)>,
+    /// Time, status and sensor (at the centre of a fleet) of each failure counted.
+    times: VecDeque<(i64, u16, Option<String>)>,
     evidence: VecDeque<String>,
 }
 
@@ -94,6 +95,8 @@ pub(crate) struct Burst {
     pub end_ns: i64,
     pub by_status: BTreeMap<String, u64>,
     pub evidence: Vec<String>,
+    /// The sensors that saw the failures counted (at the centre of a fleet).
+    pub sensors: Vec<String>,
 }
 
 impl Burst {
@@ -104,6 +107,7 @@ impl Burst {
         a.count = self.count;
         a.counts = self.by_status;
         a.evidence = self.evidence;
+        a.sensors = self.sensors;
     }
 }
 
@@ -116,12 +120,12 @@ impl FailWindow {
         window_ns: i64,
         max_evidence: usize,
     ) -> Option<Burst> {
-        self.times.push_back((tx.ts_ns, status));
+        self.times.push_back((tx.ts_ns, status, tx.sensor.clone()));
         while self.times.len() > threshold {
             self.times.pop_front();
         }
         let horizon = tx.ts_ns.saturating_sub(window_ns);
-        while self.times.front().is_some_and(|(t, _)| *t < horizon) {
+        while self.times.front().is_some_and(|(t, _, _)| *t < horizon) {
             self.times.pop_front();
         }
         self.evidence.push_back(tx.event_id.clone());
@@ -132,15 +136,18 @@ impl FailWindow {
             return None;
         }
         let mut by_status = BTreeMap::new();
-        for (_, s) in &self.times {
+        let mut sensors = std::collections::BTreeSet::new();
+        for (_, s, sensor) in &self.times {
             *by_status.entry(s.to_string()).or_insert(0) += 1;
+            sensors.extend(sensor);
         }
         Some(Burst {
             count: self.times.len() as u64,
-            start_ns: self.times.front().map_or(tx.ts_ns, |(t, _)| *t),
+            start_ns: self.times.front().map_or(tx.ts_ns, |(t, _, _)| *t),
             end_ns: tx.ts_ns,
             by_status,
             evidence: self.evidence.iter().cloned().collect(),
+            sensors: sensors.into_iter().cloned().collect(),
         })
     }
 }

@@ -182,6 +182,12 @@ impl KafkaConfig {
         if self.events_topic.is_empty() || self.alerts_topic.is_empty() {
             return bad("events_topic and alerts_topic must not be empty".into());
         }
+        if [&self.events_topic, &self.alerts_topic].contains(&&self.auth_failures_topic) {
+            return bad(
+                "auth_failures_topic must differ from events_topic and alerts_topic (its copies would be counted twice)"
+                    .into(),
+            );
+        }
         match self.compression.as_str() {
             "none" | "gzip" | "snappy" | "lz4" => {}
             "zstd" => {

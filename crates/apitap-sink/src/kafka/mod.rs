@@ -31,9 +31,12 @@ apitap_core::counters! {
     pub struct KafkaStats {
         /// Events handed to the sink.
         pub produced: u64,
-        /// Copies of authentication failure events for the auth failures topic (edge
-        /// mode), counted in the other counters like events.
+        /// Copies of authentication failure events queued for the auth failures topic
+        /// (edge mode); once queued they count in the other counters like events.
         pub auth_failure_copies: u64,
+        /// Copies not sent: no room in the queue (a copy never pushes an event out), or
+        /// the topic is missing or not allowed (logged once).
+        pub auth_failure_copies_dropped: u64,
         /// Events the broker acknowledged.
         pub delivered: u64,
         /// Deliveries that failed and were queued again.
@@ -75,6 +78,8 @@ enum Topic {
 #[derive(Default)]
 struct Reports {
     delivered: Vec<(Instant, usize)>,
+    /// Copies the broker refused for good (their sizes): dropped, not queued again.
+    copies_refused: Vec<usize>,
     // The boxes are librdkafka delivery opaques; they are queued again as they are.
     #[allow(clippy::vec_box)]
     failed: Vec<Box<Queued>>,
@@ -104,10 +109,25 @@ impl ProducerContext for Context {
         if let Ok(mut r) = self.reports.lock() {
             match result {
                 Ok(_) => r.delivered.push((queued.enqueued, queued.payload.len())),
+                Err((e, _)) if queued.topic == Topic::AuthFailures && refused_for_good(e) => {
+                    r.copies_refused.push(queued.payload.len());
+                }
                 Err(_) => r.failed.push(queued),
             }
         }
     }
+}
+
+/// A delivery error that sending again cannot mend (the topic is missing or not allowed).
+fn refused_for_good(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+        )
+    )
 }
 
 /// The headers of every message apitap produces: `apitap-sensor` (who saw it) and
@@ -141,6 +161,8 @@ pub struct KafkaSink {
     paused: bool,
     /// Asks the brokers, off the sink's thread, whether they are back.
     prober: Prober,
+    /// The auth failures topic refused a copy (logged once).
+    warned_copies: bool,
 }
 
 impl KafkaSink {
@@ -176,6 +198,7 @@ impl KafkaSink {
             last_poll: Instant::now(),
             paused: false,
             prober: Prober::start(cfg)?,
+            warned_copies: false,
         })
     }
 
@@ -186,18 +209,15 @@ impl KafkaSink {
             self.stats.too_large += 1;
             return;
         }
-        if let Some(client) = ev
+        let copy = ev
             .client_key
             .filter(|_| !self.cfg.auth_failures_topic.is_empty())
-        {
-            self.stats.auth_failure_copies += 1;
-            self.enqueue(Box::new(Queued {
+            .map(|client| Queued {
                 topic: Topic::AuthFailures,
                 key: format!("{client:016x}"),
                 payload: ev.json.clone(),
                 enqueued: Instant::now(),
-            }));
-        }
+            });
         let queued = Box::new(Queued {
             topic: if ev.alert {
                 Topic::Alerts
@@ -208,7 +228,23 @@ impl KafkaSink {
             payload: ev.json,
             enqueued: Instant::now(),
         });
-        self.enqueue(queued);
+        let kept = self.enqueue(queued);
+        if let Some(copy) = copy {
+            // The copy follows its event, and only where there is room: it never pushes
+            // an event out.
+            let len = copy.payload.len();
+            if kept
+                && self.queue.len() + self.in_flight < self.cfg.queue_max_messages
+                && self.queue_bytes + self.in_flight_bytes + len <= self.cfg.queue_max_bytes
+            {
+                self.stats.auth_failure_copies += 1;
+                self.queue_bytes += len;
+                self.queue.push_back(Box::new(copy));
+                self.update_depth();
+            } else {
+                self.stats.auth_failure_copies_dropped += 1;
+            }
+        }
         self.pump();
         if self.last_poll.elapsed() >= Duration::from_millis(50) {
             self.poll(Duration::ZERO);
@@ -216,8 +252,9 @@ impl KafkaSink {
     }
 
     /// The bounds count everything not yet delivered: the sink's queue and the messages
-    /// inside librdkafka. Only the sink's queue can give up its oldest event.
-    fn enqueue(&mut self, q: Box<Queued>) {
+    /// inside librdkafka. Only the sink's queue can give up its oldest event. False when
+    /// `q` itself was dropped.
+    fn enqueue(&mut self, q: Box<Queued>) -> bool {
         let len = q.payload.len();
         while self.queue.len() + self.in_flight >= self.cfg.queue_max_messages
             || self.queue_bytes + self.in_flight_bytes + len > self.cfg.queue_max_bytes
@@ -226,15 +263,30 @@ impl KafkaSink {
                 DropPolicy::OldestFirst => self.queue.pop_front(),
                 DropPolicy::NewestFirst => None,
             };
-            self.stats.dropped += 1;
             match oldest {
-                Some(old) => self.queue_bytes -= old.payload.len(),
-                None => return,
+                Some(old) => {
+                    self.queue_bytes -= old.payload.len();
+                    self.count_drop(&old);
+                }
+                None => {
+                    self.stats.dropped += 1;
+                    return false;
+                }
             }
         }
         self.queue_bytes += len;
         self.queue.push_back(q);
         self.update_depth();
+        true
+    }
+
+    /// Counts a queued message given up for room: an event, or a copy.
+    fn count_drop(&mut self, q: &Queued) {
+        if q.topic == Topic::AuthFailures {
+            self.stats.auth_failure_copies_dropped += 1;
+        } else {
+            self.stats.dropped += 1;
+        }
     }
 
     fn update_depth(&mut self) {
@@ -275,6 +327,19 @@ impl KafkaSink {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {
                     self.queue.push_front(record.delivery_opaque);
                     break;
+                }
+                Err((e, record)) if record.delivery_opaque.topic == Topic::AuthFailures => {
+                    // A copy the broker cannot take now is dropped, never left to hold
+                    // up the events behind it.
+                    self.queue_bytes -= len;
+                    self.stats.auth_failure_copies_dropped += 1;
+                    if !self.warned_copies {
+                        self.warned_copies = true;
+                        tracing::warn!(
+                            topic = %self.cfg.auth_failures_topic,
+                            "cannot send auth failure copies ({e}): dropping them (counted in kafka.auth_failure_copies_dropped); create the topic, or set kafka.auth_failures_topic = \"\""
+                        );
+                    }
                 }
                 Err((_, record)) => {
                     // Not retriable as is (e.g. unknown topic when auto-create is off):
@@ -337,6 +402,18 @@ impl KafkaSink {
                 self.stats.delivery_latency_us_sum.saturating_add(us);
             self.stats.delivery_latency_us_max.raise(us);
         }
+        for len in reports.copies_refused {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            self.in_flight_bytes = self.in_flight_bytes.saturating_sub(len);
+            self.stats.auth_failure_copies_dropped += 1;
+            if !self.warned_copies {
+                self.warned_copies = true;
+                tracing::warn!(
+                    topic = %self.cfg.auth_failures_topic,
+                    "the broker refuses auth failure copies (no such topic, or not allowed): dropping them (counted in kafka.auth_failure_copies_dropped)"
+                );
+            }
+        }
         for failed in reports.failed.into_iter().rev() {
             self.in_flight = self.in_flight.saturating_sub(1);
             self.in_flight_bytes = self.in_flight_bytes.saturating_sub(failed.payload.len());
@@ -353,7 +430,7 @@ impl KafkaSink {
             };
             if let Some(d) = dropped {
                 self.queue_bytes -= d.payload.len();
-                self.stats.dropped += 1;
+                self.count_drop(&d);
             }
         }
         self.pump();

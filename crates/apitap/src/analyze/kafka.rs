@@ -88,6 +88,9 @@ pub(super) struct MemberOptions {
 /// (the state is rebuilt from them), and the member is told that they changed.
 struct GroupContext {
     changed: AtomicBool,
+    /// The last assignment gave this member no partition (more members than partitions):
+    /// settled, with nothing to read.
+    assigned_none: AtomicBool,
     /// The group gave partitions that could not be taken: the member stops.
     assign_failed: AtomicBool,
     /// Offset commits the broker refused (asynchronous commits report here).
@@ -125,11 +128,14 @@ impl ConsumerContext for GroupContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let result = match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => tpl
-                .set_all_offsets(Offset::Beginning)
-                .and_then(|()| consumer.assign(tpl)),
-            _ => consumer.unassign(),
+        let assigning = err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+        self.assigned_none
+            .store(assigning && tpl.count() == 0, Ordering::SeqCst);
+        let result = if assigning {
+            tpl.set_all_offsets(Offset::Beginning)
+                .and_then(|()| consumer.assign(tpl))
+        } else {
+            consumer.unassign()
         };
         if let Err(e) = result {
             tracing::error!("rebalance: {e}");
@@ -290,14 +296,28 @@ pub(super) fn member(cfg: &Config, opts: &MemberOptions) -> Result<(AnalyzeSumma
     if kafka.auth_failures_topic.is_empty() {
         return group_member(cfg, opts, &kafka, &hosts, &stop);
     }
+    // Without its topic the clients group would leave the auth bursts to nobody: then
+    // the events group keeps them (per host partition), and says so.
+    let probe: BaseConsumer<ReaderContext> = reader_config(cfg, &kafka)?
+        .create_with_context(ReaderContext)
+        .context("cannot create the Kafka reader")?;
+    if partitions_of(&probe, &kafka.auth_failures_topic)?.is_empty() {
+        tracing::warn!(
+            topic = %kafka.auth_failures_topic,
+            "analyze: the auth failures topic does not exist: auth bursts count per host partition (create the topic before the members start)"
+        );
+        return group_member(cfg, opts, &kafka, &hosts, &stop);
+    }
+    drop(probe);
     let clients = Group {
         topic: kafka.auth_failures_topic.clone(),
         id: format!("{}-clients", cfg.analyze.group_id),
         clients: true,
     };
     let (hosts_cfg, clients_cfg) = (group_config(cfg, &hosts), group_config(cfg, &clients));
-    // Either failing stops the other: the process ends with the error.
+    // Either failing (or panicking) stops the other: the process ends with the error.
     let run = |cfg: &Config, group: &Group| {
+        let _stop_on_panic = StopOnPanic(&stop);
         let result = group_member(cfg, opts, &kafka, group, &stop);
         if result.is_err() {
             stop.store(true, Ordering::SeqCst);
@@ -320,6 +340,17 @@ pub(super) fn member(cfg: &Config, opts: &MemberOptions) -> Result<(AnalyzeSumma
     })
 }
 
+/// Sets the stop flag when the thread it lives on panics.
+struct StopOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 /// One member of `group` (see [`member`]).
 fn group_member(
     cfg: &Config,
@@ -339,25 +370,11 @@ fn group_member(
     let consumer: BaseConsumer<GroupContext> = consumer_config
         .create_with_context(GroupContext {
             changed: AtomicBool::new(false),
+            assigned_none: AtomicBool::new(false),
             assign_failed: AtomicBool::new(false),
             commits_failed: std::sync::atomic::AtomicU64::new(0),
         })
         .context("cannot create the Kafka consumer")?;
-    // A batch run (`exit_when_idle`) has nothing to wait for on a topic that does not
-    // exist (no sensor has sent an auth failure yet); a daemon waits for it.
-    if group.clients
-        && opts.exit_when_idle.is_some()
-        && partitions_of(&consumer, &group.topic)?.is_empty()
-    {
-        tracing::info!(topic = %group.topic, "analyze: no such topic, nothing to read");
-        let summary = AnalyzeSummary {
-            input: EventInputStats::default(),
-            analytics: configured_engine(cfg)?.stats(),
-            member: Some(MemberStats::default()),
-            clients: None,
-        };
-        return Ok((summary, configured_engine(cfg)?));
-    }
     consumer
         .subscribe(&[group.topic.as_str()])
         .with_context(|| format!("cannot subscribe to {}", group.topic))?;
@@ -732,9 +749,10 @@ impl Member<'_> {
                     .collect()
             })
             .unwrap_or_default();
-        // `--exit-when-idle` waits for partitions: between a revoke and the next
-        // assignment the member owns none and is not idle.
-        self.joined = !owned.is_empty();
+        // `--exit-when-idle` waits for an assignment: between a revoke and the next one
+        // the member owns nothing and is not idle; an assignment of nothing is settled.
+        self.joined =
+            !owned.is_empty() || self.consumer.context().assigned_none.load(Ordering::SeqCst);
         let committed = if owned.is_empty() {
             Some(HashMap::new())
         } else {
@@ -829,13 +847,15 @@ impl Member<'_> {
             },
         )?;
         let (known, stats) = (&mut self.known, &mut self.stats);
+        // Only the ids of this group's rules: the other group's never match here.
+        let disabled = &self.cfg.analytics.disabled_rules;
         read_topic(
             &self.reader_config,
             &self.alerts_topic,
             None,
             stop,
             |_, payload| {
-                if let Some(id) = payload.and_then(alert_id) {
+                if let Some(id) = payload.and_then(|p| alert_id(p, disabled)) {
                     if known.insert(id) {
                         stats.known_alerts_overflow += 1;
                     }
@@ -1044,7 +1064,11 @@ const METADATA_WAIT: Duration = Duration::from_secs(5);
 const READ_STALL: Duration = Duration::from_secs(30);
 
 /// The id of an alert line (`event.id`).
-fn alert_id(payload: &[u8]) -> Option<String> {
+fn alert_id(payload: &[u8], disabled: &[String]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let rule = v.pointer("/rule/id")?.as_str()?;
+    if disabled.iter().any(|d| d == rule) {
+        return None;
+    }
     Some(v.pointer("/event/id")?.as_str()?.to_string())
 }
