@@ -87,17 +87,23 @@ pub fn parse_event(line: &[u8]) -> Result<TxRecord, Skip> {
     event_record(&v)
 }
 
+/// The value at `path` (`/a/b`) in `v`: [`Value::pointer`] without its escapes (no
+/// path here has `~`), which allocates for every segment.
+fn at<'v>(v: &'v Value, path: &str) -> Option<&'v Value> {
+    path.split('/').skip(1).try_fold(v, |v, key| v.get(key))
+}
+
 /// The record of one ECS transaction event.
 pub fn event_record(v: &Value) -> Result<TxRecord, Skip> {
-    let text = |p: &str| v.pointer(p).and_then(Value::as_str);
-    let num = |p: &str| v.pointer(p).and_then(Value::as_u64);
+    let text = |p: &str| at(v, p).and_then(Value::as_str);
+    let num = |p: &str| at(v, p).and_then(Value::as_u64);
     if text("/apitap/schema_version") != Some(apitap_core::output::SCHEMA_VERSION) {
         return Err(Skip::SchemaVersion);
     }
     if text("/event/kind") != Some("event") || v.get("http").is_none() {
         return Err(Skip::NotTransaction);
     }
-    let ts_ns = match v.pointer("/apitap/ts_ns") {
+    let ts_ns = match at(v, "/apitap/ts_ns") {
         Some(n) => n.as_i64().ok_or(Skip::Invalid("apitap.ts_ns"))?,
         None => text("/@timestamp")
             .and_then(rfc3339_ns)
@@ -112,14 +118,14 @@ pub fn event_record(v: &Value) -> Result<TxRecord, Skip> {
             .ok_or(Skip::Invalid(side))?;
         Ok(SocketAddr::new(ip, port))
     };
-    let findings = match v.pointer("/apitap/findings") {
+    let findings = match at(v, "/apitap/findings") {
         None => None,
         Some(f) => Some(Box::new(
             EdgeFindings::from_json(f).ok_or(Skip::Invalid("apitap.findings"))?,
         )),
     };
-    let request = v.pointer("/http/request");
-    let response = v.pointer("/http/response");
+    let request = at(v, "/http/request");
+    let response = at(v, "/http/response");
     let headers = |m: Option<&Value>| -> Headers {
         m.and_then(|m| m.get("headers"))
             .and_then(Value::as_object)
@@ -140,12 +146,12 @@ pub fn event_record(v: &Value) -> Result<TxRecord, Skip> {
     // With findings, nothing reads the bodies: they are not kept.
     let body = |m: Option<&Value>| {
         m.filter(|_| findings.is_none())
-            .and_then(|m| m.pointer("/body/content"))
+            .and_then(|m| at(m, "/body/content"))
             .and_then(Value::as_str)
             .map(|s| s.as_bytes().to_vec())
     };
     let cut = |dir: &str| {
-        v.pointer(&format!("/apitap/body/{dir}/truncated"))
+        at(v, &format!("/apitap/body/{dir}/truncated"))
             .and_then(Value::as_bool)
             .unwrap_or(false)
     };
@@ -185,11 +191,11 @@ pub fn event_record(v: &Value) -> Result<TxRecord, Skip> {
         request_body_cut: cut("request"),
         response_body_cut: cut("response"),
         request_body_bytes: request
-            .and_then(|r| r.pointer("/body/bytes"))
+            .and_then(|r| at(r, "/body/bytes"))
             .and_then(Value::as_u64)
             .unwrap_or(0),
         response_body_bytes: response
-            .and_then(|r| r.pointer("/body/bytes"))
+            .and_then(|r| at(r, "/body/bytes"))
             .and_then(Value::as_u64)
             .unwrap_or(0),
         duration_ns: num("/event/duration"),
