@@ -71,7 +71,8 @@ for run in "1 1" "4 1" "4 2"; do
   "$tansu" topic create "$topic" --partitions "$partitions" --broker "$url" >/dev/null
   "$produce" 127.0.0.1:$port "$topic" < "$work/keyed.tsv"
   cfg=$work/$topic.toml
-  printf '[kafka]\nbrokers = "127.0.0.1:%s"\nevents_topic = "%s"\nalerts_topic = "%s.alerts"\n[analyze]\ngroup_id = "%s"\nidle_partition_ms = 500\n' \
+  # The events group alone (no auth failure copies are produced here).
+  printf '[kafka]\nbrokers = "127.0.0.1:%s"\nevents_topic = "%s"\nalerts_topic = "%s.alerts"\nauth_failures_topic = ""\n[analyze]\ngroup_id = "%s"\nidle_partition_ms = 500\n' \
     "$port" "$topic" "$topic" "$topic" > "$cfg"
   pids=()
   for m in $(seq "$members"); do member "$cfg" "$work/$topic-$m.log"; done

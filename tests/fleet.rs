@@ -832,9 +832,9 @@ mod group {
         let _ = std::fs::remove_dir_all(&d);
     }
 
-    /// A centre whose auth failures topic does not exist keeps the auth bursts in its one
-    /// group (counted per host partition), says so, and still gives the alerts of one
-    /// local sensor.
+    /// A member whose auth failures topic does not exist refuses to start (exit 2, saying
+    /// what to do); with `kafka.auth_failures_topic = ""` it runs one group with every
+    /// rule and gives the alerts of one local sensor.
     #[test]
     fn without_the_auth_failures_topic_one_group_runs_every_rule() {
         let (brokers, _broker) = cluster();
@@ -847,10 +847,17 @@ mod group {
             local,
             centre,
         } = Setup::new("fleet-no-auth-topic", &brokers, 2);
-        let text = std::fs::read_to_string(&centre)
-            .unwrap()
-            .replace(".auth\"", ".missing\"");
-        std::fs::write(&centre, text).unwrap();
+        let text = std::fs::read_to_string(&centre).unwrap();
+        let auth = format!("auth_failures_topic = \"{}\"", auth_topic(&topics.0));
+        assert!(text.contains(&auth));
+        std::fs::write(&centre, text.replace(".auth\"", ".missing\"")).unwrap();
+        let out = member(&centre, &brokers, &spec, &d.join("refused.json"), "2")
+            .wait_with_output()
+            .unwrap();
+        let logs = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{logs}");
+        assert!(logs.contains("auth_failures_topic = \"\""), "{logs}");
+        std::fs::write(&centre, text.replace(&auth, "auth_failures_topic = \"\"")).unwrap();
         let files = sensor_files(&d, &config(&d, "edge"), &spec, &pcap);
         let lines: Vec<String> = files
             .iter()
@@ -870,10 +877,6 @@ mod group {
             .unwrap();
         let logs = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{logs}");
-        assert!(
-            logs.contains("the auth failures topic does not exist"),
-            "{logs}"
-        );
         let got = alerts_by_id(&brokers, &topics.1, want.len());
         assert!(
             got == want,

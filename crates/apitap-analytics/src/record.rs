@@ -369,8 +369,8 @@ pub fn bounded_host(host: String) -> String {
 }
 
 /// Longest sensor name a record keeps (`observer.name` is the sensor's to choose, and it
-/// goes into the inventory and into alerts).
-pub const MAX_SENSOR_BYTES: usize = 255;
+/// goes into the inventory, into alerts, and into every failure an auth window holds).
+pub const MAX_SENSOR_BYTES: usize = 64;
 
 /// `s` cut to `max` bytes at a character boundary.
 pub fn cut_to(mut s: String, max: usize) -> String {

@@ -296,17 +296,17 @@ pub(super) fn member(cfg: &Config, opts: &MemberOptions) -> Result<(AnalyzeSumma
     if kafka.auth_failures_topic.is_empty() {
         return group_member(cfg, opts, &kafka, &hosts, &stop);
     }
-    // Without its topic the clients group would leave the auth bursts to nobody: then
-    // the events group keeps them (per host partition), and says so.
+    // Without its topic the clients group would leave the auth bursts to nobody, and a
+    // member that took them back into the events group would count them unlike the
+    // others: refuse to start instead.
     let probe: BaseConsumer<ReaderContext> = reader_config(cfg, &kafka)?
         .create_with_context(ReaderContext)
         .context("cannot create the Kafka reader")?;
     if partitions_of(&probe, &kafka.auth_failures_topic)?.is_empty() {
-        tracing::warn!(
-            topic = %kafka.auth_failures_topic,
-            "analyze: the auth failures topic does not exist: auth bursts count per host partition (create the topic before the members start)"
+        anyhow::bail!(
+            "the auth failures topic {} has no partition this member can read (missing, or not authorised): create it as the events topic, or set kafka.auth_failures_topic = \"\" on the sensors and the members to count auth bursts per host partition",
+            kafka.auth_failures_topic
         );
-        return group_member(cfg, opts, &kafka, &hosts, &stop);
     }
     drop(probe);
     let clients = Group {
