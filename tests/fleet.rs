@@ -681,6 +681,20 @@ mod group {
             .collect()
     }
 
+    /// Every line of `files`, file after file.
+    fn all_lines(files: &[PathBuf]) -> Vec<String> {
+        files
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Produces `lines` to `topic` keyed by host, and the authentication failures among
     /// them also to its auth failures topic keyed by client, as an edge sensor does.
     fn produce(brokers: &str, topic: &str, lines: &[String]) {
@@ -859,16 +873,7 @@ mod group {
         assert!(logs.contains("auth_failures_topic = \"\""), "{logs}");
         std::fs::write(&centre, text.replace(&auth, "auth_failures_topic = \"\"")).unwrap();
         let files = sensor_files(&d, &config(&d, "edge"), &spec, &pcap);
-        let lines: Vec<String> = files
-            .iter()
-            .flat_map(|f| {
-                std::fs::read_to_string(f)
-                    .unwrap()
-                    .lines()
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let lines = all_lines(&files);
         produce(&brokers, &topics.0, &lines);
         let want = local_alerts(&local, &spec, &pcap);
         let stats = d.join("member.json");
@@ -1097,16 +1102,7 @@ mod group {
             .replace("\"6000\"", "\"20000\"");
         std::fs::write(&centre, text).unwrap();
         let files = sensor_files(&d, &config(&d, "edge"), &spec, &pcap);
-        let lines: Vec<String> = files
-            .iter()
-            .flat_map(|f| {
-                std::fs::read_to_string(f)
-                    .unwrap()
-                    .lines()
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let lines = all_lines(&files);
         produce(&brokers, &topics.0, &lines);
         let want = local_alerts(&local, &spec, &pcap);
 

@@ -157,13 +157,16 @@ fn auth_failures_are_copied_to_their_topic_keyed_by_client() {
         client_key: (i % 2 == 0).then_some(0xc0ffee + i),
         ..event(i, false)
     };
+    let send_ten = |cfg: &KafkaConfig| {
+        let mut sink = KafkaSink::new(cfg, "s").unwrap();
+        for i in 0..10 {
+            sink.send(failure(i));
+        }
+        sink.close()
+    };
     let mut cfg = kafka_cfg(&brokers, &events_topic, &alerts_topic);
     cfg.auth_failures_topic = auth_topic.clone();
-    let mut sink = KafkaSink::new(&cfg, "s").unwrap();
-    for i in 0..10 {
-        sink.send(failure(i));
-    }
-    let stats = sink.close();
+    let stats = send_ten(&cfg);
     assert_eq!(
         (stats.auth_failure_copies, stats.delivered),
         (5, 15),
@@ -185,11 +188,7 @@ fn auth_failures_are_copied_to_their_topic_keyed_by_client() {
     let (events_topic, alerts_topic) = topics("auth-copies-off");
     cfg.events_topic = events_topic;
     cfg.alerts_topic = alerts_topic;
-    let mut sink = KafkaSink::new(&cfg, "s").unwrap();
-    for i in 0..10 {
-        sink.send(failure(i));
-    }
-    let stats = sink.close();
+    let stats = send_ten(&cfg);
     assert_eq!(
         (stats.auth_failure_copies, stats.delivered),
         (0, 10),
