@@ -280,6 +280,19 @@ impl KafkaSink {
         true
     }
 
+    /// Counts an auth failure copy the broker refused (when sent, or on delivery); the
+    /// first one is logged.
+    fn copy_refused(&mut self, why: &dyn std::fmt::Display) {
+        self.stats.auth_failure_copies_dropped += 1;
+        if !self.warned_copies {
+            self.warned_copies = true;
+            tracing::warn!(
+                topic = %self.cfg.auth_failures_topic,
+                "the broker refuses auth failure copies ({why}): dropping them (counted in kafka.auth_failure_copies_dropped); create the topic, or set kafka.auth_failures_topic = \"\""
+            );
+        }
+    }
+
     /// Counts a queued message given up for room: an event, or a copy.
     fn count_drop(&mut self, q: &Queued) {
         if q.topic == Topic::AuthFailures {
@@ -332,14 +345,7 @@ impl KafkaSink {
                     // A copy the broker cannot take now is dropped, never left to hold
                     // up the events behind it.
                     self.queue_bytes -= len;
-                    self.stats.auth_failure_copies_dropped += 1;
-                    if !self.warned_copies {
-                        self.warned_copies = true;
-                        tracing::warn!(
-                            topic = %self.cfg.auth_failures_topic,
-                            "cannot send auth failure copies ({e}): dropping them (counted in kafka.auth_failure_copies_dropped); create the topic, or set kafka.auth_failures_topic = \"\""
-                        );
-                    }
+                    self.copy_refused(&e);
                 }
                 Err((_, record)) => {
                     // Not retriable as is (e.g. unknown topic when auto-create is off):
@@ -405,14 +411,7 @@ impl KafkaSink {
         for len in reports.copies_refused {
             self.in_flight = self.in_flight.saturating_sub(1);
             self.in_flight_bytes = self.in_flight_bytes.saturating_sub(len);
-            self.stats.auth_failure_copies_dropped += 1;
-            if !self.warned_copies {
-                self.warned_copies = true;
-                tracing::warn!(
-                    topic = %self.cfg.auth_failures_topic,
-                    "the broker refuses auth failure copies (no such topic, or not allowed): dropping them (counted in kafka.auth_failure_copies_dropped)"
-                );
-            }
+            self.copy_refused(&"no such topic, or not allowed");
         }
         for failed in reports.failed.into_iter().rev() {
             self.in_flight = self.in_flight.saturating_sub(1);
